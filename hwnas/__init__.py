@@ -1,0 +1,22 @@
+"""hwnas: hardware-aware neural architecture search in JAX.
+
+Data flows one way: search space -> architecture -> supernet / evaluation
+-> search controller -> export. The light, always-importable core:
+
+>>> import hwnas
+>>> space = hwnas.space.load("tiny")
+"""
+
+__version__ = "0.1.0"
+
+from hwnas import arch, counting, errors, netspec, references, space
+from hwnas.arch import ArchChoice, BlockChoice
+from hwnas.errors import HwnasError
+from hwnas.netspec import Layer, NetSpec
+from hwnas.space import SearchSpace
+
+__all__ = [
+    "ArchChoice", "BlockChoice", "HwnasError", "Layer", "NetSpec",
+    "SearchSpace", "arch", "counting", "errors", "netspec", "references",
+    "space",
+]

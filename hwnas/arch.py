@@ -1,0 +1,436 @@
+"""Architecture choices: the genotype the search samples, mutates and crosses.
+
+An `ArchChoice` is a small frozen value: the resolution, one width and one
+depth per stage, and per stage one `BlockChoice` per block *slot* (the
+stage's maximum depth, as in Once-for-All's `ks`/`e` lists). Slots beyond a
+stage's depth are inactive; every function here returns *canonical* choices,
+in which inactive slots (and the fields of `skip` blocks) hold the stage's
+default, so two choices are equal exactly when they decode to the same
+network. Equal choices hash equally: they key caches and search history.
+
+All stochastic functions take an explicit `numpy.random.Generator` first,
+never modify their inputs, and always return valid members of the space.
+
+>>> import numpy as np
+>>> from hwnas import arch, space
+>>> s = space.load("tiny")
+>>> a = arch.sample(np.random.default_rng(0), s)
+>>> arch.from_json(arch.to_json(a)) == a
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from hwnas import errors
+from hwnas.netspec import Layer, NetSpec, make_divisible
+from hwnas.space import SearchSpace, Stage
+
+_SCHEMA = "hwnas/arch@1"
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockChoice:
+  type: str            # 'ibn' | 'fused_ibn' | 'skip'
+  kernel: int
+  expansion: float
+  se: bool
+  activation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchChoice:
+  """One architecture of a space (see the module docstring)."""
+
+  space: str                        # SearchSpace.name it belongs to
+  resolution: int
+  widths: tuple[int, ...]           # output channels, one per stage
+  depths: tuple[int, ...]           # active blocks, one per stage
+  blocks: tuple[tuple[BlockChoice, ...], ...]  # [stage][slot], max depth
+
+  def active_blocks(self):
+    """Yields (stage, index in stage, BlockChoice) of active, non-skip
+    blocks."""
+    for s, (d, bs) in enumerate(zip(self.depths, self.blocks)):
+      for j in range(d):
+        if bs[j].type != "skip":
+          yield s, j, bs[j]
+
+
+# ------------------------------------------------------------- utilities --
+
+def _default_block(stage: Stage) -> BlockChoice:
+  return BlockChoice(stage.types_for(0)[0], stage.kernels[0],
+                     stage.expansions[0], stage.se[0], stage.activations[0])
+
+
+def canonicalize(space: SearchSpace, arch: ArchChoice) -> ArchChoice:
+  """Resets inactive slots and the fields of skip blocks to defaults."""
+  stages = []
+  for st, d, bs in zip(space.stages, arch.depths, arch.blocks):
+    default = _default_block(st)
+    stages.append(tuple(
+        default if j >= d else
+        dataclasses.replace(default, type="skip") if b.type == "skip" else b
+        for j, b in enumerate(bs)))
+  return dataclasses.replace(arch, blocks=tuple(stages))
+
+
+def validate(space: SearchSpace, arch: ArchChoice) -> None:
+  """Raises SpaceError if `arch` is not a member of `space`."""
+  def bad(key, value, allowed):
+    raise errors.SpaceError(
+        f"architecture: {key} = {value!r} is not in space {space.id} "
+        f"({space.path or space.name}); allowed: {list(allowed)}")
+  if arch.space != space.name:
+    raise errors.SpaceError(
+        f"architecture belongs to space {arch.space!r}, not {space.name!r}; "
+        "use the space it was searched in")
+  if arch.resolution not in space.resolutions:
+    bad("resolution", arch.resolution, space.resolutions)
+  n = len(space.stages)
+  if len(arch.widths) != n or len(arch.depths) != n:
+    raise errors.SpaceError(
+        f"architecture: needs {n} widths and depths (one per stage), got "
+        f"{len(arch.widths)} and {len(arch.depths)}")
+  if len(arch.blocks) != n:
+    raise errors.SpaceError(
+        f"architecture: needs {n} block lists (one per stage), got "
+        f"{len(arch.blocks)}")
+  for i, st in enumerate(space.stages):
+    if len(arch.blocks[i]) != st.max_depth:
+      raise errors.SpaceError(
+          f"architecture: blocks[{i}] needs {st.max_depth} slots (the "
+          f"stage's maximum depth), got {len(arch.blocks[i])}")
+    if arch.widths[i] not in st.widths:
+      bad(f"widths[{i}]", arch.widths[i], st.widths)
+    if arch.depths[i] not in st.depths:
+      bad(f"depths[{i}]", arch.depths[i], st.depths)
+    for j in range(arch.depths[i]):
+      b, k = arch.blocks[i][j], f"blocks[{i}][{j}]"
+      if b.type not in st.types_for(j):
+        bad(f"{k}.type", b.type, st.types_for(j))
+      if b.type == "skip":
+        continue
+      for field, allowed in (("kernel", st.kernels),
+                             ("expansion", st.expansions), ("se", st.se),
+                             ("activation", st.activations)):
+        if getattr(b, field) not in allowed:
+          bad(f"{k}.{field}", getattr(b, field), allowed)
+
+
+# ---------------------------------------------------------------- decode --
+
+def decode(space: SearchSpace, arch: ArchChoice, *,
+           num_classes: int | None = None) -> NetSpec:
+  """Builds the NetSpec (concrete layers and shapes) of an architecture."""
+  validate(space, arch)
+  div = space.channel_divisor
+  layers = []
+  size, ch = arch.resolution, space.input_channels
+
+  def add(layer: Layer):
+    nonlocal size, ch
+    layers.append(layer)
+    size, ch = layer.output_size, layer.out_channels
+
+  st0 = space.stem
+  add(Layer("conv", size, ch, st0.channels, kernel=st0.kernel,
+            stride=st0.stride, activation=st0.activation))
+  for st, width, depth, bs in zip(space.stages, arch.widths, arch.depths,
+                                  arch.blocks):
+    for j in range(depth):
+      b = bs[j]
+      if b.type == "skip":
+        continue
+      stride = st.stride if j == 0 else 1
+      mid = make_divisible(ch * b.expansion, div)
+      se = make_divisible(mid * space.se_ratio, div) if b.se else 0
+      add(Layer(b.type, size, ch, width, mid_channels=mid, kernel=b.kernel,
+                stride=stride, se_channels=se, activation=b.activation,
+                residual=stride == 1 and ch == width))
+  head = space.head
+  if head.expand_channels:
+    add(Layer("conv", size, ch, head.expand_channels,
+              activation=head.activation))
+  add(Layer("pool", size, ch, ch))
+  if head.feature_channels:
+    add(Layer("fc", 1, ch, head.feature_channels, activation=head.activation))
+  add(Layer("fc", 1, ch, num_classes or space.num_classes))
+  return NetSpec(f"{space.name}:{to_string(arch)}", arch.resolution,
+                 space.input_channels, tuple(layers))
+
+
+# --------------------------------------------------- sampling & variation --
+
+def _pick(rng: np.random.Generator, options):
+  return options[int(rng.integers(len(options)))]
+
+
+def _sample_block(rng, st: Stage, j: int) -> BlockChoice:
+  return BlockChoice(_pick(rng, st.types_for(j)), _pick(rng, st.kernels),
+                     _pick(rng, st.expansions), _pick(rng, st.se),
+                     _pick(rng, st.activations))
+
+
+def sample(rng: np.random.Generator, space: SearchSpace) -> ArchChoice:
+  """Samples an architecture uniformly per gene."""
+  resolution = _pick(rng, space.resolutions)
+  widths = tuple(_pick(rng, st.widths) for st in space.stages)
+  depths = tuple(_pick(rng, st.depths) for st in space.stages)
+  blocks = tuple(tuple(_sample_block(rng, st, j) for j in range(st.max_depth))
+                 for st in space.stages)
+  return canonicalize(space, ArchChoice(space.name, resolution, widths,
+                                        depths, blocks))
+
+
+def mutate(rng: np.random.Generator, space: SearchSpace, arch: ArchChoice,
+           prob: float = 0.1) -> ArchChoice:
+  """Resamples each gene with probability `prob` (Once-for-All style).
+
+  Genes: the resolution, each stage's width and depth, and each field of
+  each active block. Slots activated by a grown depth are sampled afresh.
+  """
+  validate(space, arch)
+  flip = lambda: rng.random() < prob
+  resolution = _pick(rng, space.resolutions) if flip() else arch.resolution
+  widths = tuple(_pick(rng, st.widths) if flip() else w
+                 for st, w in zip(space.stages, arch.widths))
+  depths = tuple(_pick(rng, st.depths) if flip() else d
+                 for st, d in zip(space.stages, arch.depths))
+  stages = []
+  for s, st in enumerate(space.stages):
+    blocks = list(arch.blocks[s])
+    for j in range(depths[s]):
+      if j >= arch.depths[s]:             # newly active slot
+        blocks[j] = _sample_block(rng, st, j)
+        continue
+      b = blocks[j]
+      if flip():
+        new_type = _pick(rng, st.types_for(j))
+        if new_type != b.type:
+          # A skip block has no other genes; leaving skip samples them.
+          b = dataclasses.replace(
+              _sample_block(rng, st, j) if b.type == "skip" else b,
+              type=new_type)
+      if b.type != "skip":
+        b = BlockChoice(
+            b.type,
+            _pick(rng, st.kernels) if flip() else b.kernel,
+            _pick(rng, st.expansions) if flip() else b.expansion,
+            _pick(rng, st.se) if flip() else b.se,
+            _pick(rng, st.activations) if flip() else b.activation)
+      blocks[j] = b
+    stages.append(tuple(blocks))
+  return canonicalize(space, ArchChoice(space.name, resolution, widths,
+                                        depths, tuple(stages)))
+
+
+def crossover(rng: np.random.Generator, space: SearchSpace, a: ArchChoice,
+              b: ArchChoice) -> ArchChoice:
+  """Uniform crossover: every gene comes from `a` or `b` with p = 1/2."""
+  validate(space, a)
+  validate(space, b)
+  pick = lambda x, y: x if rng.random() < 0.5 else y
+  depths = tuple(pick(x, y) for x, y in zip(a.depths, b.depths))
+  stages = []
+  for s, d in enumerate(depths):
+    blocks = []
+    for j in range(len(a.blocks[s])):
+      # Take the gene only from parents in which the slot is active:
+      # an inactive slot holds a placeholder, not a gene.
+      active = [p.blocks[s][j] for p in (a, b) if j < p.depths[s]]
+      if j >= d or not active:
+        blocks.append(a.blocks[s][j])
+      else:
+        blocks.append(active[0] if len(active) == 1 else pick(*active))
+    stages.append(tuple(blocks))
+  return canonicalize(space, ArchChoice(
+      space.name, pick(a.resolution, b.resolution),
+      tuple(pick(x, y) for x, y in zip(a.widths, b.widths)), depths,
+      tuple(stages)))
+
+
+def _extreme(space: SearchSpace, largest: bool) -> ArchChoice:
+  from hwnas import counting
+  sel = max if largest else min
+  arch = canonicalize(space, ArchChoice(
+      space.name, sel(space.resolutions),
+      tuple(sel(st.widths) for st in space.stages),
+      tuple(sel(st.depths) for st in space.stages),
+      tuple(tuple(_default_block(st) for _ in range(st.max_depth))
+            for st in space.stages)))
+  # Greedy per slot is exact: with widths and resolution fixed, a block's
+  # MACs depend only on its own choice. Ties go to larger kernel/expansion/SE
+  # for the largest, smaller for the smallest.
+  blocks = [list(bs) for bs in arch.blocks]
+  for s, st in enumerate(space.stages):
+    for j in range(arch.depths[s]):
+      options = [BlockChoice(t, k, e, se, st.activations[0])
+                 for t in st.types_for(j) if t != "skip"
+                 for k in st.kernels for e in st.expansions for se in st.se]
+      if "skip" in st.types_for(j):
+        options.append(dataclasses.replace(_default_block(st), type="skip"))
+
+      def cost(o, s=s, j=j):
+        trial = [list(bs) for bs in blocks]
+        trial[s][j] = o
+        spec = decode(space, dataclasses.replace(
+            arch, blocks=tuple(tuple(bs) for bs in trial)))
+        c = counting.count(spec)
+        return (c.macs, c.params, o.type != "skip", o.kernel, o.expansion,
+                o.se)
+      blocks[s][j] = sel(options, key=cost)
+  return canonicalize(space, dataclasses.replace(
+      arch, blocks=tuple(tuple(bs) for bs in blocks)))
+
+
+def largest(space: SearchSpace) -> ArchChoice:
+  """The architecture with the most MACs (max everything; sandwich top)."""
+  return _extreme(space, largest=True)
+
+
+def smallest(space: SearchSpace) -> ArchChoice:
+  """The architecture with the fewest MACs (sandwich bottom)."""
+  return _extreme(space, largest=False)
+
+
+# -------------------------------------------------------------- encoding --
+
+def _genes(space: SearchSpace):
+  """(name, options) of every gene of the encoding, in order."""
+  yield "resolution", space.resolutions
+  for i, st in enumerate(space.stages):
+    yield f"widths[{i}]", st.widths
+    yield f"depths[{i}]", st.depths
+  for s, st in enumerate(space.stages):
+    for j in range(st.max_depth):
+      k = f"blocks[{s}][{j}]"
+      yield f"{k}.type", st.types_for(j)
+      yield f"{k}.kernel", st.kernels
+      yield f"{k}.expansion", st.expansions
+      yield f"{k}.se", st.se
+      yield f"{k}.activation", st.activations
+
+
+def encoding_size(space: SearchSpace) -> int:
+  """Length of `encode`'s vector (genes with one option are left out)."""
+  return sum(len(o) for _, o in _genes(space) if len(o) > 1)
+
+
+def encode(space: SearchSpace, arch: ArchChoice) -> np.ndarray:
+  """Fixed-length one-hot encoding for accuracy predictors (float32).
+
+  Inactive slots are all zeros, and so are the non-type fields of skip
+  blocks, so the encoding of a network does not depend on dead genes.
+  """
+  validate(space, arch)
+  values = {"resolution": arch.resolution}
+  for i in range(len(space.stages)):
+    values[f"widths[{i}]"] = arch.widths[i]
+    values[f"depths[{i}]"] = arch.depths[i]
+  for s, d in enumerate(arch.depths):
+    for j in range(d):
+      b, k = arch.blocks[s][j], f"blocks[{s}][{j}]"
+      values[f"{k}.type"] = b.type
+      if b.type != "skip":
+        for f in ("kernel", "expansion", "se", "activation"):
+          values[f"{k}.{f}"] = getattr(b, f)
+  out = []
+  for name, options in _genes(space):
+    if len(options) > 1:
+      v = values.get(name)
+      out.extend(float(v is not None and o == v) for o in options)
+  return np.asarray(out, np.float32)
+
+
+# ------------------------------------------------------ serialization --
+
+def to_dict(arch: ArchChoice) -> dict[str, Any]:
+  return {
+      "schema": _SCHEMA,
+      "space": arch.space,
+      "resolution": arch.resolution,
+      "widths": list(arch.widths),
+      "depths": list(arch.depths),
+      "blocks": [[dataclasses.asdict(b) for b in bs] for bs in arch.blocks],
+  }
+
+
+def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
+  if not isinstance(d, dict):
+    raise errors.SpaceError(f"{where}: expected a JSON object")
+  if "arch" in d and isinstance(d["arch"], dict):
+    d = d["arch"]  # best.json and history rows wrap the choice
+  if d.get("schema", _SCHEMA) != _SCHEMA:
+    raise errors.SpaceError(f"{where}: schema {d.get('schema')!r} is not "
+                            f"supported; expected {_SCHEMA!r}")
+  need = ("space", "resolution", "widths", "depths", "blocks")
+  for k in need:
+    if k not in d:
+      raise errors.SpaceError(f"{where}: missing key {k!r}")
+  extra = sorted(set(d) - set(need) - {"schema"})
+  if extra:
+    raise errors.SpaceError(f"{where}: unknown key(s) {extra}")
+  try:
+    blocks = tuple(tuple(BlockChoice(**b) for b in bs) for bs in d["blocks"])
+  except (TypeError, AttributeError) as e:
+    raise errors.SpaceError(f"{where}: blocks: {e}") from None
+  return ArchChoice(d["space"], d["resolution"], tuple(d["widths"]),
+                    tuple(d["depths"]), blocks)
+
+
+def to_json(arch: ArchChoice, indent: int | None = None) -> str:
+  return json.dumps(to_dict(arch), indent=indent)
+
+
+def from_json(text: str, *, where: str = "<arch>") -> ArchChoice:
+  try:
+    d = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise errors.SpaceError(f"{where}: invalid JSON ({e})") from None
+  return from_dict(d, where=where)
+
+
+def load(path: str | os.PathLike[str]) -> ArchChoice:
+  p = pathlib.Path(path)
+  if not p.is_file():
+    raise errors.SpaceError(f"{p}: no such architecture file")
+  return from_json(p.read_text(), where=str(p))
+
+
+_ACT_SHORT = {"relu": "r", "relu6": "r6", "hswish": "hs", "swish": "sw"}
+_TYPE_SHORT = {"ibn": "", "fused_ibn": "F"}
+
+
+def _fmt_num(x: float) -> str:
+  return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def to_string(arch: ArchChoice) -> str:
+  """Short human-readable form, e.g. 'r32 16:[k3e4r,Fk5e2r+se] 24:[...]'.
+
+  Per stage `width:[blocks]`; a block is an optional type letter (F fused,
+  none for ibn), kernel, expansion, activation, '+se'; '-' is a skip.
+  Inactive slots are not shown, so the string identifies the network.
+  """
+  parts = [f"r{arch.resolution}"]
+  for w, d, bs in zip(arch.widths, arch.depths, arch.blocks):
+    toks = []
+    for b in bs[:d]:
+      if b.type == "skip":
+        toks.append("-")
+      else:
+        toks.append(f"{_TYPE_SHORT.get(b.type, b.type)}k{b.kernel}"
+                    f"e{_fmt_num(b.expansion)}"
+                    f"{_ACT_SHORT.get(b.activation, b.activation)}"
+                    f"{'+se' if b.se else ''}")
+    parts.append(f"{w}:[{','.join(toks)}]")
+  return " ".join(parts)

@@ -1,0 +1,56 @@
+"""The `hwnas` command line: thin subcommands over the library.
+
+Each command group lives in its own module (`hwnas/cli/<group>.py`) that
+defines `register(subparsers)`; heavy imports (jax, tensorflow) happen inside
+the command functions so that `hwnas space list` starts instantly.
+User errors (`HwnasError`) print one line, `error: ...`, and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from hwnas import __version__, errors
+
+# Command groups, in the order `hwnas --help` lists them.
+GROUPS = ("space", "arch", "table", "supernet", "predictor", "search",
+          "train", "export", "quickstart")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="hwnas",
+      description="Hardware-aware neural architecture search in JAX.")
+  parser.add_argument("--version", action="version",
+                      version=f"hwnas {__version__}")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  sub.required = True
+  for group in GROUPS:
+    try:
+      module = importlib.import_module(f"hwnas.cli.{group}")
+    except ModuleNotFoundError as e:
+      if e.name == f"hwnas.cli.{group}":
+        continue  # a command group this build does not ship
+      raise
+    module.register(sub)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    return int(args.func(args) or 0)
+  except errors.HwnasError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted; finished work is saved in the workdir",
+          file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

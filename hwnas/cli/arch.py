@@ -1,0 +1,111 @@
+"""`hwnas arch sample|stats`."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from hwnas import arch as arch_lib
+from hwnas import counting, errors, netspec, references
+from hwnas import space as space_lib
+
+
+def register(sub) -> None:
+  p = sub.add_parser("arch", help="sample architectures, show their stats")
+  s = p.add_subparsers(dest="arch_command", metavar="SUBCOMMAND")
+  s.required = True
+  q = s.add_parser("sample", help="print a random architecture as JSON")
+  q.add_argument("--space", required=True)
+  q.add_argument("--seed", type=int, default=0)
+  q.add_argument("--out", help="also write the JSON to this file")
+  q.set_defaults(func=_sample)
+  q = s.add_parser("stats", help="MACs, params and a per-layer table")
+  q.add_argument("arch", nargs="?",
+                 help="architecture JSON (choice, best.json or network spec)")
+  q.add_argument("--reference", choices=references.names(),
+                 help="a shipped reference network instead of a file")
+  q.add_argument("--space", help="space of the architecture (default: the "
+                 "shipped space named in the file)")
+  q.add_argument("--resolution", type=int)
+  q.add_argument("--num-classes", type=int)
+  q.add_argument("--table", help="latency table: add predicted latency")
+  q.add_argument("--json", action="store_true")
+  q.set_defaults(func=_stats)
+
+
+def _sample(args) -> int:
+  space = space_lib.load(args.space)
+  a = arch_lib.sample(np.random.default_rng(args.seed), space)
+  text = arch_lib.to_json(a, indent=1)
+  if args.out:
+    pathlib.Path(args.out).write_text(text + "\n")
+  print(text)
+  return 0
+
+
+def load_spec(path: str | None, *, reference: str | None = None,
+              space: str | None = None, resolution: int | None = None,
+              num_classes: int | None = None) -> netspec.NetSpec:
+  """Loads a network spec from an arch/netspec file or a reference name."""
+  if bool(path) == bool(reference):
+    raise errors.HwnasError("give an architecture file or --reference NAME")
+  if reference:
+    return references.load(reference, resolution=resolution,
+                           num_classes=num_classes)
+  p = pathlib.Path(path)
+  if not p.is_file():
+    raise errors.HwnasError(f"{p}: no such file")
+  try:
+    d = json.loads(p.read_text())
+  except json.JSONDecodeError as e:
+    raise errors.HwnasError(f"{p}: invalid JSON ({e})") from None
+  if isinstance(d, dict) and ("layers" in d or "netspec" in d):
+    spec = netspec.NetSpec.from_dict(d.get("netspec", d), where=str(p))
+    if resolution:
+      spec = netspec.with_resolution(spec, resolution)
+    if num_classes:
+      spec = netspec.with_num_classes(spec, num_classes)
+    return spec
+  a = arch_lib.from_dict(d, where=str(p))
+  sp = space_lib.load(space or a.space)
+  if resolution:
+    import dataclasses
+    a = dataclasses.replace(a, resolution=resolution)
+  return arch_lib.decode(sp, a, num_classes=num_classes)
+
+
+def _stats(args) -> int:
+  spec = load_spec(args.arch, reference=args.reference, space=args.space,
+                   resolution=args.resolution, num_classes=args.num_classes)
+  rows = []
+  for i, layer in enumerate(spec.layers):
+    c = counting.layer_counts(layer)
+    rows.append({"index": i, "key": layer.key(), "macs": c.macs,
+                 "params": c.params})
+  total = counting.count(spec)
+  out = {"name": spec.name, "resolution": spec.resolution,
+         "num_classes": spec.num_classes, "macs": total.macs,
+         "params": total.params, "trainable_params": total.trainable_params,
+         "int8_weight_bytes": total.int8_bytes, "layers": rows}
+  if args.table:
+    from hwnas.cli import _latency_stats
+    out["latency"] = _latency_stats.predict(args.table, spec)
+  if args.json:
+    print(json.dumps(out, indent=1))
+    return 0
+  print(f"{spec.name}")
+  print(f"  input {spec.resolution}x{spec.resolution}x{spec.in_channels}, "
+        f"{spec.num_classes} classes")
+  print(f"  {'#':>3s} {'layer':58s} {'MACs':>10s} {'params':>9s}")
+  for r in rows:
+    print(f"  {r['index']:3d} {r['key']:58s} {r['macs'] / 1e6:9.2f}M "
+          f"{r['params'] / 1e3:8.1f}k")
+  print(f"  total: {total.macs / 1e6:.1f}M MACs, {total.params / 1e6:.3f}M "
+        f"params ({total.trainable_params / 1e6:.3f}M with BatchNorm), "
+        f"{total.int8_bytes / 2**20:.2f} MiB int8")
+  if "latency" in out:
+    from hwnas.cli import _latency_stats
+    _latency_stats.print_latency(out["latency"])
+  return 0
