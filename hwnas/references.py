@@ -148,7 +148,7 @@ def mobilenet_edgetpu(resolution: int = 224) -> NetSpec:
   b = _Builder(resolution)
   b.conv(32, 3, 2, "relu")
   for i, (type_, k, s, t, out) in enumerate(rows):
-    residual = None if i != 14 else False   # slim: residual=False there
+    residual = False if i == 13 else None   # slim: residual=False there
     b.block(type_, out, mid=make_divisible(b.ch * t), k=k, s=s, act="relu",
             residual=residual)
   b.head(expand=1280, feature=0, act="relu", num_classes=_NUM_CLASSES)
