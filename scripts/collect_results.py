@@ -1,0 +1,66 @@
+"""Writes benchmarks/RESULTS.md from benchmarks/results/*.md.
+
+Each benchmark script writes its own section (with the command that produced
+it) into benchmarks/results/<area>.md; this stitches them together under a
+header that records the date, the machine and the library versions.
+Run: python scripts/collect_results.py (scripts/benchmarks.sh calls it).
+"""
+
+import datetime
+import importlib.metadata as md
+import os
+import pathlib
+import platform
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ORDER = ["latency", "edgetpu_model", "supernet", "search", "export",
+         "quickstart"]
+
+
+def _cpu() -> str:
+  try:
+    for line in open("/proc/cpuinfo"):
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def _versions() -> str:
+  out = []
+  for pkg in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+              "tensorflow-cpu", "ai-edge-litert", "numpy"):
+    try:
+      out.append(f"{pkg} {md.version(pkg)}")
+    except md.PackageNotFoundError:
+      pass
+  return ", ".join(out)
+
+
+def main():
+  res = ROOT / "benchmarks" / "results"
+  files = sorted(res.glob("*.md"),
+                 key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER
+                                else len(ORDER), p.stem))
+  head = [
+      "# Benchmark results",
+      "",
+      f"Collected {datetime.date.today().isoformat()} by "
+      "`python scripts/collect_results.py` from `benchmarks/results/*.md`;",
+      "each section names the command that produced its numbers and when "
+      "it ran.",
+      f"Machine: {_cpu()}, {os.cpu_count()} cores, Python "
+      f"{platform.python_version()}; {_versions()}.",
+      "The machine is shared and noisy: compare ratios measured in one run, "
+      "not absolute times across sections.",
+      "",
+  ]
+  body = [p.read_text().rstrip() + "\n" for p in files]
+  (ROOT / "benchmarks" / "RESULTS.md").write_text(
+      "\n".join(head) + "\n" + "\n".join(body))
+  print(f"wrote benchmarks/RESULTS.md from {len(files)} section(s)")
+
+
+if __name__ == "__main__":
+  main()
