@@ -1,0 +1,322 @@
+"""TFLite conversion, inspection and LiteRT timing.
+
+Conversion follows the recipe measured in ../shared/FINDINGS.md (section 6):
+`jax2tf.convert` (native serialization, the only mode in jax >= 0.10, G12) ->
+`tf.function` with a static input signature -> `TFLiteConverter.
+from_concrete_functions` (not the deprecated `experimental_from_jax`, G13).
+Full-integer int8 uses a representative dataset and int8 input/output, as the
+Edge TPU compiler requires.
+
+Inspection (`op_list`, `tensor_dtypes`, `has_float_ops`) parses the
+flatbuffer with the schema that ships in `ai_edge_litert`, so the list is the
+model's own operators, without the `DELEGATE` nodes an interpreter adds after
+`allocate_tensors()` (G16).
+
+`Runner` runs and times a model with `ai_edge_litert.interpreter` (not the
+deprecated `tf.lite.Interpreter`, G17) on one thread (G18).
+
+TensorFlow is imported inside the functions that need it: it takes ~4 s.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pathlib
+import time as _time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from hwnas import errors
+
+_FLOAT_TYPES = ("FLOAT16", "FLOAT32", "FLOAT64", "BFLOAT16")
+
+
+def _tf():
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError:
+    raise errors.HwnasError(
+        "TFLite export needs TensorFlow, which is not installed; fix: pip "
+        "install 'hwnas[tf]'") from None
+  return tf
+
+
+def _tf_function(fn: Callable[[Any], Any], input_shape: tuple[int, ...],
+                 input_dtype: Any):
+  """Wraps a JAX function as a `tf.function` with a static signature."""
+  tf = _tf()
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  tf_fn = tf.function(
+      jax2tf.convert(fn, with_gradient=False), autograph=False,
+      input_signature=[tf.TensorSpec(tuple(input_shape),
+                                     tf.as_dtype(np.dtype(input_dtype)))])
+  return tf_fn
+
+
+def convert(fn: Callable[[Any], Any], input_shape: tuple[int, ...], *,
+            int8: bool = False,
+            representative: Iterable[np.ndarray] | Callable[[], Iterable[
+                np.ndarray]] | None = None,
+            input_dtype: Any = np.float32) -> bytes:
+  """Converts a JAX function of one array to a TFLite flatbuffer.
+
+  Args:
+    fn: function of one array (e.g. `lambda x: model(x)` with the model in
+      eval mode); its parameters are closed over and become constants.
+    input_shape: static input shape, e.g. `(1, 32, 32, 3)` (batch 1 for the
+      Edge TPU).
+    int8: full-integer quantization with int8 input and output (every op
+      int8; the converter fails if an op has no int8 kernel).
+    representative: for `int8`, float32 arrays of `input_shape` (or a
+      callable returning such an iterable) used to calibrate activation
+      ranges; 50-200 samples from the training split are typical.
+    input_dtype: dtype of `fn`'s input.
+
+  Returns:
+    The `.tflite` model bytes.
+  """
+  tf_fn = _tf_function(fn, input_shape, input_dtype)
+  concrete = tf_fn.get_concrete_function()
+  tf = _tf()
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [concrete], tf_fn)
+  if int8:
+    if representative is None:
+      raise errors.HwnasError(
+          "int8 conversion needs a representative dataset; fix: pass "
+          "representative= (float32 arrays of the input shape)")
+    samples = [np.asarray(s, dtype=np.float32).reshape(input_shape)
+               for s in (representative() if callable(representative)
+                         else representative)]
+    if not samples:
+      raise errors.HwnasError(
+          "int8 conversion got an empty representative dataset; fix: pass at "
+          "least one calibration sample")
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([s] for s in samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+  return bytes(converter.convert())
+
+
+def save_saved_model(fn: Callable[[Any], Any], input_shape: tuple[int, ...],
+                     directory: str | os.PathLike[str], *,
+                     input_dtype: Any = np.float32) -> None:
+  """Writes `fn` as a TF SavedModel with a `serving_default` signature."""
+  tf = _tf()
+  tf_fn = _tf_function(fn, input_shape, input_dtype)
+  module = tf.Module()
+  module.f = tf_fn
+  tf.saved_model.save(module, str(directory),
+                      signatures={"serving_default":
+                                  tf_fn.get_concrete_function()})
+
+
+# ---------------------------------------------------------------- inspection
+
+def _model(model_bytes: bytes):
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  try:
+    return schema.ModelT.InitFromPackedBuf(bytearray(model_bytes), 0)
+  except Exception as e:  # flatbuffers raises assorted errors on garbage
+    raise errors.HwnasError(
+        f"not a valid TFLite flatbuffer ({type(e).__name__}); fix: pass the "
+        "bytes of a .tflite file") from None
+
+
+def _enum_names(enum_cls) -> dict[int, str]:
+  return {v: k for k, v in vars(enum_cls).items()
+          if not k.startswith("_") and isinstance(v, int)}
+
+
+def op_list(model_bytes: bytes) -> list[str]:
+  """Builtin operator names in execution order, e.g. `['CONV_2D', ...]`.
+
+  Custom operators appear as `CUSTOM:<name>`. Only the main subgraph
+  (index 0) is listed.
+  """
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = _model(model_bytes)
+  names = _enum_names(schema.BuiltinOperator)
+  ops = []
+  for op in model.subgraphs[0].operators or []:
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(int(code.builtinCode or 0),
+                  int(code.deprecatedBuiltinCode or 0))
+    name = names.get(builtin, f"BUILTIN_{builtin}")
+    if name == "CUSTOM":
+      custom = code.customCode
+      if isinstance(custom, (bytes, bytearray)):
+        custom = custom.decode()
+      name = f"CUSTOM:{custom}"
+    ops.append(name)
+  return ops
+
+
+def op_counts(model_bytes: bytes) -> dict[str, int]:
+  """Operator name -> count, in order of first appearance."""
+  return dict(collections.Counter(op_list(model_bytes)))
+
+
+def tensor_dtypes(model_bytes: bytes) -> dict[str, str]:
+  """Tensor name -> dtype name (e.g. 'INT8', 'FLOAT32') of the main graph."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = _model(model_bytes)
+  names = _enum_names(schema.TensorType)
+  out = {}
+  for i, t in enumerate(model.subgraphs[0].tensors or []):
+    name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
+    out[name or f"tensor_{i}"] = names.get(int(t.type), str(t.type))
+  return out
+
+
+def float_ops(model_bytes: bytes) -> list[str]:
+  """Operators that read or write a floating-point tensor (`OP#index`)."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = _model(model_bytes)
+  type_names = _enum_names(schema.TensorType)
+  graph = model.subgraphs[0]
+  names = op_list(model_bytes)
+  out = []
+  for i, op in enumerate(graph.operators or []):
+    ids = [j for j in list(op.inputs if op.inputs is not None else []) +
+           list(op.outputs if op.outputs is not None else []) if j >= 0]
+    if any(type_names.get(int(graph.tensors[j].type)) in _FLOAT_TYPES
+           for j in ids):
+      out.append(f"{names[i]}#{i}")
+  return out
+
+
+def has_float_ops(model_bytes: bytes) -> bool:
+  """Whether any operator reads or writes a floating-point tensor."""
+  return bool(float_ops(model_bytes))
+
+
+# ------------------------------------------------------------------- running
+
+@dataclasses.dataclass(frozen=True)
+class TimingStats:
+  """Latency of one invoke, in milliseconds, over `count` timed runs."""
+
+  median_ms: float
+  p10_ms: float
+  p90_ms: float
+  count: int
+
+  def to_dict(self) -> dict[str, float | int]:
+    return dataclasses.asdict(self)
+
+
+def _interpreter(model_bytes: bytes, num_threads: int, delegates=None):
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  try:
+    it = litert.Interpreter(model_content=bytes(model_bytes),
+                            num_threads=num_threads,
+                            experimental_delegates=delegates)
+  except ValueError as e:
+    raise errors.HwnasError(f"LiteRT cannot load the model: {e}; fix: pass "
+                            "the bytes of a valid .tflite file") from None
+  it.allocate_tensors()
+  return it
+
+
+class Runner:
+  """Runs a TFLite model on float inputs with LiteRT, one sample at a time.
+
+  int8 (or uint8) inputs are quantized with the model's input scale and zero
+  point, and quantized outputs are dequantized, so `run` is float in, float
+  out for both float and full-integer models.
+  """
+
+  def __init__(self, model_bytes: bytes, num_threads: int = 1, *,
+               delegates: list[Any] | None = None):
+    self._it = _interpreter(model_bytes, num_threads, delegates)
+    self._in = self._it.get_input_details()[0]
+    self._out = self._it.get_output_details()[0]
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return tuple(int(d) for d in self._in["shape"])
+
+  @property
+  def input_dtype(self) -> np.dtype:
+    return np.dtype(self._in["dtype"])
+
+  @property
+  def output_dtype(self) -> np.dtype:
+    return np.dtype(self._out["dtype"])
+
+  def _quantize(self, x: np.ndarray) -> np.ndarray:
+    dtype = self.input_dtype
+    if np.issubdtype(dtype, np.floating):
+      return x.astype(dtype)
+    scale, zero_point = self._in["quantization"]
+    info = np.iinfo(dtype)
+    q = np.round(x / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+  def _dequantize(self, y: np.ndarray) -> np.ndarray:
+    if np.issubdtype(y.dtype, np.floating):
+      return y.astype(np.float32)
+    scale, zero_point = self._out["quantization"]
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+  def run(self, x_float: np.ndarray) -> np.ndarray:
+    """Runs float inputs through the model.
+
+    Args:
+      x_float: `[n, *input_shape[1:]]` float array; a model with batch 1 is
+        invoked once per sample.
+
+    Returns:
+      `[n, ...]` float32 outputs (dequantized for integer models).
+    """
+    x = np.asarray(x_float, dtype=np.float32)
+    shape = self.input_shape
+    if x.shape[1:] != shape[1:]:
+      raise errors.HwnasError(
+          f"input shape {x.shape} does not match the model's {shape}; fix: "
+          f"pass [n, {', '.join(map(str, shape[1:]))}] arrays")
+    batch = shape[0]
+    if x.shape[0] % batch:
+      raise errors.HwnasError(
+          f"{x.shape[0]} samples are not a multiple of the model batch {batch}")
+    outs = []
+    for i in range(0, x.shape[0], batch):
+      self._it.set_tensor(self._in["index"], self._quantize(x[i:i + batch]))
+      self._it.invoke()
+      outs.append(self._dequantize(self._it.get_tensor(self._out["index"])))
+    return np.concatenate(outs, axis=0)
+
+  def time(self, repeats: int = 200, warmup: int = 20, *,
+           rng: np.random.Generator | None = None) -> TimingStats:
+    """Times `invoke()` on a fixed random input (FINDINGS G18 protocol)."""
+    if repeats < 1:
+      raise errors.HwnasError("repeats must be at least 1")
+    rng = np.random.default_rng(0) if rng is None else rng
+    x = rng.uniform(-1.0, 1.0, size=self.input_shape).astype(np.float32)
+    self._it.set_tensor(self._in["index"], self._quantize(x))
+    for _ in range(warmup):
+      self._it.invoke()
+    times = np.empty(repeats)
+    for i in range(repeats):
+      t0 = _time.perf_counter()
+      self._it.invoke()
+      times[i] = _time.perf_counter() - t0
+    ms = times * 1e3
+    return TimingStats(median_ms=float(np.median(ms)),
+                       p10_ms=float(np.percentile(ms, 10)),
+                       p90_ms=float(np.percentile(ms, 90)), count=repeats)
+
+
+def read(path: str | os.PathLike[str]) -> bytes:
+  """Reads a `.tflite` file, with a clear error when it is missing."""
+  p = pathlib.Path(path)
+  if not p.is_file():
+    raise errors.HwnasError(f"{p}: no such TFLite file")
+  return p.read_bytes()
