@@ -1,0 +1,136 @@
+"""Search persistence: `history.jsonl` (one line per evaluation, appended as
+it completes) and `state.json` (written atomically every generation).
+
+The history is the source of truth. A resumed search replays it: the
+controller recomputes every generation's proposals from the seed and the
+records before it, takes recorded results instead of evaluating again and
+evaluates only what is missing, so a run killed at any moment ends exactly
+like an uninterrupted one. A half-written last line (a kill while
+appending) is dropped and cut from the file; its architecture is simply
+evaluated again. `state.json` holds the settings (to refuse resuming with
+different ones) and the population, for inspection with `jq`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from hwnas import arch as arch_lib
+from hwnas import errors
+from hwnas.arch import ArchChoice
+
+HISTORY = "history.jsonl"
+STATE = "state.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One evaluated architecture."""
+
+  index: int                       # evaluation order, 0-based
+  generation: int
+  arch: ArchChoice
+  accuracy: float
+  costs: Mapping[str, float]       # every cost function's value
+  macs: int = 0
+  params: int = 0
+
+  def to_dict(self) -> dict[str, Any]:
+    return {"index": self.index, "generation": self.generation,
+            "arch_string": arch_lib.to_string(self.arch),
+            "accuracy": self.accuracy, "costs": dict(self.costs),
+            "macs": self.macs, "params": self.params,
+            "arch": arch_lib.to_dict(self.arch)}
+
+
+def record_from_dict(d: Mapping[str, Any], where: str) -> Record:
+  """Parses one history row (raises HwnasError naming `where`)."""
+  try:
+    return Record(int(d["index"]), int(d["generation"]),
+                  arch_lib.from_dict(d["arch"], where=where),
+                  float(d["accuracy"]),
+                  {str(k): float(v) for k, v in d["costs"].items()},
+                  int(d.get("macs", 0)), int(d.get("params", 0)))
+  except (KeyError, TypeError, ValueError, AttributeError) as e:
+    raise errors.HwnasError(f"{where}: bad history row ({e!r}); move the "
+                            "file away to start afresh") from None
+
+
+def read(workdir: str | os.PathLike[str]) -> list[Record]:
+  """Reads `history.jsonl`, dropping (and cutting) a torn last line."""
+  path = pathlib.Path(workdir) / HISTORY
+  if not path.exists():
+    return []
+  data = path.read_bytes()
+  # Only newline-terminated lines are complete; a kill while appending
+  # leaves a torn tail, which is dropped here and evaluated again.
+  complete = data[:data.rfind(b"\n") + 1]
+  records = []
+  for n, line in enumerate(complete.split(b"\n")[:-1], 1):
+    if not line.strip():
+      continue
+    try:
+      d = json.loads(line)
+    except ValueError:
+      raise errors.HwnasError(f"{path}:{n}: corrupt history line; fix or "
+                              "remove it") from None
+    r = record_from_dict(d, f"{path}:{n}")
+    if r.index != len(records):
+      raise errors.HwnasError(f"{path}:{n}: index {r.index}, expected "
+                              f"{len(records)}; the history was edited")
+    records.append(r)
+  if len(complete) < len(data):
+    with open(path, "r+b") as f:
+      f.truncate(len(complete))
+  return records
+
+
+class Writer:
+  """Appends records to `history.jsonl`, one flushed line each."""
+
+  def __init__(self, workdir: str | os.PathLike[str]):
+    self.path = pathlib.Path(workdir) / HISTORY
+    self._f = open(self.path, "a", encoding="utf-8")
+
+  def append(self, record: Record) -> None:
+    if not math.isfinite(record.accuracy):
+      raise errors.HwnasError(
+          f"evaluate_fn returned {record.accuracy} for "
+          f"{arch_lib.to_string(record.arch)}; accuracies must be finite")
+    self._f.write(json.dumps(record.to_dict()) + "\n")
+    self._f.flush()
+    os.fsync(self._f.fileno())
+
+  def close(self) -> None:
+    self._f.close()
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+  """Writes JSON to `path` via a temporary file and `os.replace`."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(path.name + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1)
+    f.write("\n")
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def read_state(workdir: str | os.PathLike[str]) -> dict[str, Any] | None:
+  """The saved state, or None if absent or unreadable (then the history is
+  replayed, which needs nothing from it)."""
+  path = pathlib.Path(workdir) / STATE
+  try:
+    d = json.loads(path.read_text())
+  except FileNotFoundError:
+    return None
+  except (ValueError, OSError):
+    return None
+  return d if isinstance(d, dict) else None

@@ -1,0 +1,72 @@
+"""pareto.png: accuracy vs cost of every evaluation, the front, the target
+and reference networks (matplotlib, Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from hwnas.search.history import Record
+
+
+def _front_line(front: Sequence[Record], cost_name: str) -> np.ndarray:
+  """(cost, accuracy) of the 2-D front over `cost_name`, as a staircase."""
+  pts = sorted((r.costs[cost_name], -r.accuracy) for r in front)
+  out, best = [], -np.inf
+  for c, neg_acc in pts:
+    if -neg_acc > best:
+      out.append((c, -neg_acc))
+      best = -neg_acc
+  return np.asarray(out, np.float64).reshape(-1, 2)
+
+
+def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
+               front: Sequence[Record], *, cost_name: str,
+               target: float | None = None, best: Record | None = None,
+               references: Mapping[str, tuple[float, float | None]] |
+               None = None) -> None:
+  """Writes the accuracy-vs-cost plot to `path` (PNG).
+
+  Args:
+    path: output file.
+    records: every evaluation (grey points).
+    front: non-dominated records (the front over `cost_name` is drawn).
+    cost_name: the x axis (e.g. 'latency_ms').
+    target: draws a vertical target line.
+    best: marks the selected architecture.
+    references: {name: (cost, accuracy or None)}; None accuracy draws a
+      vertical tick at the top of the axes.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+  x = [r.costs[cost_name] for r in records]
+  y = [r.accuracy for r in records]
+  ax.scatter(x, y, s=8, c="0.65", label=f"evaluated ({len(records)})")
+  line = _front_line(front or records, cost_name)
+  ax.step(line[:, 0], line[:, 1], where="post", c="C0", lw=1.5,
+          marker="o", ms=3, label="Pareto front")
+  if target is not None:
+    ax.axvline(target, c="C3", ls="--", lw=1, label=f"target {target:g}")
+  if best is not None:
+    ax.scatter([best.costs[cost_name]], [best.accuracy], marker="*", s=160,
+               c="C1", zorder=5, label="best")
+  for i, (name, (cost, acc)) in enumerate((references or {}).items()):
+    if acc is None:
+      ax.axvline(cost, c=f"C{(i + 4) % 10}", ls=":", lw=1)
+      ax.annotate(name, (cost, 1.0), xycoords=("data", "axes fraction"),
+                  rotation=90, va="top", ha="right", fontsize=7)
+    else:
+      ax.scatter([cost], [acc], marker="s", s=30, c=f"C{(i + 4) % 10}")
+      ax.annotate(name, (cost, acc), fontsize=7, xytext=(3, 3),
+                  textcoords="offset points")
+  ax.set_xlabel(cost_name)
+  ax.set_ylabel("accuracy")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)

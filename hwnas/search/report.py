@@ -1,0 +1,125 @@
+"""Search outputs: best.json, pareto.json, pareto.png and the summary."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hwnas import arch as arch_lib
+from hwnas.search import history, objectives, pareto
+from hwnas.search.history import Record
+from hwnas.search.objectives import Objective
+
+BEST = "best.json"
+PARETO = "pareto.json"
+PLOT = "pareto.png"
+
+
+def select_best(records: Sequence[Record], obj: Objective) -> Record | None:
+  """The best record: highest fitness among those meeting the targets.
+
+  In 'reward' mode every record competes on the reward; in 'pareto' mode,
+  the most accurate record meeting the targets (if any), else the most
+  accurate. Ties go to the earlier evaluation.
+  """
+  pool = list(records)
+  if obj.kind != "reward":
+    feasible = [r for r in pool if objectives.feasible(obj, r.costs)]
+    pool = feasible if (feasible or obj.hard) else pool
+  if not pool:
+    return None
+  return max(pool, key=lambda r: (objectives.fitness(obj, r.accuracy,
+                                                     r.costs), -r.index))
+
+
+def front(records: Sequence[Record], cost_names: Sequence[str]) -> \
+    list[Record]:
+  """Non-dominated records (accuracy vs every cost), by primary cost."""
+  if not records:
+    return []
+  F = pareto.matrix([r.accuracy for r in records],
+                    [[r.costs[k] for k in cost_names] for r in records])
+  rows = [records[int(i)] for i in pareto.front(F)]
+  return sorted(rows, key=lambda r: (r.costs[cost_names[0]], -r.accuracy,
+                                     r.index))
+
+
+def _best_json(best: Record | None, obj: Objective,
+               provenance: Mapping[str, Any] | None) -> dict[str, Any]:
+  if best is None:
+    return {"arch": None, "objective": obj.kind,
+            "targets": dict(obj.targets), "provenance": provenance}
+  out = {"arch": arch_lib.to_dict(best.arch),
+         "arch_string": arch_lib.to_string(best.arch),
+         "accuracy": best.accuracy,
+         "latency_ms": best.costs.get("latency_ms"),
+         "primary_cost": obj.primary,
+         "costs": dict(best.costs), "macs": best.macs,
+         "params": best.params, "index": best.index,
+         "generation": best.generation, "objective": obj.kind,
+         "targets": dict(obj.targets), "provenance": provenance}
+  if obj.kind == "reward":
+    out["reward"] = objectives.fitness(obj, best.accuracy, best.costs)
+    out["reward_weight"] = obj.reward_weight
+  return out
+
+
+def _pareto_json(records, fr, obj, cost_names) -> dict[str, Any]:
+  F = pareto.matrix([r.accuracy for r in fr],
+                    [[r.costs[k] for k in cost_names] for r in fr])
+  worst = [max(r.costs[k] for r in records) * 1.1 for k in cost_names]
+  ref = [0.0] + worst   # accuracy 0 and 110% of the worst cost seen
+  return {"objective": obj.kind, "cost_names": list(cost_names),
+          "targets": dict(obj.targets), "evaluations": len(records),
+          "hypervolume": pareto.hypervolume(F, ref) if fr else 0.0,
+          "hypervolume_reference": {"accuracy": 0.0, **dict(
+              zip(cost_names, worst))},
+          "front": [r.to_dict() for r in fr]}
+
+
+def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
+           workdir: pathlib.Path, fastest, provenance, references,
+           plot: bool):
+  """Writes best.json, pareto.json (and pareto.png); returns the result."""
+  from hwnas.search.controller import SearchResult
+  cost_names = list(records[0].costs) if records else [obj.primary]
+  best = select_best(records, obj)
+  fr = front(records, cost_names)
+  history.write_json_atomic(workdir / BEST, _best_json(best, obj,
+                                                       provenance))
+  history.write_json_atomic(workdir / PARETO, _pareto_json(
+      records, fr, obj, cost_names))
+  if plot and records:
+    from hwnas.search import plots
+    plots.plot_front(workdir / PLOT, records, fr, cost_name=obj.primary,
+                     target=obj.target, best=best, references=references)
+  return SearchResult(best, tuple(fr), tuple(records), evaluated, workdir,
+                      obj, fastest)
+
+
+def print_summary(result, console=None) -> None:
+  """A short rich table: best architecture, its accuracy and costs."""
+  from rich.console import Console
+  from rich.markup import escape
+  from rich.table import Table
+  console = console or Console()
+  t = Table(title=f"search ({result.objective.kind}, "
+            f"{len(result.records)} evaluations, {result.evaluated} new)")
+  t.add_column("")
+  t.add_column("accuracy", justify="right")
+  names = list(result.records[0].costs) if result.records else []
+  for k in names:
+    t.add_column(k, justify="right")
+  t.add_column("architecture")
+  rows = [("best", result.best)] if result.best else []
+  rows += [(f"front {i}", r) for i, r in enumerate(result.front[:5])]
+  for label, r in rows:
+    t.add_row(label, f"{r.accuracy:.4f}",
+              *[f"{r.costs[k]:.4g}" for k in names],
+              escape(arch_lib.to_string(r.arch)))
+  console.print(t)
+  if result.best is None:
+    console.print("no architecture met the target")
+  console.print(f"outputs: {result.workdir / BEST}, "
+                f"{result.workdir / PARETO}, {result.workdir / PLOT}")
