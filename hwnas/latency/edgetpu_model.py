@@ -1,0 +1,641 @@
+"""An analytic Coral Edge TPU latency model, calibrated on published figures.
+
+Nobody on the project owns a Coral device, so this model estimates what the
+`edgetpu` backend would measure. It predicts a whole network's latency (ms,
+batch 1, full int8) as named parts:
+
+    total = compute + fixed + transfer + streaming + cpu_fallback
+
+* `compute`: per op (1x1 conv, k x k full conv, depthwise conv, dense) the
+  int8 MACs over an effective rate,
+  `MACS_PER_CYCLE * clock * efficiency[op class] * utilisation`, plus a
+  fixed per-op cost. The 4096 MAC/cycle array (4 TOPS at 500 MHz) is
+  modelled as 16 tiles of 16 x 16 MACs: output positions spread over the
+  tiles, the reduction (cin*k*k products, or k*k for depthwise) over 16
+  rows, output channels over 16 columns, and a dimension that is not a
+  multiple of 16 pads up to one (`util(n) = n / (16 * ceil(n / 16))`). The
+  clock is 250 MHz with libedgetpu1-std on USB ('std') and 500 MHz with
+  libedgetpu1-max or on PCIe ('max').
+* `fixed`: per-invoke cost of the link and runtime (USB 3, USB 2, PCIe).
+* `transfer`: input image and output tensor over the link.
+* `streaming`: int8 parameter bytes beyond the on-chip cache budget are
+  re-sent over the link every inference: `(bytes - budget) / bandwidth`.
+  This is a whole-network term: whether a layer's weights are cached depends
+  on every other layer.
+* `cpu_fallback`: the compiler maps ops until the first one the Edge TPU
+  cannot run (the fused HARD_SWISH that TFLite makes of `hswish`) and
+  leaves that op and *everything after it* on the host CPU. The term is the
+  host time of those ops (MACs over a host rate) plus moving the
+  intermediate tensor, minus the Edge TPU compute they would have taken, so
+  `compute` stays the per-layer sum a latency table stores.
+
+Free parameters (three op efficiencies, the per-op cost, per-link fixed
+cost and bandwidth) are fitted by `calibrate` with bounded least squares on
+log latency against `hwnas.latency.edgetpu_published` (Coral's own
+benchmarks and model pages), with weak priors from `edgetpu_facts.md`;
+host CPU rates are fitted on the published CPU-only column. `DEFAULTS`
+holds the result (benchmarks/bench_edgetpu_model.py reproduces it, and a
+test checks that it still does).
+
+Tables: `make_table(space, link=..., clock=...)` writes an `estimated`
+table whose entries are per-layer compute and whose header carries a
+`network_model` (`edgetpu-model`) with the other parts, so
+`table.predict(spec) == estimate(spec).total_ms`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from hwnas import errors
+from hwnas.netspec import Layer, NetSpec
+
+MODEL_NAME = "edgetpu-model"
+MODEL_VERSION = "1"
+LINKS = ("usb3", "usb2", "pcie")
+CLOCKS_MHZ = {"std": 250.0, "max": 500.0}
+MACS_PER_CYCLE = 4096          # 4 TOPS int8 at 500 MHz (Coral datasheet)
+LANES = 16                     # rows, columns and tiles of the MAC array
+CACHE_BYTES = int(7.7 * 2**20)  # compiler's usual parameter budget (MiB)
+HOST_OF_LINK = {"usb3": "x86", "pcie": "arm", "usb2": "arm"}
+# TFLite ops the Edge TPU compiler cannot map (issues #272, #353).
+UNSUPPORTED_ACTIVATIONS = {"hswish": "HARD_SWISH", "leaky_relu": "LEAKY_RELU"}
+MEASURE_HINT = ("estimated, not measured: measure a real table on a Coral "
+                "device with `hwnas table measure --backend edgetpu --space "
+                "S --out T`")
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeTPUParams:
+  """Model constants; the fitted ones are named in `FITTED`."""
+
+  eff_full: float = 0.3           # k x k full conv, share of peak
+  eff_pointwise: float = 0.3      # 1x1 conv and dense layers
+  eff_depthwise: float = 0.1      # depthwise conv
+  op_overhead_us: float = 10.0    # per mapped op
+  fixed_ms_usb3: float = 0.5
+  fixed_ms_usb2: float = 2.0
+  fixed_ms_pcie: float = 0.5
+  bandwidth_gbs_usb3: float = 0.4
+  bandwidth_gbs_usb2: float = 0.033
+  bandwidth_gbs_pcie: float = 0.35
+  host_gmacs_x86: float = 10.0    # host CPU rate for fallen-back ops
+  host_gmacs_arm: float = 2.0
+  cache_bytes: int = CACHE_BYTES
+
+  def fixed_ms(self, link: str) -> float:
+    return getattr(self, f"fixed_ms_{_check_link(link)}")
+
+  def bandwidth_bytes_per_ms(self, link: str) -> float:
+    return getattr(self, f"bandwidth_gbs_{_check_link(link)}") * 1e6
+
+  def host_macs_per_ms(self, link: str) -> float:
+    return getattr(self, f"host_gmacs_{HOST_OF_LINK[_check_link(link)]}") * 1e6
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "EdgeTPUParams":
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+FITTED = ("eff_full", "eff_pointwise", "eff_depthwise", "op_overhead_us",
+          "fixed_ms_usb3", "fixed_ms_usb2", "fixed_ms_pcie",
+          "bandwidth_gbs_usb3", "bandwidth_gbs_pcie")
+
+# Result of `calibrate()` on edgetpu_published (see the module docstring).
+DEFAULTS = EdgeTPUParams(
+    eff_full=0.2538,
+    eff_pointwise=0.5223,
+    eff_depthwise=0.01728,
+    op_overhead_us=7.243,
+    fixed_ms_usb3=0.3599,
+    fixed_ms_usb2=3.528,
+    fixed_ms_pcie=0.4179,
+    bandwidth_gbs_usb3=0.5031,
+    bandwidth_gbs_usb2=0.033,
+    bandwidth_gbs_pcie=0.4253,
+    host_gmacs_x86=12.03,
+    host_gmacs_arm=3.178,
+)
+
+
+def _check_link(link: str) -> str:
+  if link not in LINKS:
+    raise errors.HwnasError(f"--link {link!r} is not a known Edge TPU link; "
+                            f"use one of {', '.join(LINKS)}")
+  return link
+
+
+def _check_clock(clock: str) -> str:
+  if clock not in CLOCKS_MHZ:
+    raise errors.HwnasError(f"--clock {clock!r} is not a known Edge TPU "
+                            f"clock setting; use one of "
+                            f"{', '.join(CLOCKS_MHZ)}")
+  return clock
+
+
+# ------------------------------------------------------------------- ops --
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+  """One TFLite op of a layer, with what the cost model needs."""
+
+  kind: str          # 'full' | 'pointwise' | 'depthwise' | 'dense' | 'pool'
+  macs: int
+  reduce: int        # products summed into one output value
+  channels: int      # output channels computed in parallel
+  positions: int     # output positions (H * W)
+  weight_bytes: int  # int8 weights + int32 biases
+  out_bytes: int     # int8 output tensor
+
+
+def _conv_op(kind, hw_out, k, cin, cout, depthwise=False) -> Op:
+  reduce = k * k if depthwise else k * k * cin
+  weights = reduce * cout
+  pos = hw_out * hw_out
+  return Op(kind, pos * weights, reduce, cout, pos, weights + 4 * cout,
+            pos * cout)
+
+
+def layer_ops(layer: Layer) -> tuple[Op, ...]:
+  """The ops of a layer in execution order (TFLite graph, BN folded).
+
+  The first op is followed by the layer's activation, so a layer with an
+  unsupported activation keeps its first op on the Edge TPU (see
+  `first_unmapped`).
+  """
+  t, k, h = layer.type, layer.kernel, layer.output_size
+  cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
+  if t == "conv":
+    return (_conv_op("pointwise" if k == 1 else "full", h, k, cin, cout),)
+  if t == "pool":
+    s = layer.input_size
+    return (Op("pool", 0, s * s, cin, 1, 0, cin),)
+  if t == "fc":
+    return (Op("dense", cin * cout, cin, cout, 1, cin * cout + 4 * cout,
+               cout),)
+  if t == "dsc":
+    return (_conv_op("depthwise", h, k, cin, cin, depthwise=True),
+            _conv_op("pointwise", h, 1, cin, cout))
+  ops = []
+  if t == "ibn":
+    if layer.has_expand:
+      ops.append(_conv_op("pointwise", layer.input_size, 1, cin, mid))
+    ops.append(_conv_op("depthwise", h, k, mid, mid, depthwise=True))
+  else:  # fused_ibn
+    if layer.has_expand:
+      ops.append(_conv_op("full", h, k, cin, mid))
+  if layer.se_channels:
+    se = layer.se_channels
+    ops += [Op("pool", 0, h * h, mid, 1, 0, mid),
+            Op("dense", mid * se, mid, se, 1, mid * se + 4 * se, se),
+            Op("dense", se * mid, se, mid, 1, se * mid + 4 * mid, mid)]
+  ops.append(_conv_op("pointwise", h, 1, mid, cout))
+  return tuple(ops)
+
+
+def _util(n: int) -> float:
+  return n / (LANES * math.ceil(n / LANES))
+
+
+def utilisation(op: Op) -> float:
+  """Share of the 16x16x16 MAC array an op keeps busy (padding losses)."""
+  return _util(op.reduce) * _util(op.channels) * _util(op.positions)
+
+
+def op_ms(op: Op, params: EdgeTPUParams, clock: str) -> float:
+  """Edge TPU time of one mapped op (ms)."""
+  overhead = params.op_overhead_us * 1e-3
+  if op.kind == "pool":
+    return overhead
+  eff = {"full": params.eff_full, "pointwise": params.eff_pointwise,
+         "dense": params.eff_pointwise,
+         "depthwise": params.eff_depthwise}[op.kind]
+  macs_per_ms = MACS_PER_CYCLE * CLOCKS_MHZ[clock] * 1e3 * eff
+  return op.macs / (macs_per_ms * utilisation(op)) + overhead
+
+
+def layer_compute_ms(layer: Layer, *, clock: str = "max",
+                     params: EdgeTPUParams | None = None) -> float:
+  """Edge TPU compute of one layer as if mapped (a table entry), in ms."""
+  p = params or DEFAULTS
+  return math.fsum(op_ms(o, p, _check_clock(clock)) for o in layer_ops(layer))
+
+
+def unsupported_op(layer: Layer) -> str | None:
+  """The TFLite op of `layer` the Edge TPU cannot map, or None."""
+  return UNSUPPORTED_ACTIVATIONS.get(layer.activation)
+
+
+def first_unmapped(spec: NetSpec) -> int | None:
+  """Index of the first layer holding an op the Edge TPU cannot map."""
+  for i, layer in enumerate(spec.layers):
+    if unsupported_op(layer):
+      return i
+  return None
+
+
+# -------------------------------------------------------------- estimate --
+
+@dataclasses.dataclass(frozen=True)
+class LayerEstimate:
+  """One layer's share of an estimate."""
+
+  index: int
+  key: str
+  macs: int
+  weight_bytes: int
+  compute_ms: float        # Edge TPU time as if mapped (the table entry)
+  on_tpu: str              # 'yes' | 'partly' (first op only) | 'no'
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeTPUEstimate:
+  """A whole-network estimate and its parts (all times in ms)."""
+
+  network: str
+  link: str
+  clock: str
+  compute_ms: float
+  fixed_ms: float
+  transfer_ms: float
+  streaming_ms: float
+  cpu_fallback_ms: float
+  total_ms: float
+  on_chip_bytes: int
+  off_chip_bytes: int
+  unmapped: tuple[str, ...]          # one line per op left on the CPU
+  layers: tuple[LayerEstimate, ...]
+
+  def parts(self) -> dict[str, float]:
+    """The named parts that add up to `total_ms`."""
+    return {"compute_ms": self.compute_ms, "fixed_ms": self.fixed_ms,
+            "transfer_ms": self.transfer_ms,
+            "streaming_ms": self.streaming_ms,
+            "cpu_fallback_ms": self.cpu_fallback_ms}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+  tpu_ops: tuple[Op, ...]
+  cpu_ops: tuple[Op, ...]
+  tpu_out_bytes: int       # what crosses the link back to the host
+  first_unmapped: int | None
+
+
+def _split(spec: NetSpec) -> _Split:
+  """Ops on the Edge TPU and on the host: one partition, at the first
+  unmappable op (its layer's first op stays on the Edge TPU)."""
+  ops = [layer_ops(l) for l in spec.layers]
+  cut = first_unmapped(spec)
+  if cut is None:
+    tpu = tuple(o for lo in ops for o in lo)
+    return _Split(tpu, (), spec.num_classes, None)
+  tpu = tuple(o for lo in ops[:cut] for o in lo) + ops[cut][:1]
+  cpu = ops[cut][1:] + tuple(o for lo in ops[cut + 1:] for o in lo)
+  return _Split(tpu, cpu, tpu[-1].out_bytes, cut)
+
+
+def _terms(spec: NetSpec, p: EdgeTPUParams, link: str, clock: str,
+           split: _Split) -> dict[str, float]:
+  bw = p.bandwidth_bytes_per_ms(link)
+  in_bytes = spec.resolution * spec.resolution * spec.in_channels
+  mapped_bytes = sum(o.weight_bytes for o in split.tpu_ops)
+  cpu_ms = 0.0
+  if split.cpu_ops:
+    host = p.host_macs_per_ms(link)
+    cpu_ms = math.fsum(o.macs / host for o in split.cpu_ops) - math.fsum(
+        op_ms(o, p, clock) for o in split.cpu_ops)
+  return {
+      "fixed_ms": p.fixed_ms(link),
+      "transfer_ms": (in_bytes + split.tpu_out_bytes) / bw,
+      "streaming_ms": max(0, mapped_bytes - p.cache_bytes) / bw,
+      "cpu_fallback_ms": cpu_ms,
+  }
+
+
+def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
+             params: EdgeTPUParams | None = None) -> EdgeTPUEstimate:
+  """Estimates the Coral Edge TPU latency of a network, in named parts.
+
+  Args:
+    spec: the network.
+    link: 'usb3' (USB Accelerator on a desktop), 'usb2' (USB 2 host such as
+      a Raspberry Pi 3) or 'pcie' (Dev Board, M.2/PCIe modules).
+    clock: 'max' (500 MHz: libedgetpu1-max, or PCIe) or 'std' (250 MHz:
+      libedgetpu1-std on USB).
+    params: model constants; the calibrated `DEFAULTS` when None.
+
+  Returns:
+    An EdgeTPUEstimate whose parts add up to `total_ms`.
+
+  Examples:
+    >>> from hwnas import references
+    >>> e = estimate(references.load("mobilenet_v2_1.0"))
+    >>> round(e.total_ms, 1) > 1.0
+    True
+  """
+  p = params or DEFAULTS
+  _check_link(link), _check_clock(clock)
+  split = _split(spec)
+  cut = split.first_unmapped
+  layers, unmapped = [], []
+  for i, layer in enumerate(spec.layers):
+    ops = layer_ops(layer)
+    on = "yes" if cut is None or i < cut else "partly" if i == cut else "no"
+    layers.append(LayerEstimate(
+        i, layer.key(), sum(o.macs for o in ops),
+        sum(o.weight_bytes for o in ops),
+        math.fsum(op_ms(o, p, clock) for o in ops), on))
+  if cut is not None:
+    l = spec.layers[cut]
+    unmapped.append(
+        f"layers[{cut}] {l.type} ({l.key()}): {unsupported_op(l)} "
+        f"({l.activation}) is not supported by the Edge TPU; it and the "
+        f"{len(split.cpu_ops)} ops after it run on the host CPU")
+  terms = _terms(spec, p, link, clock, split)
+  compute = math.fsum(l.compute_ms for l in layers)
+  mapped_bytes = sum(o.weight_bytes for o in split.tpu_ops)
+  return EdgeTPUEstimate(
+      spec.name, link, clock, compute, terms["fixed_ms"],
+      terms["transfer_ms"], terms["streaming_ms"], terms["cpu_fallback_ms"],
+      compute + math.fsum(terms.values()),
+      min(mapped_bytes, p.cache_bytes),
+      max(0, mapped_bytes - p.cache_bytes), tuple(unmapped), tuple(layers))
+
+
+def network_terms(spec: NetSpec, params: Mapping[str, Any]
+                  ) -> dict[str, float]:
+  """The table network model: whole-network parts, as `{name: ms}`.
+
+  `params` is the table header's `network_model.params`: the model
+  constants plus `link` and `clock`. Registered as 'edgetpu-model'.
+  """
+  p = EdgeTPUParams.from_dict(params)
+  link = _check_link(str(params.get("link", "usb3")))
+  clock = _check_clock(str(params.get("clock", "max")))
+  return _terms(spec, p, link, clock, _split(spec))
+
+
+def _register() -> None:
+  from hwnas.latency import table
+  table.register_network_model(MODEL_NAME, network_terms)
+
+
+_register()
+
+
+# ------------------------------------------------------------ calibration --
+
+# Weak priors (value, spread as a factor) from edgetpu_facts.md: T0 0.3-0.9
+# ms, link bandwidths ~0.4 / 0.35 GB/s (section 5), and a neutral 25% of
+# peak for every op class, so the op-class difference comes from the data.
+PRIORS = {
+    "eff_full": (0.25, 4.0), "eff_pointwise": (0.25, 4.0),
+    "eff_depthwise": (0.25, 4.0), "op_overhead_us": (10.0, 4.0),
+    "fixed_ms_usb3": (0.5, 2.5), "fixed_ms_usb2": (2.0, 3.0),
+    "fixed_ms_pcie": (0.5, 2.5), "bandwidth_gbs_usb3": (0.4, 2.0),
+    "bandwidth_gbs_pcie": (0.35, 2.0),
+}
+BOUNDS = {
+    "eff_full": (0.01, 1.0), "eff_pointwise": (0.01, 1.0),
+    "eff_depthwise": (0.01, 1.0), "op_overhead_us": (0.1, 200.0),
+    "fixed_ms_usb3": (0.05, 10.0), "fixed_ms_usb2": (0.05, 20.0),
+    "fixed_ms_pcie": (0.05, 10.0), "bandwidth_gbs_usb3": (0.05, 4.0),
+    "bandwidth_gbs_pcie": (0.05, 4.0),
+}
+OBS_SIGMA = 0.1   # spread of log latency between published sources
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  """A fit: parameters, the rows used and their residuals."""
+
+  params: EdgeTPUParams
+  rows: tuple[Any, ...]                 # PublishedLatency rows fitted
+  predicted_ms: tuple[float, ...]       # per row, same order
+  cost: float                           # final least-squares cost
+
+
+def fit_host_rates(cpu_rows: Sequence[Any] | None = None
+                   ) -> dict[str, float]:
+  """Host CPU GMAC/s per host: geometric mean of MACs / published time."""
+  from hwnas import counting
+  from hwnas.latency import edgetpu_published as pub
+  cpu_rows = pub.CPU_ROWS if cpu_rows is None else cpu_rows
+  logs: dict[str, list[float]] = {}
+  for r in cpu_rows:
+    rate = counting.macs(pub.spec(r.network)) / (r.latency_ms * 1e6)
+    logs.setdefault(r.host, []).append(math.log(rate))
+  return {f"host_gmacs_{h}": float(math.exp(np.mean(v)))
+          for h, v in logs.items()}
+
+
+def _predict_rows(rows, specs, p: EdgeTPUParams) -> np.ndarray:
+  return np.array([estimate(specs[r.network], link=r.link, clock=r.clock,
+                            params=p).total_ms for r in rows])
+
+
+def calibrate(rows: Sequence[Any] | None = None, *,
+              cpu_rows: Sequence[Any] | None = None,
+              base: EdgeTPUParams | None = None) -> Calibration:
+  """Fits `FITTED` parameters to published latencies (log least squares).
+
+  Each (network, link) group weighs as one observation whatever its number
+  of published rows; the priors in `PRIORS` keep parameters that the rows
+  cannot pin down near the published rough constants.
+
+  Args:
+    rows: PublishedLatency rows; `edgetpu_published.rows(use='fit')` when
+      None.
+    cpu_rows: host-only rows for the CPU-fallback rates; the published
+      CPU column when None.
+    base: values of the parameters that are not fitted.
+
+  Returns:
+    The Calibration (parameters, rows, per-row predictions, cost).
+  """
+  from scipy import optimize
+  from hwnas.latency import edgetpu_published as pub
+  rows = tuple(pub.rows(use="fit") if rows is None else rows)
+  base = dataclasses.replace(base or EdgeTPUParams(),
+                             **fit_host_rates(cpu_rows))
+  specs = {n: pub.spec(n) for n in {r.network for r in rows}}
+  groups: dict[tuple[str, str], int] = {}
+  for r in rows:
+    groups[(r.network, r.link)] = groups.get((r.network, r.link), 0) + 1
+  weights = np.array([1 / math.sqrt(groups[(r.network, r.link)])
+                      for r in rows]) / OBS_SIGMA
+  obs = np.log([r.latency_ms for r in rows])
+  prior_mu = np.log([PRIORS[n][0] for n in FITTED])
+  prior_sd = np.log([PRIORS[n][1] for n in FITTED])
+  lo = np.log([BOUNDS[n][0] for n in FITTED])
+  hi = np.log([BOUNDS[n][1] for n in FITTED])
+
+  def params_of(x):
+    return dataclasses.replace(base, **{n: float(math.exp(v))
+                                        for n, v in zip(FITTED, x)})
+
+  def residuals(x):
+    pred = np.log(_predict_rows(rows, specs, params_of(x)))
+    return np.concatenate([(pred - obs) * weights, (x - prior_mu) / prior_sd])
+
+  x0 = np.clip(prior_mu, lo + 1e-6, hi - 1e-6)
+  res = optimize.least_squares(residuals, x0, bounds=(lo, hi), x_scale=1.0)
+  p = params_of(res.x)
+  return Calibration(p, rows, tuple(_predict_rows(rows, specs, p)),
+                     float(res.cost))
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaveOneOut:
+  """Leave-one-network-out: each network predicted by a fit without it."""
+
+  networks: tuple[str, ...]
+  params: tuple[EdgeTPUParams, ...]     # fit without networks[i]
+  rows: tuple[Any, ...]                 # every held-out row
+  predicted_ms: tuple[float, ...]       # its prediction by that fit
+
+  def abs_pct_errors(self) -> np.ndarray:
+    obs = np.array([r.latency_ms for r in self.rows])
+    return np.abs(np.array(self.predicted_ms) / obs - 1) * 100
+
+
+def leave_one_out(rows: Sequence[Any] | None = None) -> LeaveOneOut:
+  """Refits without each network in turn and predicts its rows."""
+  from hwnas.latency import edgetpu_published as pub
+  rows = tuple(pub.rows(use="fit") if rows is None else rows)
+  nets = tuple(sorted({r.network for r in rows}))
+  fits, held, pred = [], [], []
+  for n in nets:
+    cal = calibrate([r for r in rows if r.network != n])
+    out = [r for r in rows if r.network == n]
+    spec = pub.spec(n)
+    fits.append(cal.params)
+    held += out
+    pred += [estimate(spec, link=r.link, clock=r.clock,
+                      params=cal.params).total_ms for r in out]
+  return LeaveOneOut(nets, tuple(fits), tuple(held), tuple(pred))
+
+
+def published_ranking(predict_fn, rows: Sequence[Any] | None = None, *,
+                      link: str = "usb3") -> tuple[list[str], np.ndarray,
+                                                   np.ndarray, float]:
+  """Spearman rank correlation of predictions with published latencies.
+
+  The published value of a network is the geometric mean of its rows on
+  `link`. Returns (networks, published ms, predicted ms, Spearman rho).
+  """
+  from scipy import stats
+  from hwnas.latency import edgetpu_published as pub
+  rows = pub.rows(use="fit") if rows is None else rows
+  by: dict[str, list[float]] = {}
+  for r in rows:
+    if r.link == link and r.clock == "max":
+      by.setdefault(r.network, []).append(math.log(r.latency_ms))
+  nets = sorted(by)
+  published = np.exp([np.mean(by[n]) for n in nets])
+  predicted = np.array([predict_fn(n) for n in nets])
+  rho = float(stats.spearmanr(published, predicted).statistic)
+  return nets, published, predicted, rho
+
+
+# ----------------------------------------------------------------- tables --
+
+def _provenance(space_id: str, link: str, clock: str) -> dict[str, Any]:
+  from hwnas.latency import edgetpu_published as pub
+  fit = pub.rows(use="fit")
+  return {
+      "kind": "estimated", "model": MODEL_NAME, "version": MODEL_VERSION,
+      "module": __name__, "link": link, "clock": clock,
+      "calibration": {
+          "data": (f"hwnas.latency.edgetpu_published: {len(fit)} published "
+                   f"whole-model latencies of {len(pub.networks())} networks"
+                   " (Coral benchmarks and models pages, pycoral reference "
+                   "CSVs, google-coral/edgetpu issue #151)"),
+          "method": ("bounded least squares on log latency with weak priors "
+                     "(hwnas.latency.edgetpu_model.calibrate)"),
+          "fitted": list(FITTED)},
+      "measure_real": MEASURE_HINT,
+      "command": (f"hwnas table measure --backend edgetpu-model --space "
+                  f"{space_id.split('@')[0]} --link {link} --clock {clock}"),
+  }
+
+
+def make_table(space, *, link: str = "usb3", clock: str = "max",
+               params: EdgeTPUParams | None = None, path: str = ""):
+  """An estimated LatencyTable for every layer reachable in `space`.
+
+  Entries are per-layer Edge TPU compute (`layer_compute_ms`); the header's
+  `network_model` adds fixed cost, transfer, parameter streaming and CPU
+  fallback, so `table.predict(spec) == estimate(spec, ...).total_ms`.
+
+  Args:
+    space: a hwnas.space.SearchSpace.
+    link: 'usb3' | 'usb2' | 'pcie'.
+    clock: 'max' | 'std'.
+    params: model constants (`DEFAULTS` when None).
+    path: where the table will be saved (recorded in the value only).
+
+  Returns:
+    A hwnas.latency.table.LatencyTable (not yet saved).
+  """
+  from hwnas.latency import space_layers, table
+  p = params or DEFAULTS
+  _check_link(link), _check_clock(clock)
+  entries = []
+  for layer in sorted(space_layers.enumerate_layers(space)):
+    ops = layer_ops(layer)
+    extras = {"macs": sum(o.macs for o in ops),
+              "int8_bytes": sum(o.weight_bytes for o in ops)}
+    if unsupported_op(layer):
+      extras["unsupported_op"] = unsupported_op(layer)
+    entries.append(table.Entry(layer, layer_compute_ms(layer, clock=clock,
+                                                       params=p),
+                               extras=extras))
+  device = {"usb3": "Coral USB Accelerator on a desktop host (USB 3)",
+            "usb2": "Coral USB Accelerator on a USB 2 host",
+            "pcie": "Coral Edge TPU on PCIe (Dev Board / M.2)"}[link]
+  header = table.make_header(
+      device=f"{device}, {CLOCKS_MHZ[clock]:g} MHz (estimated)",
+      backend=MODEL_NAME, runtime=MODEL_NAME, runtime_version=MODEL_VERSION,
+      precision="int8", batch_size=1, threads=1, warmup=0, repeats=0,
+      spaces=[space.id], provenance=_provenance(space.id, link, clock),
+      network_model={"name": MODEL_NAME, "version": MODEL_VERSION,
+                     "module": __name__,
+                     "params": {**p.to_dict(), "link": link, "clock": clock}},
+      notes=MEASURE_HINT)
+  return table.new_table(header, entries, path)
+
+
+def measure_edgetpu_model(space, *, link: str = "usb3", clock: str = "max",
+                          out: str | None = None,
+                          params: EdgeTPUParams | None = None):
+  """Writes the estimated table of `space` to `out` (CLI backend hook).
+
+  Args:
+    space: a SearchSpace or the name/path of one.
+    link, clock, params: as for `make_table`.
+    out: output path; `latency_tables/edgetpu-<link>/<space>.json` when
+      None.
+
+  Returns:
+    The saved LatencyTable.
+  """
+  from hwnas import resources
+  from hwnas import space as space_lib
+  if isinstance(space, str):
+    space = space_lib.load(space)
+  if out is None:
+    out = str(resources.latency_tables_dir() / f"edgetpu-{link}" /
+              f"{space.name}.json")
+  t = make_table(space, link=link, clock=clock, params=params, path=str(out))
+  t.save(out)
+  return t
