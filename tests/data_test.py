@@ -1,0 +1,200 @@
+"""Tests for hwnas.data: digits, tfds (mock_data only), image folders."""
+
+import numpy as np
+import pytest
+
+from hwnas import data
+from hwnas.errors import HwnasError
+
+
+def _take(it, n):
+  return [next(it) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data.load("digits")
+
+
+def test_digits_info_and_sizes(digits):
+  info = digits.info
+  assert info.num_classes == 10 and info.image_shape == (8, 8, 3)
+  assert sum(info.split_sizes.values()) == 1797
+  assert info.split_sizes["test"] == 360
+  assert info.split_sizes["val"] == pytest.approx(0.1 * 1437, abs=1)
+  assert not info.hflip
+  for s in data.SPLITS:
+    assert len(digits[s]) == info.split_sizes[s]
+    assert digits[s].images.shape[1:] == (8, 8, 3)
+
+
+def _rows(split):
+  return {r.tobytes() for r in split.images.reshape(len(split), -1)}
+
+
+def test_digits_splits_disjoint_and_test_fixed(digits):
+  train, val, test = (_rows(digits[s]) for s in data.SPLITS)
+  # Digits has a few duplicate images; require near-total disjointness.
+  assert len(train & test) <= 3 and len(val & test) <= 3
+  other = data.load("digits", val_fraction=0.2, seed=7)
+  np.testing.assert_array_equal(other["test"].images, digits["test"].images)
+  # val comes out of the original train pool and changes with the seed.
+  pool = _rows(digits["train"]) | _rows(digits["val"])
+  assert _rows(other["val"]) <= pool
+  assert _rows(other["val"]) != _rows(digits["val"])
+  assert other.info.split_sizes["val"] > digits.info.split_sizes["val"]
+
+
+def test_digits_batches_shapes_and_normalisation(digits):
+  b = next(data.batches(digits, "train", batch_size=8, resolution=16, seed=0))
+  assert b["image"].shape == (8, 16, 16, 3) and b["image"].dtype == np.float32
+  assert b["label"].shape == (8,) and b["label"].dtype == np.int32
+  np.testing.assert_array_equal(b["mask"], np.ones(8, np.float32))
+  full = next(data.batches(digits, "train", batch_size=1293, resolution=8,
+                           seed=0, shuffle=False))
+  assert abs(full["image"].mean()) < 1e-3
+  assert full["image"].std() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_digits_batches_deterministic_and_resumable(digits):
+  kw = dict(batch_size=16, resolution=16, augment=True)
+  a = _take(data.batches(digits, "train", seed=3, **kw), 85)
+  b = _take(data.batches(digits, "train", seed=3, **kw), 85)
+  c = _take(data.batches(digits, "train", seed=3, start_step=80, **kw), 5)
+  d = next(data.batches(digits, "train", seed=4, **kw))
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x["image"], y["image"])
+  for x, y in zip(a[80:], c):  # crosses the epoch boundary at step 80
+    np.testing.assert_array_equal(x["image"], y["image"])
+    np.testing.assert_array_equal(x["label"], y["label"])
+  assert not np.array_equal(a[0]["image"], d["image"])
+  assert not np.array_equal(a[0]["image"], a[80]["image"])
+
+
+def test_digits_augment_no_flip_changes_pixels(digits):
+  kw = dict(batch_size=32, resolution=16, seed=0, shuffle=False)
+  plain = next(data.batches(digits, "train", **kw))
+  aug = next(data.batches(digits, "train", augment=True, **kw))
+  np.testing.assert_array_equal(plain["label"], aug["label"])
+  assert not np.allclose(plain["image"], aug["image"])
+
+
+def test_digits_eval_pass_pads_last_batch(digits):
+  out = list(data.batches(digits, "test", batch_size=64, resolution=8, seed=0,
+                          shuffle=False, repeat=False, drop_remainder=False))
+  assert len(out) == 6 and all(b["image"].shape[0] == 64 for b in out)
+  assert sum(b["mask"].sum() for b in out) == 360
+  labels = np.concatenate([b["label"][b["mask"] > 0] for b in out])
+  np.testing.assert_array_equal(labels, digits["test"].labels)
+
+
+def test_process_shards_make_up_the_global_batch(digits):
+  kw = dict(batch_size=8, resolution=8, seed=1, augment=True)
+  whole = next(data.batches(digits, "train", **kw))
+  parts = [next(data.batches(digits, "train", process_index=i,
+                             process_count=2, **kw)) for i in range(2)]
+  np.testing.assert_array_equal(
+      np.concatenate([p["image"] for p in parts]), whole["image"])
+
+
+def test_shard_batch_single_host(digits):
+  import jax  # pylint: disable=g-import-not-at-top
+  mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  b = next(data.batches(digits, "train", batch_size=4, resolution=8, seed=0))
+  g = data.shard_batch(b, mesh)
+  np.testing.assert_array_equal(np.asarray(g["label"]), b["label"])
+
+
+def test_unknown_names_and_splits_are_user_errors(digits):
+  with pytest.raises(HwnasError, match="unknown dataset"):
+    data.load("mnist")
+  with pytest.raises(HwnasError, match="split"):
+    data.batches(digits, "validation", batch_size=2, resolution=8, seed=0)
+  with pytest.raises(HwnasError, match="val_fraction"):
+    data.load("digits", val_fraction=1.5)
+
+
+# --- tfds: mock_data only; never a real download ---------------------------
+
+def test_tfds_cifar10_under_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=12):
+    ds = data.load("tfds:cifar10")
+    assert ds.info.num_classes == 10 and ds.info.image_shape == (32, 32, 3)
+    assert len(ds.info.class_names) == 10 and ds.info.hflip
+    assert all(n > 0 for n in ds.info.split_sizes.values())
+    kw = dict(batch_size=4, resolution=16, seed=0, augment=True)
+    a = _take(data.batches(ds, "train", **kw), 4)
+    b = _take(data.batches(ds, "train", **kw), 4)
+    c = _take(data.batches(ds, "train", start_step=3, **kw), 1)
+    ev = list(data.batches(ds, "test", batch_size=5, resolution=16, seed=0,
+                           shuffle=False, repeat=False, drop_remainder=False))
+  assert a[0]["image"].shape == (4, 16, 16, 3)
+  assert a[0]["image"].dtype == np.float32 and a[0]["label"].dtype == np.int32
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(x["image"], y["image"])
+  np.testing.assert_array_equal(a[3]["image"], c[0]["image"])
+  assert sum(e["mask"].sum() for e in ev) == ds.info.split_sizes["test"]
+  assert all(e["image"].shape == (5, 16, 16, 3) for e in ev)
+
+
+def test_tfds_unprepared_fails_fast(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(HwnasError, match="not prepared"):
+    data.load("tfds:cifar10", data_dir=str(tmp_path / "none"))
+
+
+def test_tfds_unknown_name():
+  pytest.importorskip("tensorflow_datasets")
+  with pytest.raises(HwnasError, match="no tensorflow-datasets set"):
+    data.load("tfds:no_such_dataset_xyz")
+
+
+# --- image folders -----------------------------------------------------------
+
+def _write_pngs(root, split, classes, per_class, size, seed):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  for c, cls in enumerate(classes):
+    d = root / split / cls
+    d.mkdir(parents=True)
+    for i in range(per_class):
+      img = rng.integers(0, 60, size=(size + i % 3, size, 3), dtype=np.uint8)
+      img[..., c % 3] += 150  # class-dependent colour
+      Image.fromarray(img).save(d / f"{i}.png")
+
+
+def test_folder_dataset_with_and_without_test_dir(tmp_path):
+  pytest.importorskip("tensorflow")
+  _write_pngs(tmp_path / "a", "train", ["cat", "bird"], 10, 12, 0)
+  ds = data.load(f"folder:{tmp_path / 'a'}", val_fraction=0.25)
+  assert ds.info.class_names == ("bird", "cat") and ds.info.num_classes == 2
+  assert sum(ds.info.split_sizes.values()) == 20
+  assert ds.info.split_sizes["test"] == 4
+  b = next(data.batches(ds, "train", batch_size=4, resolution=8, seed=0,
+                        augment=True))
+  assert b["image"].shape == (4, 8, 8, 3) and set(b["label"]) <= {0, 1}
+  ev = list(data.batches(ds, "test", batch_size=3, resolution=8, seed=0,
+                         shuffle=False, repeat=False, drop_remainder=False))
+  labels = np.concatenate([e["label"][e["mask"] > 0] for e in ev])
+  np.testing.assert_array_equal(np.bincount(labels), [2, 2])  # stratified
+  # Classes are sorted (bird=0, cat=1); _write_pngs made cat red, bird green,
+  # so without augmentation the dominant channel must match the label.
+  for e in ev:
+    for img, y, m in zip(e["image"], e["label"], e["mask"]):
+      if m:
+        channel = 1 if y == 0 else 0
+        assert img[..., channel].mean() > img[..., 2].mean()
+
+  _write_pngs(tmp_path / "b", "train", ["x", "y", "z"], 4, 8, 1)
+  _write_pngs(tmp_path / "b", "test", ["x", "y", "z"], 2, 8, 2)
+  ds2 = data.load(f"folder:{tmp_path / 'b'}", val_fraction=0.25)
+  assert ds2.info.split_sizes == {"train": 9, "val": 3, "test": 6}
+
+
+def test_folder_missing_is_user_error(tmp_path):
+  with pytest.raises(HwnasError, match="no folder"):
+    data.load(f"folder:{tmp_path / 'missing'}")
+  (tmp_path / "empty" / "train" / "cls").mkdir(parents=True)
+  with pytest.raises(HwnasError, match="no images"):
+    data.load(f"folder:{tmp_path / 'empty'}")
