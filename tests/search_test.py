@@ -1,0 +1,285 @@
+"""Tests of the search controller with toy evaluators and costs (fast)."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import hypothesis
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+from hwnas import arch, counting, errors, space
+from hwnas.search import feasibility, history, pareto, run
+
+SPACE = space.load("tiny")
+_MACS: dict = {}
+
+
+def mmacs(a):
+  if a not in _MACS:
+    _MACS[a] = counting.count(arch.decode(SPACE, a)).macs / 1e6
+  return _MACS[a]
+
+
+def latency_ms(a):
+  """Additive toy latency, deliberately not monotone in MACs."""
+  ms = 0.02 * a.resolution
+  for s, _, b in a.active_blocks():
+    ms += (0.3 if b.type == "fused_ibn" else 0.5) * b.kernel / 3
+    ms += 0.1 * b.expansion + (0.4 if b.se else 0.0) + 0.2 * s
+    ms += 0.3 if b.activation == "hswish" else 0.0
+  return ms + 0.01 * sum(a.widths)
+
+
+def noise(a):
+  return (zlib.crc32(arch.to_string(a).encode()) % 1000) / 1e5
+
+
+def toy_accuracy(archs):
+  return [float(np.log1p(mmacs(a)) / 4 + noise(a)) for a in archs]
+
+
+class Counter:
+  """An evaluator that records every architecture it is asked about."""
+
+  def __init__(self, fail_after=None):
+    self.seen, self.fail_after = [], fail_after
+
+  def __call__(self, archs):
+    out = []
+    for a in archs:
+      if self.fail_after is not None and len(self.seen) >= self.fail_after:
+        raise RuntimeError("simulated crash")
+      self.seen.append(a)
+      out.append(toy_accuracy([a])[0])
+    return out
+
+
+def search(workdir, fn=toy_accuracy, **kw):
+  kw.setdefault("budget", 40)
+  kw.setdefault("population", 8)
+  kw.setdefault("target", 3.0)
+  return run(SPACE, fn, {"latency_ms": latency_ms, "mmacs": mmacs},
+             workdir=workdir, progress=False, plot=False, **kw)
+
+
+def rows(workdir):
+  return pathlib.Path(workdir, "history.jsonl").read_text().splitlines()
+
+
+@pytest.mark.parametrize("algorithm", ["aging", "ofa", "nsga2"])
+def test_constraint_never_evaluates_or_returns_infeasible(tmp_path,
+                                                          algorithm):
+  r = search(tmp_path, algorithm=algorithm, target=2.6, budget=30)
+  assert len(r.records) == 30
+  assert all(rec.costs["latency_ms"] <= 2.6 for rec in r.records)
+  assert r.best.costs["latency_ms"] <= 2.6
+  assert r.best.accuracy == max(rec.accuracy for rec in r.records)
+  best = json.loads((tmp_path / "best.json").read_text())
+  assert arch.from_dict(best) == r.best.arch
+  assert best["latency_ms"] <= 2.6
+
+
+@hypothesis.settings(max_examples=8, deadline=None)
+@hypothesis.given(seed=st.integers(0, 2**16), slack=st.floats(0.0, 2.0))
+def test_constraint_feasible_for_any_seed_and_tight_target(seed, slack):
+  import tempfile
+  lo = feasibility.fastest(SPACE, latency_ms, np.random.default_rng(0))[1]
+  with tempfile.TemporaryDirectory() as d:
+    r = search(d, seed=seed, target=lo + slack, budget=12, population=4)
+  assert r.records
+  assert all(rec.costs["latency_ms"] <= lo + slack for rec in r.records)
+
+
+def test_impossible_target_fails_before_any_evaluation(tmp_path):
+  def never(archs):
+    raise AssertionError("evaluated despite an impossible target")
+  with pytest.raises(errors.HwnasError) as e:
+    search(tmp_path, fn=never, target=0.5)
+  msg = str(e.value)
+  assert "below the fastest latency reachable in space tiny" in msg
+  assert "--target-ms" in msg and "\n" not in msg
+  assert not (tmp_path / "history.jsonl").exists()
+
+
+def test_fastest_is_exact_for_an_additive_cost():
+  a, c = feasibility.fastest(SPACE, latency_ms, np.random.default_rng(1))
+  assert c == pytest.approx(latency_ms(a))
+  rng = np.random.default_rng(2)
+  sampled = min(latency_ms(arch.sample(rng, SPACE)) for _ in range(3000))
+  assert c <= sampled
+  for n in feasibility.neighbours(SPACE, a):   # a local minimum
+    assert latency_ms(n) >= c
+
+
+def test_pareto_front_is_non_dominated_over_several_costs(tmp_path):
+  r = search(tmp_path, objective="pareto", target=None, budget=40)
+  def dominates(p, q):
+    ge = p.accuracy >= q.accuracy and all(
+        p.costs[k] <= q.costs[k] for k in p.costs)
+    gt = p.accuracy > q.accuracy or any(
+        p.costs[k] < q.costs[k] for k in p.costs)
+    return ge and gt
+  front = set(x.index for x in r.front)
+  for p in r.front:
+    assert not any(dominates(q, p) for q in r.records)
+  for q in r.records:
+    if q.index not in front:
+      assert any(dominates(p, q) for p in r.front)
+  saved = json.loads((tmp_path / "pareto.json").read_text())
+  assert [x["index"] for x in saved["front"]] == [x.index for x in r.front]
+  assert saved["hypervolume"] > 0
+
+
+def test_pareto_requires_nsga2(tmp_path):
+  with pytest.raises(errors.HwnasError, match="nsga2"):
+    search(tmp_path, objective="pareto", algorithm="aging", target=None)
+
+
+def test_reward_best_maximises_mnasnet_reward(tmp_path):
+  r = search(tmp_path, objective="reward", target=2.5, reward_weight=-0.5)
+  reward = lambda x: x.accuracy * (x.costs["latency_ms"] / 2.5) ** -0.5
+  assert reward(r.best) == max(reward(x) for x in r.records)
+  assert any(x.costs["latency_ms"] > 2.5 for x in r.records)  # soft
+
+
+@pytest.mark.parametrize("algorithm", ["aging", "ofa", "nsga2"])
+def test_deterministic_per_seed_and_no_duplicates(tmp_path, algorithm):
+  obj = "pareto" if algorithm == "nsga2" else "constraint"
+  kw = dict(algorithm=algorithm, objective=obj, budget=36)
+  c = Counter()
+  r1 = search(tmp_path / "a", fn=c, **kw)
+  r2 = search(tmp_path / "b", **kw)
+  r3 = search(tmp_path / "c", seed=1, **kw)
+  assert [x.arch for x in r1.records] == [x.arch for x in r2.records]
+  assert rows(tmp_path / "a") == rows(tmp_path / "b")
+  assert [x.arch for x in r1.records] != [x.arch for x in r3.records]
+  assert len(set(c.seen)) == len(c.seen) == 36
+
+
+@pytest.mark.parametrize("algorithm", ["aging", "ofa", "nsga2"])
+def test_crash_and_resume_equals_uninterrupted(tmp_path, algorithm):
+  obj = "pareto" if algorithm == "nsga2" else "constraint"
+  kw = dict(algorithm=algorithm, objective=obj, budget=40,
+            eval_batch_size=3)
+  ref = search(tmp_path / "ref", **kw)
+  crash = Counter(fail_after=17)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    search(tmp_path / "run", fn=crash, **kw)
+  done = len(rows(tmp_path / "run"))   # the chunks (of <= 3) completed
+  assert 14 <= done <= 17
+  again = Counter()
+  r = search(tmp_path / "run", fn=again, **kw)
+  assert r.evaluated == len(again.seen) == 40 - done
+  assert not set(again.seen) & set(crash.seen[:done])
+  assert rows(tmp_path / "run") == rows(tmp_path / "ref")
+  assert r.best == ref.best
+  assert (tmp_path / "run" / "best.json").read_text() == (
+      tmp_path / "ref" / "best.json").read_text()
+
+
+def test_torn_history_line_and_corrupt_state_are_tolerated(tmp_path):
+  ref = search(tmp_path / "ref")
+  full = (tmp_path / "ref" / "history.jsonl").read_bytes()
+  lines = full.split(b"\n")
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  # Killed while appending evaluation 13 (mid generation), state torn too.
+  torn = b"\n".join(lines[:13]) + b"\n" + lines[13][:40]
+  (run_dir / "history.jsonl").write_bytes(torn)
+  (run_dir / "state.json").write_text('{"config": {"seed"')
+  c = Counter()
+  r = search(run_dir, fn=c)
+  assert r.evaluated == len(c.seen) == 40 - 13
+  assert c.seen[0] == ref.records[13].arch
+  assert (run_dir / "history.jsonl").read_bytes() == full
+  assert r.best == ref.best
+
+
+def test_corrupt_line_inside_history_is_an_error(tmp_path):
+  search(tmp_path)
+  lines = rows(tmp_path)
+  lines[5] = lines[5][:30]
+  (tmp_path / "history.jsonl").write_text("\n".join(lines) + "\n")
+  with pytest.raises(errors.HwnasError, match="history.jsonl:6"):
+    search(tmp_path)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+  search(tmp_path, budget=10)
+  with pytest.raises(errors.HwnasError, match="seed"):
+    search(tmp_path, budget=20, seed=5)
+  os.remove(tmp_path / "state.json")   # then the replay catches it
+  with pytest.raises(errors.HwnasError, match="not what this search"):
+    search(tmp_path, budget=20, seed=5)
+
+
+def test_raising_the_budget_continues_the_same_search(tmp_path):
+  ref = search(tmp_path / "ref", budget=40)
+  search(tmp_path / "run", budget=22)
+  c = Counter()
+  r = search(tmp_path / "run", fn=c, budget=40)
+  assert len(c.seen) == 18
+  assert rows(tmp_path / "run") == rows(tmp_path / "ref")
+  assert r.best == ref.best
+
+
+_CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import search_test as t
+def slow(archs):
+  time.sleep(0.05)
+  return t.toy_accuracy(archs)
+t.search({workdir!r}, fn=slow, budget=40, eval_batch_size=1)
+"""
+
+
+def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
+  ref = search(tmp_path / "ref", budget=40)
+  workdir = tmp_path / "run"
+  code = _CHILD.format(tests=str(pathlib.Path(__file__).parent),
+                       workdir=str(workdir))
+  proc = subprocess.Popen([sys.executable, "-c", code])
+  hist = workdir / "history.jsonl"
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if hist.exists() and hist.read_bytes().count(b"\n") >= 12:
+      break
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = len(history.read(workdir))
+  assert 12 <= done < 40
+  c = Counter()
+  r = search(workdir, fn=c, budget=40)
+  assert len(c.seen) == 40 - done
+  assert rows(workdir) == rows(tmp_path / "ref")
+  assert r.best == ref.best
+
+
+def test_pymoo_wrappers_rank_a_known_front():
+  F = np.array([[1., 2.], [2., 1.], [2., 2.], [0.5, 3.], [3., 3.]])
+  assert pareto.front(F).tolist() == [0, 1, 3]
+  assert [f.tolist() for f in pareto.fronts(F)] == [[0, 1, 3], [2], [4]]
+  assert pareto.survive(F, 3).tolist() == [0, 1, 3]
+  assert pareto.hypervolume(F[[0, 1, 3]], [3., 3.]) == pytest.approx(3.0)
+
+
+def test_outputs_and_plot(tmp_path):
+  r = run(SPACE, toy_accuracy, {"latency_ms": latency_ms}, budget=16,
+          population=8, target=3.0, workdir=tmp_path, progress=False,
+          provenance={"kind": "estimated", "model": "toy"},
+          references={"ref-net": (2.0, 0.5), "no-acc": (2.5, None)})
+  best = json.loads((tmp_path / "best.json").read_text())
+  assert best["provenance"] == {"kind": "estimated", "model": "toy"}
+  assert best["arch_string"] == arch.to_string(r.best.arch)
+  assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+  state = json.loads((tmp_path / "state.json").read_text())
+  assert state["evaluations"] == 16
