@@ -6,7 +6,7 @@
 {'train': 1293, 'val': 144, 'test': 360}
 >>> it = data.batches(ds, "train", batch_size=64, resolution=32, seed=0,
 ...                   augment=True)
->>> b = next(it)  # {"image": f32 [64,32,32,3], "label": i32 [64], "mask": f32 [64]}
+>>> b = next(it)  # image f32 [64,32,32,3], label i32 [64], mask f32 [64]
 
 Names: `digits` (scikit-learn, offline, in memory), `tfds:NAME` (a prepared
 tensorflow-datasets set; never downloads) and `folder:PATH` (image folders).
@@ -52,7 +52,8 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
     val_fraction: Fraction of the original training data held out as `val`.
     seed: Chooses the validation hold-out (digits, folders); the test split
       never depends on it.
-    data_dir: tensorflow-datasets data directory (default ~/tensorflow_datasets).
+    data_dir: tensorflow-datasets data directory (default: tfds's own,
+      ~/tensorflow_datasets).
     manual_dir: Manual-download directory for sets that need one.
 
   Returns:
@@ -147,7 +148,6 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Any,
     The same keys, as global arrays of `process_count` times the rows.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
-  sharding = NamedSharding(mesh, PartitionSpec(axis))
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
   return {k: jax.make_array_from_process_local_data(sharding, v)
           for k, v in batch.items()}

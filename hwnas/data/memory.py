@@ -23,7 +23,7 @@ _TEST_FRACTION = 0.2
 _TEST_SEED = 0
 
 
-def _stratified_split(labels: np.ndarray, fraction: float,
+def stratified_split(labels: np.ndarray, fraction: float,
                       seed: int) -> tuple[np.ndarray, np.ndarray]:
   """Returns (kept, held_out) index arrays; held_out is ~fraction per class."""
   from sklearn import model_selection  # pylint: disable=g-import-not-at-top
@@ -41,8 +41,8 @@ def load_digits(*, val_fraction: float, seed: int) -> core.Dataset:
   raw = datasets.load_digits()
   images = np.repeat(raw.images.astype(np.float32)[..., None] / 16.0, 3, -1)
   labels = raw.target.astype(np.int32)
-  train_pool, test = _stratified_split(labels, _TEST_FRACTION, _TEST_SEED)
-  kept, val = _stratified_split(labels[train_pool], val_fraction, seed)
+  train_pool, test = stratified_split(labels, _TEST_FRACTION, _TEST_SEED)
+  kept, val = stratified_split(labels[train_pool], val_fraction, seed)
   train, val = train_pool[kept], train_pool[val]
   grey = images[train, :, :, 0]
   mean, std = float(grey.mean()), float(grey.std())

@@ -180,7 +180,7 @@ def _split(labels: np.ndarray, fraction: float,
   counts = np.bincount(labels)
   n_held = int(round(fraction * labels.shape[0]))
   if n_held and (counts[counts > 0] >= 2).all() and n_held >= len(counts):
-    return memory._stratified_split(labels, fraction, seed)  # pylint: disable=protected-access
+    return memory.stratified_split(labels, fraction, seed)
   perm = np.random.default_rng(seed).permutation(labels.shape[0])
   return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
