@@ -260,7 +260,7 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
       fastest = fastest or (a, c)
     anchor = _feasible_anchor(space, obj, cost_fns, fastest[0])
 
-  recorded = history.read(workdir)
+  recorded = history.read(workdir, repair=True)
   search = _Search(space, obj, cost_fns, settings, algorithm)
   evaluated = _loop(search, evaluate_fn, recorded, budget=budget, seed=seed,
                     workdir=workdir, config=config, anchor=anchor,

@@ -62,9 +62,20 @@ def record_from_dict(d: Mapping[str, Any], where: str) -> Record:
                             "file away to start afresh") from None
 
 
-def read(workdir: str | os.PathLike[str]) -> list[Record]:
-  """Reads `history.jsonl`, dropping (and cutting) a torn last line."""
-  path = pathlib.Path(workdir) / HISTORY
+def read(workdir: str | os.PathLike[str], *,
+         repair: bool = False) -> list[Record]:
+  """Reads `workdir/history.jsonl` (see `read_file`)."""
+  return read_file(pathlib.Path(workdir) / HISTORY, repair=repair)
+
+
+def read_file(path: str | os.PathLike[str], *,
+              repair: bool = False) -> list[Record]:
+  """Reads a history file; [] if it does not exist.
+
+  A torn last line (no newline: killed while appending) is dropped; with
+  `repair` it is also cut from the file, so appends continue cleanly.
+  """
+  path = pathlib.Path(path)
   if not path.exists():
     return []
   data = path.read_bytes()
@@ -85,7 +96,7 @@ def read(workdir: str | os.PathLike[str]) -> list[Record]:
       raise errors.HwnasError(f"{path}:{n}: index {r.index}, expected "
                               f"{len(records)}; the history was edited")
     records.append(r)
-  if len(complete) < len(data):
+  if repair and len(complete) < len(data):
     with open(path, "r+b") as f:
       f.truncate(len(complete))
   return records

@@ -1,0 +1,248 @@
+"""Accuracy predictor (Once-for-All style): an MLP on `arch.encode` vectors.
+
+Trained on (architecture, accuracy) pairs, e.g. a search's history.jsonl or
+supernet evaluations of random architectures. An ensemble of independently
+initialised MLPs (deep ensembles) gives an uncertainty: the spread of the
+members' predictions. Quality is reported as rank correlation (Spearman,
+Kendall) on held-out architectures, which is what search needs.
+
+Saved as a directory: predictor.json (settings, normalisation, metrics) and
+weights.npz (arrays only; loaded with allow_pickle=False).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from hwnas import arch as arch_lib
+from hwnas import errors
+from hwnas.arch import ArchChoice
+from hwnas.space import SearchSpace
+
+_SCHEMA = "hwnas/predictor@1"
+CONFIG = "predictor.json"
+WEIGHTS = "weights.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+  """A trained MLP ensemble; `weights` are [ensemble, ...] numpy arrays.
+
+  Attributes:
+    space: id of the space whose encoding it reads (e.g. 'tiny@1').
+    hidden: hidden layer widths.
+    weights: (W_0, b_0, W_1, b_1, ...), each with a leading ensemble axis.
+    y_mean: accuracy normalisation mean.
+    y_std: accuracy normalisation scale.
+    metrics: held-out metrics from training.
+  """
+
+  space: str
+  hidden: tuple[int, ...]
+  weights: tuple[np.ndarray, ...]
+  y_mean: float
+  y_std: float
+  metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  @property
+  def ensemble(self) -> int:
+    return int(self.weights[0].shape[0])
+
+
+def _init(key, sizes: Sequence[int], ensemble: int):
+  import jax
+  import jax.numpy as jnp
+  params = []
+  for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    key, k = jax.random.split(key)
+    w = jax.random.normal(k, (ensemble, fan_in, fan_out)) * jnp.sqrt(
+        2.0 / fan_in)
+    params += [w, jnp.zeros((ensemble, fan_out))]
+  return params
+
+
+def _forward(params, x):
+  """[ensemble] params, x [n, d] -> [ensemble, n] normalised predictions."""
+  import jax
+  h = x[None]
+  n = len(params) // 2
+  for i in range(n):
+    h = h @ params[2 * i] + params[2 * i + 1][:, None, :]
+    if i < n - 1:
+      h = jax.nn.relu(h)
+  return h[..., 0]
+
+
+def rank_metrics(y_true: Sequence[float],
+                 y_pred: Sequence[float]) -> dict[str, float]:
+  """Spearman rho, Kendall tau and RMSE between truth and prediction."""
+  from scipy import stats
+  t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+  return {"spearman": float(stats.spearmanr(t, p).statistic),
+          "kendall": float(stats.kendalltau(t, p).statistic),
+          "rmse": float(np.sqrt(np.mean((t - p) ** 2))), "n": int(len(t))}
+
+
+def _fit(key, x, y, sizes, *, ensemble, steps, learning_rate, weight_decay):
+  import jax
+  import jax.numpy as jnp
+  import optax
+  params = _init(key, sizes, ensemble)
+  tx = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps),
+                   weight_decay=weight_decay)
+
+  def loss_fn(p):
+    return jnp.mean((_forward(p, x) - y[None]) ** 2) * ensemble
+
+  def step(carry, _):
+    p, s = carry
+    loss, g = jax.value_and_grad(loss_fn)(p)
+    u, s = tx.update(g, s, p)
+    return (optax.apply_updates(p, u), s), loss
+
+  (params, _), losses = jax.jit(
+      lambda p: jax.lax.scan(step, (p, tx.init(p)), None, length=steps))(
+          params)
+  return [np.asarray(w) for w in params], float(losses[-1])
+
+
+def train(space: SearchSpace, archs: Sequence[ArchChoice],
+          accuracies: Sequence[float], *, seed: int = 0,
+          hidden: Sequence[int] = (128, 128), ensemble: int = 1,
+          steps: int = 1500, learning_rate: float = 3e-3,
+          weight_decay: float = 1e-4,
+          val_fraction: float = 0.2) -> Predictor:
+  """Trains a predictor; held-out metrics land in `Predictor.metrics`.
+
+  Args:
+    space: the space of `archs`.
+    archs: architectures (duplicates are averaged away by the data).
+    accuracies: their accuracies.
+    seed: seed of the split (numpy) and of the initialisation (JAX).
+    hidden: hidden layer widths.
+    ensemble: number of independently initialised members.
+    steps: full-batch AdamW steps (cosine-decayed learning rate).
+    learning_rate: peak learning rate.
+    weight_decay: AdamW weight decay.
+    val_fraction: share of architectures held out for the metrics (0: none).
+
+  Returns:
+    The trained `Predictor` (fitted on the non-held-out part).
+  """
+  import jax
+  if len(archs) != len(accuracies) or len(archs) < 5:
+    raise errors.HwnasError(f"predictor: need >= 5 (arch, accuracy) pairs "
+                            f"of equal count, got {len(archs)} and "
+                            f"{len(accuracies)}")
+  x = np.stack([arch_lib.encode(space, a) for a in archs])
+  y = np.asarray(accuracies, np.float32)
+  order = np.random.default_rng([seed, 7]).permutation(len(y))
+  n_val = int(round(len(y) * val_fraction))
+  val, tr = order[:n_val], order[n_val:]
+  y_mean, y_std = float(y[tr].mean()), float(y[tr].std() + 1e-8)
+  sizes = [x.shape[1], *hidden, 1]
+  weights, loss = _fit(jax.random.key(seed), x[tr], (y[tr] - y_mean) / y_std,
+                       sizes, ensemble=ensemble, steps=steps,
+                       learning_rate=learning_rate, weight_decay=weight_decay)
+  p = Predictor(space.id, tuple(int(h) for h in hidden), tuple(weights),
+                y_mean, y_std)
+  metrics: dict[str, Any] = {"train": rank_metrics(
+      y[tr], predict(p, space, [archs[i] for i in tr])[0]),
+      "final_loss": loss, "ensemble": ensemble, "steps": steps}
+  if n_val >= 3:
+    metrics["heldout"] = rank_metrics(
+        y[val], predict(p, space, [archs[i] for i in val])[0])
+  return dataclasses.replace(p, metrics=metrics)
+
+
+def predict(predictor: Predictor, space: SearchSpace,
+            archs: Sequence[ArchChoice]) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and ensemble standard deviation of the predicted accuracy, [n]."""
+  if predictor.space != space.id:
+    raise errors.HwnasError(f"predictor was trained on space "
+                            f"{predictor.space}, not {space.id}; train one "
+                            "for this space (hwnas predictor train)")
+  x = np.stack([arch_lib.encode(space, a) for a in archs]).astype(np.float32)
+  h = x[None]
+  n = len(predictor.weights) // 2
+  for i in range(n):   # numpy: fast for search-sized batches, no compile
+    h = h @ predictor.weights[2 * i] + predictor.weights[2 * i + 1][:, None]
+    if i < n - 1:
+      h = np.maximum(h, 0)
+  out = h[..., 0] * predictor.y_std + predictor.y_mean   # [ensemble, n]
+  return out.mean(0), out.std(0)
+
+
+def make_evaluator(predictor: Predictor, space: SearchSpace) -> \
+    Callable[[list[ArchChoice]], list[float]]:
+  """An `evaluate_fn` for `hwnas.search.run` that returns predictions."""
+  def evaluate_fn(archs: list[ArchChoice]) -> list[float]:
+    return [float(v) for v in predict(predictor, space, archs)[0]]
+  return evaluate_fn
+
+
+def save(predictor: Predictor, path: str | pathlib.Path) -> None:
+  """Writes predictor.json and weights.npz into directory `path`."""
+  path = pathlib.Path(path)
+  path.mkdir(parents=True, exist_ok=True)
+  np.savez(path / WEIGHTS, **{f"w{i}": w for i, w in
+                              enumerate(predictor.weights)})
+  (path / CONFIG).write_text(json.dumps({
+      "schema": _SCHEMA, "space": predictor.space,
+      "hidden": list(predictor.hidden), "ensemble": predictor.ensemble,
+      "num_weights": len(predictor.weights), "y_mean": predictor.y_mean,
+      "y_std": predictor.y_std, "metrics": predictor.metrics}, indent=1)
+                             + "\n")
+
+
+def load(path: str | pathlib.Path) -> Predictor:
+  """Loads a predictor directory written by `save`."""
+  path = pathlib.Path(path)
+  cfg_path = path / CONFIG
+  if not cfg_path.is_file() or not (path / WEIGHTS).is_file():
+    raise errors.HwnasError(f"{path}: not a predictor directory (needs "
+                            f"{CONFIG} and {WEIGHTS}); train one with "
+                            "hwnas predictor train")
+  try:
+    cfg = json.loads(cfg_path.read_text())
+  except ValueError as e:
+    raise errors.HwnasError(f"{cfg_path}: invalid JSON ({e})") from None
+  if cfg.get("schema") != _SCHEMA:
+    raise errors.HwnasError(f"{cfg_path}: schema {cfg.get('schema')!r} is "
+                            f"not supported; expected {_SCHEMA!r}")
+  with np.load(path / WEIGHTS, allow_pickle=False) as z:
+    weights = tuple(z[f"w{i}"] for i in range(cfg["num_weights"]))
+  return Predictor(cfg["space"], tuple(cfg["hidden"]), weights,
+                   float(cfg["y_mean"]), float(cfg["y_std"]),
+                   cfg.get("metrics", {}))
+
+
+def pairs_from_history(paths: Sequence[str | pathlib.Path],
+                       space: SearchSpace) -> tuple[list[ArchChoice],
+                                                    list[float]]:
+  """(architectures, accuracies) from one or more history.jsonl files.
+
+  Accepts a file or a search workdir; a torn last line is skipped.
+  """
+  from hwnas.search import history
+  archs, accs = [], []
+  for p in paths:
+    p = pathlib.Path(p)
+    if p.is_dir():
+      p = p / history.HISTORY
+    if not p.is_file():
+      raise errors.HwnasError(f"{p}: no such history file (give a "
+                              f"{history.HISTORY} or a search workdir)")
+    for r in history.read_file(p):
+      if r.arch.space != space.name:
+        raise errors.HwnasError(f"{p}: architecture {r.index} is from space "
+                                f"{r.arch.space}, not {space.name}")
+      archs.append(r.arch)
+      accs.append(r.accuracy)
+  return archs, accs
