@@ -1,0 +1,338 @@
+"""Building blocks of hwnas networks (Flax NNX), one per NetSpec layer type.
+
+The semantics of each block are those of the `hwnas.netspec` docstring:
+BatchNorm after every conv (never after `fc`), squeeze-excite as in
+MobileNetV3 (global average pool, 1x1 conv + bias, ReLU, 1x1 conv + bias,
+hard-sigmoid, multiply), the expansion conv of `ibn` / `fused_ibn` omitted
+when `mid == in`, and a linear projection.
+
+Two implementation choices follow measurements on this project's machines
+(../shared/FINDINGS.md):
+
+* Depthwise convolution (`depthwise_conv`) has two implementations that
+  give the same values: XLA's grouped convolution (`'lax'`) and a shift-add
+  (`'shift'`: one strided slice per kernel tap times a per-channel weight).
+  On XLA:CPU the grouped convolution's backward pass is 10-25x slower than
+  the shift-add (G10), so `'auto'` picks shift-add on the CPU backend and the
+  grouped convolution on GPU/TPU. Export must use `'lax'`: the shift-add
+  converts to hundreds of MUL/ADD/SLICE ops instead of one
+  DEPTHWISE_CONV_2D.
+* Global average pooling uses `avg_pool` (a `reduce_window`), which TFLite
+  lowers to AVERAGE_POOL_2D; `jnp.mean` would become SUM + MUL (G14).
+
+Every block is callable as `block(x, train=False)` on NHWC float32 input,
+so a single block can be timed or exported on its own (`build_layer`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hwnas.netspec import Layer
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-3
+DEPTHWISE_IMPLS = ("auto", "lax", "shift")
+
+# ------------------------------------------------------------ functions --
+
+
+def hard_sigmoid(x: jax.Array) -> jax.Array:
+  """relu6(x + 3) / 6, the MobileNetV3 gate (TFLite fuses it into a conv)."""
+  return jax.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def hard_swish(x: jax.Array) -> jax.Array:
+  return x * hard_sigmoid(x)
+
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "hswish": hard_swish,
+    "swish": jax.nn.silu,
+    "none": lambda x: x,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  """The activation function called `name` (see netspec.ACTIVATIONS)."""
+  try:
+    return _ACTIVATIONS[name]
+  except KeyError:
+    raise ValueError(f"unknown activation {name!r}; allowed: "
+                     f"{', '.join(_ACTIVATIONS)}") from None
+
+
+def global_avg_pool(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, 1, 1, C] via avg_pool (TFLite AVERAGE_POOL_2D)."""
+  h, w = x.shape[1], x.shape[2]
+  return nnx.avg_pool(x, (h, w), strides=(h, w), padding="VALID")
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """(low, high) padding of TF/XLA 'SAME' for one spatial dimension."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def resolve_depthwise_impl(impl: str) -> str:
+  """'auto' -> 'shift' on the CPU backend, 'lax' elsewhere."""
+  if impl not in DEPTHWISE_IMPLS:
+    raise ValueError(f"depthwise impl {impl!r} is unknown; allowed: "
+                     f"{', '.join(DEPTHWISE_IMPLS)}")
+  if impl == "auto":
+    return "shift" if jax.default_backend() == "cpu" else "lax"
+  return impl
+
+
+def _live_taps(size: int, kernel: int, stride: int, pad_lo: int) -> list[int]:
+  """Kernel offsets that read at least one real (non-padding) pixel."""
+  out = -(-size // stride)
+  live = []
+  for i in range(kernel):
+    rows = range(i - pad_lo, i - pad_lo + stride * (out - 1) + 1, stride)
+    if any(0 <= r < size for r in rows):
+      live.append(i)
+  return live
+
+
+def _depthwise_shift(x: jax.Array, kernel: jax.Array, stride: int
+                     ) -> jax.Array:
+  k = kernel.shape[0]
+  _, h, w, _ = x.shape
+  (ph0, ph1), (pw0, pw1) = (same_padding(h, k, stride),
+                            same_padding(w, k, stride))
+  xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
+  ho, wo = -(-h // stride), -(-w // stride)
+  out = None
+  # Taps that only ever read padding contribute zero: dropping them keeps
+  # the result exact and makes large kernels cheap on tiny maps.
+  for i in _live_taps(h, k, stride, ph0):
+    for j in _live_taps(w, k, stride, pw0):
+      patch = jax.lax.slice(
+          xp, (0, i, j, 0),
+          (xp.shape[0], i + stride * (ho - 1) + 1,
+           j + stride * (wo - 1) + 1, xp.shape[3]),
+          (1, stride, stride, 1))
+      term = patch * kernel[i, j, 0]
+      out = term if out is None else out + term
+  return out
+
+
+def _depthwise_lax(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=x.shape[-1])
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, *,
+                   impl: str = "auto") -> jax.Array:
+  """'SAME'-padded depthwise convolution.
+
+  Args:
+    x: [B, H, W, C] input.
+    kernel: [k, k, 1, C] weights (the layout of `nnx.Conv` with
+      `feature_group_count=C`).
+    stride: spatial stride.
+    impl: 'lax' (grouped conv), 'shift' (shift-add) or 'auto' (see the
+      module docstring).
+
+  Returns:
+    [B, ceil(H / stride), ceil(W / stride), C].
+  """
+  if kernel.shape[2] != 1 or kernel.shape[3] != x.shape[3]:
+    raise ValueError(f"depthwise kernel {kernel.shape} does not match input "
+                     f"channels {x.shape[3]}")
+  if resolve_depthwise_impl(impl) == "shift":
+    return _depthwise_shift(x, kernel, stride)
+  return _depthwise_lax(x, kernel, stride)
+
+
+# -------------------------------------------------------------- modules --
+
+
+def batch_norm(channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(channels, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+                       rngs=rngs)
+
+
+def conv(cin: int, cout: int, kernel: int, stride: int, rngs: nnx.Rngs, *,
+         bias: bool = False) -> nnx.Conv:
+  return nnx.Conv(cin, cout, (kernel, kernel), strides=(stride, stride),
+                  padding="SAME", use_bias=bias, rngs=rngs)
+
+
+class DepthwiseConv(nnx.Module):
+  """Depthwise k x k convolution without bias; kernel [k, k, 1, C]."""
+
+  def __init__(self, channels: int, kernel: int, stride: int, *,
+               rngs: nnx.Rngs, impl: str = "auto"):
+    init = nnx.initializers.lecun_normal()
+    self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, 1,
+                                                 channels)))
+    self.stride = stride
+    self.impl = impl
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return depthwise_conv(x, self.kernel[...], self.stride, impl=self.impl)
+
+
+class ConvBN(nnx.Module):
+  """Conv (k x k, stride s, no bias), BatchNorm, activation."""
+
+  def __init__(self, cin: int, cout: int, kernel: int, stride: int,
+               act: str, *, rngs: nnx.Rngs):
+    self.conv = conv(cin, cout, kernel, stride, rngs)
+    self.bn = batch_norm(cout, rngs)
+    self.act = act
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    return activation(self.act)(
+        self.bn(self.conv(x), use_running_average=not train))
+
+
+class DepthwiseBN(nnx.Module):
+  """Depthwise conv, BatchNorm, activation."""
+
+  def __init__(self, channels: int, kernel: int, stride: int, act: str, *,
+               rngs: nnx.Rngs, impl: str = "auto"):
+    self.conv = DepthwiseConv(channels, kernel, stride, rngs=rngs, impl=impl)
+    self.bn = batch_norm(channels, rngs)
+    self.act = act
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    return activation(self.act)(
+        self.bn(self.conv(x), use_running_average=not train))
+
+
+class SqueezeExcite(nnx.Module):
+  """MobileNetV3 SE: pool, 1x1+bias, ReLU, 1x1+bias, hard-sigmoid, scale."""
+
+  def __init__(self, channels: int, se_channels: int, *, rngs: nnx.Rngs):
+    self.reduce = conv(channels, se_channels, 1, 1, rngs, bias=True)
+    self.expand = conv(se_channels, channels, 1, 1, rngs, bias=True)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    s = jax.nn.relu(self.reduce(global_avg_pool(x)))
+    return x * hard_sigmoid(self.expand(s))
+
+
+class ConvLayer(nnx.Module):
+  """`conv` layer: k x k conv, BN, activation (stem and head)."""
+
+  def __init__(self, layer: Layer, *, rngs: nnx.Rngs):
+    self.body = ConvBN(layer.in_channels, layer.out_channels, layer.kernel,
+                       layer.stride, layer.activation, rngs=rngs)
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    return self.body(x, train)
+
+
+class InvertedBottleneck(nnx.Module):
+  """`ibn` and `fused_ibn` blocks (see the netspec docstring)."""
+
+  def __init__(self, layer: Layer, *, rngs: nnx.Rngs, depthwise: str = "auto"):
+    cin, mid, cout = layer.in_channels, layer.mid_channels, layer.out_channels
+    k, s, act = layer.kernel, layer.stride, layer.activation
+    self.fused = layer.type == "fused_ibn"
+    self.residual = layer.residual
+    expand = dw = se = None
+    if self.fused:
+      if layer.has_expand:
+        expand = ConvBN(cin, mid, k, s, act, rngs=rngs)
+      # Without the fused k x k conv the projection carries the stride.
+      project_stride = 1 if layer.has_expand else s
+    else:
+      if layer.has_expand:
+        expand = ConvBN(cin, mid, 1, 1, act, rngs=rngs)
+      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=depthwise)
+      project_stride = 1
+    if layer.se_channels:
+      se = SqueezeExcite(mid, layer.se_channels, rngs=rngs)
+    self.expand = nnx.data(expand)
+    self.dw = nnx.data(dw)
+    self.se = nnx.data(se)
+    self.project = ConvBN(mid, cout, 1, project_stride, "none", rngs=rngs)
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    y = x
+    if self.expand is not None:
+      y = self.expand(y, train)
+    if self.dw is not None:
+      y = self.dw(y, train)
+    if self.se is not None:
+      y = self.se(y)
+    y = self.project(y, train)
+    return x + y if self.residual else y
+
+
+class DepthwiseSeparable(nnx.Module):
+  """`dsc` block: depthwise, BN, act; pointwise, BN, act; optional residual."""
+
+  def __init__(self, layer: Layer, *, rngs: nnx.Rngs, depthwise: str = "auto"):
+    self.dw = DepthwiseBN(layer.in_channels, layer.kernel, layer.stride,
+                          layer.activation, rngs=rngs, impl=depthwise)
+    self.pw = ConvBN(layer.in_channels, layer.out_channels, 1, 1,
+                     layer.activation, rngs=rngs)
+    self.residual = layer.residual
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    y = self.pw(self.dw(x, train), train)
+    return x + y if self.residual else y
+
+
+class GlobalPool(nnx.Module):
+  """`pool` layer: global average pooling, [B, H, W, C] -> [B, 1, 1, C]."""
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    return global_avg_pool(x)
+
+
+class Dense(nnx.Module):
+  """`fc` layer: dense with bias, optional activation; takes [B, C] or
+  [B, 1, 1, C] and returns [B, out]."""
+
+  def __init__(self, layer: Layer, *, rngs: nnx.Rngs):
+    self.linear = nnx.Linear(layer.in_channels, layer.out_channels, rngs=rngs)
+    self.act = layer.activation
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    x = x.reshape(x.shape[0], -1)
+    return activation(self.act)(self.linear(x))
+
+
+def build_layer(layer: Layer, *, rngs: nnx.Rngs, depthwise: str = "auto"
+                ) -> nnx.Module:
+  """The module computing one NetSpec layer, callable as `m(x, train=False)`.
+
+  Args:
+    layer: the layer (any type of `hwnas.netspec.LAYER_TYPES`).
+    rngs: parameter initialisation keys.
+    depthwise: depthwise-conv implementation ('auto', 'lax', 'shift'); use
+      'lax' for export.
+
+  Returns:
+    An `nnx.Module` taking [B, H, W, C_in] (an `fc` also takes [B, C_in]).
+  """
+  resolve_depthwise_impl(depthwise)  # validate early
+  t = layer.type
+  if t == "conv":
+    return ConvLayer(layer, rngs=rngs)
+  if t in ("ibn", "fused_ibn"):
+    return InvertedBottleneck(layer, rngs=rngs, depthwise=depthwise)
+  if t == "dsc":
+    return DepthwiseSeparable(layer, rngs=rngs, depthwise=depthwise)
+  if t == "pool":
+    return GlobalPool()
+  if t == "fc":
+    return Dense(layer, rngs=rngs)
+  raise ValueError(f"unknown layer type {t!r}")

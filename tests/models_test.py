@@ -1,0 +1,127 @@
+"""Tests of hwnas.models: blocks, depthwise implementations, Network."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hwnas import arch, counting, netspec, references, space
+from hwnas.models import layers, standalone
+from hwnas.netspec import Layer
+
+
+@pytest.mark.parametrize("size,kernel,stride", [
+    (8, 3, 1), (7, 5, 2), (2, 7, 2), (1, 5, 1), (5, 3, 2)])
+def test_depthwise_shift_equals_lax(size, kernel, stride):
+  kx, kk = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(kx, (2, size, size, 6))
+  w = jax.random.normal(kk, (kernel, kernel, 1, 6))
+  a = layers.depthwise_conv(x, w, stride, impl="lax")
+  b = layers.depthwise_conv(x, w, stride, impl="shift")
+  assert a.shape == b.shape == (2, -(-size // stride), -(-size // stride), 6)
+  np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  # Gradients agree too (the shift-add is used for training).
+  f = lambda impl: jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(
+      layers.depthwise_conv(x, w, stride, impl=impl))), (0, 1)))(x, w)
+  for ga, gb in zip(f("lax"), f("shift")):
+    np.testing.assert_allclose(ga, gb, atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_auto_is_shift_on_cpu():
+  assert layers.resolve_depthwise_impl("auto") == (
+      "shift" if jax.default_backend() == "cpu" else "lax")
+  with pytest.raises(ValueError, match="unknown"):
+    layers.resolve_depthwise_impl("fft")
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "hswish", "swish", "none"])
+def test_activations(name):
+  x = jnp.linspace(-8, 8, 33)
+  y = layers.activation(name)(x)
+  ref = {"relu": np.maximum(x, 0), "relu6": np.clip(x, 0, 6),
+         "hswish": x * np.clip(x + 3, 0, 6) / 6, "swish": x / (1 + np.exp(-x)),
+         "none": x}[name]
+  np.testing.assert_allclose(y, ref, atol=1e-6)
+
+
+def test_global_pool_lowers_to_reduce_window():
+  x = jnp.arange(2 * 3 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 3, 4)
+  y = layers.global_avg_pool(x)
+  np.testing.assert_allclose(y[:, 0, 0], x.mean(axis=(1, 2)), rtol=1e-6)
+  text = str(jax.make_jaxpr(layers.global_avg_pool)(x))
+  assert "reduce_window" in text and "reduce_sum" not in text
+
+
+def _se_reference(block, x):
+  s = x.mean(axis=(1, 2), keepdims=True)
+  s = np.maximum(np.einsum("bhwc,cd->bhwd", s,
+                           block.reduce.kernel[...][0, 0]) +
+                 block.reduce.bias[...], 0)
+  g = np.einsum("bhwc,cd->bhwd", s, block.expand.kernel[...][0, 0]) + (
+      block.expand.bias[...])
+  return x * np.clip(g + 3, 0, 6) / 6
+
+
+def test_squeeze_excite_semantics():
+  se = layers.SqueezeExcite(16, 8, rngs=nnx.Rngs(1))
+  x = jax.random.normal(jax.random.key(2), (2, 4, 4, 16))
+  np.testing.assert_allclose(se(x), _se_reference(se, np.asarray(x)),
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", [
+    Layer("conv", 8, 3, 16, kernel=3, stride=2, activation="hswish"),
+    Layer("ibn", 8, 16, 16, mid_channels=16, kernel=3, residual=True,
+          activation="relu"),
+    Layer("ibn", 8, 16, 24, mid_channels=48, kernel=5, stride=2,
+          se_channels=16, activation="hswish"),
+    Layer("fused_ibn", 8, 16, 16, mid_channels=32, kernel=3, se_channels=8,
+          activation="relu", residual=True),
+    Layer("fused_ibn", 8, 16, 24, mid_channels=16, kernel=3, stride=2,
+          activation="relu"),
+    Layer("dsc", 8, 16, 32, kernel=3, stride=2, activation="relu6"),
+    Layer("pool", 4, 32, 32),
+    Layer("fc", 1, 32, 10),
+])
+def test_build_layer_shapes_and_params(layer):
+  m = layers.build_layer(layer, rngs=nnx.Rngs(0))
+  shape = (2, layer.input_size, layer.input_size, layer.in_channels)
+  y = m(jnp.ones(shape), train=False)
+  if layer.type == "fc":
+    assert y.shape == (2, layer.out_channels)
+  else:
+    assert y.shape == (2, layer.output_size, layer.output_size,
+                       layer.out_channels)
+  assert standalone.num_params(m) == (
+      counting.layer_counts(layer).trainable_params)
+
+
+def test_ibn_without_expand_has_no_expand_conv():
+  layer = Layer("ibn", 8, 16, 16, mid_channels=16, kernel=3, residual=True)
+  m = layers.build_layer(layer, rngs=nnx.Rngs(0))
+  assert m.expand is None and m.dw is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v1_0.25", "mobilenet_v3_small_1.0"])
+def test_reference_networks_build_and_count(name):
+  spec = references.load(name, resolution=32)
+  net = standalone.Network(spec, rngs=nnx.Rngs(0))
+  assert standalone.num_params(net) == counting.count(spec).trainable_params
+
+
+@pytest.mark.slow
+def test_network_train_and_impls_agree():
+  s = space.load("tiny")
+  spec = arch.decode(s, arch.sample(np.random.default_rng(3), s))
+  net = standalone.Network(spec, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(1), (4, spec.resolution,
+                                            spec.resolution, 3))
+  y_train = net(x, train=True)  # updates BN statistics
+  assert y_train.shape == (4, 10) and bool(jnp.all(jnp.isfinite(y_train)))
+  y_shift = net(x)
+  standalone.set_depthwise_impl(net, "lax")
+  np.testing.assert_allclose(net(x), y_shift, atol=1e-4, rtol=1e-4)
+  with pytest.raises(ValueError, match="input shape"):
+    net(jnp.zeros((1, 8, 8, 3)))
