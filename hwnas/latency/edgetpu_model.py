@@ -77,6 +77,7 @@ class EdgeTPUParams:
   eff_pointwise: float = 0.3      # 1x1 conv and dense layers
   eff_depthwise: float = 0.1      # depthwise conv
   op_overhead_us: float = 10.0    # per mapped op
+  activation_gbs: float = 1e9     # on-chip activation traffic per op
   fixed_ms_usb3: float = 0.5
   fixed_ms_usb2: float = 2.0
   fixed_ms_pcie: float = 0.5
@@ -105,22 +106,29 @@ class EdgeTPUParams:
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-FITTED = ("eff_full", "eff_pointwise", "eff_depthwise", "op_overhead_us",
+FITTED = ("eff_full", "eff_depthwise", "op_overhead_us", "activation_gbs",
           "fixed_ms_usb3", "fixed_ms_usb2", "fixed_ms_pcie",
           "bandwidth_gbs_usb3", "bandwidth_gbs_pcie")
 
+# Parameters set equal to a fitted one. 1x1 convs and dense layers share
+# the full conv's efficiency: they differ from it only through utilisation
+# (reduction depth cin instead of cin*k*k; one output position for dense).
+# Fitting them apart makes the fit unstable (see benchmarks).
+TIED = {"eff_pointwise": "eff_full"}
+
 # Result of `calibrate()` on edgetpu_published (see the module docstring).
 DEFAULTS = EdgeTPUParams(
-    eff_full=0.2538,
-    eff_pointwise=0.5223,
-    eff_depthwise=0.01728,
-    op_overhead_us=7.243,
-    fixed_ms_usb3=0.3599,
-    fixed_ms_usb2=3.528,
-    fixed_ms_pcie=0.4179,
-    bandwidth_gbs_usb3=0.5031,
+    eff_full=0.2944,
+    eff_pointwise=0.2944,
+    eff_depthwise=0.1897,
+    op_overhead_us=4.383,
+    activation_gbs=15.34,
+    fixed_ms_usb3=0.255,
+    fixed_ms_usb2=3.402,
+    fixed_ms_pcie=0.3453,
+    bandwidth_gbs_usb3=0.4993,
     bandwidth_gbs_usb2=0.033,
-    bandwidth_gbs_pcie=0.4253,
+    bandwidth_gbs_pcie=0.4219,
     host_gmacs_x86=12.03,
     host_gmacs_arm=3.178,
 )
@@ -148,20 +156,22 @@ class Op:
   """One TFLite op of a layer, with what the cost model needs."""
 
   kind: str          # 'full' | 'pointwise' | 'depthwise' | 'dense' | 'pool'
+                     # | 'add'
   macs: int
   reduce: int        # products summed into one output value
   channels: int      # output channels computed in parallel
   positions: int     # output positions (H * W)
   weight_bytes: int  # int8 weights + int32 biases
   out_bytes: int     # int8 output tensor
+  in_bytes: int = 0  # int8 input tensor(s)
 
 
-def _conv_op(kind, hw_out, k, cin, cout, depthwise=False) -> Op:
+def _conv_op(kind, hw_in, hw_out, k, cin, cout, depthwise=False) -> Op:
   reduce = k * k if depthwise else k * k * cin
   weights = reduce * cout
   pos = hw_out * hw_out
   return Op(kind, pos * weights, reduce, cout, pos, weights + 4 * cout,
-            pos * cout)
+            pos * cout, hw_in * hw_in * cin)
 
 
 def layer_ops(layer: Layer) -> tuple[Op, ...]:
@@ -171,33 +181,35 @@ def layer_ops(layer: Layer) -> tuple[Op, ...]:
   unsupported activation keeps its first op on the Edge TPU (see
   `first_unmapped`).
   """
-  t, k, h = layer.type, layer.kernel, layer.output_size
+  t, k, s, h = layer.type, layer.kernel, layer.input_size, layer.output_size
   cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
   if t == "conv":
-    return (_conv_op("pointwise" if k == 1 else "full", h, k, cin, cout),)
+    return (_conv_op("pointwise" if k == 1 else "full", s, h, k, cin, cout),)
   if t == "pool":
-    s = layer.input_size
-    return (Op("pool", 0, s * s, cin, 1, 0, cin),)
+    return (Op("pool", 0, s * s, cin, 1, 0, cin, s * s * cin),)
   if t == "fc":
     return (Op("dense", cin * cout, cin, cout, 1, cin * cout + 4 * cout,
-               cout),)
+               cout, cin),)
   if t == "dsc":
-    return (_conv_op("depthwise", h, k, cin, cin, depthwise=True),
-            _conv_op("pointwise", h, 1, cin, cout))
+    return (_conv_op("depthwise", s, h, k, cin, cin, depthwise=True),
+            _conv_op("pointwise", h, h, 1, cin, cout))
   ops = []
   if t == "ibn":
     if layer.has_expand:
-      ops.append(_conv_op("pointwise", layer.input_size, 1, cin, mid))
-    ops.append(_conv_op("depthwise", h, k, mid, mid, depthwise=True))
-  else:  # fused_ibn
-    if layer.has_expand:
-      ops.append(_conv_op("full", h, k, cin, mid))
+      ops.append(_conv_op("pointwise", s, s, 1, cin, mid))
+    ops.append(_conv_op("depthwise", s, h, k, mid, mid, depthwise=True))
+  elif layer.has_expand:  # fused_ibn
+    ops.append(_conv_op("full", s, h, k, cin, mid))
   if layer.se_channels:
-    se = layer.se_channels
-    ops += [Op("pool", 0, h * h, mid, 1, 0, mid),
-            Op("dense", mid * se, mid, se, 1, mid * se + 4 * se, se),
-            Op("dense", se * mid, se, mid, 1, se * mid + 4 * mid, mid)]
-  ops.append(_conv_op("pointwise", h, 1, mid, cout))
+    se, n = layer.se_channels, h * h * mid
+    ops += [Op("pool", 0, h * h, mid, 1, 0, mid, n),
+            Op("dense", mid * se, mid, se, 1, mid * se + 4 * se, se, mid),
+            Op("dense", se * mid, se, mid, 1, se * mid + 4 * mid, mid, se),
+            Op("mul", 0, 1, mid, h * h, 0, n, n + mid)]
+  ops.append(_conv_op("pointwise", h, h, 1, mid, cout))
+  if layer.residual:
+    n = h * h * cout
+    ops.append(Op("add", 0, 1, cout, h * h, 0, n, 2 * n))
   return tuple(ops)
 
 
@@ -212,8 +224,9 @@ def utilisation(op: Op) -> float:
 
 def op_ms(op: Op, params: EdgeTPUParams, clock: str) -> float:
   """Edge TPU time of one mapped op (ms)."""
-  overhead = params.op_overhead_us * 1e-3
-  if op.kind == "pool":
+  overhead = params.op_overhead_us * 1e-3 + (
+      op.in_bytes + op.out_bytes) / (params.activation_gbs * 1e6)
+  if op.macs == 0:
     return overhead
   eff = {"full": params.eff_full, "pointwise": params.eff_pointwise,
          "dense": params.eff_pointwise,
@@ -384,12 +397,6 @@ def network_terms(spec: NetSpec, params: Mapping[str, Any]
   return _terms(spec, p, link, clock, _split(spec))
 
 
-def _register() -> None:
-  from hwnas.latency import table
-  table.register_network_model(MODEL_NAME, network_terms)
-
-
-_register()
 
 
 # ------------------------------------------------------------ calibration --
@@ -400,6 +407,7 @@ _register()
 PRIORS = {
     "eff_full": (0.25, 4.0), "eff_pointwise": (0.25, 4.0),
     "eff_depthwise": (0.25, 4.0), "op_overhead_us": (10.0, 4.0),
+    "activation_gbs": (20.0, 10.0),
     "fixed_ms_usb3": (0.5, 2.5), "fixed_ms_usb2": (2.0, 3.0),
     "fixed_ms_pcie": (0.5, 2.5), "bandwidth_gbs_usb3": (0.4, 2.0),
     "bandwidth_gbs_pcie": (0.35, 2.0),
@@ -407,6 +415,7 @@ PRIORS = {
 BOUNDS = {
     "eff_full": (0.01, 1.0), "eff_pointwise": (0.01, 1.0),
     "eff_depthwise": (0.01, 1.0), "op_overhead_us": (0.1, 200.0),
+    "activation_gbs": (0.5, 1e4),
     "fixed_ms_usb3": (0.05, 10.0), "fixed_ms_usb2": (0.05, 20.0),
     "fixed_ms_pcie": (0.05, 10.0), "bandwidth_gbs_usb3": (0.05, 4.0),
     "bandwidth_gbs_pcie": (0.05, 4.0),
@@ -445,7 +454,9 @@ def _predict_rows(rows, specs, p: EdgeTPUParams) -> np.ndarray:
 
 def calibrate(rows: Sequence[Any] | None = None, *,
               cpu_rows: Sequence[Any] | None = None,
-              base: EdgeTPUParams | None = None) -> Calibration:
+              base: EdgeTPUParams | None = None,
+              fitted: Sequence[str] = FITTED,
+              tied: Mapping[str, str] | None = None) -> Calibration:
   """Fits `FITTED` parameters to published latencies (log least squares).
 
   Each (network, link) group weighs as one observation whatever its number
@@ -458,6 +469,8 @@ def calibrate(rows: Sequence[Any] | None = None, *,
     cpu_rows: host-only rows for the CPU-fallback rates; the published
       CPU column when None.
     base: values of the parameters that are not fitted.
+    fitted: names of the parameters to fit (a subset of `FITTED`).
+    tied: {parameter: fitted parameter it equals}; `TIED` when None.
 
   Returns:
     The Calibration (parameters, rows, per-row predictions, cost).
@@ -474,14 +487,17 @@ def calibrate(rows: Sequence[Any] | None = None, *,
   weights = np.array([1 / math.sqrt(groups[(r.network, r.link)])
                       for r in rows]) / OBS_SIGMA
   obs = np.log([r.latency_ms for r in rows])
-  prior_mu = np.log([PRIORS[n][0] for n in FITTED])
-  prior_sd = np.log([PRIORS[n][1] for n in FITTED])
-  lo = np.log([BOUNDS[n][0] for n in FITTED])
-  hi = np.log([BOUNDS[n][1] for n in FITTED])
+  fitted = tuple(fitted)
+  tied = TIED if tied is None else tied
+  prior_mu = np.log([PRIORS[n][0] for n in fitted])
+  prior_sd = np.log([PRIORS[n][1] for n in fitted])
+  lo = np.log([BOUNDS[n][0] for n in fitted])
+  hi = np.log([BOUNDS[n][1] for n in fitted])
 
   def params_of(x):
-    return dataclasses.replace(base, **{n: float(math.exp(v))
-                                        for n, v in zip(FITTED, x)})
+    values = {n: float(math.exp(v)) for n, v in zip(fitted, x)}
+    values.update({a: values[b] for a, b in tied.items() if b in values})
+    return dataclasses.replace(base, **values)
 
   def residuals(x):
     pred = np.log(_predict_rows(rows, specs, params_of(x)))
@@ -508,14 +524,15 @@ class LeaveOneOut:
     return np.abs(np.array(self.predicted_ms) / obs - 1) * 100
 
 
-def leave_one_out(rows: Sequence[Any] | None = None) -> LeaveOneOut:
+def leave_one_out(rows: Sequence[Any] | None = None, **fit_kw: Any
+                  ) -> LeaveOneOut:
   """Refits without each network in turn and predicts its rows."""
   from hwnas.latency import edgetpu_published as pub
   rows = tuple(pub.rows(use="fit") if rows is None else rows)
   nets = tuple(sorted({r.network for r in rows}))
   fits, held, pred = [], [], []
   for n in nets:
-    cal = calibrate([r for r in rows if r.network != n])
+    cal = calibrate([r for r in rows if r.network != n], **fit_kw)
     out = [r for r in rows if r.network == n]
     spec = pub.spec(n)
     fits.append(cal.params)
@@ -549,7 +566,7 @@ def published_ranking(predict_fn, rows: Sequence[Any] | None = None, *,
 
 # ----------------------------------------------------------------- tables --
 
-def _provenance(space_id: str, link: str, clock: str) -> dict[str, Any]:
+def _provenance(link: str, clock: str) -> dict[str, Any]:
   from hwnas.latency import edgetpu_published as pub
   fit = pub.rows(use="fit")
   return {
@@ -564,9 +581,31 @@ def _provenance(space_id: str, link: str, clock: str) -> dict[str, Any]:
                      "(hwnas.latency.edgetpu_model.calibrate)"),
           "fitted": list(FITTED)},
       "measure_real": MEASURE_HINT,
-      "command": (f"hwnas table measure --backend edgetpu-model --space "
-                  f"{space_id.split('@')[0]} --link {link} --clock {clock}"),
+      "command": (f"hwnas table measure --backend {MODEL_NAME} --space S "
+                  f"--link {link} --option clock={clock} --out T"),
   }
+
+
+def _device(link: str, clock: str) -> str:
+  device = {"usb3": "Coral USB Accelerator on a desktop host (USB 3)",
+            "usb2": "Coral USB Accelerator on a USB 2 host",
+            "pcie": "Coral Edge TPU on PCIe (Dev Board / M.2)"}[link]
+  return f"{device}, {CLOCKS_MHZ[clock]:g} MHz (estimated)"
+
+
+def _network_model_header(p: EdgeTPUParams, link: str, clock: str
+                          ) -> dict[str, Any]:
+  return {"name": MODEL_NAME, "version": MODEL_VERSION, "module": __name__,
+          "params": {**p.to_dict(), "link": link, "clock": clock}}
+
+
+def _layer_extras(layer: Layer) -> dict[str, Any]:
+  ops = layer_ops(layer)
+  extras: dict[str, Any] = {"macs": sum(o.macs for o in ops),
+                            "int8_bytes": sum(o.weight_bytes for o in ops)}
+  if unsupported_op(layer):
+    extras["unsupported_op"] = unsupported_op(layer)
+  return extras
 
 
 def make_table(space, *, link: str = "usb3", clock: str = "max",
@@ -590,27 +629,15 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
   from hwnas.latency import space_layers, table
   p = params or DEFAULTS
   _check_link(link), _check_clock(clock)
-  entries = []
-  for layer in sorted(space_layers.enumerate_layers(space)):
-    ops = layer_ops(layer)
-    extras = {"macs": sum(o.macs for o in ops),
-              "int8_bytes": sum(o.weight_bytes for o in ops)}
-    if unsupported_op(layer):
-      extras["unsupported_op"] = unsupported_op(layer)
-    entries.append(table.Entry(layer, layer_compute_ms(layer, clock=clock,
-                                                       params=p),
-                               extras=extras))
-  device = {"usb3": "Coral USB Accelerator on a desktop host (USB 3)",
-            "usb2": "Coral USB Accelerator on a USB 2 host",
-            "pcie": "Coral Edge TPU on PCIe (Dev Board / M.2)"}[link]
+  entries = [table.Entry(l, layer_compute_ms(l, clock=clock, params=p),
+                         extras=_layer_extras(l))
+             for l in sorted(space_layers.enumerate_layers(space))]
   header = table.make_header(
-      device=f"{device}, {CLOCKS_MHZ[clock]:g} MHz (estimated)",
-      backend=MODEL_NAME, runtime=MODEL_NAME, runtime_version=MODEL_VERSION,
-      precision="int8", batch_size=1, threads=1, warmup=0, repeats=0,
-      spaces=[space.id], provenance=_provenance(space.id, link, clock),
-      network_model={"name": MODEL_NAME, "version": MODEL_VERSION,
-                     "module": __name__,
-                     "params": {**p.to_dict(), "link": link, "clock": clock}},
+      device=_device(link, clock), backend=MODEL_NAME, runtime=MODEL_NAME,
+      runtime_version=MODEL_VERSION, precision="int8", batch_size=1,
+      threads=1, warmup=0, repeats=0, spaces=[space.id],
+      provenance=_provenance(link, clock),
+      network_model=_network_model_header(p, link, clock),
       notes=MEASURE_HINT)
   return table.new_table(header, entries, path)
 
@@ -639,3 +666,66 @@ def measure_edgetpu_model(space, *, link: str = "usb3", clock: str = "max",
   t = make_table(space, link=link, clock=clock, params=params, path=str(out))
   t.save(out)
   return t
+
+
+class EdgeTPUModelBackend:
+  """`hwnas table measure --backend edgetpu-model`: estimates, not timings.
+
+  Options (`--option k=v`, `--link`): link ('usb3' | 'usb2' | 'pcie') and
+  clock ('max' | 'std').
+  """
+
+  name = MODEL_NAME
+  precision = "int8"
+
+  def __init__(self, threads: int = 0, seed: int = 0, link: str = "usb3",
+               clock: str = "max", params: EdgeTPUParams | None = None,
+               **unused: Any):
+    if unused:
+      raise errors.HwnasError(
+          f"--backend {MODEL_NAME} takes no option(s) "
+          f"{', '.join(sorted(unused))}; it takes link= and clock=")
+    del threads, seed  # nothing is timed
+    self.link, self.clock = _check_link(link), _check_clock(clock)
+    self.params = params or DEFAULTS
+
+  def header_fields(self) -> dict[str, Any]:
+    return {
+        "device": _device(self.link, self.clock), "runtime": MODEL_NAME,
+        "runtime_version": MODEL_VERSION,
+        "provenance": _provenance(self.link, self.clock),
+        "network_model": _network_model_header(self.params, self.link,
+                                               self.clock),
+        "notes": MEASURE_HINT}
+
+  def time_layer(self, layer: Layer, *, batch_size: int = 1,
+                 warmup: int = 0, repeats: int = 0):
+    from hwnas.latency.backends import Timing
+    _check_batch(batch_size)
+    return Timing(layer_compute_ms(layer, clock=self.clock,
+                                   params=self.params), None, None, 0,
+                  _layer_extras(layer))
+
+  def time_network(self, spec: NetSpec, *, batch_size: int = 1,
+                   warmup: int = 0, repeats: int = 0):
+    from hwnas.latency.backends import Timing
+    _check_batch(batch_size)
+    e = estimate(spec, link=self.link, clock=self.clock, params=self.params)
+    return Timing(e.total_ms, None, None, 0,
+                  {**e.parts(), "off_chip_bytes": e.off_chip_bytes,
+                   "unmapped": list(e.unmapped)})
+
+
+def _check_batch(batch_size: int) -> None:
+  if batch_size != 1:
+    raise errors.HwnasError(f"--batch-size {batch_size}: the {MODEL_NAME} "
+                            "backend models batch 1 only; use --batch-size 1")
+
+
+def _register() -> None:
+  from hwnas.latency import backends, table
+  table.register_network_model(MODEL_NAME, network_terms)
+  backends.register_backend(MODEL_NAME, EdgeTPUModelBackend)
+
+
+_register()
