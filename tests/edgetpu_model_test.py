@@ -1,0 +1,217 @@
+"""Tests of the Edge TPU cost model (hwnas/latency/edgetpu_model.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from hwnas import arch, counting, errors, references, space
+from hwnas.latency import edgetpu_model as em
+from hwnas.latency import edgetpu_published as pub
+from hwnas.latency import describe_missing, load_table
+from hwnas.netspec import Layer, NetSpec
+
+
+def _chain(act_of_block: str, resolution: int = 32) -> NetSpec:
+  """stem, three ibn blocks (the middle one with `act_of_block`), head."""
+  layers = [Layer("conv", resolution, 3, 16, kernel=3, stride=2,
+                  activation="relu")]
+  s = resolution // 2
+  for i, act in enumerate(("relu", act_of_block, "relu")):
+    layers.append(Layer("ibn", s, 16, 16, mid_channels=64, kernel=3,
+                        activation=act, residual=True))
+  layers += [Layer("pool", s, 16, 16), Layer("fc", 1, 16, 10)]
+  return NetSpec(f"chain-{act_of_block}", resolution, 3, tuple(layers))
+
+
+def test_op_bytes_and_macs_match_counting():
+  for name in references.names() + ["vgg16"]:
+    spec = pub.spec(name)
+    c = counting.count(spec)
+    ops = [o for l in spec.layers for o in em.layer_ops(l)]
+    assert sum(o.weight_bytes for o in ops) == c.int8_bytes, name
+    assert sum(o.macs for o in ops) == c.macs, name
+
+
+def test_parts_add_up_and_fitting_network_streams_nothing():
+  e = em.estimate(pub.spec("mobilenet_v2_1.0"))
+  assert e.total_ms == pytest.approx(sum(e.parts().values()), rel=1e-12)
+  assert e.streaming_ms == 0 and e.off_chip_bytes == 0
+  assert e.on_chip_bytes == counting.count(pub.spec("mobilenet_v2_1.0")
+                                           ).int8_bytes
+  assert e.compute_ms == pytest.approx(sum(l.compute_ms for l in e.layers))
+
+
+@pytest.mark.parametrize("link", em.LINKS)
+def test_cache_overflow_adds_streamed_bytes_over_bandwidth(link):
+  spec = pub.spec("mobilenet_v1_1.0")
+  nbytes = counting.count(spec).int8_bytes
+  big = dataclasses.replace(em.DEFAULTS, cache_bytes=10 * nbytes)
+  small = dataclasses.replace(em.DEFAULTS, cache_bytes=nbytes // 4)
+  fit = em.estimate(spec, link=link, params=big)
+  over = em.estimate(spec, link=link, params=small)
+  streamed = nbytes - nbytes // 4
+  bw = small.bandwidth_bytes_per_ms(link)
+  assert over.off_chip_bytes == streamed
+  assert over.streaming_ms == pytest.approx(streamed / bw, rel=1e-12)
+  assert over.total_ms - fit.total_ms == pytest.approx(streamed / bw,
+                                                       rel=1e-9)
+  assert over.compute_ms == fit.compute_ms
+
+
+def test_vgg16_is_streaming_bound_at_default_budget():
+  spec = pub.spec("vgg16")
+  e = em.estimate(spec)
+  nbytes = counting.count(spec).int8_bytes
+  p = em.DEFAULTS
+  assert e.off_chip_bytes == nbytes - p.cache_bytes
+  assert e.streaming_ms == pytest.approx(
+      (nbytes - p.cache_bytes) / p.bandwidth_bytes_per_ms("usb3"))
+  assert e.streaming_ms > 5 * e.compute_ms
+
+
+def test_hswish_falls_back_to_cpu_from_its_layer_on():
+  relu, hsw = _chain("relu"), _chain("hswish")
+  a, b = em.estimate(relu), em.estimate(hsw)
+  assert a.unmapped == () and a.cpu_fallback_ms == 0
+  assert len(b.unmapped) == 1 and "HARD_SWISH" in b.unmapped[0]
+  assert [l.on_tpu for l in b.layers] == ["yes", "yes", "partly", "no", "no",
+                                          "no"]
+  assert b.cpu_fallback_ms > 0 and b.total_ms > a.total_ms
+  # The penalty is host time of the ops after the cut minus their Edge TPU
+  # time, so compute (the per-layer sum a table stores) is unchanged.
+  assert b.compute_ms == pytest.approx(a.compute_ms)
+  ops = em.layer_ops(hsw.layers[2])[1:] + tuple(
+      o for l in hsw.layers[3:] for o in em.layer_ops(l))
+  p = em.DEFAULTS
+  expected = sum(o.macs for o in ops) / p.host_macs_per_ms("usb3") - sum(
+      em.op_ms(o, p, "max") for o in ops)
+  assert b.cpu_fallback_ms == pytest.approx(expected, rel=1e-9)
+
+
+def test_mobilenet_v3_pays_fallback_and_edgetpu_net_does_not():
+  v3 = em.estimate(references.mobilenet_v3_large())
+  et = em.estimate(references.mobilenet_edgetpu())
+  assert v3.cpu_fallback_ms > 3 * v3.compute_ms
+  assert et.cpu_fallback_ms == 0 and et.unmapped == ()
+  assert v3.total_ms > et.total_ms  # 4.6x fewer MACs, still slower
+
+
+def _throughput(layer: Layer) -> float:
+  macs = sum(o.macs for o in em.layer_ops(layer))
+  return macs / em.layer_compute_ms(layer)
+
+
+def test_fused_blocks_use_the_array_better_than_depthwise():
+  # edgetpu_facts.md Table 6: depthwise-heavy nets reach ~6% of peak,
+  # full/fused-conv nets ~20-25%; Google's EdgeTPU READMEs: fused blocks
+  # pay off early (large maps, few channels), less so late.
+  def pair(size, c, e):
+    kw = dict(mid_channels=c * e, kernel=3, activation="relu", residual=True)
+    return (_throughput(Layer("fused_ibn", size, c, c, **kw)),
+            _throughput(Layer("ibn", size, c, c, **kw)))
+  early_f, early_d = pair(56, 24, 4)
+  late_f, late_d = pair(7, 160, 8)
+  assert early_f > 2.5 * early_d
+  assert late_f / late_d < early_f / early_d
+  peak = em.MACS_PER_CYCLE * em.CLOCKS_MHZ["max"] * 1e3
+  assert early_d / peak < 0.1 < early_f / peak
+
+
+def test_channel_padding_penalty():
+  # 17 channels pad to 32 lanes: same time as 32 for a 1x1 conv's output.
+  a = Layer("conv", 28, 64, 17)
+  b = Layer("conv", 28, 64, 32)
+  p = dataclasses.replace(em.DEFAULTS, op_overhead_us=0.0,
+                          activation_gbs=1e12)
+  assert em.layer_compute_ms(a, params=p) == pytest.approx(
+      em.layer_compute_ms(b, params=p), rel=1e-9)
+
+
+def test_std_clock_doubles_mac_time_only():
+  spec = pub.spec("mobilenet_v1_1.0")
+  p = dataclasses.replace(em.DEFAULTS, op_overhead_us=0.0,
+                          activation_gbs=1e12)
+  fast = em.estimate(spec, clock="max", params=p)
+  slow = em.estimate(spec, clock="std", params=p)
+  assert slow.compute_ms == pytest.approx(2 * fast.compute_ms, rel=1e-9)
+  assert (slow.fixed_ms, slow.transfer_ms) == (fast.fixed_ms,
+                                               fast.transfer_ms)
+
+
+def test_bad_link_or_clock_is_a_user_error():
+  with pytest.raises(errors.HwnasError, match="usb3, usb2, pcie"):
+    em.estimate(pub.spec("vgg16"), link="usb4")
+  with pytest.raises(errors.HwnasError, match="clock"):
+    em.estimate(pub.spec("vgg16"), clock="turbo")
+
+
+def test_published_networks_rank_correctly():
+  fn = lambda n: em.estimate(pub.spec(n)).total_ms
+  nets, published, predicted, rho = em.published_ranking(fn)
+  assert len(nets) >= 6
+  assert rho >= 0.9
+  assert np.all(np.abs(predicted / published - 1) < 0.35)
+
+
+def test_calibration_reproduces_defaults():
+  cal = em.calibrate()
+  for name in em.FITTED + ("host_gmacs_x86", "host_gmacs_arm"):
+    assert getattr(cal.params, name) == pytest.approx(
+        getattr(em.DEFAULTS, name), rel=0.02), name
+  assert cal.params.eff_pointwise == cal.params.eff_full  # tied
+
+
+@pytest.mark.parametrize("link,clock", [("pcie", "std"), ("usb3", "max")])
+def test_table_predict_equals_estimate(tmp_path, link, clock):
+  s = space.load("tiny")
+  t = em.make_table(s, link=link, clock=clock)
+  path = tmp_path / "t.json"
+  t.save(path)
+  loaded = load_table(path)
+  rng = np.random.default_rng(0)
+  for _ in range(5):
+    spec = arch.decode(s, arch.sample(rng, s))
+    e = em.estimate(spec, link=link, clock=clock)
+    assert t.predict(spec) == pytest.approx(e.total_ms, rel=1e-12)
+    assert loaded.predict(spec) == pytest.approx(e.total_ms, rel=1e-5)
+    terms = loaded.predict_breakdown(spec)["network_terms_ms"]
+    assert set(terms) == {"fixed_ms", "transfer_ms", "streaming_ms",
+                          "cpu_fallback_ms"}
+    assert terms["streaming_ms"] == pytest.approx(e.streaming_ms, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["edgetpu", "mobilenetv3"])
+def test_shipped_tables_are_complete_current_and_say_estimated(name):
+  t = load_table(f"edgetpu-usb3/{name}")
+  s = space.load(name)
+  assert t.provenance["kind"] == "estimated"
+  assert "hwnas table measure --backend edgetpu" in t.describe()
+  assert not describe_missing(t, s)["missing"]
+  params = em.EdgeTPUParams.from_dict(t.network_model["params"])
+  assert params == em.DEFAULTS, "shipped table is stale: rerun the benchmark"
+  spec = arch.decode(s, arch.largest(s))
+  assert t.predict(spec) == pytest.approx(em.estimate(spec).total_ms,
+                                          rel=1e-5)
+  if name == "mobilenetv3":  # hswish stem: most of the net on the host CPU
+    terms = t.predict_breakdown(spec)["network_terms_ms"]
+    assert terms["cpu_fallback_ms"] > 0.5 * t.predict(spec)
+
+
+def test_measure_backend_matches_make_table(tmp_path):
+  from hwnas.latency import measure
+  s = space.load("tiny")
+  r = measure.measure_space(s, "edgetpu-model", tmp_path / "m.json",
+                            progress=False,
+                            backend_options={"link": "usb2"})
+  direct = em.make_table(s, link="usb2")
+  assert len(r.table) == len(direct)
+  spec = arch.decode(s, arch.smallest(s))
+  assert r.table.predict(spec) == pytest.approx(direct.predict(spec),
+                                                rel=1e-5)
+  assert r.table.network_model["params"]["link"] == "usb2"
+  assert math.isclose(r.table.predict(spec),
+                      em.estimate(spec, link="usb2").total_ms, rel_tol=1e-5)
