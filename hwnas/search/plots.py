@@ -37,7 +37,8 @@ def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
     target: draws a vertical target line.
     best: marks the selected architecture.
     references: {name: (cost, accuracy or None)}; None accuracy draws a
-      vertical tick at the top of the axes.
+      labelled vertical line. Those far outside the evaluated cost range
+      (below half the lowest or above twice the highest) are left out.
   """
   import matplotlib
   matplotlib.use("Agg")
@@ -54,11 +55,14 @@ def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
   if best is not None:
     ax.scatter([best.costs[cost_name]], [best.accuracy], marker="*", s=160,
                c="C1", zorder=5, label="best")
-  for i, (name, (cost, acc)) in enumerate((references or {}).items()):
+  lo, hi = 0.5 * min(x), 2.0 * max(x)
+  refs = {k: v for k, v in (references or {}).items() if lo <= v[0] <= hi}
+  for i, (name, (cost, acc)) in enumerate(refs.items()):
     if acc is None:
       ax.axvline(cost, c=f"C{(i + 4) % 10}", ls=":", lw=1)
-      ax.annotate(name, (cost, 1.0), xycoords=("data", "axes fraction"),
-                  rotation=90, va="top", ha="right", fontsize=7)
+      ax.annotate(name, (cost, 0.99 - 0.1 * (i % 3)), rotation=90,
+                  xycoords=("data", "axes fraction"), va="top", ha="right",
+                  fontsize=7)
     else:
       ax.scatter([cost], [acc], marker="s", s=30, c=f"C{(i + 4) % 10}")
       ax.annotate(name, (cost, acc), fontsize=7, xytext=(3, 3),

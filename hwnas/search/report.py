@@ -113,7 +113,7 @@ def print_summary(result, console=None) -> None:
     t.add_column(k, justify="right")
   t.add_column("architecture")
   rows = [("best", result.best)] if result.best else []
-  rows += [(f"front {i}", r) for i, r in enumerate(result.front[:5])]
+  rows += [(f"front {i}", r) for i, r in enumerate(result.front[:3])]
   for label, r in rows:
     t.add_row(label, f"{r.accuracy:.4f}",
               *[f"{r.costs[k]:.4g}" for k in names],
