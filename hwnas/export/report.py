@@ -1,0 +1,111 @@
+"""`report.json` and `report.md` of an export directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+from typing import Any
+
+
+def _fmt_ms(x: float | None) -> str:
+  return "n/a" if x is None else f"{x:.3f} ms"
+
+
+def _fmt_pct(x: float | None) -> str:
+  return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _latency_lines(lat: dict[str, Any]) -> list[str]:
+  out = []
+  pred = lat.get("predicted")
+  if pred:
+    out.append(f"- predicted: {_fmt_ms(pred['ms'])} by table `{pred['table']}`"
+               f" ({pred['provenance']})")
+  else:
+    out.append("- predicted: no latency table given (`--table T`)")
+  for name, m in lat.get("measured", {}).items():
+    out.append(f"- measured on this machine, {name}: median "
+               f"{_fmt_ms(m['median_ms'])} (p10 {_fmt_ms(m['p10_ms'])}, p90 "
+               f"{_fmt_ms(m['p90_ms'])}, {m['count']} runs; {lat['runtime']})")
+  return out
+
+
+def _edgetpu_lines(e: dict[str, Any]) -> list[str]:
+  if not e:
+    return ["- not checked (no int8 model exported)"]
+  out = [f"- verdict: **{e['verdict']}**",
+         f"- static check: {e['ops']['summary']}"]
+  for op, why in e["ops"]["reasons"].items():
+    out.append(f"  - `{op}`: {why}")
+  if e["float_ops"]:
+    out.append(f"- float operators: {', '.join(e['float_ops'])}")
+  comp = e.get("compiler")
+  if comp and comp.get("result"):
+    r = comp["result"]
+    out.append(f"- edgetpu_compiler {r['compiler_version']}: "
+               f"{r['ops_on_edgetpu']} ops on the Edge TPU, {r['ops_on_cpu']} "
+               f"on the CPU, {r['num_subgraphs']} subgraph(s); on-chip "
+               f"{r['on_chip_used_bytes']} B used, off-chip "
+               f"{r['off_chip_bytes']} B; log `{comp['log']}`")
+  elif comp and comp.get("error"):
+    out.append(f"- edgetpu_compiler failed: {comp['error']}")
+  else:
+    out.append(f"- edgetpu_compiler not installed here; compile with: "
+               f"`{e['compile_command']}`")
+  return out
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+  """Human-readable report."""
+  a, net = r.get("architecture") or {}, r["network"]
+  lines = [f"# Export report: {net['name']}", ""]
+  lines += ["## Source", "", f"- {r['source']['description']}"]
+  if r.get("bn_recalibration"):
+    b = r["bn_recalibration"]
+    lines.append(f"- BatchNorm recalibrated on {b['batches']} batches of "
+                 f"{b['batch_size']} from `{b['dataset']}` {b['split']}")
+  lines += ["", "## Architecture", ""]
+  if a:
+    lines += [f"- `{a['string']}`", f"- `{json.dumps(a['json'])}`"]
+  lines += [f"- resolution {net['resolution']}, {net['num_layers']} layers, "
+            f"{net['num_classes']} classes",
+            f"- MACs: {net['macs']:,}", f"- params: {net['params']:,} "
+            f"(trainable incl. BN: {net['trainable_params']:,}; int8 "
+            f"{net['int8_bytes']:,} bytes)",
+            f"- input normalisation: {r.get('normalisation') or 'none'}",
+            "", "## Checks", ""]
+  c = r["checks"]
+  if c.get("float_tflite_vs_flax"):
+    f = c["float_tflite_vs_flax"]
+    lines.append(f"- float TFLite vs Flax: max |diff| {f['max_abs_diff']:.2e} "
+                 f"(tolerance {f['tolerance']:.2e}) on {f['num_samples']} "
+                 f"inputs, top-1 agreement {_fmt_pct(f['top1_agreement'])}: "
+                 f"**{'PASS' if f['passed'] else 'FAIL'}**")
+  acc = c.get("accuracy")
+  if acc:
+    lines.append(f"- accuracy on `{acc['dataset']}` {acc['split']} "
+                 f"({acc['num_samples']} samples): Flax "
+                 f"{_fmt_pct(acc.get('flax'))}, TFLite float "
+                 f"{_fmt_pct(acc.get('tflite_float'))}, TFLite int8 "
+                 f"{_fmt_pct(acc.get('tflite_int8'))}; int8 drop "
+                 f"{_fmt_pct(acc.get('int8_drop'))}")
+  else:
+    lines.append("- accuracy: not measured (no dataset)")
+  lines += ["", "## Latency", ""] + _latency_lines(r["latency"])
+  lines += ["", "## Operators", ""]
+  for name, ops in r.get("operators", {}).items():
+    counts = ", ".join(f"{k}×{v}" for k, v in ops["counts"].items())
+    lines.append(f"- {name} ({ops['total']}): {counts}")
+  lines += ["", "## Edge TPU", ""] + _edgetpu_lines(r.get("edgetpu") or {})
+  lines += ["", "## Files", ""]
+  lines += [f"- `{f}`" for f in r["files"]]
+  lines += ["", f"hwnas {r['hwnas_version']}, {r['created']}", ""]
+  return "\n".join(lines)
+
+
+def write(directory: str | os.PathLike[str], report: dict[str, Any]) -> None:
+  """Writes `report.json` and `report.md` into `directory`."""
+  d = pathlib.Path(directory)
+  (d / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+  (d / "report.md").write_text(to_markdown(report))

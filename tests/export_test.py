@@ -1,0 +1,215 @@
+"""Tests for hwnas.export and `hwnas export` on the tiny space."""
+
+import dataclasses
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from hwnas import arch, errors, space, tflite
+from hwnas.cli import main as cli_main
+from hwnas.export import checks, pipeline
+from hwnas.export import load_exported
+from hwnas.models import Network
+
+FAST = dict(calibration_steps=8, eval_samples=24, bn_batches=2, batch_size=8,
+            latency_repeats=5, latency_warmup=1)
+
+
+def _tiny():
+  return space.load("tiny")
+
+
+def _with_activation(a, activation):
+  """The arch with every active block of stage 2 using `activation`."""
+  blocks = list(a.blocks)
+  blocks[1] = tuple(dataclasses.replace(b, activation=activation)
+                    for b in blocks[1])
+  return dataclasses.replace(a, blocks=tuple(blocks))
+
+
+@pytest.fixture(scope="module")
+def relu_export(tmp_path_factory):
+  """Edge-TPU-targeted arch (relu, no SE), random init, digits data."""
+  s = _tiny()
+  a = arch.smallest(s)
+  assert all(b.activation == "relu" and not b.se
+             for _, _, b in a.active_blocks())
+  spec = arch.decode(s, a)
+  model = Network(spec, rngs=nnx.Rngs(3), depthwise="lax")
+  out = tmp_path_factory.mktemp("exp") / "relu"
+  report = pipeline.export_network(
+      model, out, arch=a, source={"kind": "test", "description": "test"},
+      options=pipeline.ExportOptions(dataset="digits", **FAST))
+  return model, a, out, report
+
+
+@pytest.mark.slow
+def test_export_writes_every_format(relu_export):
+  _, a, out, report = relu_export
+  names = {p.name for p in out.iterdir()}
+  assert {"flax", "saved_model", "model_float.tflite", "model_int8.tflite",
+          "netspec.json", "arch.json", "report.json", "report.md"} <= names
+  assert arch.load(out / "arch.json") == a
+  on_disk = json.loads((out / "report.json").read_text())
+  assert on_disk["network"]["macs"] == report["network"]["macs"] > 0
+  assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_loader_round_trip(relu_export):
+  model, _, out, _ = relu_export
+  loaded, spec = load_exported(out)
+  assert spec == model.spec
+  x = np.random.default_rng(0).standard_normal(
+      (3, spec.resolution, spec.resolution, 3)).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+
+
+@pytest.mark.slow
+def test_float_tflite_matches_flax(relu_export):
+  model, _, out, report = relu_export
+  check = report["checks"]["float_tflite_vs_flax"]
+  assert check["passed"] and check["num_samples"] == FAST["eval_samples"]
+  x = np.random.default_rng(1).standard_normal(
+      (4,) + (model.spec.resolution,) * 2 + (3,)).astype(np.float32)
+  got = tflite.Runner((out / "model_float.tflite").read_bytes()).run(x)
+  np.testing.assert_allclose(got, np.asarray(model(x)), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_int8_is_edgetpu_clean(relu_export):
+  _, _, out, report = relu_export
+  int8 = (out / "model_int8.tflite").read_bytes()
+  assert not tflite.has_float_ops(int8)
+  e = report["edgetpu"]
+  assert e["edgetpu_ready"] and e["ops"]["all_mapped"]
+  assert e["ops"]["unmappable"] == [] and e["float_ops"] == []
+  assert "DEPTHWISE_CONV_2D" in tflite.op_list(int8)
+  assert str(out / "model_int8.tflite") in e["compile_command"]
+
+
+@pytest.mark.slow
+def test_report_has_accuracy_latency_and_ops(relu_export):
+  _, _, out, report = relu_export
+  acc = report["checks"]["accuracy"]
+  assert acc["split"] == "test" and acc["num_samples"] == FAST["eval_samples"]
+  for k in ("flax", "tflite_float", "tflite_int8"):
+    assert 0.0 <= acc[k] <= 1.0
+  assert acc["int8_drop"] == pytest.approx(acc["tflite_float"] -
+                                           acc["tflite_int8"])
+  # Float TFLite computes the same function, so the same accuracy.
+  assert acc["tflite_float"] == acc["flax"]
+  measured = report["latency"]["measured"]
+  assert measured["tflite int8"]["median_ms"] > 0
+  text = (out / "report.md").read_text()
+  for needle in ("MACs", "int8 drop", "CONV_2D", "Edge TPU", "flax/",
+                 arch.to_string(relu_export[1])):
+    assert needle in text
+
+
+@pytest.mark.slow
+def test_hard_swish_export_reports_fallback(tmp_path):
+  s = _tiny()
+  a = _with_activation(arch.smallest(s), "hswish")
+  arch.validate(s, a)
+  report = pipeline.export_spec(
+      arch.decode(s, a), tmp_path / "hs", arch=a,
+      options=pipeline.ExportOptions(formats=("tflite-int8",), **FAST))
+  e = report["edgetpu"]
+  assert not e["edgetpu_ready"]
+  assert e["ops"]["unmappable"] == ["HARD_SWISH"]
+  seq = report["operators"]["tflite int8"]["sequence"]
+  assert e["ops"]["first_fallback"] == seq.index("HARD_SWISH")
+  assert e["ops"]["ops_on_cpu"] == len(seq) - seq.index("HARD_SWISH")
+  assert "HARD_SWISH" in (tmp_path / "hs" / "report.md").read_text()
+  assert report["int8_calibration"].endswith("(no dataset)")
+
+
+def test_recalibrate_bn_averages_batch_statistics():
+  s = _tiny()
+  spec = arch.decode(s, arch.smallest(s))
+  model = Network(spec, rngs=nnx.Rngs(0), depthwise="shift")
+  rng = np.random.default_rng(0)
+  batches = [rng.standard_normal((4, spec.resolution, spec.resolution, 3)
+                                 ).astype(np.float32) + 2.0 for _ in range(3)]
+  params_before = jax.tree.leaves(nnx.state(model, nnx.Param))
+  assert checks.recalibrate_bn(model, batches) == 3
+  stem = model.layers[0].body
+  want_mean = np.mean([np.asarray(stem.conv(b)).mean(axis=(0, 1, 2))
+                       for b in batches], axis=0)
+  want_var = np.mean([np.asarray(stem.conv(b)).var(axis=(0, 1, 2))
+                      for b in batches], axis=0)
+  np.testing.assert_allclose(stem.bn.mean[...], want_mean, rtol=1e-4,
+                             atol=1e-5)
+  np.testing.assert_allclose(stem.bn.var[...], want_var, rtol=1e-4,
+                             atol=1e-5)
+  assert stem.bn.momentum == pytest.approx(0.9)  # restored
+  for before, after in zip(params_before,
+                           jax.tree.leaves(nnx.state(model, nnx.Param))):
+    np.testing.assert_array_equal(before, after)
+
+
+def test_agreement_tolerance():
+  ref = np.array([[1.0, -2.0], [0.5, 0.1]])
+  assert checks.agreement(ref, ref + 1e-4).passed
+  bad = checks.agreement(ref, ref + np.array([[0.0, 0.0], [0.0, 0.5]]))
+  assert not bad.passed and bad.top1_agreement == 0.5
+
+
+def _leftovers(parent: pathlib.Path):
+  return sorted(p.name for p in parent.iterdir())
+
+
+def test_cli_bad_arch_writes_nothing(tmp_path, capsys):
+  s = _tiny()
+  d = arch.to_dict(arch.smallest(s))
+  d["widths"] = [999, d["widths"][1]]
+  (tmp_path / "bad.json").write_text(json.dumps(d))
+  out = tmp_path / "out"
+  code = cli_main(["export", "--arch", str(tmp_path / "bad.json"), "--out",
+                   str(out)])
+  assert code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error:") and "widths[0]" in err
+  assert len(err.splitlines()) == 1
+  assert _leftovers(tmp_path) == ["bad.json"]
+
+
+def test_cli_missing_weights_writes_nothing(tmp_path, capsys):
+  s = _tiny()
+  (tmp_path / "a.json").write_text(arch.to_json(arch.smallest(s)))
+  code = cli_main(["export", "--arch", str(tmp_path / "a.json"), "--weights",
+                   str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+  assert code == 2
+  assert "nope" in capsys.readouterr().err
+  assert _leftovers(tmp_path) == ["a.json"]
+
+
+def test_cli_corrupt_weights_writes_nothing(tmp_path, capsys):
+  s = _tiny()
+  (tmp_path / "a.json").write_text(arch.to_json(arch.smallest(s)))
+  bad = tmp_path / "w" / "flax"
+  bad.mkdir(parents=True)
+  (bad / "_METADATA").write_text("{not json")
+  code = cli_main(["export", "--arch", str(tmp_path / "a.json"), "--weights",
+                   str(tmp_path / "w"), "--out", str(tmp_path / "out")])
+  assert code == 2
+  err = capsys.readouterr().err.strip()
+  assert "cannot restore" in err and len(err.splitlines()) == 1
+  assert _leftovers(tmp_path) == ["a.json", "w"]
+
+
+def test_existing_out_is_refused(tmp_path):
+  (tmp_path / "out").mkdir()
+  with pytest.raises(errors.HwnasError, match="already exists"):
+    pipeline.check_out_dir(tmp_path / "out", overwrite=False)
+
+
+def test_bad_formats():
+  with pytest.raises(errors.HwnasError, match="allowed"):
+    pipeline.parse_formats("tflite,onnx")
+  assert pipeline.parse_formats("flax, tflite,flax") == ("flax", "tflite")
