@@ -77,3 +77,23 @@ def test_trains_from_history_and_drives_a_search(trained, tmp_path):
           workdir=tmp_path / "p", progress=False, plot=False)
   assert r.best.accuracy == pytest.approx(
       predictor.predict(trained, SPACE, [r.best.arch])[0][0])
+
+
+def test_cli_train_then_search_with_the_predictor(tmp_path, capsys):
+  from hwnas.cli import main
+  evaluate = lambda archs: [additive_accuracy(a) for a in archs]
+  run(SPACE, evaluate, {"mmacs": lambda a: a.resolution / 10}, target=3.0,
+      budget=60, population=20, workdir=tmp_path / "h", progress=False,
+      plot=False)
+  assert main(["predictor", "train", "--space", "tiny", "--history",
+               str(tmp_path / "h" / "history.jsonl"), "--out",
+               str(tmp_path / "p"), "--steps", "300", "--hidden", "32",
+               "--ensemble", "2"]) == 0
+  assert "held-out:" in capsys.readouterr().out
+  assert main(["search", "--space", "tiny", "--cost", "mmacs", "--target",
+               "3", "--evaluator", "predictor", "--predictor",
+               str(tmp_path / "p"), "--budget", "16", "--population", "8",
+               "--workdir", str(tmp_path / "s"), "--no-progress"]) == 0
+  best = json.loads((tmp_path / "s" / "best.json").read_text())
+  assert best["costs"]["mmacs"] <= 3
+  assert len(history.read(tmp_path / "s")) == 16

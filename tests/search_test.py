@@ -283,3 +283,17 @@ def test_outputs_and_plot(tmp_path):
   assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
   state = json.loads((tmp_path / "state.json").read_text())
   assert state["evaluations"] == 16
+
+
+def test_cli_impossible_target_fails_before_loading_the_supernet(
+    tmp_path, capsys):
+  from hwnas.cli import main
+  code = main(["search", "--space", "edgetpu", "--table",
+               "edgetpu-usb3/edgetpu", "--target-ms", "0.01", "--supernet",
+               str(tmp_path), "--workdir", str(tmp_path / "w"),
+               "--budget", "10"])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert "below the fastest latency reachable in space edgetpu" in err
+  assert "raise --target-ms" in err and err.count("\n") == 1
+  assert not (tmp_path / "w" / "history.jsonl").exists()
