@@ -165,7 +165,8 @@ def test_cost_fn_equals_predict_of_decoded_spec(name):
   s = space.load(name)
   rng = np.random.default_rng(2)
   t = _full_table(s, rng)
-  t = t.with_header(calibration={"type": "linear", "a": 1.1, "b": 0.3})
+  t = t.with_header(calibration={"type": "linear", "a": 1.1, "b": 0.3,
+                                 "c_per_layer": -0.01})
   cost = make_cost_fn(t, s)
   for _ in range(200):
     a = arch.sample(rng, s)

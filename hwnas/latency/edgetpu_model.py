@@ -46,6 +46,7 @@ table whose entries are per-layer compute and whose header carries a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -174,6 +175,7 @@ def _conv_op(kind, hw_in, hw_out, k, cin, cout, depthwise=False) -> Op:
             pos * cout, hw_in * hw_in * cin)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def layer_ops(layer: Layer) -> tuple[Op, ...]:
   """The ops of a layer in execution order (TFLite graph, BN folded).
 
@@ -297,39 +299,53 @@ class EdgeTPUEstimate:
 
 @dataclasses.dataclass(frozen=True)
 class _Split:
-  tpu_ops: tuple[Op, ...]
-  cpu_ops: tuple[Op, ...]
+  mapped_bytes: int        # parameters of the ops on the Edge TPU
   tpu_out_bytes: int       # what crosses the link back to the host
   first_unmapped: int | None
+  num_cpu_ops: int
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _layer_bytes(layer: Layer) -> int:
+  return sum(o.weight_bytes for o in layer_ops(layer))
 
 
 def _split(spec: NetSpec) -> _Split:
-  """Ops on the Edge TPU and on the host: one partition, at the first
-  unmappable op (its layer's first op stays on the Edge TPU)."""
-  ops = [layer_ops(l) for l in spec.layers]
+  """Where the compiler cuts the graph: the first unmappable op (its
+  layer's first op stays on the Edge TPU; all later ops run on the host)."""
   cut = first_unmapped(spec)
   if cut is None:
-    tpu = tuple(o for lo in ops for o in lo)
-    return _Split(tpu, (), spec.num_classes, None)
-  tpu = tuple(o for lo in ops[:cut] for o in lo) + ops[cut][:1]
-  cpu = ops[cut][1:] + tuple(o for lo in ops[cut + 1:] for o in lo)
-  return _Split(tpu, cpu, tpu[-1].out_bytes, cut)
+    return _Split(sum(_layer_bytes(l) for l in spec.layers),
+                  spec.num_classes, None, 0)
+  ops = layer_ops(spec.layers[cut])
+  mapped = sum(_layer_bytes(l) for l in spec.layers[:cut])
+  n_cpu = len(ops) - 1 + sum(len(layer_ops(l))
+                             for l in spec.layers[cut + 1:])
+  return _Split(mapped + ops[0].weight_bytes, ops[0].out_bytes, cut, n_cpu)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _fallback_ms(layer: Layer, skip_first: bool, p: EdgeTPUParams,
+                 link: str, clock: str) -> float:
+  """Host time minus Edge TPU time of a layer's ops left on the CPU."""
+  ops = layer_ops(layer)[1 if skip_first else 0:]
+  host = p.host_macs_per_ms(link)
+  return math.fsum(o.macs / host - op_ms(o, p, clock) for o in ops)
 
 
 def _terms(spec: NetSpec, p: EdgeTPUParams, link: str, clock: str,
            split: _Split) -> dict[str, float]:
   bw = p.bandwidth_bytes_per_ms(link)
   in_bytes = spec.resolution * spec.resolution * spec.in_channels
-  mapped_bytes = sum(o.weight_bytes for o in split.tpu_ops)
+  cut = split.first_unmapped
   cpu_ms = 0.0
-  if split.cpu_ops:
-    host = p.host_macs_per_ms(link)
-    cpu_ms = math.fsum(o.macs / host for o in split.cpu_ops) - math.fsum(
-        op_ms(o, p, clock) for o in split.cpu_ops)
+  if cut is not None:
+    cpu_ms = _fallback_ms(spec.layers[cut], True, p, link, clock) + math.fsum(
+        _fallback_ms(l, False, p, link, clock) for l in spec.layers[cut + 1:])
   return {
       "fixed_ms": p.fixed_ms(link),
       "transfer_ms": (in_bytes + split.tpu_out_bytes) / bw,
-      "streaming_ms": max(0, mapped_bytes - p.cache_bytes) / bw,
+      "streaming_ms": max(0, split.mapped_bytes - p.cache_bytes) / bw,
       "cpu_fallback_ms": cpu_ms,
   }
 
@@ -372,16 +388,21 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
     unmapped.append(
         f"layers[{cut}] {l.type} ({l.key()}): {unsupported_op(l)} "
         f"({l.activation}) is not supported by the Edge TPU; it and the "
-        f"{len(split.cpu_ops)} ops after it run on the host CPU")
+        f"{split.num_cpu_ops} ops after it run on the host CPU")
   terms = _terms(spec, p, link, clock, split)
   compute = math.fsum(l.compute_ms for l in layers)
-  mapped_bytes = sum(o.weight_bytes for o in split.tpu_ops)
+  mapped_bytes = split.mapped_bytes
   return EdgeTPUEstimate(
       spec.name, link, clock, compute, terms["fixed_ms"],
       terms["transfer_ms"], terms["streaming_ms"], terms["cpu_fallback_ms"],
       compute + math.fsum(terms.values()),
       min(mapped_bytes, p.cache_bytes),
       max(0, mapped_bytes - p.cache_bytes), tuple(unmapped), tuple(layers))
+
+
+@functools.lru_cache(maxsize=64)
+def _params_from_header(items: tuple) -> EdgeTPUParams:
+  return EdgeTPUParams.from_dict(dict(items))
 
 
 def network_terms(spec: NetSpec, params: Mapping[str, Any]
@@ -391,7 +412,7 @@ def network_terms(spec: NetSpec, params: Mapping[str, Any]
   `params` is the table header's `network_model.params`: the model
   constants plus `link` and `clock`. Registered as 'edgetpu-model'.
   """
-  p = EdgeTPUParams.from_dict(params)
+  p = _params_from_header(tuple(sorted(params.items())))
   link = _check_link(str(params.get("link", "usb3")))
   clock = _check_clock(str(params.get("clock", "max")))
   return _terms(spec, p, link, clock, _split(spec))

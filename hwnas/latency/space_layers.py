@@ -172,11 +172,15 @@ class _Plan:
       for w in space.stages[-1].widths:
         if any(l not in by for l in head_layers(space, size, w)):
           self.head.pop((r, w), None)
+    w0 = space.stages[-1].widths[0]
+    self.fixed_layers = 1 + len(head_layers(space, 1, w0))  # stem + head
 
-  def layer_sum(self, a: ArchChoice) -> float:
-    """Raises KeyError when an entry is missing (callers fall back)."""
+  def layer_sum(self, a: ArchChoice) -> tuple[float, int]:
+    """(sum of entries, number of layers); KeyError when one is missing
+    (callers fall back to the slow path for the error)."""
     r = a.resolution
     total = self.stem[r]
+    n = self.fixed_layers
     w_in = self.space.stem.channels
     # Keys spell out the BlockChoice fields: hashing a flat tuple is several
     # times cheaper than the dataclass's own __hash__ (search calls this
@@ -188,8 +192,9 @@ class _Plan:
         if t != "skip":
           total += s_blocks[j][(r, w_in if j == 0 else w, w, t, b.kernel,
                                 b.expansion, b.se, b.activation)]
+          n += 1
       w_in = w
-    return total + self.head[(r, w_in)]
+    return total + self.head[(r, w_in)], n
 
 
 def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
@@ -216,15 +221,17 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
     return cached
 
   cal = table.calibration
-  a_, b_ = (cal["a"], cal["b"]) if cal else (1.0, 0.0)
+  a_, b_, c_ = ((cal["a"], cal["b"], cal.get("c_per_layer", 0.0)) if cal
+                else (1.0, 0.0, 0.0))
 
   def fast(a: ArchChoice) -> float:
     if a.space != space.name:
       return slow(a)  # raises the foundation's clear error
     try:
-      return a_ * plan.layer_sum(a) + b_
+      total, n = plan.layer_sum(a)
     except (KeyError, IndexError, TypeError):
       return slow(a)  # raises a clear error (or covers odd input)
+    return a_ * total + b_ + c_ * n
   return fast
 
 

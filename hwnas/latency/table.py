@@ -130,6 +130,10 @@ class Entry:
     return d
 
 
+def _cell(v: Any) -> str:
+  return v if isinstance(v, str) else json.dumps(v)
+
+
 def _round(x: float) -> float:
   return float(f"{x:.6g}")
 
@@ -218,12 +222,18 @@ class LatencyTable:
       raise TableError(self._missing_message(self.missing(spec.layers),
                                              spec.name)) from None
 
-  def calibrate(self, layer_sum_ms: float) -> float:
-    """Applies the header's calibration to a per-layer sum."""
+  def calibrate(self, layer_sum_ms: float, num_layers: int = 0) -> float:
+    """Applies the header's calibration to a per-layer sum.
+
+    `linear`: a * sum + b + c_per_layer * num_layers (the last term, 0 by
+    default, absorbs per-call overheads that timing layers one by one adds
+    to every entry but a whole network pays once).
+    """
     cal = self.calibration
     if cal is None:
       return layer_sum_ms
-    return cal["a"] * layer_sum_ms + cal["b"]
+    return (cal["a"] * layer_sum_ms + cal["b"] +
+            cal.get("c_per_layer", 0.0) * num_layers)
 
   def network_terms(self, spec: NetSpec) -> dict[str, float]:
     """Whole-network terms of the header's network model ({} if none)."""
@@ -235,7 +245,7 @@ class LatencyTable:
 
   def predict(self, spec: NetSpec) -> float:
     """Predicted latency of a whole network in ms."""
-    total = self.calibrate(self.layer_sum(spec))
+    total = self.calibrate(self.layer_sum(spec), len(spec.layers))
     if self.network_model is not None:
       total += math.fsum(self.network_terms(spec).values())
     return total
@@ -247,7 +257,7 @@ class LatencyTable:
     for l in spec.layers:
       by_type[l.type] = by_type.get(l.type, 0.0) + self.latency(l)
     terms = self.network_terms(spec)
-    calibrated = self.calibrate(layer_sum)
+    calibrated = self.calibrate(layer_sum, len(spec.layers))
     return {
         "network": spec.name,
         "layers": [(l.key(), self.latency(l)) for l in spec.layers],
@@ -309,8 +319,7 @@ class LatencyTable:
       e = self.entries[key]
       row = [key] + [getattr(e.layer, c) for c in cols[1:11]]
       row += [e.latency_ms, e.p10_ms, e.p90_ms, e.count]
-      row += [json.dumps(e.extras[x]) if x in e.extras else ""
-              for x in extras]
+      row += [_cell(e.extras[x]) if x in e.extras else "" for x in extras]
       w.writerow(row)
     return out.getvalue()
 
@@ -413,7 +422,9 @@ def _validate_calibration(cal: Any, path: str) -> None:
     _fail(path, "header.calibration.type", "must be one of " +
           ", ".join(CALIBRATION_TYPES))
   if cal["type"] == "linear":
-    for k in ("a", "b"):
+    for k in ("a", "b", "c_per_layer"):
+      if k == "c_per_layer" and k not in cal:
+        continue
       if not _is_num(cal.get(k)):
         _fail(path, f"header.calibration.{k}", f"must be a number, got "
               f"{cal.get(k)!r}")

@@ -1,0 +1,34 @@
+"""Latency lines of `hwnas arch stats --table T` (prediction + its parts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwnas.netspec import NetSpec
+
+
+def predict(table_path: str, spec: NetSpec) -> dict[str, Any]:
+  """The table's breakdown of `spec` as a JSON-ready dict (see
+  `LatencyTable.predict_breakdown`)."""
+  from hwnas.latency import load_table  # pylint: disable=g-import-not-at-top
+  t = load_table(table_path)
+  d = t.predict_breakdown(spec)
+  d["layers"] = [{"key": k, "ms": ms} for k, ms in d["layers"]]
+  d["table"] = t.path
+  return d
+
+
+def print_latency(d: dict[str, Any]) -> None:
+  """Prints the prediction, its per-type split and whole-network terms."""
+  print(f"  latency: {d['total_ms']:.3f} ms predicted by {d['table']}")
+  print(f"    {d['provenance']}")
+  split = ", ".join(f"{k} {v:.3f}" for k, v in
+                    sorted(d["by_type_ms"].items(), key=lambda kv: -kv[1]))
+  print(f"    per-layer sum {d['layer_sum_ms']:.3f} ms ({split})")
+  cal = d.get("calibration")
+  if cal:
+    print(f"    calibrated {d['calibrated_ms']:.3f} ms (a={cal['a']:.4f}, "
+          f"b={cal['b']:+.4f} ms, {cal.get('c_per_layer', 0.0):+.4f} "
+          "ms/layer)")
+  for name, ms in d["network_terms_ms"].items():
+    print(f"    + {name}: {ms:.3f} ms (whole-network term)")

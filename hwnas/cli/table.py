@@ -1,0 +1,218 @@
+"""`hwnas table ...`: measure, check, validate, import, show, export latency
+tables (see `hwnas.latency`)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+
+def register(sub) -> None:
+  p = sub.add_parser("table", help="latency lookup tables: measure, check, "
+                     "validate, import, show, export")
+  t = p.add_subparsers(dest="table_command", metavar="SUBCOMMAND")
+  t.required = True
+
+  q = t.add_parser("measure", help="time every layer of a space on a "
+                   "backend (resumable)")
+  q.add_argument("--space", required=True, help="space name or YAML file")
+  q.add_argument("--backend", required=True,
+                 help="xla | litert | litert-int8 | edgetpu | edgetpu-model")
+  q.add_argument("--out", required=True, help="table JSON to write")
+  q.add_argument("--resolutions", type=int, nargs="+",
+                 help="subset of the space's resolutions (default: all)")
+  q.add_argument("--threads", type=int, default=1)
+  q.add_argument("--batch-size", type=int, default=1)
+  q.add_argument("--warmup", type=int, default=10)
+  q.add_argument("--repeats", type=int, default=50)
+  q.add_argument("--seed", type=int, default=0)
+  q.add_argument("--max-entries", type=int,
+                 help="stop after this many new entries (run again to go on)")
+  q.add_argument("--option", action="append", default=[], metavar="K=V",
+                 help="backend option (repeatable), e.g. link=usb3")
+  q.add_argument("--link", help="shorthand for --option link=... "
+                 "(edgetpu-model)")
+  q.add_argument("--no-progress", action="store_true")
+  q.set_defaults(func=_measure)
+
+  q = t.add_parser("check", help="coverage of a space: missing signatures "
+                   "and the choices that need them")
+  q.add_argument("--table", required=True)
+  q.add_argument("--space", required=True)
+  q.add_argument("--resolutions", type=int, nargs="+")
+  q.add_argument("--limit", type=int, default=20,
+                 help="missing signatures to list (default 20)")
+  q.add_argument("--json", action="store_true")
+  q.set_defaults(func=_check)
+
+  q = t.add_parser("validate", help="predicted vs measured latency of "
+                   "random whole networks (fidelity report)")
+  q.add_argument("--table", required=True)
+  q.add_argument("--space", required=True)
+  q.add_argument("--samples", type=int, default=30)
+  q.add_argument("--seed", type=int, default=0)
+  q.add_argument("--warmup", type=int, default=10)
+  q.add_argument("--repeats", type=int, default=50)
+  q.add_argument("--fit-calibration", action="store_true",
+                 help="fit measured ~ a*sum + b on half, report the other "
+                 "half, store it in the table")
+  q.add_argument("--plot", help="scatter PNG (default: <table>.fidelity.png)")
+  q.add_argument("--out", help="write the calibrated table here instead of "
+                 "updating --table")
+  q.add_argument("--json", help="write the report as JSON here")
+  q.set_defaults(func=_validate)
+
+  q = t.add_parser("import", help="convert a table from another format")
+  q.add_argument("--from", dest="fmt", required=True, choices=["ofa"])
+  q.add_argument("file", help="the file to import (OFA/ProxylessNAS YAML)")
+  q.add_argument("--space", required=True)
+  q.add_argument("--out", required=True)
+  q.add_argument("--device", default="unknown (imported)")
+  q.add_argument("--precision", default="float32",
+                 choices=["float32", "int8"])
+  q.set_defaults(func=_import)
+
+  q = t.add_parser("show", help="header and a summary of a table")
+  q.add_argument("table", nargs="?", help="table name or file (omit: list "
+                 "shipped tables)")
+  q.set_defaults(func=_show)
+
+  q = t.add_parser("export-csv", help="write a table as CSV")
+  q.add_argument("table")
+  q.add_argument("--out", help="CSV file (default: stdout)")
+  q.set_defaults(func=_export_csv)
+
+
+def _options(args) -> dict:
+  from hwnas import errors
+  out = {}
+  for kv in args.option:
+    if "=" not in kv:
+      raise errors.HwnasError(f"--option {kv!r}: expected KEY=VALUE")
+    k, v = kv.split("=", 1)
+    out[k.strip()] = v.strip()
+  if args.link:
+    out["link"] = args.link
+  return out
+
+
+def _measure(args) -> int:
+  from hwnas import space as space_lib
+  from hwnas.latency import measure
+  s = space_lib.load(args.space)
+  r = measure.measure_space(
+      s, args.backend, args.out, resolutions=args.resolutions,
+      batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
+      repeats=args.repeats, seed=args.seed, max_entries=args.max_entries,
+      progress=not args.no_progress, backend_options=_options(args),
+      command="hwnas " + " ".join(sys.argv[1:]))
+  if r.table is None:
+    print(f"measured {r.measured} new entries ({r.reused} already done); "
+          f"{r.remaining} remain in {r.journal}; rerun the same command to "
+          "continue")
+    return 0
+  print(f"wrote {args.out}: {len(r.table)} entries ({r.measured} measured "
+        f"now, {r.reused} reused)")
+  print(r.table.describe())
+  return 0
+
+
+def _check(args) -> int:
+  from hwnas import space as space_lib
+  from hwnas.latency import describe_missing, load_table
+  t = load_table(args.table)
+  s = space_lib.load(args.space)
+  cov = describe_missing(t, s, tuple(args.resolutions) if args.resolutions
+                         else None)
+  if args.json:
+    print(json.dumps(cov, indent=1))
+    return 0 if not cov["missing"] else 1
+  print(f"{t.path}: {t.describe()}")
+  print(f"space {s.id}: {cov['covered']}/{cov['total']} signatures covered")
+  if not cov["missing"]:
+    print("complete: every network of the space can be predicted")
+    return 0
+  print("missing by type: " + ", ".join(
+      f"{k} {v}" for k, v in sorted(cov["by_type"].items())))
+  res = sorted({int(o.split()[0][1:]) for os_ in cov["missing"].values()
+                for o in os_})
+  print(f"missing at resolutions: {res}")
+  for key, origins in list(cov["missing"].items())[:args.limit]:
+    more = f" (+{len(origins) - 3} more)" if len(origins) > 3 else ""
+    print(f"  {key}\n      needed by: {'; '.join(origins[:3])}{more}")
+  if len(cov["missing"]) > args.limit:
+    print(f"  ... {len(cov['missing']) - args.limit} more (--limit N or "
+          "--json)")
+  if t.provenance["kind"] == "measured":
+    print(f"fix: hwnas table measure --space {args.space} --backend "
+          f"{t.backend} --out {t.path} (adds only what is missing)")
+  else:
+    print(f"fix: measure a table: hwnas table measure --space {args.space} "
+          "--backend xla|litert|litert-int8|edgetpu --out NEW.json")
+  return 1
+
+
+def _validate(args) -> int:
+  import numpy as np
+  from hwnas import space as space_lib
+  from hwnas.latency import fidelity, load_table
+  t = load_table(args.table)
+  s = space_lib.load(args.space)
+  plot = args.plot or str(pathlib.Path(t.path).with_suffix(".fidelity.png"))
+  rep = fidelity.validate(
+      t, s, args.samples, rng=np.random.default_rng(args.seed),
+      warmup=args.warmup, repeats=args.repeats,
+      fit_calibration=args.fit_calibration, plot_path=plot, progress=True)
+  print(fidelity.format_report(rep))
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))
+  if args.fit_calibration or args.out:
+    out = args.out or t.path
+    fidelity.store(t, rep).save(out)
+    print(f"stored calibration and fidelity summary in {out}")
+  return 0
+
+
+def _import(args) -> int:
+  from hwnas import space as space_lib
+  from hwnas.latency import ofa_import
+  s = space_lib.load(args.space)
+  r = ofa_import.import_ofa(args.file, s, device=args.device,
+                            precision=args.precision)
+  r.table.save(args.out)
+  print(f"wrote {args.out}: {len(r.table)} entries mapped from "
+        f"{r.total} keys of {args.file}")
+  for key, why in r.unmapped.items():
+    print(f"  not mapped: {key}: {why}")
+  return 0
+
+
+def _show(args) -> int:
+  from hwnas.latency import list_tables, load_table
+  if not args.table:
+    for name in list_tables():
+      print(name)
+    return 0
+  t = load_table(args.table)
+  print(f"{t.path}\n{t.describe()}")
+  for k, v in t.header.items():
+    print(f"  {k}: {json.dumps(v)}")
+  by_type: dict[str, list[float]] = {}
+  for e in t.entries.values():
+    by_type.setdefault(e.layer.type, []).append(e.latency_ms)
+  print(f"entries: {len(t)}")
+  for k, v in sorted(by_type.items()):
+    print(f"  {k:10s} {len(v):5d}  {min(v):.4f} .. {max(v):.4f} ms")
+  return 0
+
+
+def _export_csv(args) -> int:
+  from hwnas.latency import load_table
+  text = load_table(args.table).to_csv()
+  if args.out:
+    pathlib.Path(args.out).write_text(text)
+  else:
+    sys.stdout.write(text)
+  return 0
+

@@ -1,0 +1,339 @@
+"""Measurement backends: time one layer, or a whole network, on a runtime.
+
+* `xla`: the Flax block jitted on JAX's default device (CPU here, GPU/TPU
+  elsewhere), depthwise implementation 'auto' (what hwnas runs there),
+  parameters passed as arguments, `block_until_ready` after every call.
+* `litert`: float32 TFLite (jax2tf, `hwnas.tflite.convert`, depthwise 'lax'
+  so it lowers to DEPTHWISE_CONV_2D) run with the `ai-edge-litert`
+  interpreter on `threads` threads.
+* `litert-int8`: the same with full-integer post-training quantisation
+  (random-normal representative inputs: activation ranges, not accuracy,
+  matter for timing) and int8 input/output.
+* `edgetpu`: full-int8 TFLite compiled by `edgetpu_compiler`
+  (`hwnas.edgetpu.compile_model`) and run through the Edge TPU delegate.
+  Creating the backend fails at once, saying what to install, when the
+  compiler or the runtime/device is missing. Per entry it records the
+  compiler's on-chip / off-chip parameter memory and whether every op was
+  mapped.
+
+Other modules add backends (e.g. the Edge TPU cost model's `edgetpu-model`)
+with `register_backend(name, factory)`; a factory takes keyword options
+(`threads`, `seed`, plus any `--option key=value` of the CLI) and returns an
+object with the `Backend` methods below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import tempfile
+import time
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from hwnas import errors
+from hwnas.netspec import Layer, NetSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Median and spread of one measured (or estimated) latency, in ms."""
+
+  latency_ms: float
+  p10_ms: float | None
+  p90_ms: float | None
+  count: int
+  extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Backend(Protocol):
+  """What `measure` and `fidelity` need from a backend."""
+
+  name: str
+  precision: str
+
+  def header_fields(self) -> dict[str, Any]:
+    """device, runtime, runtime_version, threads, provenance, notes, ..."""
+
+  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
+                 repeats: int) -> Timing:
+    """Latency of one layer built standalone."""
+
+  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
+                   repeats: int) -> Timing:
+    """End-to-end latency of a whole network."""
+
+
+_BACKENDS: dict[str, Callable[..., Backend]] = {}
+
+
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+  """Makes `hwnas table measure --backend name` use `factory(**options)`."""
+  _BACKENDS[name] = factory
+
+
+def backend_names() -> list[str]:
+  _load_plugins()
+  return sorted(_BACKENDS)
+
+
+def _load_plugins() -> None:
+  # The Edge TPU cost model registers `edgetpu-model` when imported.
+  import importlib  # pylint: disable=g-import-not-at-top
+  try:
+    importlib.import_module("hwnas.latency.edgetpu_model")
+  except ModuleNotFoundError as e:
+    if e.name != "hwnas.latency.edgetpu_model":
+      raise
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+  """Creates backend `name` (HwnasError naming the choices if unknown)."""
+  if name not in _BACKENDS:
+    _load_plugins()
+  if name not in _BACKENDS:
+    raise errors.HwnasError(
+        f"--backend {name!r} is unknown; available: "
+        f"{', '.join(backend_names())}")
+  return _BACKENDS[name](**options)
+
+
+# ---------------------------------------------------------------- helpers --
+
+def cpu_model() -> str:
+  """This machine's CPU model name and core count (from /proc/cpuinfo)."""
+  name = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          name = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  return f"{name} ({os.cpu_count()} logical cores)"
+
+
+def load_note() -> str:
+  """A note on machine load while measuring (the box may be shared)."""
+  try:
+    one, five, fifteen = os.getloadavg()
+  except OSError:
+    return ""
+  return (f"load average {one:.2f}/{five:.2f}/{fifteen:.2f} on "
+          f"{os.cpu_count()} cores at start")
+
+
+def stats(times_s: np.ndarray, extras: Mapping[str, Any] | None = None
+          ) -> Timing:
+  ms = np.asarray(times_s, dtype=np.float64) * 1e3
+  return Timing(float(np.median(ms)), float(np.percentile(ms, 10)),
+                float(np.percentile(ms, 90)), int(ms.size), extras or {})
+
+
+def input_shape(layer: Layer, batch_size: int) -> tuple[int, ...]:
+  """Shape a layer is timed on: NHWC, or [B, C] for an `fc`."""
+  if layer.type == "fc":
+    return (batch_size, layer.in_channels)
+  return (batch_size, layer.input_size, layer.input_size, layer.in_channels)
+
+
+def _module(obj: Layer | NetSpec, seed: int, depthwise: str):
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from hwnas.models import Network, build_layer  # pylint: disable=g-import-not-at-top
+  rngs = nnx.Rngs(seed)
+  if isinstance(obj, NetSpec):
+    return Network(obj, rngs=rngs, depthwise=depthwise)
+  return build_layer(obj, rngs=rngs, depthwise=depthwise)
+
+
+def _network_shape(spec: NetSpec, batch_size: int) -> tuple[int, ...]:
+  return (batch_size, spec.resolution, spec.resolution, spec.in_channels)
+
+
+# -------------------------------------------------------------------- xla --
+
+class XlaBackend:
+  """Blocks jitted on JAX's default device (see the module docstring)."""
+
+  name = "xla"
+  precision = "float32"
+
+  def __init__(self, threads: int = 0, seed: int = 0,
+               depthwise: str = "auto", **unused: Any):
+    _reject(unused, self.name)
+    self.threads = threads  # XLA:CPU uses its own pool; recorded only
+    self.seed = seed
+    self.depthwise = depthwise
+
+  def header_fields(self) -> dict[str, Any]:
+    import jax  # pylint: disable=g-import-not-at-top
+    import flax  # pylint: disable=g-import-not-at-top
+    dev = jax.devices()[0]
+    device = cpu_model() if dev.platform == "cpu" else (
+        f"{dev.platform}:{getattr(dev, 'device_kind', '?')}")
+    return {"device": device, "runtime": "jax",
+            "runtime_version": f"jax {jax.__version__}, jaxlib "
+                               f"{jax.lib.__version__}, flax "
+                               f"{flax.__version__}, backend "
+                               f"{jax.default_backend()}",
+            "threads": self.threads,
+            "notes": f"depthwise impl '{self.depthwise}'; XLA's own thread "
+                     "pool; parameters passed as jit arguments"}
+
+  def _time(self, obj, shape, warmup: int, repeats: int) -> Timing:
+    import jax  # pylint: disable=g-import-not-at-top
+    from flax import nnx  # pylint: disable=g-import-not-at-top
+    module = _module(obj, self.seed, self.depthwise)
+    graphdef, state = nnx.split(module)
+    fn = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x, train=False))
+    x = jax.device_put(np.random.default_rng(self.seed).standard_normal(
+        shape).astype(np.float32))
+    jax.block_until_ready(fn(state, x))  # compile
+    for _ in range(warmup):
+      jax.block_until_ready(fn(state, x))
+    times = np.empty(repeats)
+    for i in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(state, x))
+      times[i] = time.perf_counter() - t0
+    return stats(times)
+
+  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
+                 repeats: int) -> Timing:
+    return self._time(layer, input_shape(layer, batch_size), warmup, repeats)
+
+  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
+                   repeats: int) -> Timing:
+    return self._time(spec, _network_shape(spec, batch_size), warmup,
+                      repeats)
+
+
+def _reject(unused: Mapping[str, Any], name: str) -> None:
+  if unused:
+    raise errors.HwnasError(
+        f"--backend {name} takes no option(s) {', '.join(sorted(unused))}")
+
+
+# ----------------------------------------------------------------- litert --
+
+class LiteRTBackend:
+  """TFLite via jax2tf, run with ai-edge-litert (float32 or full int8)."""
+
+  def __init__(self, threads: int = 1, seed: int = 0, int8: bool = False,
+               representative_samples: int = 8, **unused: Any):
+    self.name = "litert-int8" if int8 else "litert"
+    _reject(unused, self.name)
+    self.precision = "int8" if int8 else "float32"
+    self.threads = max(1, threads)
+    self.seed = seed
+    self.int8 = int8
+    self.representative_samples = representative_samples
+
+  def header_fields(self) -> dict[str, Any]:
+    import importlib.metadata as md  # pylint: disable=g-import-not-at-top
+    from hwnas.tflite import _tf  # pylint: disable=g-import-not-at-top
+    tf = _tf()
+    return {"device": cpu_model(), "runtime": "ai-edge-litert",
+            "runtime_version": f"ai-edge-litert {md.version('ai-edge-litert')}"
+                               f", tensorflow {tf.__version__} converter",
+            "threads": self.threads,
+            "notes": ("full-integer int8 PTQ (random-normal representative "
+                      "data), int8 input/output" if self.int8 else
+                      "float32") + "; depthwise impl 'lax'; default "
+                      "delegates (XNNPACK)"}
+
+  def convert(self, obj: Layer | NetSpec, shape: tuple[int, ...]) -> bytes:
+    from hwnas import tflite  # pylint: disable=g-import-not-at-top
+    module = _module(obj, self.seed, "lax")
+    fn = lambda x: module(x, train=False)  # eval mode; params closed over
+    rep = None
+    if self.int8:
+      rng = np.random.default_rng(self.seed)
+      rep = [rng.standard_normal(shape).astype(np.float32)
+             for _ in range(self.representative_samples)]
+    return tflite.convert(fn, shape, int8=self.int8, representative=rep)
+
+  def _run(self, model: bytes, warmup: int, repeats: int,
+           delegates=None, extras=None) -> Timing:
+    from hwnas import tflite  # pylint: disable=g-import-not-at-top
+    runner = tflite.Runner(model, num_threads=self.threads,
+                           delegates=delegates)
+    s = runner.time(repeats=max(1, repeats), warmup=warmup,
+                    rng=np.random.default_rng(self.seed))
+    return Timing(s.median_ms, s.p10_ms, s.p90_ms, s.count, extras or {})
+
+  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
+                 repeats: int) -> Timing:
+    shape = input_shape(layer, batch_size)
+    return self._run(self.convert(layer, shape), warmup, repeats)
+
+  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
+                   repeats: int) -> Timing:
+    shape = _network_shape(spec, batch_size)
+    return self._run(self.convert(spec, shape), warmup, repeats)
+
+
+# ---------------------------------------------------------------- edgetpu --
+
+class EdgeTpuBackend(LiteRTBackend):
+  """Full-int8 TFLite -> edgetpu_compiler -> Edge TPU delegate."""
+
+  def __init__(self, threads: int = 1, seed: int = 0, **unused: Any):
+    super().__init__(threads=threads, seed=seed, int8=True, **unused)
+    from hwnas import edgetpu  # pylint: disable=g-import-not-at-top
+    from hwnas.edgetpu import compiler  # pylint: disable=g-import-not-at-top
+    self.name = "edgetpu"
+    if edgetpu.find_compiler() is None:
+      raise errors.HwnasError(
+          f"--backend edgetpu needs {compiler.COMPILER}, which is not on "
+          f"PATH; fix: {compiler.INSTALL_HINT}; or use the estimated table "
+          "(--backend edgetpu-model)")
+    self._delegate = edgetpu.load_delegate()  # raises: runtime / device
+    self._compiler_version: str | None = None
+    self._tmp = tempfile.mkdtemp(prefix="hwnas-edgetpu-")
+
+  def header_fields(self) -> dict[str, Any]:
+    d = super().header_fields()
+    d.update(device="Coral Edge TPU (host: " + cpu_model() + ")",
+             runtime="libedgetpu + ai-edge-litert",
+             runtime_version=f"edgetpu_compiler "
+                             f"{self._compiler_version or '?'}, "
+                             + d["runtime_version"],
+             notes="full-integer int8 PTQ compiled with edgetpu_compiler; "
+                   "latency through the Edge TPU delegate")
+    return d
+
+  def _compile(self, model: bytes, tag: str):
+    import pathlib  # pylint: disable=g-import-not-at-top
+    from hwnas import edgetpu  # pylint: disable=g-import-not-at-top
+    src = pathlib.Path(self._tmp) / f"{tag}.tflite"
+    src.write_bytes(model)
+    res = edgetpu.compile_model(src, self._tmp)
+    self._compiler_version = res.compiler_version or self._compiler_version
+    out = pathlib.Path(self._tmp) / f"{tag}_edgetpu.tflite"
+    extras = {"on_chip_bytes": res.on_chip_used_bytes,
+              "off_chip_bytes": res.off_chip_bytes,
+              "all_ops_mapped": res.all_mapped,
+              "edgetpu_subgraphs": res.num_subgraphs}
+    return out.read_bytes(), extras
+
+  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
+                 repeats: int) -> Timing:
+    model, extras = self._compile(
+        self.convert(layer, input_shape(layer, batch_size)), "layer")
+    return self._run(model, warmup, repeats, [self._delegate], extras)
+
+  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
+                   repeats: int) -> Timing:
+    model, extras = self._compile(
+        self.convert(spec, _network_shape(spec, batch_size)), "network")
+    return self._run(model, warmup, repeats, [self._delegate], extras)
+
+
+register_backend("xla", XlaBackend)
+register_backend("litert", lambda **kw: LiteRTBackend(int8=False, **kw))
+register_backend("litert-int8", lambda **kw: LiteRTBackend(int8=True, **kw))
+register_backend("edgetpu", EdgeTpuBackend)

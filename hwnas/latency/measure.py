@@ -1,0 +1,222 @@
+"""`hwnas table measure`: time every layer a space can produce, resumably.
+
+Every distinct layer signature reachable in the space (at the chosen
+resolutions) is built standalone and timed by a backend (`backends.py`).
+Each finished entry is appended at once to a journal next to the output,
+`<out>.partial.jsonl`, whose first line records the measurement settings;
+an interrupted run (Ctrl-C, kill, reboot) started again with the same
+command re-measures nothing that is in the journal. When every entry is
+measured the table is written (atomically) and the journal removed. An
+existing table at `--out` with the same settings is extended, not redone:
+that is how a table grows by resolutions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+from typing import Any, Iterable
+
+from hwnas import errors
+from hwnas.latency import space_layers
+from hwnas.latency import table as tbl
+from hwnas.latency.backends import Backend, Timing, get_backend, load_note
+from hwnas.netspec import Layer
+from hwnas.space import SearchSpace
+
+JOURNAL_SCHEMA = "hwnas/latency-journal@1"
+# Settings that must agree between a journal / existing table and a run.
+_SETTINGS = ("backend", "precision", "batch_size", "threads", "warmup",
+             "repeats")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureResult:
+  table: tbl.LatencyTable | None   # None while entries remain
+  measured: int                    # entries timed by this run
+  reused: int                      # entries taken from journal / old table
+  remaining: int                   # entries still to measure
+  journal: pathlib.Path
+
+
+def journal_path(out: str | os.PathLike[str]) -> pathlib.Path:
+  p = pathlib.Path(out)
+  return p.with_name(p.name + ".partial.jsonl")
+
+
+def _read_journal(path: pathlib.Path, settings: dict[str, Any]
+                  ) -> dict[str, tbl.Entry]:
+  """Entries of a journal; a cut last line (killed mid-write) is ignored."""
+  if not path.is_file():
+    return {}
+  lines = path.read_text().splitlines()
+  if not lines:
+    return {}
+  try:
+    first = json.loads(lines[0])
+  except json.JSONDecodeError:
+    raise errors.HwnasError(f"{path}: not a measurement journal; delete it "
+                            "to start over") from None
+  if first.get("journal") != JOURNAL_SCHEMA:
+    raise errors.HwnasError(f"{path}: not a {JOURNAL_SCHEMA} journal; delete "
+                            "it to start over")
+  _check_settings(first.get("settings", {}), settings, path)
+  out = {}
+  for i, line in enumerate(lines[1:], start=2):
+    try:
+      d = json.loads(line)
+    except json.JSONDecodeError:
+      if i == len(lines):
+        break  # the run was killed while writing this line
+      raise errors.HwnasError(f"{path}: line {i} is not JSON; delete the "
+                              "line or the journal") from None
+    key = d.pop("key")
+    out[key] = tbl._parse_entry(key, d, str(path))  # pylint: disable=protected-access
+  return out
+
+
+def _check_settings(old: dict[str, Any], new: dict[str, Any],
+                    where: pathlib.Path | str) -> None:
+  for k in _SETTINGS:
+    if old.get(k) != new.get(k):
+      raise errors.HwnasError(
+          f"{where}: was measured with {k}={old.get(k)!r} but this run uses "
+          f"{k}={new.get(k)!r}; rerun with the same settings, or write to "
+          "another --out (or delete that file to start over)")
+
+
+def _append(path: pathlib.Path, entry: tbl.Entry) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps({"key": entry.key, **entry.to_dict()}) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _progress(enabled: bool):
+  from rich import progress as rp  # pylint: disable=g-import-not-at-top
+  return rp.Progress(
+      rp.TextColumn("[bold]{task.description}"), rp.BarColumn(),
+      rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), rp.TextColumn("eta"),
+      rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[key]}"),
+      disable=not enabled, transient=False)
+
+
+def measure_space(space: SearchSpace, backend: str | Backend,
+                  out: str | os.PathLike[str], *,
+                  resolutions: Iterable[int] | None = None,
+                  batch_size: int = 1, threads: int = 1, warmup: int = 10,
+                  repeats: int = 50, seed: int = 0,
+                  max_entries: int | None = None, progress: bool = True,
+                  command: str | None = None,
+                  backend_options: dict[str, Any] | None = None
+                  ) -> MeasureResult:
+  """Measures (or resumes measuring) a table of `space` into `out`.
+
+  Args:
+    space: the search space to cover.
+    backend: a backend name ('xla', 'litert', 'litert-int8', 'edgetpu', or
+      a registered one) or a backend object.
+    out: the table to write; `<out>.partial.jsonl` holds progress.
+    resolutions: a subset of the space's resolutions (default: all).
+    batch_size, threads, warmup, repeats: timing settings (in the header).
+    seed: initialisation and input seed.
+    max_entries: stop after timing this many new entries (the journal
+      keeps them; run again to continue).
+    progress: show a rich progress bar with ETA.
+    command: the command line, recorded in the provenance.
+    backend_options: extra keyword options for the backend factory.
+
+  Returns:
+    A MeasureResult; `.table` is None while entries remain.
+  """
+  res = tuple(resolutions or space.resolutions)
+  bad = sorted(set(res) - set(space.resolutions))
+  if bad:
+    raise errors.HwnasError(
+        f"--resolutions {bad} not in space {space.id}; allowed: "
+        f"{list(space.resolutions)}")
+  be = backend if not isinstance(backend, str) else get_backend(
+      backend, threads=threads, seed=seed, **(backend_options or {}))
+  settings = {"backend": be.name, "precision": be.precision,
+              "batch_size": batch_size, "threads": threads,
+              "warmup": warmup, "repeats": repeats}
+  out = pathlib.Path(out)
+  jpath = journal_path(out)
+  done = _read_journal(jpath, settings)
+  old = None
+  if out.is_file():
+    old = tbl.load_table(out)
+    _check_settings(old.header, settings, out)
+    for k, e in old.entries.items():
+      done.setdefault(k, e)
+  todo_layers = sorted(space_layers.enumerate_layers(space, res),
+                       key=lambda l: (l.input_size, l.key()))
+  todo = [l for l in todo_layers if l.key() not in done]
+  reused = len(todo_layers) - len(todo)
+  if not jpath.is_file():
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    jpath.write_text(json.dumps({"journal": JOURNAL_SCHEMA,
+                                 "settings": settings}) + "\n")
+  load_start = load_note()
+  fields = be.header_fields()
+  measured = 0
+  with _progress(progress) as bar:
+    task = bar.add_task(f"{be.name} {space.id}", total=len(todo_layers),
+                        completed=reused, key="")
+    for layer in todo:
+      if max_entries is not None and measured >= max_entries:
+        break
+      bar.update(task, key=layer.key())
+      t = be.time_layer(layer, batch_size=batch_size, warmup=warmup,
+                        repeats=repeats)
+      entry = _entry(layer, t)
+      _append(jpath, entry)
+      done[entry.key] = entry
+      measured += 1
+      bar.advance(task)
+  remaining = len(todo) - measured
+  if remaining:
+    return MeasureResult(None, measured, reused, remaining, jpath)
+  table = _finish(space, be, fields, settings, done, old, res, out,
+                  load_start, command)
+  table.save(out)
+  jpath.unlink(missing_ok=True)
+  return MeasureResult(table, measured, reused, 0, jpath)
+
+
+def _entry(layer: Layer, t: Timing) -> tbl.Entry:
+  extras = {k: v for k, v in dict(t.extras).items() if v is not None}
+  return tbl.Entry(layer, t.latency_ms, t.p10_ms, t.p90_ms, t.count, extras)
+
+
+def _finish(space, be, fields, settings, done, old, res, out, load_start,
+            command) -> tbl.LatencyTable:
+  spaces = sorted(set((old.header["spaces"] if old else [])) | {space.id})
+  resolutions = dict(old.header.get("resolutions", {})) if old else {}
+  resolutions[space.id] = sorted(set(resolutions.get(space.id, [])) |
+                                 set(res))
+  notes = fields.pop("notes", "")
+  provenance = fields.pop("provenance", None) or {
+      "kind": "measured", "backend": be.name,
+      "command": command or " ".join(["hwnas"] + sys.argv[1:])}
+  fields = {"threads": settings["threads"], **fields}
+  header = tbl.make_header(
+      backend=be.name, precision=be.precision,
+      batch_size=settings["batch_size"], warmup=settings["warmup"],
+      repeats=settings["repeats"], spaces=spaces, provenance=provenance,
+      resolutions=resolutions,
+      load=f"{load_start}; {load_note().replace('at start', 'at end')}",
+      notes=notes, **fields)
+  if old is not None and old.network_model and "network_model" not in header:
+    header["network_model"] = old.network_model
+  return tbl.new_table(header, done.values(), out)
+
+
+def layers_missing(space: SearchSpace, table: tbl.LatencyTable,
+                   resolutions: Iterable[int] | None = None) -> list[Layer]:
+  """Layers of `space` (at `resolutions`) that `table` lacks."""
+  return sorted(l for l in space_layers.enumerate_layers(
+      space, tuple(resolutions) if resolutions else None) if l not in table)
