@@ -1,0 +1,101 @@
+"""Tests for hwnas.train_standalone and `hwnas train` (tiny space, digits)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hwnas import arch, space
+from hwnas import train_standalone as ts
+from hwnas.cli import main as cli_main
+from hwnas.errors import HwnasError
+
+pytestmark = pytest.mark.slow
+
+
+def _tiny():
+  s = space.load("tiny")
+  a = arch.smallest(s)
+  return a, arch.decode(s, a)
+
+
+def _config(**kw):
+  base = dict(steps=4, batch_size=8, resolution=24, log_every=1,
+              checkpoint_every=100, warmup_steps=0, eval_batch_size=128)
+  base.update(kw)
+  return ts.TrainConfig(**base)
+
+
+def _rows(workdir):
+  text = (workdir / "metrics.jsonl").read_text()
+  return [json.loads(l) for l in text.splitlines()]
+
+
+def test_smoke_two_steps_writes_workdir(tmp_path):
+  a, spec = _tiny()
+  r = ts.train(spec, _config(steps=2), tmp_path, arch=a)
+  assert r["finished"] and r["step"] == 2
+  assert 0.0 <= r["test/accuracy"] <= 1.0 and 0.0 <= r["val/accuracy"] <= 1.0
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["config"]["steps"] == 2 and saved["arch"]["space"] == "tiny"
+  assert saved["dataset"]["split_sizes"]["test"] == 360
+  assert [row["step"] for row in _rows(tmp_path)] == [1, 2, 2]
+  assert json.loads((tmp_path / "result.json").read_text()) == r
+  model = ts.restore(tmp_path)
+  assert model(np.zeros((1, 24, 24, 3), np.float32)).shape == (1, 10)
+
+
+def test_resume_continues_the_same_run(tmp_path):
+  a, spec = _tiny()
+  cfg = _config(steps=6)
+  first = ts.train(spec, cfg, tmp_path / "split", arch=a, stop_after=3)
+  assert first == {"step": 3, "finished": False}
+  resumed = ts.train(spec, cfg, tmp_path / "split", arch=a)
+  straight = ts.train(spec, cfg, tmp_path / "straight", arch=a)
+  assert [row["step"] for row in _rows(tmp_path / "split")] == [
+      1, 2, 3, 4, 5, 6, 6]
+  loss = lambda w: [r["train/loss"] for r in _rows(w) if "train/loss" in r]
+  np.testing.assert_allclose(loss(tmp_path / "split"),
+                             loss(tmp_path / "straight"), rtol=1e-5)
+  assert resumed["test/accuracy"] == pytest.approx(straight["test/accuracy"])
+  m1, m2 = ts.restore(tmp_path / "split"), ts.restore(tmp_path / "straight")
+  x = np.random.default_rng(0).normal(size=(2, 24, 24, 3)).astype(np.float32)
+  np.testing.assert_allclose(m1(x), m2(x), rtol=1e-5, atol=1e-6)
+
+
+def test_workdir_of_another_run_is_refused(tmp_path):
+  a, spec = _tiny()
+  ts.train(spec, _config(steps=1), tmp_path, arch=a)
+  with pytest.raises(HwnasError, match="learning_rate"):
+    ts.train(spec, _config(steps=1, learning_rate=0.5), tmp_path, arch=a)
+
+
+def test_make_optimizer_decays_kernels_only():
+  cfg = ts.TrainConfig(steps=10, weight_decay=0.5, learning_rate=1.0,
+                       warmup_steps=0, optimizer="adamw")
+  tx = ts.make_optimizer(cfg)
+  params = {"kernel": jax.numpy.ones((2, 2)), "bias": jax.numpy.ones(2)}
+  zeros = jax.tree.map(jax.numpy.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  assert float(abs(updates["kernel"]).sum()) > 0
+  assert float(abs(updates["bias"]).sum()) == 0
+  with pytest.raises(HwnasError, match="optimizer"):
+    ts.make_optimizer(ts.TrainConfig(optimizer="lamb"))
+
+
+def test_cli_train_from_arch_file(tmp_path, capsys):
+  a, _ = _tiny()
+  path = tmp_path / "a.json"
+  path.write_text(arch.to_json(a))
+  rc = cli_main(["train", "--arch", str(path), "--dataset", "digits",
+                 "--workdir", str(tmp_path / "w"), "--steps", "2",
+                 "--batch-size", "8", "--resolution", "24"])
+  assert rc == 0
+  out = capsys.readouterr().out
+  assert "test accuracy" in out
+  assert (tmp_path / "w" / "result.json").is_file()
+  rc = cli_main(["train", "--arch", str(tmp_path / "missing.json"),
+                 "--workdir", str(tmp_path / "w2")])
+  assert rc == 2
+  assert "missing.json" in capsys.readouterr().err
