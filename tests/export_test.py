@@ -111,14 +111,34 @@ def test_report_has_accuracy_latency_and_ops(relu_export):
     assert needle in text
 
 
+def _table(spec, path, layers=None):
+  """A small measured-looking table covering `layers` (default: all)."""
+  from hwnas import latency
+  header = latency.make_header(
+      device="test-cpu", backend="litert", runtime="litert",
+      runtime_version="2.3.0", precision="int8", batch_size=1, threads=1,
+      warmup=1, repeats=5, spaces=["tiny"], provenance={"kind": "measured"})
+  layers = spec.layers if layers is None else layers
+  table = latency.new_table(header, [latency.Entry(l, 0.01 * (i + 1))
+                                     for i, l in enumerate(layers)], path)
+  table.save()
+  return table
+
+
 @pytest.mark.slow
 def test_hard_swish_export_reports_fallback(tmp_path):
   s = _tiny()
   a = _with_activation(arch.smallest(s), "hswish")
   arch.validate(s, a)
+  spec = arch.decode(s, a)
+  table = _table(spec, tmp_path / "t.json")
   report = pipeline.export_spec(
-      arch.decode(s, a), tmp_path / "hs", arch=a,
+      spec, tmp_path / "hs", arch=a, table=str(tmp_path / "t.json"),
       options=pipeline.ExportOptions(formats=("tflite-int8",), **FAST))
+  pred = report["latency"]["predicted"]
+  assert pred["ms"] == pytest.approx(table.predict(spec))
+  assert pred["provenance"] == table.describe()
+  assert "test-cpu" in (tmp_path / "hs" / "report.md").read_text()
   e = report["edgetpu"]
   assert not e["edgetpu_ready"]
   assert e["ops"]["unmappable"] == ["HARD_SWISH"]
@@ -201,6 +221,16 @@ def test_cli_corrupt_weights_writes_nothing(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert "cannot restore" in err and len(err.splitlines()) == 1
   assert _leftovers(tmp_path) == ["a.json", "w"]
+
+
+def test_table_without_the_arch_writes_nothing(tmp_path):
+  s = _tiny()
+  spec = arch.decode(s, arch.smallest(s))
+  _table(spec, tmp_path / "t.json", layers=spec.layers[:2])
+  with pytest.raises(errors.HwnasError, match="missing"):
+    pipeline.export_spec(spec, tmp_path / "out", table=tmp_path / "t.json",
+                         options=pipeline.ExportOptions(**FAST))
+  assert _leftovers(tmp_path) == ["t.json"]
 
 
 def test_existing_out_is_refused(tmp_path):
