@@ -66,7 +66,7 @@ def _table_costs(tables, space):
   for i, name in enumerate(tables):
     t = latency.load_table(name)
     loaded.append(t)
-    key = "latency_ms" if i == 0 else f"latency_ms@{t.name}"
+    key = "latency_ms" if i == 0 else f"latency_ms@{t.backend}"
     if key in costs:
       key = f"latency_ms@{i}"
     costs[key] = latency.make_cost_fn(t, space)
