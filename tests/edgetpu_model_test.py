@@ -196,9 +196,16 @@ def test_shipped_tables_are_complete_current_and_say_estimated(name):
   spec = arch.decode(s, arch.largest(s))
   assert t.predict(spec) == pytest.approx(em.estimate(spec).total_ms,
                                           rel=1e-5)
+  e = em.estimate_for_table(t, spec)
+  assert e.total_ms == pytest.approx(t.predict(spec), rel=1e-5)
+  lines = em.explain(e)
+  assert "hwnas table measure --backend edgetpu" in lines[-1]
   if name == "mobilenetv3":  # hswish stem: most of the net on the host CPU
     terms = t.predict_breakdown(spec)["network_terms_ms"]
     assert terms["cpu_fallback_ms"] > 0.5 * t.predict(spec)
+    assert any("HARD_SWISH" in l for l in lines)
+  else:  # the largest edgetpu net overflows the parameter cache
+    assert e.off_chip_bytes > 0 and "streamed" in lines[1]
 
 
 def test_measure_backend_matches_make_table(tmp_path):

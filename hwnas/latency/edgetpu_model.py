@@ -689,6 +689,34 @@ def measure_edgetpu_model(space, *, link: str = "usb3", clock: str = "max",
   return t
 
 
+def estimate_for_table(table, spec: NetSpec) -> EdgeTPUEstimate:
+  """`estimate` with the link, clock and constants an estimated table
+  was made with (its header's `network_model.params`)."""
+  nm = table.network_model
+  if not nm or nm.get("name") != MODEL_NAME:
+    raise errors.HwnasError(
+        f"{table.path or '<table>'}: header.network_model is not "
+        f"{MODEL_NAME!r}; this table was not made by the Edge TPU model")
+  prm = nm.get("params", {})
+  return estimate(spec, link=str(prm.get("link", "usb3")),
+                  clock=str(prm.get("clock", "max")),
+                  params=EdgeTPUParams.from_dict(prm))
+
+
+def explain(e: EdgeTPUEstimate) -> list[str]:
+  """Human-readable lines: why this network is fast or slow on the chip."""
+  mib = lambda b: b / 2**20
+  lines = [f"Edge TPU estimate ({e.link}, {e.clock} clock): "
+           f"{e.total_ms:.3f} ms = " + " + ".join(
+               f"{k[:-3]} {v:.3f}" for k, v in e.parts().items()),
+           f"parameters: {mib(e.on_chip_bytes):.2f} MiB cached on chip, "
+           f"{mib(e.off_chip_bytes):.2f} MiB streamed over {e.link} every "
+           "inference"]
+  lines += [f"CPU fallback: {u}" for u in e.unmapped]
+  lines.append(MEASURE_HINT)
+  return lines
+
+
 class EdgeTPUModelBackend:
   """`hwnas table measure --backend edgetpu-model`: estimates, not timings.
 
