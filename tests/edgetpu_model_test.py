@@ -222,3 +222,14 @@ def test_measure_backend_matches_make_table(tmp_path):
   assert r.table.network_model["params"]["link"] == "usb2"
   assert math.isclose(r.table.predict(spec),
                       em.estimate(spec, link="usb2").total_ms, rel_tol=1e-5)
+
+
+def test_validate_published_uses_the_tables_settings(tmp_path):
+  t = em.make_table(space.load("tiny"), link="pcie", clock="max")
+  r = em.validate_published(t)
+  assert r["link"] == "pcie" and r["rows"]
+  assert all(r_["network"] in pub.networks() for r_ in r["rows"])
+  assert r["spearman"] >= 0.9
+  assert "hwnas table measure --backend edgetpu" in r["text"][-1]
+  other = em.validate_published(link="usb3")
+  assert other["rows"] != r["rows"]

@@ -717,6 +717,65 @@ def explain(e: EdgeTPUEstimate) -> list[str]:
   return lines
 
 
+def validate_published(table=None, *, link: str | None = None
+                       ) -> dict[str, Any]:
+  """An estimated table's model against the published Coral figures.
+
+  The published networks are not members of the table's space, so they
+  are estimated with the table's own constants, link and clock (or
+  `DEFAULTS` on `link` when `table` is None). Rows are the fitted ones on
+  that link and clock, plus held-out ones, marked (fitted rows are
+  in-sample: benchmarks/results/edgetpu_model.md has leave-one-out errors).
+
+  Returns:
+    {"link", "clock", "rows": [{network, source, published_ms,
+    predicted_ms, error_pct}], "mape_pct", "spearman", "text": [lines]}.
+  """
+  from scipy import stats
+  from hwnas.latency import edgetpu_published as pub
+  if table is not None:
+    prm = (table.network_model or {}).get("params", {})
+    estimate_for_table(table, pub.spec("mobilenet_v1_1.0"))  # checks kind
+    p = EdgeTPUParams.from_dict(prm)
+    link, clock = str(prm.get("link", "usb3")), str(prm.get("clock", "max"))
+  else:
+    p, link, clock = DEFAULTS, _check_link(link or "usb3"), "max"
+  rows = []
+  for r in pub.rows(use=None):
+    if r.link != link or r.clock != clock:
+      continue
+    pred = estimate(pub.spec(r.network), link=link, clock=clock,
+                    params=p).total_ms
+    rows.append({"network": r.network, "source": r.source, "use": r.use,
+                 "published_ms": r.latency_ms, "predicted_ms": pred,
+                 "error_pct": 100 * (pred / r.latency_ms - 1)})
+  fit = [r for r in rows if r["use"] == "fit"]
+  out: dict[str, Any] = {"link": link, "clock": clock, "rows": rows,
+                         "mape_pct": float("nan"), "spearman": float("nan")}
+  if fit:
+    out["mape_pct"] = float(np.mean([abs(r["error_pct"]) for r in fit]))
+  # Rank networks by the geometric mean of their published rows.
+  by: dict[str, list[float]] = {}
+  for r in fit:
+    by.setdefault(r["network"], []).append(math.log(r["published_ms"]))
+  if len(by) > 2:
+    pred_of = {r["network"]: r["predicted_ms"] for r in fit}
+    out["spearman"] = float(stats.spearmanr(
+        [np.mean(v) for v in by.values()],
+        [pred_of[n] for n in by]).statistic)
+  out["text"] = [
+      f"{MODEL_NAME} v{MODEL_VERSION} vs published Coral figures ({link}, "
+      f"{clock} clock): {len(fit)} fitted rows, MAPE "
+      f"{out['mape_pct']:.1f}%, Spearman over {len(by)} networks "
+      f"{out['spearman']:.3f} (in-sample; leave-one-network-out error is in "
+      "benchmarks/results/edgetpu_model.md)"] + [
+          f"  {r['network']:<24} published {r['published_ms']:8.2f} ms  "
+          f"predicted {r['predicted_ms']:8.2f} ms  {r['error_pct']:+5.0f}%"
+          + ("  (held out)" if r["use"] != "fit" else "")
+          for r in rows] + [MEASURE_HINT]
+  return out
+
+
 class EdgeTPUModelBackend:
   """`hwnas table measure --backend edgetpu-model`: estimates, not timings.
 
