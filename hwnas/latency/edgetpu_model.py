@@ -6,9 +6,10 @@ batch 1, full int8) as named parts:
 
     total = compute + fixed + transfer + streaming + cpu_fallback
 
-* `compute`: per op (1x1 conv, k x k full conv, depthwise conv, dense) the
-  int8 MACs over an effective rate,
-  `MACS_PER_CYCLE * clock * efficiency[op class] * utilisation`, plus a
+* `compute`: per op (1x1 conv, k x k full conv, depthwise conv, dense,
+  residual add, SE gate) the int8 MACs over an effective rate,
+  `MACS_PER_CYCLE * clock * efficiency[op class] * utilisation`, plus its
+  activation traffic (input + output bytes over `activation_gbs`) and a
   fixed per-op cost. The 4096 MAC/cycle array (4 TOPS at 500 MHz) is
   modelled as 16 tiles of 16 x 16 MACs: output positions spread over the
   tiles, the reduction (cin*k*k products, or k*k for depthwise) over 16
@@ -17,7 +18,8 @@ batch 1, full int8) as named parts:
   clock is 250 MHz with libedgetpu1-std on USB ('std') and 500 MHz with
   libedgetpu1-max or on PCIe ('max').
 * `fixed`: per-invoke cost of the link and runtime (USB 3, USB 2, PCIe).
-* `transfer`: input image and output tensor over the link.
+* `transfer`: input image and output tensor over the link (with a CPU
+  fallback, the intermediate tensor where the graph is cut).
 * `streaming`: int8 parameter bytes beyond the on-chip cache budget are
   re-sent over the link every inference: `(bytes - budget) / bandwidth`.
   This is a whole-network term: whether a layer's weights are cached depends
@@ -25,13 +27,13 @@ batch 1, full int8) as named parts:
 * `cpu_fallback`: the compiler maps ops until the first one the Edge TPU
   cannot run (the fused HARD_SWISH that TFLite makes of `hswish`) and
   leaves that op and *everything after it* on the host CPU. The term is the
-  host time of those ops (MACs over a host rate) plus moving the
-  intermediate tensor, minus the Edge TPU compute they would have taken, so
-  `compute` stays the per-layer sum a latency table stores.
+  host time of those ops (MACs over a host rate) minus the Edge TPU compute
+  they would have taken, so `compute` stays the per-layer sum a latency
+  table stores.
 
-Free parameters (three op efficiencies, the per-op cost, per-link fixed
-cost and bandwidth) are fitted by `calibrate` with bounded least squares on
-log latency against `hwnas.latency.edgetpu_published` (Coral's own
+Free parameters (`FITTED`: full-conv and depthwise efficiency, activation
+bandwidth, per-op cost, per-link fixed cost and bandwidth) are fitted by
+`calibrate` with bounded least squares on log latency against `hwnas.latency.edgetpu_published` (Coral's own
 benchmarks and model pages), with weak priors from `edgetpu_facts.md`;
 host CPU rates are fitted on the published CPU-only column. `DEFAULTS`
 holds the result (benchmarks/bench_edgetpu_model.py reproduces it, and a
@@ -40,7 +42,12 @@ test checks that it still does).
 Tables: `make_table(space, link=..., clock=...)` writes an `estimated`
 table whose entries are per-layer compute and whose header carries a
 `network_model` (`edgetpu-model`) with the other parts, so
-`table.predict(spec) == estimate(spec).total_ms`.
+`table.predict(spec) == estimate(spec).total_ms`. The `edgetpu-model`
+measurement backend and network model register themselves on import.
+
+Deviation from STYLE.md: one ~850-line module (model, estimate, tables,
+calibration) because the calibration is the model's own and shares its
+private pieces; sections are marked.
 """
 
 from __future__ import annotations
@@ -72,7 +79,11 @@ MEASURE_HINT = ("estimated, not measured: measure a real table on a Coral "
 
 @dataclasses.dataclass(frozen=True)
 class EdgeTPUParams:
-  """Model constants; the fitted ones are named in `FITTED`."""
+  """Model constants; the fitted ones are named in `FITTED`.
+
+  The field defaults are only the starting point of `calibrate`; use the
+  calibrated `DEFAULTS`.
+  """
 
   eff_full: float = 0.3           # k x k full conv, share of peak
   eff_pointwise: float = 0.3      # 1x1 conv and dense layers
@@ -96,7 +107,8 @@ class EdgeTPUParams:
     return getattr(self, f"bandwidth_gbs_{_check_link(link)}") * 1e6
 
   def host_macs_per_ms(self, link: str) -> float:
-    return getattr(self, f"host_gmacs_{HOST_OF_LINK[_check_link(link)]}") * 1e6
+    host = HOST_OF_LINK[_check_link(link)]
+    return getattr(self, f"host_gmacs_{host}") * 1e6
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -144,9 +156,10 @@ def _check_link(link: str) -> str:
 
 def _check_clock(clock: str) -> str:
   if clock not in CLOCKS_MHZ:
-    raise errors.HwnasError(f"--clock {clock!r} is not a known Edge TPU "
+    raise errors.HwnasError(f"clock {clock!r} is not a known Edge TPU "
                             f"clock setting; use one of "
-                            f"{', '.join(CLOCKS_MHZ)}")
+                            f"{', '.join(CLOCKS_MHZ)} (CLI: --option "
+                            "clock=std)")
   return clock
 
 
@@ -156,8 +169,8 @@ def _check_clock(clock: str) -> str:
 class Op:
   """One TFLite op of a layer, with what the cost model needs."""
 
-  kind: str          # 'full' | 'pointwise' | 'depthwise' | 'dense' | 'pool'
-                     # | 'add'
+  kind: str          # 'full' | 'pointwise' | 'depthwise' | 'dense' |
+                     # 'pool' | 'mul' (SE gate) | 'add' (residual)
   macs: int
   reduce: int        # products summed into one output value
   channels: int      # output channels computed in parallel

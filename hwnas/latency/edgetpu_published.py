@@ -17,8 +17,8 @@ Python harness the model does not describe) and only reported.
 
 VGG16/VGG19 are expressed with each 2x2 max-pool folded into the stride of
 the following 3x3 conv, and fc6 as a 7x7 conv reducing to 1x1 (slim's own
-formulation). MACs are exactly those of the published networks (15.47 G and 19.63 G),
-weights too (138.35 M and 143.66 M; the conv biases are counted as the
+formulation). MACs are exactly those of the published networks (15.47 G
+and 19.63 G), weights too (138.35 M and 143.66 M; the conv biases are counted as the
 int32 biases of folded BatchNorm, the same bytes); the graph differs only by
 the five pooling ops, which cost no MACs.
 """
