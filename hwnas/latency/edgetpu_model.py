@@ -35,9 +35,10 @@ Free parameters (`FITTED`: full-conv and depthwise efficiency, activation
 bandwidth, per-op cost, per-link fixed cost and bandwidth) are fitted by
 `calibrate` with bounded least squares on log latency against
 `hwnas.latency.edgetpu_published` (Coral's own benchmarks and model
-pages), with weak priors from `edgetpu_facts.md`; host CPU rates are fitted on the published CPU-only column. `DEFAULTS`
-holds the result (benchmarks/bench_edgetpu_model.py reproduces it, and a
-test checks that it still does).
+pages), with weak priors from `edgetpu_facts.md`; host CPU rates are
+fitted on the published CPU-only columns. `DEFAULTS` holds the result
+(benchmarks/bench_edgetpu_model.py reproduces it, and a test checks that it
+still does).
 
 Tables: `make_table(space, link=..., clock=...)` writes an `estimated`
 table whose entries are per-layer compute and whose header carries a
