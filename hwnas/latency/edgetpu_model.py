@@ -601,7 +601,8 @@ def published_ranking(predict_fn, rows: Sequence[Any] | None = None, *,
 
 # ----------------------------------------------------------------- tables --
 
-def _provenance(link: str, clock: str) -> dict[str, Any]:
+def _provenance(link: str, clock: str, space_name: str = "S"
+                ) -> dict[str, Any]:
   from hwnas.latency import edgetpu_published as pub
   fit = pub.rows(use="fit")
   return {
@@ -616,8 +617,9 @@ def _provenance(link: str, clock: str) -> dict[str, Any]:
                      "(hwnas.latency.edgetpu_model.calibrate)"),
           "fitted": list(FITTED)},
       "measure_real": MEASURE_HINT,
-      "command": (f"hwnas table measure --backend {MODEL_NAME} --space S "
-                  f"--link {link} --option clock={clock} --out T"),
+      "command": (f"hwnas table measure --backend {MODEL_NAME} --space "
+                  f"{space_name} --link {link} --option clock={clock} "
+                  "--out T"),
   }
 
 
@@ -671,7 +673,7 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
       device=_device(link, clock), backend=MODEL_NAME, runtime=MODEL_NAME,
       runtime_version=MODEL_VERSION, precision="int8", batch_size=1,
       threads=1, warmup=0, repeats=0, spaces=[space.id],
-      provenance=_provenance(link, clock),
+      provenance=_provenance(link, clock, space.name),
       network_model=_network_model_header(p, link, clock),
       notes=MEASURE_HINT)
   return table.new_table(header, entries, path)
