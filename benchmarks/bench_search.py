@@ -4,9 +4,9 @@ Run:  python benchmarks/bench_search.py [--seeds 10] [--quick]
 
 A synthetic constrained problem with a KNOWN optimum over a real space:
 a random "planted" architecture P; accuracy(a) = sum of positive random
-weights over the live genes of `a` that equal P's (resolution, widths,
-depths, and every field of each slot active in both), so P is the unique
-maximum; latency(a) = an additive random per-gene cost table; the target is
+weights over the genes live in both `a` and P that are equal (resolution,
+widths, depths, and each field of a slot that is active, and not a skip for
+non-type fields, in both), so P is the unique maximum; latency(a) = an additive random per-gene cost table; the target is
 P's latency (+1%), which P meets and which excludes a large share of the
 space. Hence P is the constrained optimum. Every algorithm gets the same
 evaluation budget; random search samples feasible architectures uniformly
@@ -40,6 +40,7 @@ class Planted:
     lats = np.array([self.latency(a) for a in samples])
     lo, hi = np.quantile(lats, [0.3, 0.5])
     self.planted = next(a for a, l in zip(samples, lats) if lo <= l <= hi)
+    self.planted_live = set(self._live(self.planted))
     self.target = self.latency(self.planted) * 1.01
     self.opt = self.score(self.planted)
     self.feasible_share = float(np.mean(lats <= self.target))
@@ -57,7 +58,7 @@ class Planted:
     p = self.planted
     total = 0.0
     for g in self._live(a):
-      if g[0] == "block" and g[2] >= p.depths[g[1]]:
+      if g not in self.planted_live:   # a gene P does not have scores 0
         continue
       if feasibility.get(a, g) == feasibility.get(p, g):
         total += self.w[g]
@@ -149,8 +150,9 @@ def main() -> None:
   for name, budget, pop in configs:
     rows, share = bench(name, budget, pop, args.seeds)
     print("\n".join(rows))
-    notes.append(f"{name}: population {pop}, {100 * share:.0f}% of random "
-                 "architectures feasible")
+    notes.append(f"{name}: {space.load(name).num_archs():.2g} "
+                 f"architectures, {100 * share:.0f}% of random ones "
+                 f"feasible, population {pop}")
   print("\n" + "; ".join(notes) + ".")
 
 
