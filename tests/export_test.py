@@ -62,11 +62,12 @@ def test_export_writes_every_format(relu_export):
 @pytest.mark.slow
 def test_loader_round_trip(relu_export):
   model, _, out, _ = relu_export
-  loaded, spec = load_exported(out)
+  loaded, spec = load_exported(out, depthwise="lax")  # as exported
   assert spec == model.spec
   x = np.random.default_rng(0).standard_normal(
       (3, spec.resolution, spec.resolution, 3)).astype(np.float32)
-  np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+  np.testing.assert_array_equal(checks.predict(loaded, x),
+                                checks.predict(model, x))
 
 
 @pytest.mark.slow
@@ -77,7 +78,8 @@ def test_float_tflite_matches_flax(relu_export):
   x = np.random.default_rng(1).standard_normal(
       (4,) + (model.spec.resolution,) * 2 + (3,)).astype(np.float32)
   got = tflite.Runner((out / "model_float.tflite").read_bytes()).run(x)
-  np.testing.assert_allclose(got, np.asarray(model(x)), atol=1e-4, rtol=1e-3)
+  np.testing.assert_allclose(got, checks.predict(model, x), atol=1e-4,
+                             rtol=1e-3)
 
 
 @pytest.mark.slow
@@ -243,3 +245,52 @@ def test_bad_formats():
   with pytest.raises(errors.HwnasError, match="allowed"):
     pipeline.parse_formats("tflite,onnx")
   assert pipeline.parse_formats("flax, tflite,flax") == ("flax", "tflite")
+
+
+def _perturbed_supernet(s):
+  """A supernet with non-trivial BatchNorm statistics (as after training)."""
+  from hwnas.supernet.model import MaskedBatchNorm, Supernet
+  sn = Supernet(s, rngs=nnx.Rngs(5))
+  rng = np.random.default_rng(5)
+  for _, m in sn.iter_modules():
+    if isinstance(m, MaskedBatchNorm):
+      m.mean.value = rng.normal(0, 0.1, m.mean.value.shape).astype(np.float32)
+      m.var.value = rng.uniform(0.5, 2, m.var.value.shape).astype(np.float32)
+  return sn
+
+
+@pytest.mark.slow
+def test_exported_flax_equals_supernet_subnet(tmp_path):
+  from hwnas.supernet.model import arch_arrays
+  s = _tiny()
+  sn = _perturbed_supernet(s)
+  a = arch.sample(np.random.default_rng(4), s)
+  out = tmp_path / "sub"
+  report = pipeline.export_supernet(
+      sn, a, out, options=pipeline.ExportOptions(
+          formats=("flax", "tflite"), **FAST))
+  assert report["bn_recalibration"] is None  # no dataset: statistics kept
+  loaded, spec = load_exported(out)
+  assert spec == arch.decode(s, a)
+  x = np.random.default_rng(2).standard_normal(
+      (2, a.resolution, a.resolution, 3)).astype(np.float32)
+  graphdef, state = nnx.split(sn)
+  forward = jax.jit(lambda st, x, aa: nnx.merge(graphdef, st)(x, aa))
+  want = np.asarray(forward(state, x, {k: np.asarray(v) for k, v in
+                                       arch_arrays(s, a).items()}))
+  np.testing.assert_allclose(checks.predict(loaded, x), want, atol=1e-4,
+                             rtol=1e-4)
+  got = tflite.Runner((out / "model_float.tflite").read_bytes()).run(x)
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_supernet_export_rejects_foreign_arch(tmp_path):
+  from hwnas.supernet.model import Supernet
+  s = _tiny()
+  sn = Supernet(s, rngs=nnx.Rngs(0))
+  a = arch.smallest(s)
+  bad = dataclasses.replace(a, depths=(a.depths[0], 7))
+  with pytest.raises(errors.SpaceError, match="depths"):
+    pipeline.export_supernet(sn, bad, tmp_path / "out",
+                             options=pipeline.ExportOptions(**FAST))
+  assert _leftovers(tmp_path) == []

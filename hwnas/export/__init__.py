@@ -11,10 +11,11 @@ Edge TPU operator mapping) and a report.
 
 from hwnas.export.flax_io import load_exported, load_spec, restore_flax, save_flax
 from hwnas.export.pipeline import (FORMATS, ExportOptions, export_arch,
-                                   export_network, export_spec, parse_formats)
+                                   export_network, export_spec,
+                                   export_supernet, parse_formats)
 
 __all__ = [
     "FORMATS", "ExportOptions", "export_arch", "export_network",
-    "export_spec", "load_exported", "load_spec", "parse_formats",
+    "export_spec", "export_supernet", "load_exported", "load_spec", "parse_formats",
     "restore_flax", "save_flax",
 ]
