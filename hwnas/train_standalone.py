@@ -202,7 +202,8 @@ def _jitted_eval(graphdef):
 def init_model(spec: netspec_lib.NetSpec, config: TrainConfig, *,
                arch: Any = None) -> Network:
   """The network with its initial weights (`config.init`)."""
-  model = Network(spec, rngs=nnx.Rngs(config.seed))
+  # One jitted initialisation instead of one eager compile per initialiser.
+  model = nnx.jit(lambda: Network(spec, rngs=nnx.Rngs(config.seed)))()
   if config.init == "scratch":
     return model
   kind, _, where = config.init.partition(":")
@@ -250,6 +251,14 @@ def _data_mesh(batch_size: int) -> jax.sharding.Mesh:
     raise HwnasError(f"--batch-size {batch_size}: must be a multiple of the "
                      f"{devices.size} devices")
   return jax.sharding.Mesh(devices, ("data",))
+
+
+def initial_state(model: Network, config: TrainConfig) -> tuple[Any, State]:
+  """Splits `model` into its graphdef and the train state (step 0)."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  opt_state = jax.jit(make_optimizer(config).init)(params)
+  return graphdef, {"params": params, "rest": rest, "opt_state": opt_state,
+                    "step": jnp.zeros((), jnp.int32)}
 
 
 # ------------------------------------------------------------- workdir --
@@ -369,10 +378,7 @@ def train(spec: netspec_lib.NetSpec, config: TrainConfig,
     netspec_lib.save(spec, workdir / "netspec.json")
 
   model = init_model(spec, config, arch=arch)
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx = make_optimizer(config)
-  state = {"params": params, "rest": rest, "opt_state": tx.init(params),
-           "step": jnp.zeros((), jnp.int32)}
+  graphdef, state = initial_state(model, config)
   mngr = _checkpoint_manager(workdir)
   state = _restore_latest(mngr, state)
   mesh = _data_mesh(config.batch_size)
@@ -383,7 +389,7 @@ def train(spec: netspec_lib.NetSpec, config: TrainConfig,
   _truncate_metrics(metrics_path, start)
   end = config.steps if stop_after is None else min(config.steps,
                                                     start + stop_after)
-  state = _run(state, ds, spec, config, graphdef, tx, mesh, mngr,
+  state = _run(state, ds, spec, config, graphdef, mesh, mngr,
                metrics_path, start, end, progress)
   mngr.wait_until_finished()
   if end < config.steps:
@@ -404,12 +410,19 @@ def train(spec: netspec_lib.NetSpec, config: TrainConfig,
   return result
 
 
-def _run(state, ds, spec, config, graphdef, tx, mesh, mngr, metrics_path,
+@functools.lru_cache(maxsize=4)
+def _jitted_train_step(graphdef: Any, config: TrainConfig):
+  """The jitted step; cached so that a resumed run in one process (tests,
+  notebooks) does not compile again."""
+  return jax.jit(functools.partial(
+      train_step, graphdef=graphdef, tx=make_optimizer(config),
+      label_smoothing=config.label_smoothing), donate_argnums=0)
+
+
+def _run(state, ds, spec, config, graphdef, mesh, mngr, metrics_path,
          start, end, progress) -> State:
   """The step loop from `start` to `end`, logging and checkpointing."""
-  step_fn = jax.jit(functools.partial(
-      train_step, graphdef=graphdef, tx=tx,
-      label_smoothing=config.label_smoothing), donate_argnums=0)
+  step_fn = _jitted_train_step(graphdef, config)
   lr = learning_rate_fn(config)
   it = data_lib.batches(
       ds, "train", batch_size=config.batch_size, resolution=spec.resolution,
@@ -468,11 +481,11 @@ def restore(workdir: str | pathlib.Path) -> Network:
   saved = json.loads(path.read_text())
   config = TrainConfig(**saved["config"])
   spec = netspec_lib.NetSpec.from_dict(saved["netspec"], where=str(path))
-  model = Network(spec, rngs=nnx.Rngs(0))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx = make_optimizer(config)
-  state = {"params": params, "rest": rest, "opt_state": tx.init(params),
-           "step": jnp.zeros((), jnp.int32)}
+  abstract = nnx.eval_shape(lambda: Network(spec, rngs=nnx.Rngs(0)))
+  graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
+  state = {"params": params, "rest": rest,
+           "opt_state": jax.eval_shape(make_optimizer(config).init, params),
+           "step": jax.ShapeDtypeStruct((), jnp.int32)}
   mngr = _checkpoint_manager(workdir)
   if mngr.latest_step() is None:
     raise HwnasError(f"{workdir / 'checkpoints'}: no checkpoint; train first")

@@ -14,6 +14,15 @@ from hwnas.errors import HwnasError
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compile():
+  """Tiny nets: XLA optimisations cost more compile time than they save."""
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
 def _tiny():
   s = space.load("tiny")
   a = arch.smallest(s)
@@ -32,43 +41,46 @@ def _rows(workdir):
   return [json.loads(l) for l in text.splitlines()]
 
 
-def test_smoke_two_steps_writes_workdir(tmp_path):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """An uninterrupted 4-step run: (workdir, result)."""
   a, spec = _tiny()
-  r = ts.train(spec, _config(steps=2), tmp_path, arch=a)
-  assert r["finished"] and r["step"] == 2
+  workdir = tmp_path_factory.mktemp("straight")
+  return workdir, ts.train(spec, _config(), workdir, arch=a)
+
+
+def test_smoke_run_writes_workdir(straight):
+  workdir, r = straight
+  assert r["finished"] and r["step"] == 4
   assert 0.0 <= r["test/accuracy"] <= 1.0 and 0.0 <= r["val/accuracy"] <= 1.0
-  saved = json.loads((tmp_path / "config.json").read_text())
-  assert saved["config"]["steps"] == 2 and saved["arch"]["space"] == "tiny"
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["config"]["steps"] == 4 and saved["arch"]["space"] == "tiny"
   assert saved["dataset"]["split_sizes"]["test"] == 360
-  assert [row["step"] for row in _rows(tmp_path)] == [1, 2, 2]
-  assert json.loads((tmp_path / "result.json").read_text()) == r
-  model = ts.restore(tmp_path)
+  assert [row["step"] for row in _rows(workdir)] == [1, 2, 3, 4, 4]
+  assert json.loads((workdir / "result.json").read_text()) == r
+  model = ts.restore(workdir)
   assert model(np.zeros((1, 24, 24, 3), np.float32)).shape == (1, 10)
 
 
-def test_resume_continues_the_same_run(tmp_path):
+def test_resume_continues_the_same_run(tmp_path, straight):
   a, spec = _tiny()
-  cfg = _config(steps=6)
-  first = ts.train(spec, cfg, tmp_path / "split", arch=a, stop_after=3)
-  assert first == {"step": 3, "finished": False}
-  resumed = ts.train(spec, cfg, tmp_path / "split", arch=a)
-  straight = ts.train(spec, cfg, tmp_path / "straight", arch=a)
-  assert [row["step"] for row in _rows(tmp_path / "split")] == [
-      1, 2, 3, 4, 5, 6, 6]
+  first = ts.train(spec, _config(), tmp_path, arch=a, stop_after=2)
+  assert first == {"step": 2, "finished": False}
+  resumed = ts.train(spec, _config(), tmp_path, arch=a)
+  assert resumed["step"] == 4
+  assert [row["step"] for row in _rows(tmp_path)] == [1, 2, 3, 4, 4]
   loss = lambda w: [r["train/loss"] for r in _rows(w) if "train/loss" in r]
-  np.testing.assert_allclose(loss(tmp_path / "split"),
-                             loss(tmp_path / "straight"), rtol=1e-5)
-  assert resumed["test/accuracy"] == pytest.approx(straight["test/accuracy"])
-  m1, m2 = ts.restore(tmp_path / "split"), ts.restore(tmp_path / "straight")
+  np.testing.assert_allclose(loss(tmp_path), loss(straight[0]), rtol=1e-5)
+  assert resumed["test/accuracy"] == pytest.approx(straight[1]["test/accuracy"])
+  m1, m2 = ts.restore(tmp_path), ts.restore(straight[0])
   x = np.random.default_rng(0).normal(size=(2, 24, 24, 3)).astype(np.float32)
   np.testing.assert_allclose(m1(x), m2(x), rtol=1e-5, atol=1e-6)
 
 
-def test_workdir_of_another_run_is_refused(tmp_path):
+def test_workdir_of_another_run_is_refused(straight):
   a, spec = _tiny()
-  ts.train(spec, _config(steps=1), tmp_path, arch=a)
   with pytest.raises(HwnasError, match="learning_rate"):
-    ts.train(spec, _config(steps=1, learning_rate=0.5), tmp_path, arch=a)
+    ts.train(spec, _config(learning_rate=0.5), straight[0], arch=a)
 
 
 def test_make_optimizer_decays_kernels_only():
@@ -89,8 +101,10 @@ def test_cli_train_from_arch_file(tmp_path, capsys):
   path = tmp_path / "a.json"
   path.write_text(arch.to_json(a))
   rc = cli_main(["train", "--arch", str(path), "--dataset", "digits",
-                 "--workdir", str(tmp_path / "w"), "--steps", "2",
-                 "--batch-size", "8", "--resolution", "24"])
+                 "--workdir", str(tmp_path / "w"), "--steps", "4",
+                 "--batch-size", "8", "--resolution", "24", "--log-every",
+                 "1", "--checkpoint-every", "100", "--warmup-steps", "0",
+                 "--eval-batch-size", "128"])  # = _config(): no recompile
   assert rc == 0
   out = capsys.readouterr().out
   assert "test accuracy" in out
