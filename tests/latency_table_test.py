@@ -203,3 +203,26 @@ def test_table_network_model_unknown_is_clear(tmp_path):
   with pytest.raises(errors.HwnasError, match="no-such-model"):
     t.predict(spec)
   assert math.isfinite(t.layer_sum(spec))
+
+
+def test_ofa_import_maps_sample_file():
+  from hwnas.latency.ofa_import import import_ofa
+  s = space.load("mobilenetv3")
+  r = import_ofa("tests/testdata/ofa_sample.yaml", s)
+  assert r.total == 14 and len(r.unmapped) == 3 and not r.unreachable
+  assert "idskip" in r.unmapped[
+      "expanded_conv-input:14x14x80-output:14x14x80-expand:6-kernel:3-"
+      "stride:1-idskip:0-se:0-hs:1"]
+  t = r.table
+  assert t.provenance["kind"] == "imported" and t.header["statistic"] == "mean"
+  # ProxylessNAS-style key (no se:/hs:): SE and activation from the stage.
+  e = t.entries["ibn-i64x64x16-o24-m64-k5-s2-se0-relu-nores"]
+  assert e.latency_ms == 1.7 and e.count == 50
+  # se:1 hs:1, and `expand` given as mid channels (960).
+  assert t.entries["ibn-i4x4x160-o160-m960-k5-s1-se240-hswish-res"
+                   ].latency_ms == 0.7
+  assert t.entries["ibn-i32x32x24-o40-m144-k7-s2-se40-relu-nores"
+                   ].latency_ms == 1.1
+  assert t.entries["fc-i1x1x1280-o1000-none"].latency_ms == 0.28
+  # Every mapped signature is one the space really produces.
+  assert set(t.entries) <= {l.key() for l in enumerate_layers(s)}

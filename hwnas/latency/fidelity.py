@@ -143,7 +143,8 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   if missing:
     raise tbl.TableError(table._missing_message(  # pylint: disable=protected-access
         missing, f"the {len(specs)} sampled networks"))
-  be = backend or get_backend(table.backend, threads=h["threads"])
+  opts = {"clock": h["clock"]} if h.get("clock", "wall") != "wall" else {}
+  be = backend or get_backend(table.backend, threads=h["threads"], **opts)
   load_start = load_note()
   sums = np.array([table.layer_sum(s) for s in specs])
   nl = np.array([len(s.layers) for s in specs])

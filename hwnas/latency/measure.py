@@ -30,7 +30,7 @@ from hwnas.space import SearchSpace
 JOURNAL_SCHEMA = "hwnas/latency-journal@1"
 # Settings that must agree between a journal / existing table and a run.
 _SETTINGS = ("backend", "precision", "batch_size", "threads", "warmup",
-             "repeats")
+             "repeats", "clock")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
                   out: str | os.PathLike[str], *,
                   resolutions: Iterable[int] | None = None,
                   batch_size: int = 1, threads: int = 1, warmup: int = 10,
-                  repeats: int = 50, seed: int = 0,
+                  repeats: int = 50, seed: int = 0, clock: str = "wall",
                   max_entries: int | None = None, progress: bool = True,
                   command: str | None = None,
                   backend_options: dict[str, Any] | None = None
@@ -122,6 +122,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     out: the table to write; `<out>.partial.jsonl` holds progress.
     resolutions: a subset of the space's resolutions (default: all).
     batch_size, threads, warmup, repeats: timing settings (in the header).
+    clock: 'wall' or 'cpu' (process CPU time; see backends.time_calls).
     seed: initialisation and input seed.
     max_entries: stop after timing this many new entries (the journal
       keeps them; run again to continue).
@@ -138,11 +139,15 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     raise errors.HwnasError(
         f"--resolutions {bad} not in space {space.id}; allowed: "
         f"{list(space.resolutions)}")
+  opts = dict(backend_options or {})
+  if clock != "wall":
+    opts["clock"] = clock   # plug-in backends need not know the option
   be = backend if not isinstance(backend, str) else get_backend(
-      backend, threads=threads, seed=seed, **(backend_options or {}))
+      backend, threads=threads, seed=seed, **opts)
   settings = {"backend": be.name, "precision": be.precision,
               "batch_size": batch_size, "threads": threads,
-              "warmup": warmup, "repeats": repeats}
+              "warmup": warmup, "repeats": repeats,
+              "clock": getattr(be, "clock", clock)}
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done = _read_journal(jpath, settings)
@@ -202,7 +207,8 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
   provenance = fields.pop("provenance", None) or {
       "kind": "measured", "backend": be.name,
       "command": command or " ".join(["hwnas"] + sys.argv[1:])}
-  fields = {"threads": settings["threads"], **fields}
+  fields = {"threads": settings["threads"], "clock": settings["clock"],
+            **fields}
   header = tbl.make_header(
       backend=be.name, precision=be.precision,
       batch_size=settings["batch_size"], warmup=settings["warmup"],

@@ -143,7 +143,7 @@ _REQUIRED_HEADER = ("device", "runtime", "runtime_version", "precision",
                     "repeats", "date", "hwnas_version", "spaces",
                     "provenance")
 _OPTIONAL_HEADER = ("backend", "spread", "calibration", "network_model",
-                    "notes", "fidelity", "resolutions", "load")
+                    "notes", "fidelity", "resolutions", "load", "clock")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,8 +277,10 @@ class LatencyTable:
     what = (f"{self.backend} {h['precision']} batch {h['batch_size']} on "
             f"{h['device']}")
     if p["kind"] == "measured":
-      return (f"measured: {what}, {h['runtime']} {h['runtime_version']}, "
-              f"{h['statistic']} of {h['repeats']} runs, {h['date'][:10]}")
+      clock = " (process CPU time)" if h.get("clock") == "cpu" else ""
+      return (f"measured: {what}, {h['runtime_version']}, "
+              f"{h['statistic']} of {h['repeats']} runs{clock}, "
+              f"{h['date'][:10]}")
     if p["kind"] == "estimated":
       model = p.get("model", h["runtime"])
       version = p.get("version", h["runtime_version"])

@@ -1,0 +1,148 @@
+"""Tests of latency measurement (xla, litert-int8), resume, fidelity, CLI."""
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+import pytest
+
+from hwnas import errors, space
+from hwnas.cli import main as cli_main
+from hwnas.latency import (describe_missing, enumerate_layers, fidelity,
+                           load_table, measure)
+from hwnas.latency.backends import get_backend
+
+
+def _small_tiny():
+  """The tiny space cut to one resolution and few choices (~10 layers)."""
+  s = space.load("tiny")
+  s1, s2 = s.stages
+  s1 = dataclasses.replace(s1, widths=(16,), depths=(1,), types=("ibn",),
+                           kernels=(3,), expansions=(2,))
+  s2 = dataclasses.replace(s2, widths=(24,), depths=(1, 2),
+                           types=("ibn", "fused_ibn", "skip"), kernels=(3,),
+                           expansions=(2,), se=(False,),
+                           activations=("relu",))
+  return dataclasses.replace(s, resolutions=(24,), stages=(s1, s2))
+
+
+FAST = dict(warmup=1, repeats=3, progress=False)
+
+
+@pytest.mark.slow
+def test_xla_measure_complete_and_resume_remeasures_nothing(tmp_path):
+  s = _small_tiny()
+  out = tmp_path / "xla.json"
+  n = len(enumerate_layers(s))
+  first = measure.measure_space(s, "xla", out, max_entries=3, **FAST)
+  assert first.table is None and first.measured == 3
+  assert first.remaining == n - 3 and not out.exists()
+  # A run killed while writing leaves a cut last line: it is ignored.
+  with open(measure.journal_path(out), "a") as f:
+    f.write('{"key": "conv-i24x24x3-o16')
+  second = measure.measure_space(s, "xla", out, **FAST)
+  assert second.reused == 3 and second.measured == n - 3
+  t = load_table(out)
+  assert len(t) == n and describe_missing(t, s)["missing"] == {}
+  assert t.header["backend"] == "xla" and t.provenance["kind"] == "measured"
+  assert t.header["repeats"] == 3 and "load average" in t.header["load"]
+  assert all(e.count == 3 and e.latency_ms > 0 and
+             e.p10_ms <= e.latency_ms <= e.p90_ms
+             for e in t.entries.values())
+  assert not measure.journal_path(out).exists()
+  # Everything measured: a rerun reuses the table and measures nothing.
+  third = measure.measure_space(s, "xla", out, **FAST)
+  assert third.measured == 0 and third.reused == n
+
+
+@pytest.mark.slow
+def test_resume_with_other_settings_is_refused(tmp_path):
+  s = _small_tiny()
+  out = tmp_path / "t.json"
+  measure.measure_space(s, "xla", out, max_entries=1, **FAST)
+  with pytest.raises(errors.HwnasError, match="repeats"):
+    measure.measure_space(s, "xla", out, warmup=1, repeats=5,
+                          progress=False)
+
+
+@pytest.mark.slow
+def test_litert_int8_measure_produces_complete_table(tmp_path):
+  s = _small_tiny()
+  out = tmp_path / "int8.json"
+  r = measure.measure_space(s, "litert-int8", out, **FAST)
+  t = load_table(out)
+  assert r.measured == len(t) == len(enumerate_layers(s))
+  assert describe_missing(t, s)["missing"] == {}
+  assert t.header["precision"] == "int8"
+  assert "ai-edge-litert" in t.header["runtime_version"]
+
+
+@pytest.mark.slow
+def test_validate_reports_and_stores_calibration(tmp_path):
+  s = _small_tiny()
+  out = tmp_path / "xla.json"
+  measure.measure_space(s, "xla", out, **FAST)
+  t = load_table(out)
+  rep = fidelity.validate(t, s, 4, rng=np.random.default_rng(0), warmup=1,
+                          repeats=3, fit_calibration=True,
+                          plot_path=str(tmp_path / "f.png"))
+  assert len(rep.measured) == 4 and all(m > 0 for m in rep.measured)
+  assert 0 <= rep.metrics["within_10_pct"] <= 100
+  assert (tmp_path / "f.png").stat().st_size > 1000
+  stored = fidelity.store(t, rep)
+  stored.save(out)
+  again = load_table(out)
+  assert again.calibration["type"] == "linear"
+  assert again.header["fidelity"]["samples"] == 4
+  assert "MAPE" in fidelity.format_report(rep)
+
+
+def test_metrics_match_hand_computation():
+  m = fidelity.metrics([1.0, 2.15, 2.9, 4.5], [1.0, 2.0, 3.0, 4.0])
+  assert m["mape_pct"] == pytest.approx(100 * (0 + .075 + 1 / 30 + .125) / 4)
+  assert m["within_10_pct"] == pytest.approx(75.0)
+  assert m["within_5_pct"] == pytest.approx(50.0)
+  assert m["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_calibration_fit_recovers_a_linear_law():
+  rng = np.random.default_rng(0)
+  sums = rng.uniform(1, 10, 20)
+  layers = rng.integers(8, 20, 20)
+  measured = 0.8 * sums + 0.5 - 0.02 * layers
+  cal = fidelity.fit_linear_calibration(sums, layers, measured)
+  assert cal["a"] == pytest.approx(0.8) and cal["b"] == pytest.approx(0.5)
+  assert cal["c_per_layer"] == pytest.approx(-0.02)
+
+
+def test_edgetpu_backend_without_compiler_stops_at_once(monkeypatch):
+  monkeypatch.setenv("PATH", "/nonexistent")
+  t0 = time.perf_counter()
+  with pytest.raises(errors.HwnasError) as e:
+    get_backend("edgetpu")
+  assert time.perf_counter() - t0 < 5
+  assert "edgetpu_compiler" in str(e.value) and "apt" in str(e.value)
+
+
+def test_unknown_backend_lists_choices():
+  with pytest.raises(errors.HwnasError, match="litert-int8"):
+    get_backend("tpu-v9")
+
+
+def test_cli_check_and_import(tmp_path, capsys):
+  out = tmp_path / "ofa.json"
+  assert cli_main(["table", "import", "--from", "ofa",
+                   "tests/testdata/ofa_sample.yaml", "--space",
+                   "mobilenetv3", "--out", str(out)]) == 0
+  printed = capsys.readouterr().out
+  assert "11 entries mapped from 14 keys" in printed
+  assert printed.count("not mapped:") == 3
+  assert cli_main(["table", "check", "--table", str(out), "--space",
+                   "mobilenetv3", "--json"]) == 1
+  cov = json.loads(capsys.readouterr().out)
+  assert cov["covered"] == 11 and len(cov["missing"]) == cov["total"] - 11
+  assert cli_main(["table", "show", str(out)]) == 0
+  assert "imported from" in capsys.readouterr().out
+  assert cli_main(["table", "check", "--table", str(tmp_path / "none.json"),
+                   "--space", "tiny"]) == 2
