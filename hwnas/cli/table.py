@@ -27,9 +27,9 @@ def register(sub) -> None:
   q.add_argument("--warmup", type=int, default=10)
   q.add_argument("--repeats", type=int, default=50)
   q.add_argument("--seed", type=int, default=0)
-  q.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                 help="latency clock: wall time, or process CPU time (steadier "
-                 "on a shared machine)")
+  q.add_argument("--timer", default="wall", choices=["wall", "cpu"],
+                 help="wall time, or process CPU time (steadier on a shared "
+                 "machine)")
   q.add_argument("--max-entries", type=int,
                  help="stop after this many new entries (run again to go on)")
   q.add_argument("--option", action="append", default=[], metavar="K=V",
@@ -107,7 +107,7 @@ def _measure(args) -> int:
   r = measure.measure_space(
       s, args.backend, args.out, resolutions=args.resolutions,
       batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
-      repeats=args.repeats, seed=args.seed, clock=args.clock,
+      repeats=args.repeats, seed=args.seed, timer=args.timer,
       max_entries=args.max_entries,
       progress=not args.no_progress, backend_options=_options(args),
       command="hwnas " + " ".join(sys.argv[1:]))

@@ -126,24 +126,24 @@ def load_note() -> str:
           f"{os.cpu_count()} cores at start")
 
 
-CLOCKS = ("wall", "cpu")
+TIMERS = ("wall", "cpu")
 
 
 def time_calls(call: Callable[[], Any], *, warmup: int, repeats: int,
-               clock: str = "wall",
+               timer: str = "wall",
                extras: Mapping[str, Any] | None = None) -> Timing:
   """Times `call()` `repeats` times after `warmup` calls.
 
   Both clocks are read around every call: wall time (`perf_counter`) and
-  the process's CPU time (`process_time`, all threads). `clock` picks the
+  the process's CPU time (`process_time`, all threads). `timer` picks the
   one reported as latency/p10/p90; the other's median (and the wall
   minimum) go to the extras. On a machine shared with other jobs the CPU
   clock excludes the time the process waits for a core, so it is the
   steadier measure of single-stream latency there; on an idle machine the
   two agree for single-threaded runtimes.
   """
-  if clock not in CLOCKS:
-    raise errors.HwnasError(f"--clock {clock!r}: allowed: {', '.join(CLOCKS)}")
+  if timer not in TIMERS:
+    raise errors.HwnasError(f"--timer {timer!r}: allowed: {', '.join(TIMERS)}")
   for _ in range(warmup):
     call()
   n = max(1, repeats)
@@ -153,7 +153,7 @@ def time_calls(call: Callable[[], Any], *, warmup: int, repeats: int,
     call()
     cpu[i] = time.process_time() - c0
     wall[i] = time.perf_counter() - t0
-  ms = (cpu if clock == "cpu" else wall) * 1e3
+  ms = (cpu if timer == "cpu" else wall) * 1e3
   ex = {"wall_median_ms": _r(np.median(wall) * 1e3),
         "wall_min_ms": _r(wall.min() * 1e3),
         "cpu_median_ms": _r(np.median(cpu) * 1e3), **(extras or {})}
@@ -194,12 +194,12 @@ class XlaBackend:
   precision = "float32"
 
   def __init__(self, threads: int = 0, seed: int = 0,
-               depthwise: str = "auto", clock: str = "wall", **unused: Any):
+               depthwise: str = "auto", timer: str = "wall", **unused: Any):
     _reject(unused, self.name)
     self.threads = threads  # XLA:CPU uses its own pool; recorded only
     self.seed = seed
     self.depthwise = depthwise
-    self.clock = clock
+    self.timer = timer
 
   def header_fields(self) -> dict[str, Any]:
     import jax  # pylint: disable=g-import-not-at-top
@@ -212,7 +212,7 @@ class XlaBackend:
                                f"{jax.lib.__version__}, flax "
                                f"{flax.__version__}, backend "
                                f"{jax.default_backend()}",
-            "threads": self.threads, "clock": self.clock,
+            "threads": self.threads, "timer": self.timer,
             "notes": f"depthwise impl '{self.depthwise}'; XLA_FLAGS="
                      f"{os.environ.get('XLA_FLAGS', '')!r}; parameters "
                      "passed as jit arguments"}
@@ -227,7 +227,7 @@ class XlaBackend:
         shape).astype(np.float32))
     jax.block_until_ready(fn(state, x))  # compile
     return time_calls(lambda: jax.block_until_ready(fn(state, x)),
-                      warmup=warmup, repeats=repeats, clock=self.clock)
+                      warmup=warmup, repeats=repeats, timer=self.timer)
 
   def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
                  repeats: int) -> Timing:
@@ -251,7 +251,7 @@ class LiteRTBackend:
   """TFLite via jax2tf, run with ai-edge-litert (float32 or full int8)."""
 
   def __init__(self, threads: int = 1, seed: int = 0, int8: bool = False,
-               representative_samples: int = 8, clock: str = "wall",
+               representative_samples: int = 8, timer: str = "wall",
                **unused: Any):
     self.name = "litert-int8" if int8 else "litert"
     _reject(unused, self.name)
@@ -260,7 +260,7 @@ class LiteRTBackend:
     self.seed = seed
     self.int8 = int8
     self.representative_samples = representative_samples
-    self.clock = clock
+    self.timer = timer
 
   def header_fields(self) -> dict[str, Any]:
     import importlib.metadata as md  # pylint: disable=g-import-not-at-top
@@ -269,7 +269,7 @@ class LiteRTBackend:
     return {"device": cpu_model(), "runtime": "ai-edge-litert",
             "runtime_version": f"ai-edge-litert {md.version('ai-edge-litert')}"
                                f", tensorflow {tf.__version__} converter",
-            "threads": self.threads, "clock": self.clock,
+            "threads": self.threads, "timer": self.timer,
             "notes": ("full-integer int8 PTQ (random-normal representative "
                       "data), int8 input/output" if self.int8 else
                       "float32") + "; depthwise impl 'lax'; default "
@@ -304,7 +304,7 @@ class LiteRTBackend:
       x = rng.standard_normal(inp["shape"]).astype(dtype)
     it.set_tensor(inp["index"], x)
     return time_calls(it.invoke, warmup=warmup, repeats=repeats,
-                      clock=self.clock, extras=extras)
+                      timer=self.timer, extras=extras)
 
   def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
                  repeats: int) -> Timing:
@@ -322,9 +322,9 @@ class LiteRTBackend:
 class EdgeTpuBackend(LiteRTBackend):
   """Full-int8 TFLite -> edgetpu_compiler -> Edge TPU delegate."""
 
-  def __init__(self, threads: int = 1, seed: int = 0, clock: str = "wall",
+  def __init__(self, threads: int = 1, seed: int = 0, timer: str = "wall",
                **unused: Any):
-    super().__init__(threads=threads, seed=seed, int8=True, clock=clock,
+    super().__init__(threads=threads, seed=seed, int8=True, timer=timer,
                      **unused)
     from hwnas import edgetpu  # pylint: disable=g-import-not-at-top
     from hwnas.edgetpu import compiler  # pylint: disable=g-import-not-at-top

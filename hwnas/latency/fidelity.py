@@ -143,7 +143,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   if missing:
     raise tbl.TableError(table._missing_message(  # pylint: disable=protected-access
         missing, f"the {len(specs)} sampled networks"))
-  opts = {"clock": h["clock"]} if h.get("clock", "wall") != "wall" else {}
+  opts = {"timer": h["timer"]} if h.get("timer", "wall") != "wall" else {}
   be = backend or get_backend(table.backend, threads=h["threads"], **opts)
   load_start = load_note()
   sums = np.array([table.layer_sum(s) for s in specs])

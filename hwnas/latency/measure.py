@@ -30,7 +30,7 @@ from hwnas.space import SearchSpace
 JOURNAL_SCHEMA = "hwnas/latency-journal@1"
 # Settings that must agree between a journal / existing table and a run.
 _SETTINGS = ("backend", "precision", "batch_size", "threads", "warmup",
-             "repeats", "clock")
+             "repeats", "timer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +108,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
                   out: str | os.PathLike[str], *,
                   resolutions: Iterable[int] | None = None,
                   batch_size: int = 1, threads: int = 1, warmup: int = 10,
-                  repeats: int = 50, seed: int = 0, clock: str = "wall",
+                  repeats: int = 50, seed: int = 0, timer: str = "wall",
                   max_entries: int | None = None, progress: bool = True,
                   command: str | None = None,
                   backend_options: dict[str, Any] | None = None
@@ -122,7 +122,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     out: the table to write; `<out>.partial.jsonl` holds progress.
     resolutions: a subset of the space's resolutions (default: all).
     batch_size, threads, warmup, repeats: timing settings (in the header).
-    clock: 'wall' or 'cpu' (process CPU time; see backends.time_calls).
+    timer: 'wall' or 'cpu' (process CPU time; see backends.time_calls).
     seed: initialisation and input seed.
     max_entries: stop after timing this many new entries (the journal
       keeps them; run again to continue).
@@ -140,14 +140,14 @@ def measure_space(space: SearchSpace, backend: str | Backend,
         f"--resolutions {bad} not in space {space.id}; allowed: "
         f"{list(space.resolutions)}")
   opts = dict(backend_options or {})
-  if clock != "wall":
-    opts["clock"] = clock   # plug-in backends need not know the option
+  if timer != "wall":
+    opts["timer"] = timer   # plug-in backends need not know the option
   be = backend if not isinstance(backend, str) else get_backend(
       backend, threads=threads, seed=seed, **opts)
   settings = {"backend": be.name, "precision": be.precision,
               "batch_size": batch_size, "threads": threads,
               "warmup": warmup, "repeats": repeats,
-              "clock": getattr(be, "clock", clock)}
+              "timer": getattr(be, "timer", timer)}
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done = _read_journal(jpath, settings)
@@ -185,6 +185,9 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   remaining = len(todo) - measured
   if remaining:
     return MeasureResult(None, measured, reused, remaining, jpath)
+  if old is not None and set(done) == set(old.entries):
+    jpath.unlink(missing_ok=True)   # nothing new: keep the table as it is
+    return MeasureResult(old, 0, reused, 0, jpath)
   table = _finish(space, be, fields, settings, done, old, res, out,
                   load_start, command)
   table.save(out)
@@ -207,7 +210,7 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
   provenance = fields.pop("provenance", None) or {
       "kind": "measured", "backend": be.name,
       "command": command or " ".join(["hwnas"] + sys.argv[1:])}
-  fields = {"threads": settings["threads"], "clock": settings["clock"],
+  fields = {"threads": settings["threads"], "timer": settings["timer"],
             **fields}
   header = tbl.make_header(
       backend=be.name, precision=be.precision,
@@ -216,8 +219,9 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
       resolutions=resolutions,
       load=f"{load_start}; {load_note().replace('at start', 'at end')}",
       notes=notes, **fields)
-  if old is not None and old.network_model and "network_model" not in header:
-    header["network_model"] = old.network_model
+  for k in ("network_model", "calibration", "fidelity"):
+    if old is not None and k in old.header and k not in header:
+      header[k] = old.header[k]   # fitted on the old entries; revalidate
   return tbl.new_table(header, done.values(), out)
 
 

@@ -143,7 +143,7 @@ _REQUIRED_HEADER = ("device", "runtime", "runtime_version", "precision",
                     "repeats", "date", "hwnas_version", "spaces",
                     "provenance")
 _OPTIONAL_HEADER = ("backend", "spread", "calibration", "network_model",
-                    "notes", "fidelity", "resolutions", "load", "clock")
+                    "notes", "fidelity", "resolutions", "load", "timer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,9 +277,9 @@ class LatencyTable:
     what = (f"{self.backend} {h['precision']} batch {h['batch_size']} on "
             f"{h['device']}")
     if p["kind"] == "measured":
-      clock = " (process CPU time)" if h.get("clock") == "cpu" else ""
+      timer = " (process CPU time)" if h.get("timer") == "cpu" else ""
       return (f"measured: {what}, {h['runtime_version']}, "
-              f"{h['statistic']} of {h['repeats']} runs{clock}, "
+              f"{h['statistic']} of {h['repeats']} runs{timer}, "
               f"{h['date'][:10]}")
     if p["kind"] == "estimated":
       model = p.get("model", h["runtime"])

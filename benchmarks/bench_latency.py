@@ -1,0 +1,157 @@
+"""Latency-table benchmarks: prediction throughput and table fidelity.
+
+Run: python benchmarks/bench_latency.py [--fidelity N] [--no-write]
+(throughput: ~1 min on 2 shared cores; --fidelity N measures N whole
+networks per shipped xla / litert-int8 table: minutes). Prints a markdown
+section and writes it to benchmarks/results/latency.md.
+
+Throughput (one process, same archs for every method, so compare ratios):
+- `make_cost_fn(table, space)(arch)`: what search calls; no decode;
+- `table.predict(spec)` on already decoded specs;
+- `decode` + `predict`, for scale.
+Architectures are sampled once up front; every one is distinct, so the
+cost function's numbers are for cache misses.
+
+Fidelity: by default the summaries that `hwnas table validate
+--fit-calibration` stored in the shipped tables' headers (with the machine
+load it saw); `--fidelity N` re-runs that validation now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from hwnas import arch, space  # noqa: E402
+from hwnas.latency import (Entry, enumerate_layers, list_tables,  # noqa: E402
+                           load_table, make_cost_fn, make_header, new_table)
+
+
+def _table_for(s):
+  """A shipped xla table of `s` if complete, else a synthetic full one."""
+  for name in (f"xla/{s.name}",):
+    try:
+      t = load_table(name)
+    except Exception:  # pylint: disable=broad-except
+      continue
+    if all(l in t for l in enumerate_layers(s)):
+      return t, name
+  rng = np.random.default_rng(0)
+  h = make_header(device="synthetic", backend="none", runtime="none",
+                  runtime_version="0", precision="float32", batch_size=1,
+                  threads=1, warmup=0, repeats=0, spaces=[s.id],
+                  provenance={"kind": "estimated", "model": "random"})
+  return new_table(h, [Entry(l, float(rng.uniform(0.01, 2)))
+                       for l in enumerate_layers(s)]), (
+                           "synthetic (random entries, every signature)")
+
+
+def _rate(fn, items) -> tuple[float, float]:
+  """(per wall second, per CPU second of this process)."""
+  t0, c0 = time.perf_counter(), time.process_time()
+  for x in items:
+    fn(x)
+  return (len(items) / (time.perf_counter() - t0),
+          len(items) / (time.process_time() - c0))
+
+
+def throughput(n: int = 50_000) -> list[str]:
+  s = space.load("mobilenetv3")
+  t, which = _table_for(s)
+  rng = np.random.default_rng(0)
+  archs = list({arch.sample(rng, s) for _ in range(n)})
+  cost = make_cost_fn(t, s)
+  specs = [arch.decode(s, a) for a in archs[:5000]]
+  r_cost = _rate(cost, archs)
+  r_pred = _rate(t.predict, specs)
+  r_dec = _rate(lambda a: t.predict(arch.decode(s, a)), archs[:2000])
+  load = os.getloadavg()
+  return [
+      "### Prediction throughput (mobilenetv3 space)",
+      "",
+      f"Table: {which}. {len(archs)} distinct random architectures; load "
+      f"average {load[0]:.1f} on {os.cpu_count()} cores during the run.",
+      "",
+      "The machine is shared: per wall second is what this run got; per "
+      "CPU second is the rate when the process has a core to itself.",
+      "",
+      "| method | predictions / wall s | predictions / CPU s |",
+      "|---|---:|---:|",
+      f"| `make_cost_fn(table, space)(arch)` (search path) | "
+      f"{r_cost[0]:,.0f} | {r_cost[1]:,.0f} |",
+      f"| `table.predict(spec)` (spec already decoded) | {r_pred[0]:,.0f} | "
+      f"{r_pred[1]:,.0f} |",
+      f"| `table.predict(arch.decode(space, arch))` | {r_dec[0]:,.0f} | "
+      f"{r_dec[1]:,.0f} |",
+      ""]
+
+
+def _fmt_metrics(m) -> str:
+  return (f"{m['mape_pct']:.1f}% | {m['within_5_pct']:.0f}% | "
+          f"{m['within_10_pct']:.0f}% | {m['kendall_tau']:.3f} | "
+          f"{m['spearman_rho']:.3f} | {m['n']}")
+
+
+def fidelity_rows(names, rerun: int) -> list[str]:
+  lines = ["### Fidelity: predicted vs measured whole networks", "",
+           "| table | space | predictor | MAPE | ±5% | ±10% | Kendall τ | "
+           "Spearman | n |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+  notes = []
+  for name in names:
+    t = load_table(name)
+    for sid in t.header["spaces"]:
+      f = t.header.get("fidelity")
+      if rerun:
+        from hwnas.latency import fidelity  # pylint: disable=g-import-not-at-top
+        s = space.load(sid.split("@")[0])
+        rep = fidelity.validate(t.with_header(calibration={"type": "none"}),
+                                s, rerun, rng=np.random.default_rng(1),
+                                fit_calibration=True)
+        f = fidelity.store(t, rep).header["fidelity"]
+      if not f or f.get("space") != sid:
+        continue
+      lines.append(f"| {name} | {sid} | sum of entries | "
+                   f"{_fmt_metrics(f['as_is'])} |")
+      if "holdout_calibrated" in f:
+        lines.append(f"| {name} | {sid} | held-out half, sum | "
+                     f"{_fmt_metrics(f['holdout_as_is'])} |")
+        lines.append(f"| {name} | {sid} | held-out half, calibrated | "
+                     f"{_fmt_metrics(f['holdout_calibrated'])} |")
+      notes.append(f"- {name}: {t.describe()}; validation load: "
+                   f"{f.get('load', '?')}")
+  return lines + [""] + notes + [""]
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--fidelity", type=int, default=0,
+                  help="re-run validation with N networks per table")
+  ap.add_argument("--no-write", action="store_true")
+  args = ap.parse_args()
+  names = [n for n in list_tables()
+           if n.split("/")[0] in ("xla", "litert", "litert-int8")]
+  out = ["## Latency tables", "",
+         "Command: `python benchmarks/bench_latency.py"
+         + (f" --fidelity {args.fidelity}" if args.fidelity else "") + "`",
+         ""]
+  out += throughput()
+  out += fidelity_rows(names, args.fidelity)
+  text = "\n".join(out)
+  print(text)
+  if not args.no_write:
+    p = ROOT / "benchmarks" / "results" / "latency.md"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+  main()
