@@ -126,14 +126,17 @@ def test_tfds_cifar10_under_mock_data():
     kw = dict(batch_size=4, resolution=16, seed=0, augment=True)
     a = _take(data.batches(ds, "train", **kw), 4)
     b = _take(data.batches(ds, "train", **kw), 4)
-    c = _take(data.batches(ds, "train", start_step=3, **kw), 1)
+    c = _take(data.batches(ds, "train", start_step=2, **kw), 2)
     ev = list(data.batches(ds, "test", batch_size=5, resolution=16, seed=0,
                            shuffle=False, repeat=False, drop_remainder=False))
   assert a[0]["image"].shape == (4, 16, 16, 3)
   assert a[0]["image"].dtype == np.float32 and a[0]["label"].dtype == np.int32
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x["image"], y["image"])
-  np.testing.assert_array_equal(a[3]["image"], c[0]["image"])
+  for x, y in zip(a[2:], c):  # mid-epoch and across the epoch boundary
+    np.testing.assert_array_equal(x["image"], y["image"])
+    np.testing.assert_array_equal(x["label"], y["label"])
+  assert not np.array_equal(a[0]["image"], a[3]["image"])
   assert sum(e["mask"].sum() for e in ev) == ds.info.split_sizes["test"]
   assert all(e["image"].shape == (5, 16, 16, 3) for e in ev)
 
