@@ -226,3 +226,22 @@ def test_ofa_import_maps_sample_file():
   assert t.entries["fc-i1x1x1280-o1000-none"].latency_ms == 0.28
   # Every mapped signature is one the space really produces.
   assert set(t.entries) <= {l.key() for l in enumerate_layers(s)}
+
+
+def test_arch_stats_prints_table_prediction(tmp_path, capsys):
+  from hwnas.cli import main as cli_main
+  s = space.load("tiny")
+  t = _full_table(s, np.random.default_rng(5))
+  t = t.with_header(calibration={"type": "linear", "a": 1.5, "b": 0.25})
+  t.save(tmp_path / "t.json")
+  a = arch.smallest(s)
+  (tmp_path / "a.json").write_text(arch.to_json(a))
+  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+                   str(tmp_path / "t.json"), "--json"]) == 0
+  d = json.loads(capsys.readouterr().out)
+  want = t.predict(arch.decode(s, a))
+  assert d["latency"]["total_ms"] == pytest.approx(want)
+  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+                   str(tmp_path / "t.json")]) == 0
+  out = capsys.readouterr().out
+  assert f"{want:.3f} ms" in out and "calibrated" in out
