@@ -11,8 +11,6 @@ from hwnas import train_standalone as ts
 from hwnas.cli import main as cli_main
 from hwnas.errors import HwnasError
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module", autouse=True)
 def _fast_compile():
@@ -49,6 +47,7 @@ def straight(tmp_path_factory):
   return workdir, ts.train(spec, _config(), workdir, arch=a)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_workdir(straight):
   workdir, r = straight
   assert r["finished"] and r["step"] == 4
@@ -62,6 +61,7 @@ def test_smoke_run_writes_workdir(straight):
   assert model(np.zeros((1, 24, 24, 3), np.float32)).shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run(tmp_path, straight):
   a, spec = _tiny()
   first = ts.train(spec, _config(), tmp_path, arch=a, stop_after=2)
@@ -77,6 +77,7 @@ def test_resume_continues_the_same_run(tmp_path, straight):
   np.testing.assert_allclose(m1(x), m2(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_workdir_of_another_run_is_refused(straight):
   a, spec = _tiny()
   with pytest.raises(HwnasError, match="learning_rate"):
@@ -96,6 +97,7 @@ def test_make_optimizer_decays_kernels_only():
     ts.make_optimizer(ts.TrainConfig(optimizer="lamb"))
 
 
+@pytest.mark.slow
 def test_cli_train_from_arch_file(tmp_path, capsys):
   a, _ = _tiny()
   path = tmp_path / "a.json"
@@ -113,3 +115,16 @@ def test_cli_train_from_arch_file(tmp_path, capsys):
                  "--workdir", str(tmp_path / "w2")])
   assert rc == 2
   assert "missing.json" in capsys.readouterr().err
+
+
+def test_cli_config_file_and_overrides(tmp_path):
+  from hwnas.cli import train as train_cli  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "c.yaml"
+  path.write_text("steps: 7\noptimizer: adamw\nlearning_rate: 0.01\n")
+  cfg = train_cli.load_config(str(path), {"learning_rate": 0.5,
+                                          "seed": None})
+  assert (cfg.steps, cfg.optimizer, cfg.learning_rate, cfg.seed) == (
+      7, "adamw", 0.5, 0)
+  path.write_text("stepz: 7\n")
+  with pytest.raises(HwnasError, match="stepz"):
+    train_cli.load_config(str(path), {})
