@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import jax
@@ -127,8 +128,45 @@ def _table(spec, path, layers=None):
   return table
 
 
+FAKE_COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
+
+Model compiled successfully in 50 ms.
+
+Input model: model_int8.tflite
+Input size: 20.00KiB
+Output model: model_int8_edgetpu.tflite
+Output size: 30.00KiB
+On-chip memory used for caching model parameters: 10.00KiB
+On-chip memory remaining for caching model parameters: 7.70MiB
+Off-chip memory used for streaming uncached model parameters: 0.00B
+Number of Edge TPU subgraphs: 1
+Total number of operations: 11
+Operation log: model_int8_edgetpu.log
+
+Model successfully compiled but not all operations are supported by the Edge TPU.
+Number of operations that will run on Edge TPU: 4
+Number of operations that will run on CPU: 7
+
+Operator                       Count      Status
+
+CONV_2D                        4          Mapped to Edge TPU
+HARD_SWISH                     2          Operation not supported
+"""
+
+
+def _fake_compiler(bin_dir: pathlib.Path, text: str) -> None:
+  """An executable standing in for Google's binary (not our code)."""
+  bin_dir.mkdir()
+  (bin_dir / "log.txt").write_text(text)
+  exe = bin_dir / "edgetpu_compiler"
+  exe.write_text(f"#!/bin/sh\ncat '{bin_dir / 'log.txt'}'\n")
+  exe.chmod(0o755)
+
+
 @pytest.mark.slow
-def test_hard_swish_export_reports_fallback(tmp_path):
+def test_hard_swish_export_reports_fallback(tmp_path, monkeypatch):
+  _fake_compiler(tmp_path / "bin", FAKE_COMPILER_LOG)
+  monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
   s = _tiny()
   a = _with_activation(arch.smallest(s), "hswish")
   arch.validate(s, a)
@@ -149,6 +187,13 @@ def test_hard_swish_export_reports_fallback(tmp_path):
   assert e["ops"]["ops_on_cpu"] == len(seq) - seq.index("HARD_SWISH")
   assert "HARD_SWISH" in (tmp_path / "hs" / "report.md").read_text()
   assert report["int8_calibration"].endswith("(no dataset)")
+  comp = e["compiler"]
+  assert comp["result"]["all_mapped"] is False
+  assert comp["result"]["ops_on_cpu"] == 7
+  log = tmp_path / "hs" / comp["log"]
+  assert log.read_text() == FAKE_COMPILER_LOG
+  assert "edgetpu_compiler 16.0.384591198" in (tmp_path / "hs" /
+                                                "report.md").read_text()
 
 
 def test_recalibrate_bn_averages_batch_statistics():

@@ -43,11 +43,14 @@ def _edgetpu_lines(e: dict[str, Any]) -> list[str]:
   comp = e.get("compiler")
   if comp and comp.get("result"):
     r = comp["result"]
-    out.append(f"- edgetpu_compiler {r['compiler_version']}: "
-               f"{r['ops_on_edgetpu']} ops on the Edge TPU, {r['ops_on_cpu']} "
-               f"on the CPU, {r['num_subgraphs']} subgraph(s); on-chip "
-               f"{r['on_chip_used_bytes']} B used, off-chip "
-               f"{r['off_chip_bytes']} B; log `{comp['log']}`")
+    on_tpu, on_cpu = r["ops_on_edgetpu"], r["ops_on_cpu"]
+    if on_tpu is None and r["all_mapped"]:  # printed only on fallback
+      on_tpu, on_cpu = r["total_ops"], 0
+    out.append(f"- edgetpu_compiler {r['compiler_version']}: {on_tpu} ops on "
+               f"the Edge TPU, {on_cpu} on the CPU, {r['num_subgraphs']} "
+               f"subgraph(s); parameters on-chip {r['on_chip_used_bytes']} B, "
+               f"off-chip (streamed) {r['off_chip_bytes']} B; log "
+               f"`{comp['log']}`")
   elif comp and comp.get("error"):
     out.append(f"- edgetpu_compiler failed: {comp['error']}")
   else:
