@@ -141,7 +141,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   specs = [arch_lib.decode(space, a) for a in archs]
   missing = table.missing(l for s in specs for l in s.layers)
   if missing:
-    raise tbl.TableError(table._missing_message(  # pylint: disable=protected-access
+    raise tbl.TableError(table.missing_message(
         missing, f"the {len(specs)} sampled networks"))
   opts = {"timer": h["timer"]} if h.get("timer", "wall") != "wall" else {}
   be = backend or get_backend(table.backend, threads=h["threads"], **opts)

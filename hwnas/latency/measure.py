@@ -74,7 +74,7 @@ def _read_journal(path: pathlib.Path, settings: dict[str, Any]
       raise errors.HwnasError(f"{path}: line {i} is not JSON; delete the "
                               "line or the journal") from None
     key = d.pop("key")
-    out[key] = tbl._parse_entry(key, d, str(path))  # pylint: disable=protected-access
+    out[key] = tbl.parse_entry(key, d, str(path))
   return out
 
 

@@ -152,7 +152,7 @@ class _Plan:
     self.head: dict[tuple[int, int], float] = {}
     # blocks[s][j][(r, w_in, w_out, BlockChoice)] -> ms
     self.blocks = [[{} for _ in range(st.max_depth)] for st in space.stages]
-    by = table._by_layer
+    by = table.by_layer
     for key, layer, _ in slot_layers(space):
       ms = by.get(layer)
       if ms is None:

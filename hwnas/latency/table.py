@@ -50,6 +50,7 @@ import json
 import math
 import os
 import pathlib
+import types
 from typing import Any, Callable, Iterable, Mapping
 
 from hwnas import errors, resources
@@ -155,8 +156,15 @@ class LatencyTable:
   path: str = ""
 
   def __post_init__(self):
+    # Layer -> ms, the look-up every prediction does (Layers hash faster
+    # than building their key strings).
     object.__setattr__(self, "_by_layer",
                        {e.layer: e.latency_ms for e in self.entries.values()})
+
+  @property
+  def by_layer(self) -> Mapping[Layer, float]:
+    """Layer -> latency_ms of every entry (read-only view)."""
+    return types.MappingProxyType(self._by_layer)  # type: ignore[attr-defined]
 
   # -- header accessors --------------------------------------------------
   @property
@@ -193,7 +201,7 @@ class LatencyTable:
     try:
       return self._by_layer[layer]  # type: ignore[attr-defined]
     except KeyError:
-      raise TableError(self._missing_message([layer])) from None
+      raise TableError(self.missing_message([layer])) from None
 
   # -- prediction --------------------------------------------------------
   def missing(self, layers: Iterable[Layer]) -> list[Layer]:
@@ -206,7 +214,8 @@ class LatencyTable:
         out.append(l)
     return out
 
-  def _missing_message(self, missing: list[Layer], what: str = "") -> str:
+  def missing_message(self, missing: list[Layer], what: str = "") -> str:
+    """The one-line error for `missing` signatures (with the fix)."""
     keys = ", ".join(l.key() for l in missing)
     return (f"{self.path or '<table>'}: {len(missing)} signature(s) missing"
             f"{' for ' + what if what else ''}: {keys}; measure them with "
@@ -219,7 +228,7 @@ class LatencyTable:
     try:
       return math.fsum(by[l] for l in spec.layers)
     except KeyError:
-      raise TableError(self._missing_message(self.missing(spec.layers),
+      raise TableError(self.missing_message(self.missing(spec.layers),
                                              spec.name)) from None
 
   def calibrate(self, layer_sum_ms: float, num_layers: int = 0) -> float:
@@ -437,7 +446,8 @@ def _validate_calibration(cal: Any, path: str) -> None:
 _ENTRY_KEYS = {"layer", "latency_ms", "p10_ms", "p90_ms", "count", "extras"}
 
 
-def _parse_entry(key: str, d: Any, path: str) -> Entry:
+def parse_entry(key: str, d: Any, path: str) -> Entry:
+  """Validates one entry of a table (or journal) file."""
   where = f"entries[{key!r}]"
   if not isinstance(d, dict):
     _fail(path, where, "must be a JSON object")
@@ -496,7 +506,7 @@ def from_dict(d: Any, *, path: str = "<table>") -> LatencyTable:
   entries = d.get("entries")
   if not isinstance(entries, dict):
     _fail(path, "entries", "missing or not an object keyed by signature")
-  parsed = {k: _parse_entry(k, v, path) for k, v in entries.items()}
+  parsed = {k: parse_entry(k, v, path) for k, v in entries.items()}
   return LatencyTable(dict(d["header"]), parsed, path)
 
 
