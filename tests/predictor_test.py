@@ -35,12 +35,14 @@ def trained(data):
                          ensemble=3, steps=600)
 
 
+@pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_ranks_held_out_architectures(trained):
   held = trained.metrics["heldout"]
   assert held["n"] >= 60
   assert held["spearman"] > 0.9 and held["kendall"] > 0.75
 
 
+@pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_ensemble_gives_uncertainty_and_save_load_round_trips(
     trained, data, tmp_path):
   archs = data[0][:20]
@@ -55,6 +57,7 @@ def test_ensemble_gives_uncertainty_and_save_load_round_trips(
                                 mean)
 
 
+@pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_wrong_space_or_bad_directory_is_a_clear_error(trained, tmp_path):
   with pytest.raises(errors.HwnasError, match="trained on space tiny@1"):
     predictor.predict(trained, space.load("edgetpu"),
@@ -64,6 +67,7 @@ def test_wrong_space_or_bad_directory_is_a_clear_error(trained, tmp_path):
     predictor.load(tmp_path)
 
 
+@pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_trains_from_history_and_drives_a_search(trained, tmp_path):
   evaluate = lambda archs: [additive_accuracy(a) for a in archs]
   lat = lambda a: 0.02 * a.resolution + 0.1 * sum(a.depths)
@@ -79,6 +83,7 @@ def test_trains_from_history_and_drives_a_search(trained, tmp_path):
       predictor.predict(trained, SPACE, [r.best.arch])[0][0])
 
 
+@pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_cli_train_then_search_with_the_predictor(tmp_path, capsys):
   from hwnas.cli import main
   evaluate = lambda archs: [additive_accuracy(a) for a in archs]
