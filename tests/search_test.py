@@ -299,3 +299,13 @@ def test_cli_impossible_target_fails_before_loading_the_supernet(
   assert "below the fastest latency reachable in space edgetpu" in err
   assert "raise --target-ms" in err and err.count("\n") == 1
   assert not (tmp_path / "w" / "history.jsonl").exists()
+
+
+def test_a_target_only_a_few_architectures_meet_terminates(tmp_path):
+  lo = feasibility.fastest(SPACE, latency_ms, np.random.default_rng(0))[1]
+  c = Counter()
+  r = search(tmp_path, fn=c, target=lo + 1e-9, budget=50, population=4,
+             max_tries=10)
+  assert 1 <= len(r.records) < 50           # the feasible set ran out
+  assert len(set(c.seen)) == len(c.seen)
+  assert all(x.costs["latency_ms"] <= lo + 1e-9 for x in r.records)
