@@ -128,3 +128,37 @@ def test_cli_config_file_and_overrides(tmp_path):
   path.write_text("stepz: 7\n")
   with pytest.raises(HwnasError, match="stepz"):
     train_cli.load_config(str(path), {})
+
+
+_TWO_DEVICE_RUN = """
+import json, sys
+import jax
+jax.config.update("jax_disable_most_optimizations", True)
+assert jax.device_count() == 2, jax.devices()
+from hwnas import arch, space
+from hwnas import train_standalone as ts
+s = space.load("tiny")
+a = arch.smallest(s)
+cfg = ts.TrainConfig(**json.loads(sys.argv[2]))
+print(json.dumps(ts.train(arch.decode(s, a), cfg, sys.argv[1], arch=a)))
+"""
+
+
+@pytest.mark.slow
+def test_two_devices_train_like_one(tmp_path, straight):
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  cfg = json.dumps(dataclasses.asdict(_config()))
+  out = subprocess.run(
+      [sys.executable, "-c", _TWO_DEVICE_RUN, str(tmp_path), cfg], env=env,
+      capture_output=True, text=True, timeout=600, check=True)
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert json.loads((tmp_path / "config.json").read_text())["devices"] == 2
+  loss = lambda w: [r["train/loss"] for r in _rows(w) if "train/loss" in r]
+  np.testing.assert_allclose(loss(tmp_path), loss(straight[0]), rtol=1e-4)
+  assert result["test/accuracy"] == pytest.approx(
+      straight[1]["test/accuracy"], abs=1 / 360)
