@@ -22,7 +22,7 @@ def test_digits_info_and_sizes(digits):
   assert sum(info.split_sizes.values()) == 1797
   assert info.split_sizes["test"] == 360
   assert info.split_sizes["val"] == pytest.approx(0.1 * 1437, abs=1)
-  assert not info.hflip
+  assert not info.hflip and info.pixel_max == 16.0
   for s in data.SPLITS:
     assert len(digits[s]) == info.split_sizes[s]
     assert digits[s].images.shape[1:] == (8, 8, 3)

@@ -13,8 +13,8 @@ tensorflow-datasets set; never downloads) and `folder:PATH` (image folders).
 Splits are `train`, `val` (held out from the original training data; what
 search ranks on) and `test` (never used by search).
 
-Normalisation: pixels are scaled to [0, 1], then `(x - info.mean) /
-info.std` per channel. `info.mean`/`info.std` are the digits training-split
+Normalisation: pixels are scaled to [0, 1] (divided by `info.pixel_max`:
+255, or 16 for digits), then `(x - info.mean) / info.std` per channel. `info.mean`/`info.std` are the digits training-split
 statistics, the CIFAR statistics for cifar10/100, ImageNet's otherwise; an
 exported model must apply the same.
 

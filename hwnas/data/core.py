@@ -42,6 +42,9 @@ class DatasetInfo:
     std: Per-channel standard deviation divided by after the mean.
     hflip: Whether horizontal flips are a sensible augmentation (False for
       digits and other handwriting, where a flip changes the class).
+    pixel_max: The raw pixel value that maps to 1.0 (255 for 8-bit images,
+      16 for digits): a deployed model's input is
+      `(raw / pixel_max - mean) / std`.
   """
 
   name: str
@@ -52,6 +55,7 @@ class DatasetInfo:
   mean: tuple[float, ...]
   std: tuple[float, ...]
   hflip: bool
+  pixel_max: float = 255.0
 
   def to_json(self) -> dict[str, Any]:
     """Returns a JSON-serialisable dict (for config.json and reports)."""

@@ -52,7 +52,7 @@ def load_digits(*, val_fraction: float, seed: int) -> core.Dataset:
       name="digits", num_classes=10, image_shape=(8, 8, 3),
       class_names=tuple(str(c) for c in range(10)),
       split_sizes={k: len(v) for k, v in splits.items()},
-      mean=(mean,) * 3, std=(std,) * 3, hflip=False)
+      mean=(mean,) * 3, std=(std,) * 3, hflip=False, pixel_max=16.0)
   return core.Dataset(info=info, splits=splits)
 
 
