@@ -309,3 +309,13 @@ def test_a_target_only_a_few_architectures_meet_terminates(tmp_path):
   assert 1 <= len(r.records) < 50           # the feasible set ran out
   assert len(set(c.seen)) == len(c.seen)
   assert all(x.costs["latency_ms"] <= lo + 1e-9 for x in r.records)
+
+
+def test_pareto_best_meets_the_target_or_is_none(tmp_path):
+  r = search(tmp_path / "a", objective="pareto", target=3.5, budget=30)
+  assert r.best.costs["latency_ms"] <= 3.5
+  assert r.best.accuracy == max(x.accuracy for x in r.records
+                                if x.costs["latency_ms"] <= 3.5)
+  r = search(tmp_path / "b", objective="pareto", target=0.1, budget=10)
+  assert r.best is None and len(r.records) == 10
+  assert json.loads((tmp_path / "b" / "best.json").read_text())["arch"] is None

@@ -19,14 +19,13 @@ PLOT = "pareto.png"
 def select_best(records: Sequence[Record], obj: Objective) -> Record | None:
   """The best record: highest fitness among those meeting the targets.
 
-  In 'reward' mode every record competes on the reward; in 'pareto' mode,
-  the most accurate record meeting the targets (if any), else the most
-  accurate. Ties go to the earlier evaluation.
+  In 'reward' mode every record competes on the reward; otherwise the most
+  accurate record meeting the targets (None if none does; without targets,
+  the most accurate). Ties go to the earlier evaluation.
   """
   pool = list(records)
   if obj.kind != "reward":
-    feasible = [r for r in pool if objectives.feasible(obj, r.costs)]
-    pool = feasible if (feasible or obj.hard) else pool
+    pool = [r for r in pool if objectives.feasible(obj, r.costs)]
   if not pool:
     return None
   return max(pool, key=lambda r: (objectives.fitness(obj, r.accuracy,
