@@ -20,7 +20,11 @@ validation split is drawn from the rest with `seed`.
 Both yield encoded image bytes in a fixed order; `batches` shuffles the
 encoded bytes (small), then decodes, augments, resizes and normalises with
 stateless random ops seeded by (seed, host, epoch, index): the stream is a
-pure function of the seed and resumes exactly at any step. Every host reads
+pure function of the seed and resumes exactly at any step. Images up to 64
+px (CIFAR, MNIST) are resized to the resolution and augmented by a random
+crop after zero padding; larger ones by a random resized crop (area 25-100%,
+aspect 3/4-4/3) and, for evaluation, a central square crop of 87.5% of the
+shorter side, before resizing. Flips only where `info.hflip`. Every host reads
 only its own shard (tfds `even_splits`, `Dataset.shard` for folders).
 """
 
@@ -211,6 +215,11 @@ def _preprocess(tf: Any, ex: dict[str, Any], key: Any, info: core.DatasetInfo,
         area_range=(0.25, 1.0), max_attempts=10,
         use_image_if_no_bounding_boxes=True)
     img = tf.slice(img, begin, size)
+  elif native > _SMALL:  # central square crop (87.5% of the shorter side)
+    hw = tf.shape(img)[:2]
+    side = tf.cast(tf.cast(tf.reduce_min(hw), tf.float32) * 0.875, tf.int32)
+    top, left = (hw[0] - side) // 2, (hw[1] - side) // 2
+    img = img[top:top + side, left:left + side]
   img = tf.image.resize(img, (r, r), method="bilinear", antialias=True)
   if augment and native <= _SMALL:  # pad and crop
     p = max(1, r // 8)
