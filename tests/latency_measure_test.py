@@ -146,3 +146,51 @@ def test_cli_check_and_import(tmp_path, capsys):
   assert "imported from" in capsys.readouterr().out
   assert cli_main(["table", "check", "--table", str(tmp_path / "none.json"),
                    "--space", "tiny"]) == 2
+
+
+_FAKE_LOG = """\
+Edge TPU Compiler version 16.0.384591198
+Model compiled successfully in 35 ms.
+Input model: layer.tflite
+Input size: 20.00KiB
+Output model: layer_edgetpu.tflite
+Output size: 60.00KiB
+On-chip memory used for caching model parameters: 18.50KiB
+On-chip memory remaining for caching model parameters: 7.90MiB
+Off-chip memory used for streaming uncached model parameters: 0.00B
+Number of Edge TPU subgraphs: 1
+Total number of operations: 5
+Operation log: layer_edgetpu.log
+
+Operator                       Count      Status
+
+CONV_2D                        2          Mapped to Edge TPU
+HARD_SWISH                     1          Operation is working on an unsupported data type
+DEPTHWISE_CONV_2D              1          Mapped to Edge TPU
+Compilation succeeded!
+"""
+
+
+def test_edgetpu_compile_step_records_memory_and_mapping(tmp_path,
+                                                         monkeypatch):
+  from hwnas.latency import backends
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "log.txt").write_text(_FAKE_LOG)
+  fake = bin_dir / "edgetpu_compiler"
+  # Mimics the compiler's interface: -s -o OUTDIR MODEL; writes
+  # OUTDIR/<stem>_edgetpu.tflite and prints its report.
+  fake.write_text(
+      "#!/bin/sh\nout=$3; model=$4; stem=$(basename \"$model\" .tflite)\n"
+      f"cp \"$model\" \"$out/${{stem}}_edgetpu.tflite\"\ncat {bin_dir}/log.txt\n")
+  fake.chmod(0o755)
+  monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+  work = tmp_path / "work"
+  work.mkdir()
+  compiled, extras, version = backends.compile_for_edgetpu(
+      b"TFL3-bytes", str(work), "layer")
+  assert compiled == b"TFL3-bytes" and version == "16.0.384591198"
+  assert extras["on_chip_bytes"] == round(18.5 * 1024)
+  assert extras["off_chip_bytes"] == 0
+  assert extras["all_ops_mapped"] is False
+  assert extras["unmapped_ops"] == ["HARD_SWISH"]

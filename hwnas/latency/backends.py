@@ -350,18 +350,9 @@ class EdgeTpuBackend(LiteRTBackend):
     return d
 
   def _compile(self, model: bytes, tag: str):
-    import pathlib  # pylint: disable=g-import-not-at-top
-    from hwnas import edgetpu  # pylint: disable=g-import-not-at-top
-    src = pathlib.Path(self._tmp) / f"{tag}.tflite"
-    src.write_bytes(model)
-    res = edgetpu.compile_model(src, self._tmp)
-    self._compiler_version = res.compiler_version or self._compiler_version
-    out = pathlib.Path(self._tmp) / f"{tag}_edgetpu.tflite"
-    extras = {"on_chip_bytes": res.on_chip_used_bytes,
-              "off_chip_bytes": res.off_chip_bytes,
-              "all_ops_mapped": res.all_mapped,
-              "edgetpu_subgraphs": res.num_subgraphs}
-    return out.read_bytes(), extras
+    compiled, extras, version = compile_for_edgetpu(model, self._tmp, tag)
+    self._compiler_version = version or self._compiler_version
+    return compiled, extras
 
   def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
                  repeats: int) -> Timing:
@@ -374,6 +365,30 @@ class EdgeTpuBackend(LiteRTBackend):
     model, extras = self._compile(
         self.convert(spec, _network_shape(spec, batch_size)), "network")
     return self._run(model, warmup, repeats, [self._delegate], extras)
+
+
+def compile_extras(result) -> dict[str, Any]:
+  """Per-entry extras from a `hwnas.edgetpu.CompileResult`."""
+  return {"on_chip_bytes": result.on_chip_used_bytes,
+          "off_chip_bytes": result.off_chip_bytes,
+          "all_ops_mapped": result.all_mapped,
+          "edgetpu_subgraphs": result.num_subgraphs,
+          "unmapped_ops": [r.op for r in result.unmapped]}
+
+
+def compile_for_edgetpu(model: bytes, workdir: str, tag: str
+                        ) -> tuple[bytes, dict[str, Any], str | None]:
+  """int8 .tflite bytes -> (compiled bytes, extras, compiler version)."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  from hwnas import edgetpu  # pylint: disable=g-import-not-at-top
+  src = pathlib.Path(workdir) / f"{tag}.tflite"
+  src.write_bytes(model)
+  res = edgetpu.compile_model(src, workdir)
+  out = pathlib.Path(workdir) / f"{tag}_edgetpu.tflite"
+  if not out.is_file():
+    raise errors.HwnasError(f"{src}: edgetpu_compiler reported success but "
+                            f"wrote no {out.name}; see {res.log_path}")
+  return out.read_bytes(), compile_extras(res), res.compiler_version
 
 
 register_backend("xla", XlaBackend)

@@ -79,6 +79,7 @@ class FidelityReport:
   measured_p10: tuple[float, ...]
   measured_p90: tuple[float, ...]
   metrics: dict[str, float]          # predicted vs measured, all samples
+  measured_extras: tuple[dict[str, Any], ...] = ()   # other clocks/stats
   calibration: dict[str, Any] | None = None    # fitted on `fit_idx`
   fit_idx: tuple[int, ...] = ()
   holdout_idx: tuple[int, ...] = ()
@@ -149,7 +150,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   sums = np.array([table.layer_sum(s) for s in specs])
   nl = np.array([len(s.layers) for s in specs])
   pred = np.array([table.predict(s) for s in specs])
-  meas, p10, p90 = [], [], []
+  meas, p10, p90, extras = [], [], [], []
   from hwnas.latency.measure import _progress  # pylint: disable=g-import-not-at-top
   with _progress(progress) as bar:
     task = bar.add_task(f"validate {be.name}", total=len(specs), key="")
@@ -160,6 +161,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
       meas.append(t.latency_ms)
       p10.append(t.p10_ms if t.p10_ms is not None else math.nan)
       p90.append(t.p90_ms if t.p90_ms is not None else math.nan)
+      extras.append(dict(t.extras))
       bar.advance(task)
   meas = np.array(meas)
   rep = FidelityReport(
@@ -168,7 +170,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
       layer_sums=tuple(sums.tolist()), num_layers=tuple(nl.tolist()),
       predicted=tuple(pred.tolist()), measured=tuple(meas.tolist()),
       measured_p10=tuple(p10), measured_p90=tuple(p90),
-      metrics=metrics(pred, meas),
+      metrics=metrics(pred, meas), measured_extras=tuple(extras),
       load=f"{load_start}; {load_note().replace('at start', 'at end')}")
   if fit_calibration:
     perm = rng.permutation(len(specs))
