@@ -16,6 +16,15 @@ def _fmt_pct(x: float | None) -> str:
   return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _fmt_norm(n: dict[str, Any] | None) -> str:
+  if not n:
+    return "none recorded (no dataset)"
+  mean = ", ".join(f"{m:.4g}" for m in n["mean"])
+  std = ", ".join(f"{x:.4g}" for x in n["std"])
+  return (f"`(raw / {n['pixel_max']:g} - mean) / std` with mean ({mean}), "
+          f"std ({std}) of {n['dataset']}")
+
+
 def _latency_lines(lat: dict[str, Any]) -> list[str]:
   out = []
   pred = lat.get("predicted")
@@ -76,7 +85,7 @@ def to_markdown(r: dict[str, Any]) -> str:
             f"- MACs: {net['macs']:,}", f"- params: {net['params']:,} "
             f"(trainable incl. BN: {net['trainable_params']:,}; int8 "
             f"{net['int8_bytes']:,} bytes)",
-            f"- input normalisation: {r.get('normalisation') or 'none'}",
+            f"- input normalisation: {_fmt_norm(r.get('normalisation'))}",
             "", "## Checks", ""]
   c = r["checks"]
   if c.get("float_tflite_vs_flax"):
