@@ -27,7 +27,7 @@ def _small_tiny():
   return dataclasses.replace(s, resolutions=(24,), stages=(s1, s2))
 
 
-FAST = dict(warmup=1, repeats=3, progress=False)
+FAST = dict(warmup=1, repeats=3, rounds=3, progress=False)
 
 
 @pytest.mark.slow
@@ -46,7 +46,8 @@ def test_xla_measure_complete_and_resume_remeasures_nothing(tmp_path):
   t = load_table(out)
   assert len(t) == n and describe_missing(t, s)["missing"] == {}
   assert t.header["backend"] == "xla" and t.provenance["kind"] == "measured"
-  assert t.header["repeats"] == 3 and "load average" in t.header["load"]
+  assert t.header["repeats"] == 3 and t.header["rounds"] == 3
+  assert "load average" in t.header["load"]
   assert all(e.count == 3 and e.latency_ms > 0 and
              e.p10_ms <= e.latency_ms <= e.p90_ms
              for e in t.entries.values())

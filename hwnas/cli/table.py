@@ -30,6 +30,10 @@ def register(sub) -> None:
   q.add_argument("--timer", default="wall", choices=["wall", "cpu"],
                  help="wall time, or process CPU time (steadier on a shared "
                  "machine)")
+  q.add_argument("--rounds", type=int, default=5,
+                 help="interleaved timing rounds over --chunk layers built "
+                 "together (default 5; 1: one burst per layer)")
+  q.add_argument("--chunk", type=int, default=16)
   q.add_argument("--max-entries", type=int,
                  help="stop after this many new entries (run again to go on)")
   q.add_argument("--option", action="append", default=[], metavar="K=V",
@@ -57,6 +61,8 @@ def register(sub) -> None:
   q.add_argument("--seed", type=int, default=0)
   q.add_argument("--warmup", type=int, default=10)
   q.add_argument("--repeats", type=int, default=50)
+  q.add_argument("--rounds", type=int,
+                 help="interleaved timing rounds (default: the table's)")
   q.add_argument("--fit-calibration", action="store_true",
                  help="fit measured ~ a*sum + b on half, report the other "
                  "half, store it in the table")
@@ -167,7 +173,8 @@ def _validate(args) -> int:
   rep = fidelity.validate(
       t, s, args.samples, rng=np.random.default_rng(args.seed),
       warmup=args.warmup, repeats=args.repeats,
-      fit_calibration=args.fit_calibration, plot_path=plot, progress=True)
+      fit_calibration=args.fit_calibration, plot_path=plot, progress=True,
+      rounds=args.rounds)
   print(fidelity.format_report(rep))
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))

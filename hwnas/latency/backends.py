@@ -19,7 +19,11 @@
 Other modules add backends (e.g. the Edge TPU cost model's `edgetpu-model`)
 with `register_backend(name, factory)`; a factory takes keyword options
 (`threads`, `seed`, plus any `--option key=value` of the CLI) and returns an
-object with the `Backend` methods below.
+object with the `Backend` methods below. Backends that can also split
+building from timing (`prepare_layer(layer, batch_size)` /
+`prepare_network(spec, batch_size)` -> `Prepared`, as the built-in ones do)
+are timed in interleaved rounds (`time_interleaved`), which is what makes
+measurements on a shared machine comparable.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import os
 import platform
 import tempfile
 import time
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -129,36 +133,65 @@ def load_note() -> str:
 TIMERS = ("wall", "cpu")
 
 
-def time_calls(call: Callable[[], Any], *, warmup: int, repeats: int,
-               timer: str = "wall",
-               extras: Mapping[str, Any] | None = None) -> Timing:
-  """Times `call()` `repeats` times after `warmup` calls.
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """A built, compiled model ready to time: `call()` runs one inference."""
+
+  call: Callable[[], Any]
+  extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def time_interleaved(prepared: Sequence[Prepared], *, warmup: int,
+                     repeats: int, rounds: int = 1, timer: str = "wall",
+                     seed: int = 0) -> list[Timing]:
+  """Times several prepared models in interleaved rounds.
+
+  Every model is warmed up, then each of `rounds` rounds times every model
+  `ceil(repeats / rounds)` times, in a shuffled order. Spreading a model's
+  samples over the whole run (instead of one burst of a few milliseconds)
+  makes its median see the same mix of machine load as its neighbours:
+  on a shared machine that matters more than the number of samples.
 
   Both clocks are read around every call: wall time (`perf_counter`) and
   the process's CPU time (`process_time`, all threads). `timer` picks the
-  one reported as latency/p10/p90; the other's median (and the wall
-  minimum) go to the extras. On a machine shared with other jobs the CPU
-  clock excludes the time the process waits for a core, so it is the
-  steadier measure of single-stream latency there; on an idle machine the
-  two agree for single-threaded runtimes.
+  one reported as latency/p10/p90; the wall median and minimum and the
+  CPU median go to the extras.
   """
   if timer not in TIMERS:
     raise errors.HwnasError(f"--timer {timer!r}: allowed: {', '.join(TIMERS)}")
-  for _ in range(warmup):
-    call()
-  n = max(1, repeats)
-  wall, cpu = np.empty(n), np.empty(n)
-  for i in range(n):
-    t0, c0 = time.perf_counter(), time.process_time()
-    call()
-    cpu[i] = time.process_time() - c0
-    wall[i] = time.perf_counter() - t0
-  ms = (cpu if timer == "cpu" else wall) * 1e3
-  ex = {"wall_median_ms": _r(np.median(wall) * 1e3),
-        "wall_min_ms": _r(wall.min() * 1e3),
-        "cpu_median_ms": _r(np.median(cpu) * 1e3), **(extras or {})}
-  return Timing(float(np.median(ms)), float(np.percentile(ms, 10)),
-                float(np.percentile(ms, 90)), n, ex)
+  for p in prepared:
+    for _ in range(warmup):
+      p.call()
+  per = max(1, -(-max(1, repeats) // max(1, rounds)))
+  n = per * max(1, rounds)
+  wall = np.empty((len(prepared), n))
+  cpu = np.empty((len(prepared), n))
+  rng = np.random.default_rng(seed)
+  for r in range(max(1, rounds)):
+    for i in rng.permutation(len(prepared)):
+      call = prepared[i].call
+      for k in range(r * per, (r + 1) * per):
+        t0, c0 = time.perf_counter(), time.process_time()
+        call()
+        cpu[i, k] = time.process_time() - c0
+        wall[i, k] = time.perf_counter() - t0
+  out = []
+  for i, p in enumerate(prepared):
+    ms = (cpu[i] if timer == "cpu" else wall[i]) * 1e3
+    ex = {"wall_median_ms": _r(np.median(wall[i]) * 1e3),
+          "wall_min_ms": _r(wall[i].min() * 1e3),
+          "cpu_median_ms": _r(np.median(cpu[i]) * 1e3), **p.extras}
+    out.append(Timing(float(np.median(ms)), float(np.percentile(ms, 10)),
+                      float(np.percentile(ms, 90)), n, ex))
+  return out
+
+
+def time_calls(call: Callable[[], Any], *, warmup: int, repeats: int,
+               timer: str = "wall",
+               extras: Mapping[str, Any] | None = None) -> Timing:
+  """Times one `call()` (see `time_interleaved`)."""
+  return time_interleaved([Prepared(call, extras or {})], warmup=warmup,
+                          repeats=repeats, timer=timer)[0]
 
 
 def _r(x: float) -> float:
@@ -217,7 +250,7 @@ class XlaBackend:
                      f"{os.environ.get('XLA_FLAGS', '')!r}; parameters "
                      "passed as jit arguments"}
 
-  def _time(self, obj, shape, warmup: int, repeats: int) -> Timing:
+  def _prepare(self, obj, shape) -> Prepared:
     import jax  # pylint: disable=g-import-not-at-top
     from flax import nnx  # pylint: disable=g-import-not-at-top
     module = _module(obj, self.seed, self.depthwise)
@@ -226,17 +259,25 @@ class XlaBackend:
     x = jax.device_put(np.random.default_rng(self.seed).standard_normal(
         shape).astype(np.float32))
     jax.block_until_ready(fn(state, x))  # compile
-    return time_calls(lambda: jax.block_until_ready(fn(state, x)),
-                      warmup=warmup, repeats=repeats, timer=self.timer)
+    return Prepared(lambda: jax.block_until_ready(fn(state, x)))
+
+  def prepare_layer(self, layer: Layer, batch_size: int) -> Prepared:
+    return self._prepare(layer, input_shape(layer, batch_size))
+
+  def prepare_network(self, spec: NetSpec, batch_size: int) -> Prepared:
+    return self._prepare(spec, _network_shape(spec, batch_size))
 
   def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
                  repeats: int) -> Timing:
-    return self._time(layer, input_shape(layer, batch_size), warmup, repeats)
+    return time_interleaved([self.prepare_layer(layer, batch_size)],
+                            warmup=warmup, repeats=repeats,
+                            timer=self.timer)[0]
 
   def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
                    repeats: int) -> Timing:
-    return self._time(spec, _network_shape(spec, batch_size), warmup,
-                      repeats)
+    return time_interleaved([self.prepare_network(spec, batch_size)],
+                            warmup=warmup, repeats=repeats,
+                            timer=self.timer)[0]
 
 
 def _reject(unused: Mapping[str, Any], name: str) -> None:
@@ -286,10 +327,11 @@ class LiteRTBackend:
              for _ in range(self.representative_samples)]
     return tflite.convert(fn, shape, int8=self.int8, representative=rep)
 
-  def _run(self, model: bytes, warmup: int, repeats: int,
-           delegates=None, extras=None) -> Timing:
-    # hwnas.tflite.Runner.time reads the wall clock only; this loop reads
-    # both clocks (see time_calls) around the same interpreter.invoke().
+  def _interpreter_call(self, model: bytes, delegates=None,
+                        extras=None) -> Prepared:
+    # hwnas.tflite.Runner.time reads the wall clock in one burst; timing
+    # here reads both clocks in interleaved rounds (time_interleaved)
+    # around the same interpreter.invoke().
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
     it = litert.Interpreter(model_content=model, num_threads=self.threads,
                             experimental_delegates=delegates)
@@ -303,18 +345,27 @@ class LiteRTBackend:
     else:
       x = rng.standard_normal(inp["shape"]).astype(dtype)
     it.set_tensor(inp["index"], x)
-    return time_calls(it.invoke, warmup=warmup, repeats=repeats,
-                      timer=self.timer, extras=extras)
+    return Prepared(it.invoke, extras or {})
+
+  def prepare_layer(self, layer: Layer, batch_size: int) -> Prepared:
+    shape = input_shape(layer, batch_size)
+    return self._interpreter_call(self.convert(layer, shape))
+
+  def prepare_network(self, spec: NetSpec, batch_size: int) -> Prepared:
+    shape = _network_shape(spec, batch_size)
+    return self._interpreter_call(self.convert(spec, shape))
 
   def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
                  repeats: int) -> Timing:
-    shape = input_shape(layer, batch_size)
-    return self._run(self.convert(layer, shape), warmup, repeats)
+    return time_interleaved([self.prepare_layer(layer, batch_size)],
+                            warmup=warmup, repeats=repeats,
+                            timer=self.timer)[0]
 
   def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
                    repeats: int) -> Timing:
-    shape = _network_shape(spec, batch_size)
-    return self._run(self.convert(spec, shape), warmup, repeats)
+    return time_interleaved([self.prepare_network(spec, batch_size)],
+                            warmup=warmup, repeats=repeats,
+                            timer=self.timer)[0]
 
 
 # ---------------------------------------------------------------- edgetpu --
@@ -354,17 +405,15 @@ class EdgeTpuBackend(LiteRTBackend):
     self._compiler_version = version or self._compiler_version
     return compiled, extras
 
-  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
-                 repeats: int) -> Timing:
+  def prepare_layer(self, layer: Layer, batch_size: int) -> Prepared:
     model, extras = self._compile(
         self.convert(layer, input_shape(layer, batch_size)), "layer")
-    return self._run(model, warmup, repeats, [self._delegate], extras)
+    return self._interpreter_call(model, [self._delegate], extras)
 
-  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
-                   repeats: int) -> Timing:
+  def prepare_network(self, spec: NetSpec, batch_size: int) -> Prepared:
     model, extras = self._compile(
         self.convert(spec, _network_shape(spec, batch_size)), "network")
-    return self._run(model, warmup, repeats, [self._delegate], extras)
+    return self._interpreter_call(model, [self._delegate], extras)
 
 
 def compile_extras(result) -> dict[str, Any]:

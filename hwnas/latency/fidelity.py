@@ -25,7 +25,8 @@ import numpy as np
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas.latency import table as tbl
-from hwnas.latency.backends import Backend, get_backend, load_note
+from hwnas.latency.backends import (Backend, Timing, get_backend, load_note,
+                                    time_interleaved)
 from hwnas.space import SearchSpace
 
 
@@ -113,11 +114,42 @@ def sample_archs(space: SearchSpace, n: int, rng: np.random.Generator,
   return out
 
 
+def _time_networks(be, archs, specs, h, warmup, repeats, rounds, chunk,
+                   progress) -> list[Timing]:
+  """Times whole networks like `measure` times layers: `chunk` networks
+  built, then timed in interleaved rounds, with the table's timer."""
+  from hwnas.latency.measure import _progress  # pylint: disable=g-import-not-at-top
+  timer = h.get("timer", "wall")
+  rounds = rounds if rounds is not None else h.get("rounds", 1)
+  out: list[Timing] = []
+  with _progress(progress) as bar:
+    task = bar.add_task(f"validate {be.name}", total=len(specs), key="")
+    if not hasattr(be, "prepare_network") or rounds <= 1:
+      for a, spec in zip(archs, specs):
+        bar.update(task, key=arch_lib.to_string(a))
+        out.append(be.time_network(spec, batch_size=h["batch_size"],
+                                   warmup=warmup, repeats=repeats))
+        bar.advance(task)
+      return out
+    for start in range(0, len(specs), chunk):
+      prepared = []
+      for a, spec in zip(archs[start:start + chunk],
+                         specs[start:start + chunk]):
+        bar.update(task, key=f"build {arch_lib.to_string(a)}")
+        prepared.append(be.prepare_network(spec, h["batch_size"]))
+      bar.update(task, key=f"timing {len(prepared)} networks")
+      out += time_interleaved(prepared, warmup=warmup, repeats=repeats,
+                              rounds=rounds, timer=timer, seed=start)
+      bar.advance(task, len(prepared))
+  return out
+
+
 def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
              rng: np.random.Generator, warmup: int = 10, repeats: int = 50,
              fit_calibration: bool = False,
              plot_path: str | None = None, progress: bool = False,
-             backend: Backend | None = None) -> FidelityReport:
+             backend: Backend | None = None, rounds: int | None = None,
+             chunk: int = 10) -> FidelityReport:
   """Measures `samples` random networks and compares with the table.
 
   Args:
@@ -130,6 +162,8 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
     plot_path: write a scatter PNG there.
     progress: show a progress bar.
     backend: a backend object (default: the table's, by name).
+    rounds: interleaved timing rounds (default: the table's `rounds`);
+      `chunk` networks are built and timed together.
 
   Returns:
     The FidelityReport.
@@ -150,19 +184,12 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   sums = np.array([table.layer_sum(s) for s in specs])
   nl = np.array([len(s.layers) for s in specs])
   pred = np.array([table.predict(s) for s in specs])
-  meas, p10, p90, extras = [], [], [], []
-  from hwnas.latency.measure import _progress  # pylint: disable=g-import-not-at-top
-  with _progress(progress) as bar:
-    task = bar.add_task(f"validate {be.name}", total=len(specs), key="")
-    for a, spec in zip(archs, specs):
-      bar.update(task, key=arch_lib.to_string(a))
-      t = be.time_network(spec, batch_size=h["batch_size"], warmup=warmup,
-                          repeats=repeats)
-      meas.append(t.latency_ms)
-      p10.append(t.p10_ms if t.p10_ms is not None else math.nan)
-      p90.append(t.p90_ms if t.p90_ms is not None else math.nan)
-      extras.append(dict(t.extras))
-      bar.advance(task)
+  timings = _time_networks(be, archs, specs, h, warmup, repeats, rounds,
+                           chunk, progress)
+  meas = [t.latency_ms for t in timings]
+  p10 = [t.p10_ms if t.p10_ms is not None else math.nan for t in timings]
+  p90 = [t.p90_ms if t.p90_ms is not None else math.nan for t in timings]
+  extras = [dict(t.extras) for t in timings]
   meas = np.array(meas)
   rep = FidelityReport(
       table=table.path, provenance=table.describe(), space=space.id,

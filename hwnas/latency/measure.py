@@ -23,14 +23,15 @@ from typing import Any, Iterable
 from hwnas import errors
 from hwnas.latency import space_layers
 from hwnas.latency import table as tbl
-from hwnas.latency.backends import Backend, Timing, get_backend, load_note
+from hwnas.latency.backends import (Backend, Timing, get_backend, load_note,
+                                    time_interleaved)
 from hwnas.netspec import Layer
 from hwnas.space import SearchSpace
 
 JOURNAL_SCHEMA = "hwnas/latency-journal@1"
 # Settings that must agree between a journal / existing table and a run.
 _SETTINGS = ("backend", "precision", "batch_size", "threads", "warmup",
-             "repeats", "timer")
+             "repeats", "timer", "rounds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +110,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
                   resolutions: Iterable[int] | None = None,
                   batch_size: int = 1, threads: int = 1, warmup: int = 10,
                   repeats: int = 50, seed: int = 0, timer: str = "wall",
+                  rounds: int = 5, chunk: int = 16,
                   max_entries: int | None = None, progress: bool = True,
                   command: str | None = None,
                   backend_options: dict[str, Any] | None = None
@@ -123,6 +125,8 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     resolutions: a subset of the space's resolutions (default: all).
     batch_size, threads, warmup, repeats: timing settings (in the header).
     timer: 'wall' or 'cpu' (process CPU time; see backends.time_calls).
+    rounds: timing rounds; `chunk` layers are built, then timed together
+      in `rounds` interleaved rounds (backends.time_interleaved).
     seed: initialisation and input seed.
     max_entries: stop after timing this many new entries (the journal
       keeps them; run again to continue).
@@ -147,7 +151,8 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   settings = {"backend": be.name, "precision": be.precision,
               "batch_size": batch_size, "threads": threads,
               "warmup": warmup, "repeats": repeats,
-              "timer": getattr(be, "timer", timer)}
+              "timer": getattr(be, "timer", timer),
+              "rounds": rounds if hasattr(be, "prepare_layer") else 1}
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done = _read_journal(jpath, settings)
@@ -171,17 +176,18 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   with _progress(progress) as bar:
     task = bar.add_task(f"{be.name} {space.id}", total=len(todo_layers),
                         completed=reused, key="")
-    for layer in todo:
-      if max_entries is not None and measured >= max_entries:
-        break
-      bar.update(task, key=layer.key())
-      t = be.time_layer(layer, batch_size=batch_size, warmup=warmup,
-                        repeats=repeats)
-      entry = _entry(layer, t)
-      _append(jpath, entry)
-      done[entry.key] = entry
-      measured += 1
-      bar.advance(task)
+    limit = len(todo) if max_entries is None else min(len(todo),
+                                                       max_entries)
+    step = max(1, chunk) if settings["rounds"] > 1 else 1
+    for start in range(0, limit, step):
+      group = todo[start:min(start + step, limit)]
+      for t, layer in zip(_time_group(be, group, settings, seed, bar,
+                                      task), group):
+        entry = _entry(layer, t)
+        _append(jpath, entry)
+        done[entry.key] = entry
+        measured += 1
+      bar.advance(task, len(group))
   remaining = len(todo) - measured
   if remaining:
     return MeasureResult(None, measured, reused, remaining, jpath)
@@ -193,6 +199,25 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   table.save(out)
   jpath.unlink(missing_ok=True)
   return MeasureResult(table, measured, reused, 0, jpath)
+
+
+def _time_group(be, group: list[Layer], settings: dict[str, Any],
+                seed: int, bar, task) -> list[Timing]:
+  """Builds then times `group` (interleaved rounds when supported)."""
+  kw = dict(batch_size=settings["batch_size"])
+  if settings["rounds"] <= 1:
+    bar.update(task, key=group[0].key())
+    return [be.time_layer(group[0], warmup=settings["warmup"],
+                          repeats=settings["repeats"], **kw)]
+  prepared = []
+  for layer in group:
+    bar.update(task, key=f"build {layer.key()}")
+    prepared.append(be.prepare_layer(layer, settings["batch_size"]))
+  bar.update(task, key=f"timing {len(group)} layers")
+  return time_interleaved(prepared, warmup=settings["warmup"],
+                          repeats=settings["repeats"],
+                          rounds=settings["rounds"],
+                          timer=settings["timer"], seed=seed)
 
 
 def _entry(layer: Layer, t: Timing) -> tbl.Entry:
@@ -211,6 +236,7 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
       "kind": "measured", "backend": be.name,
       "command": command or " ".join(["hwnas"] + sys.argv[1:])}
   fields = {"threads": settings["threads"], "timer": settings["timer"],
+            "rounds": settings["rounds"],
             **fields}
   header = tbl.make_header(
       backend=be.name, precision=be.precision,

@@ -144,7 +144,8 @@ _REQUIRED_HEADER = ("device", "runtime", "runtime_version", "precision",
                     "repeats", "date", "hwnas_version", "spaces",
                     "provenance")
 _OPTIONAL_HEADER = ("backend", "spread", "calibration", "network_model",
-                    "notes", "fidelity", "resolutions", "load", "timer")
+                    "notes", "fidelity", "resolutions", "load", "timer",
+                    "rounds")
 
 
 @dataclasses.dataclass(frozen=True)
