@@ -80,8 +80,9 @@ def _read_journal(path: pathlib.Path, settings: dict[str, Any]
 
 
 def _check_settings(old: dict[str, Any], new: dict[str, Any],
-                    where: pathlib.Path | str) -> None:
-  for k in _SETTINGS:
+                    where: pathlib.Path | str,
+                    keys: tuple[str, ...] = _SETTINGS) -> None:
+  for k in keys:
     if old.get(k) != new.get(k):
       raise errors.HwnasError(
           f"{where}: was measured with {k}={old.get(k)!r} but this run uses "
@@ -159,7 +160,10 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   old = None
   if out.is_file():
     old = tbl.load_table(out)
-    _check_settings(old.header, settings, out)
+    # Timing settings only bind measured tables (estimates time nothing).
+    _check_settings(old.header, settings, out,
+                    _SETTINGS if old.provenance["kind"] == "measured" else
+                    ("backend", "precision", "batch_size"))
     for k, e in old.entries.items():
       done.setdefault(k, e)
   todo_layers = sorted(space_layers.enumerate_layers(space, res),
@@ -235,13 +239,17 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
   provenance = fields.pop("provenance", None) or {
       "kind": "measured", "backend": be.name,
       "command": command or " ".join(["hwnas"] + sys.argv[1:])}
-  fields = {"threads": settings["threads"], "timer": settings["timer"],
-            "rounds": settings["rounds"],
-            **fields}
+  timed = provenance.get("kind") == "measured"
+  fields = {"threads": settings["threads"], **fields}
+  if timed:
+    fields = {"timer": settings["timer"], "rounds": settings["rounds"],
+              **fields}
   header = tbl.make_header(
       backend=be.name, precision=be.precision,
-      batch_size=settings["batch_size"], warmup=settings["warmup"],
-      repeats=settings["repeats"], spaces=spaces, provenance=provenance,
+      batch_size=settings["batch_size"],
+      warmup=settings["warmup"] if timed else 0,
+      repeats=settings["repeats"] if timed else 0,
+      spaces=spaces, provenance=provenance,
       resolutions=resolutions,
       load=f"{load_start}; {load_note().replace('at start', 'at end')}",
       notes=notes, **fields)
