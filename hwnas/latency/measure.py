@@ -1,8 +1,13 @@
 """`hwnas table measure`: time every layer a space can produce, resumably.
 
 Every distinct layer signature reachable in the space (at the chosen
-resolutions) is built standalone and timed by a backend (`backends.py`).
-Each finished entry is appended at once to a journal next to the output,
+resolutions) is built standalone and timed by a backend (`backends.py`):
+`chunk` layers are built (jit-compiled / converted) first, then timed
+together in `rounds` interleaved rounds, so that every entry's median sees
+the same mix of machine load (on a shared machine that, not the number of
+runs, decides how well entries add up to whole networks; see
+`benchmarks/results/latency.md`). Each finished chunk is appended at once,
+entry by entry, to a journal next to the output,
 `<out>.partial.jsonl`, whose first line records the measurement settings;
 an interrupted run (Ctrl-C, kill, reboot) started again with the same
 command re-measures nothing that is in the journal. When every entry is
