@@ -393,10 +393,11 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   Args:
     spec: the network.
     out: export directory.
-    weights: an export directory (or its `flax/` checkpoint) of the same
-      network; None: random initialisation from `options.seed`. With random
-      weights and a dataset, the classifier is resized to the dataset's
-      classes and BatchNorm is recalibrated on its training split.
+    weights: an export directory (or its `flax/` checkpoint) or a `hwnas
+      train` workdir of the same network; None: random initialisation from
+      `options.seed`. With random weights and a dataset, the classifier is
+      resized to the dataset's classes and BatchNorm is recalibrated on its
+      training split.
     options, table, arch, source: see `export_network`.
 
   Returns:
@@ -412,10 +413,8 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
     spec = netspec.with_num_classes(spec, ds.info.num_classes)
   model = Network(spec, rngs=nnx.Rngs(o.seed), depthwise="lax")
   if weights is not None:
-    w = pathlib.Path(weights)
-    ckpt = w / flax_io.FLAX_DIR if (w / flax_io.FLAX_DIR).is_dir() else w
-    flax_io.restore_flax(model, ckpt)
-    init = f"weights from {w}"
+    model = _load_weights(model, pathlib.Path(weights))
+    init = f"weights from {weights}"
     bn = None
   else:
     init = f"random initialisation (seed {o.seed})"
@@ -425,6 +424,28 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
                            f"{init}")
   return export_network(model, out, arch=arch, source=source, options=o,
                         table=table, dataset=ds, bn_recalibration=bn)
+
+
+def _load_weights(model, w: pathlib.Path):
+  """Weights from an export dir, its Flax checkpoint or a `hwnas train`
+  workdir (config.json + checkpoints/); the network must be the same."""
+  if (w / "config.json").is_file() and (w / "checkpoints").is_dir():
+    from hwnas import train_standalone  # pylint: disable=g-import-not-at-top
+    from hwnas.models import set_depthwise_impl  # pylint: disable=g-import-not-at-top
+    trained = train_standalone.restore(w)
+    if trained.spec.layers != model.spec.layers:
+      raise errors.HwnasError(
+          f"{w}: trained network {trained.spec.name} is not the network to "
+          f"export ({model.spec.name}); fix: export the architecture it was "
+          "trained with")
+    set_depthwise_impl(trained, "lax")
+    return trained
+  ckpt = w / flax_io.FLAX_DIR if (w / flax_io.FLAX_DIR).is_dir() else w
+  if not ckpt.is_dir():
+    raise errors.HwnasError(f"{w}: no such weights directory; fix: pass an "
+                            "export directory or a `hwnas train` workdir")
+  flax_io.restore_flax(model, ckpt)
+  return model
 
 
 def _recalibrate(model, ds, spec: NetSpec, o: ExportOptions
