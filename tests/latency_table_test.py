@@ -1,5 +1,6 @@
 """Tests of the latency-table format, prediction, coverage and OFA import."""
 
+import dataclasses
 import json
 import math
 
@@ -246,3 +247,29 @@ def test_arch_stats_prints_table_prediction(tmp_path, capsys):
                    str(tmp_path / "t.json")]) == 0
   out = capsys.readouterr().out
   assert f"{want:.3f} ms" in out and "calibrated" in out
+
+
+@pytest.mark.parametrize("name", ["tiny", "mobilenetv3", "edgetpu"])
+def test_cost_fn_with_network_model_equals_predict(name):
+  register_network_model(
+      "test-spec-terms", lambda spec, p: {
+          "per_layer": p["k"] * len(spec.layers),
+          "res": 1e-3 * spec.resolution,
+          "mid": 1e-5 * sum(l.mid_channels for l in spec.layers)})
+  s = space.load(name)
+  rng = np.random.default_rng(6)
+  t = _full_table(s, rng).with_header(
+      network_model={"name": "test-spec-terms", "params": {"k": 0.01}})
+  cost = make_cost_fn(t, s)
+  for _ in range(100):
+    a = arch.sample(rng, s)
+    assert cost(a) == pytest.approx(t.predict(arch.decode(s, a)), rel=1e-12)
+  with pytest.raises(errors.HwnasError):
+    cost(dataclasses.replace(a, resolution=999))
+
+
+def test_cost_fn_rejects_arch_of_other_space():
+  s, other = space.load("tiny"), space.load("mobilenetv3")
+  t = _full_table(s, np.random.default_rng(7))
+  with pytest.raises(errors.HwnasError):
+    make_cost_fn(t, s)(arch.smallest(other))

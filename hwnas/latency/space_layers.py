@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from hwnas import arch as arch_lib
 from hwnas.arch import ArchChoice, BlockChoice
-from hwnas.netspec import Layer, conv_out_size, make_divisible
+from hwnas.netspec import Layer, NetSpec, conv_out_size, make_divisible
 from hwnas.space import SearchSpace
 
 
@@ -152,20 +152,29 @@ class _Plan:
     self.head: dict[tuple[int, int], float] = {}
     # blocks[s][j][(r, w_in, w_out, BlockChoice)] -> ms
     self.blocks = [[{} for _ in range(st.max_depth)] for st in space.stages]
+    # The same positions' Layers, to build NetSpecs without `decode`.
+    self.stem_layer: dict[int, Layer] = {}
+    self.head_layers: dict[tuple[int, int], list[Layer]] = {}
+    self.block_layers = [[{} for _ in range(st.max_depth)]
+                         for st in space.stages]
     by = table.by_layer
     for key, layer, _ in slot_layers(space):
       ms = by.get(layer)
-      if ms is None:
-        continue
       if key[0] == "stem":
-        self.stem[key[1]] = ms
+        self.stem_layer[key[1]] = layer
+        if ms is not None:
+          self.stem[key[1]] = ms
       elif key[0] == "head":
         hk = (key[1], key[2])
-        self.head[hk] = self.head.get(hk, 0.0) + ms
+        self.head_layers.setdefault(hk, []).append(layer)
+        self.head[hk] = self.head.get(hk, 0.0) + (ms or 0.0)
       else:
         _, s, j, r, w_in, w_out, b = key
-        self.blocks[s][j][(r, w_in, w_out, b.type, b.kernel, b.expansion,
-                           b.se, b.activation)] = ms
+        bk = (r, w_in, w_out, b.type, b.kernel, b.expansion, b.se,
+              b.activation)
+        self.block_layers[s][j][bk] = layer
+        if ms is not None:
+          self.blocks[s][j][bk] = ms
     # Head sums are only valid when every head layer has an entry.
     for r in space.resolutions:
       size = stage_input_sizes(space, r)[-1]
@@ -196,14 +205,33 @@ class _Plan:
       w_in = w
     return total + self.head[(r, w_in)], n
 
+  def spec(self, a: ArchChoice) -> NetSpec:
+    """`decode(space, a)` from precomputed Layers (KeyError if `a` is not
+    in the space; callers fall back to `decode` for the error)."""
+    r, sp = a.resolution, self.space
+    layers = [self.stem_layer[r]]
+    w_in = sp.stem.channels
+    for s_layers, w, d, bs in zip(self.block_layers, a.widths, a.depths,
+                                  a.blocks):
+      for j in range(d):
+        b = bs[j]
+        if b.type != "skip":
+          layers.append(s_layers[j][(r, w_in if j == 0 else w, w, b.type,
+                                     b.kernel, b.expansion, b.se,
+                                     b.activation)])
+      w_in = w
+    layers += self.head_layers[(r, w_in)]
+    return NetSpec(f"{sp.name}:{arch_lib.to_string(a)}", r,
+                   sp.input_channels, tuple(layers))
+
 
 def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
                  ) -> Callable[[ArchChoice], float]:
   """`fn(arch) -> ms` for search: the table's prediction of `decode(arch)`.
 
   Tables without a network model use the per-position plan (no decode);
-  with one, the decoded spec is predicted and the result cached by
-  architecture. A missing entry or an architecture outside the space raises
+  with one, the spec is assembled from the plan's precomputed Layers (equal
+  to `decode`'s), predicted, and the result cached by architecture. A missing entry or an architecture outside the space raises
   the same one-line HwnasError as `table.predict(decode(space, arch))`.
   """
   plan = _Plan(table, space)
@@ -214,7 +242,13 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
     def cached(a: ArchChoice) -> float:
       v = cache.get(a)
       if v is None:
-        v = slow(a)
+        try:
+          if a.space != space.name:
+            raise KeyError(a.space)
+          spec = plan.spec(a)
+        except (KeyError, IndexError, TypeError):
+          spec = arch_lib.decode(space, a)  # raises the clear error
+        v = table.predict(spec)
         if len(cache) < cache_size:
           cache[a] = v
       return v
