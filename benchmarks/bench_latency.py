@@ -74,6 +74,17 @@ def throughput(n: int = 50_000) -> list[str]:
   r_cost = _rate(cost, archs)
   r_pred = _rate(t.predict, specs)
   r_dec = _rate(lambda a: t.predict(arch.decode(s, a)), archs[:2000])
+  rows_nm = []
+  for name in ("edgetpu-usb3/mobilenetv3",):
+    try:
+      tn = load_table(name)
+    except Exception:  # pylint: disable=broad-except
+      continue
+    if tn.network_model is not None:
+      r_nm = _rate(make_cost_fn(tn, s), archs[:5000])
+      rows_nm.append(
+          f"| `make_cost_fn` with a whole-network model ({name}) | "
+          f"{r_nm[0]:,.0f} | {r_nm[1]:,.0f} |")
   load = os.getloadavg()
   return [
       "### Prediction throughput (mobilenetv3 space)",
@@ -91,7 +102,7 @@ def throughput(n: int = 50_000) -> list[str]:
       f"| `table.predict(spec)` (spec already decoded) | {r_pred[0]:,.0f} | "
       f"{r_pred[1]:,.0f} |",
       f"| `table.predict(arch.decode(space, arch))` | {r_dec[0]:,.0f} | "
-      f"{r_dec[1]:,.0f} |",
+      f"{r_dec[1]:,.0f} |", *rows_nm,
       ""]
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from hwnas import arch, errors, space
-from hwnas.latency import table as tbl
 from hwnas.latency import (Entry, describe_missing, enumerate_layers,
                            load_table, make_cost_fn, make_header, new_table,
                            register_network_model)

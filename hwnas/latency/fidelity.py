@@ -48,8 +48,9 @@ def metrics(predicted: Sequence[float], measured: Sequence[float]
   return out
 
 
-def fit_linear_calibration(layer_sums: Sequence[float], num_layers: Sequence[int],
-                    measured: Sequence[float]) -> dict[str, Any]:
+def fit_linear_calibration(layer_sums: Sequence[float],
+                           num_layers: Sequence[int],
+                           measured: Sequence[float]) -> dict[str, Any]:
   """Least-squares `linear` calibration (relative error weighted)."""
   s = np.asarray(layer_sums, np.float64)
   n = np.asarray(num_layers, np.float64)
@@ -248,7 +249,8 @@ def plot(rep: FidelityReport, path: str) -> None:
 
 def _fmt(m: dict[str, float]) -> str:
   return (f"MAPE {m['mape_pct']:.2f}%  within ±5% {m['within_5_pct']:.0f}%  "
-          f"within ±10% {m['within_10_pct']:.0f}%  max {m['max_error_pct']:.1f}%"
+          f"within ±10% {m['within_10_pct']:.0f}%  "
+          f"max {m['max_error_pct']:.1f}%"
           f"  Kendall tau {m['kendall_tau']:.3f}  Spearman "
           f"{m['spearman_rho']:.3f}  (n={m['n']})")
 

@@ -231,7 +231,8 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
 
   Tables without a network model use the per-position plan (no decode);
   with one, the spec is assembled from the plan's precomputed Layers (equal
-  to `decode`'s), predicted, and the result cached by architecture. A missing entry or an architecture outside the space raises
+  to `decode`'s), predicted, and the result cached by architecture. A
+  missing entry or an architecture outside the space raises
   the same one-line HwnasError as `table.predict(decode(space, arch))`.
   """
   plan = _Plan(table, space)
