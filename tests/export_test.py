@@ -339,3 +339,22 @@ def test_supernet_export_rejects_foreign_arch(tmp_path):
     pipeline.export_supernet(sn, bad, tmp_path / "out",
                              options=pipeline.ExportOptions(**FAST))
   assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_cli_exports_arch_with_random_weights(tmp_path, capsys):
+  s = _tiny()
+  (tmp_path / "a.json").write_text(arch.to_json(arch.smallest(s)))
+  out = tmp_path / "out"
+  code = cli_main(["export", "--arch", str(tmp_path / "a.json"), "--out",
+                   str(out), "--formats", "tflite", "--eval-samples", "4",
+                   "--latency-repeats", "3"])
+  assert code == 0
+  text = capsys.readouterr().out
+  assert "float TFLite vs Flax" in text and "PASS" in text
+  assert sorted(p.name for p in out.iterdir()) == [
+      "arch.json", "model_float.tflite", "netspec.json", "report.json",
+      "report.md"]
+  report = json.loads((out / "report.json").read_text())
+  assert report["edgetpu"] is None  # no int8 model, no Edge TPU verdict
+  assert "random initialisation" in report["source"]["description"]
