@@ -1,0 +1,32 @@
+"""`hwnas quickstart`: train, search and export on the built-in defaults."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+  p = sub.add_parser(
+      "quickstart", help="the whole pipeline offline on digits + the tiny "
+      "space: supernet, Edge-TPU-targeted search, TFLite int8 export")
+  p.add_argument("--workdir", default="runs/quickstart",
+                 help="where every stage writes (rerunning resumes)")
+  p.add_argument("--target-ms", type=float, help="latency target on the "
+                 "estimated Edge TPU table (default 0.35)")
+  p.add_argument("--budget", type=int, help="architectures to evaluate "
+                 "(default 150)")
+  p.add_argument("--train-steps", type=int,
+                 help="supernet steps (default: the tiny config's)")
+  p.add_argument("--seed", type=int, default=0)
+  p.set_defaults(func=_quickstart)
+
+
+def _quickstart(args) -> int:
+  import dataclasses
+
+  from hwnas import quickstart
+  s = quickstart.Settings(seed=args.seed)
+  changes = {k: v for k, v in (("target_ms", args.target_ms),
+                               ("budget", args.budget),
+                               ("train_steps", args.train_steps))
+             if v is not None}
+  quickstart.run(args.workdir, settings=dataclasses.replace(s, **changes))
+  return 0
