@@ -8,8 +8,10 @@ plot. Optionally fits a calibration on a random half,
 
     measured ~= a * sum(entries) + b + c_per_layer * num_layers,
 
-(least squares; the per-layer term absorbs the per-call overhead that
-timing layers one at a time adds to every entry but a network pays once)
+(least squares on relative error; the per-layer term absorbs the per-call
+overhead that timing layers one at a time adds to every entry but a network
+pays once; the simplest of a*sum, a*sum+b and the full form that wins
+leave-one-out on the fit half is kept)
 and reports the error on the held-out other half before it is stored in
 the table's header together with a fidelity summary.
 """
@@ -48,18 +50,47 @@ def metrics(predicted: Sequence[float], measured: Sequence[float]
   return out
 
 
+_FORMS = (("a",), ("a", "b"), ("a", "b", "c_per_layer"))
+
+
+def _lstsq(cols: list[np.ndarray], m: np.ndarray) -> np.ndarray:
+  x = np.stack(cols, axis=1) / m[:, None]   # minimise relative error
+  coef, *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
+  return coef
+
+
 def fit_linear_calibration(layer_sums: Sequence[float],
                            num_layers: Sequence[int],
                            measured: Sequence[float]) -> dict[str, Any]:
-  """Least-squares `linear` calibration (relative error weighted)."""
+  """Least-squares `linear` calibration, relative-error weighted.
+
+  Fits measured ~= a * sum, a * sum + b and a * sum + b + c * layers, and
+  keeps the form with the lowest leave-one-out relative error (with few
+  networks the richer forms overfit: layer count and sum are correlated).
+  """
   s = np.asarray(layer_sums, np.float64)
   n = np.asarray(num_layers, np.float64)
   m = np.asarray(measured, np.float64)
-  cols = [s, np.ones_like(s)] + ([n] if np.ptp(n) > 0 else [])
-  x = np.stack(cols, axis=1) / m[:, None]   # minimise relative error
-  coef, *_ = np.linalg.lstsq(x, np.ones_like(m), rcond=None)
-  return {"type": "linear", "a": float(coef[0]), "b": float(coef[1]),
-          "c_per_layer": float(coef[2]) if len(coef) > 2 else 0.0}
+  all_cols = {"a": s, "b": np.ones_like(s), "c_per_layer": n}
+  best = None
+  for form in _FORMS:
+    if len(form) >= len(m) or (form[-1] == "c_per_layer" and np.ptp(n) == 0):
+      continue
+    errs = []
+    for i in range(len(m)):
+      keep = np.arange(len(m)) != i
+      coef = _lstsq([all_cols[k][keep] for k in form], m[keep])
+      pred = sum(c * all_cols[k][i] for c, k in zip(coef, form))
+      errs.append(abs(pred - m[i]) / m[i])
+    loo = float(np.mean(errs))
+    if best is None or loo < best[0]:
+      best = (loo, form)
+  form = best[1] if best else ("a",)
+  coef = dict(zip(form, _lstsq([all_cols[k] for k in form], m).tolist()))
+  return {"type": "linear", "a": coef["a"], "b": coef.get("b", 0.0),
+          "c_per_layer": coef.get("c_per_layer", 0.0),
+          "form": "+".join(form),
+          "loo_mape_pct": round(100 * best[0], 3) if best else None}
 
 
 def _apply(cal: dict[str, Any], s: np.ndarray, n: np.ndarray) -> np.ndarray:
