@@ -1,0 +1,526 @@
+"""The weight-sharing supernet of a search space (Flax NNX).
+
+One set of weights serves every architecture of a `SearchSpace`:
+
+* elastic kernel: a block holds the space's largest kernel; a smaller kernel
+  is its centre crop (Once-for-All without the learned kernel transform);
+* elastic expansion and width: a block holds the largest mid / output
+  channels; a smaller choice uses the leading channels;
+* elastic depth: a stage runs its first `d` block slots; inactive slots and
+  `skip` blocks are the identity;
+* block type: separate weights per type (`ibn`, `fused_ibn`) in every slot;
+* squeeze-excite on/off and the activation per block;
+* elastic resolution: any input size (one compilation per resolution).
+
+How an architecture reaches the compiled code: masking
+-----------------------------------------------------
+The architecture enters `Supernet.__call__` as a small dict of int/bool
+arrays (`arch_arrays`, one entry per block slot), never as Python values, so
+ONE compilation of a train or eval step serves every architecture of a
+resolution (tests/supernet_test.py counts compilations over 50 archs).
+Inside, every block computes at its largest shape: channels beyond the
+chosen width / mid / SE size are multiplied by zero masks, a smaller kernel
+is the largest kernel times a centre mask, the activation, the type, SE,
+the expansion conv and the residual are selected with `jnp.where`, and an
+inactive slot passes its input through.
+
+The alternative, exact slicing with the architecture as static Python
+values, computes only the chosen shapes but compiles once per architecture
+(12-27 s each for an Once-for-All-sized space on this CPU, FINDINGS section
+8): unusable for supernet training, where every step samples new
+architectures, and for search, which evaluates thousands. Its cost is kept
+where it is cheap: `extract_subnet` builds the exact standalone `Network`
+(hwnas.models) of one architecture for export and fine-tuning. The price of
+masking is that every architecture costs the compute of the largest one
+(plus both block types where a space offers both); see
+benchmarks/results/supernet.md for the measured cost.
+
+BatchNorm: `MaskedBatchNorm` normalises with batch statistics in training and
+updates running statistics only for active blocks and channels, with a
+momentum that can be traced (`recalibrate` in hwnas.supernet.train uses a
+cumulative average, Once-for-All's BN recalibration).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hwnas import arch as arch_lib
+from hwnas import errors
+from hwnas.models import layers as L
+from hwnas.models.standalone import Network
+from hwnas.netspec import NetSpec, make_divisible
+from hwnas.space import SearchSpace
+
+ArchArrays = Mapping[str, jax.Array]
+# Keys of `arch_arrays`, each [num_slots] (or [N, num_slots] for a batch).
+ARCH_KEYS = ("active", "type", "kernel", "mid", "se", "act", "in_ch",
+             "out_ch", "expand", "residual")
+
+# ----------------------------------------------------------- slot layout --
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+  """Static (maximum) shape of one block slot of a space."""
+
+  stage: int
+  index: int                     # within the stage
+  stride: int
+  max_in: int
+  max_out: int
+  max_mid: int
+  max_se: int                    # 0: SE never on
+  max_kernel: int
+  types: tuple[str, ...]         # non-skip types offered
+  activations: tuple[str, ...]
+  expand: str                    # 'always' | 'never' | 'dynamic'
+
+
+def slots(space: SearchSpace) -> tuple[Slot, ...]:
+  """The static maximum shapes of every block slot of `space`."""
+  div, out = space.channel_divisor, []
+  prev_widths = (space.stem.channels,)
+  for s, st in enumerate(space.stages):
+    for j in range(st.max_depth):
+      ins = prev_widths if j == 0 else st.widths
+      mids = {(c, make_divisible(c * e, div)) for c in ins
+              for e in st.expansions}
+      has = {m != c for c, m in mids}
+      max_mid = max(m for _, m in mids)
+      expand = ("dynamic" if len(has) == 2 else
+                "always" if True in has else "never")
+      types = tuple(t for t in st.types_for(j) if t != "skip")
+      stride = st.stride if j == 0 else 1
+      if "fused_ibn" in types and expand == "dynamic" and stride != 1:
+        raise errors.SpaceError(
+            f"{space.path or space.name}: stages[{s}]: a strided fused_ibn "
+            "whose expansion conv is sometimes omitted (mid == in) is not "
+            "supported by the supernet; drop expansion 1 from this stage")
+      out.append(Slot(
+          stage=s, index=j, stride=stride, max_in=max(ins),
+          max_out=max(st.widths), max_mid=max_mid,
+          max_se=(make_divisible(max_mid * space.se_ratio, div)
+                  if True in st.se else 0),
+          max_kernel=max(st.kernels), types=types,
+          activations=tuple(st.activations), expand=expand))
+    prev_widths = st.widths
+  return tuple(out)
+
+
+def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
+                ) -> dict[str, np.ndarray]:
+  """The architecture as int32 arrays of length `space.num_slots`.
+
+  Values come from `arch.decode`, so channel counts round exactly as in the
+  standalone network. Inactive and skip slots have `active == 0`.
+  """
+  spec = arch_lib.decode(space, arch)
+  blocks = iter(spec.blocks)
+  n = space.num_slots
+  out = {k: np.zeros(n, np.int32) for k in ARCH_KEYS}
+  for i, ((s, j), sl) in enumerate(zip(space.slots(), slots(space))):
+    b = arch.blocks[s][j]
+    if j >= arch.depths[s] or b.type == "skip":
+      continue
+    layer = next(blocks)
+    out["active"][i] = 1
+    out["type"][i] = sl.types.index(layer.type)
+    out["kernel"][i] = layer.kernel
+    out["mid"][i] = layer.mid_channels
+    out["se"][i] = layer.se_channels
+    out["act"][i] = sl.activations.index(layer.activation)
+    out["in_ch"][i] = layer.in_channels
+    out["out_ch"][i] = layer.out_channels
+    out["expand"][i] = int(layer.has_expand)
+    out["residual"][i] = int(layer.residual)
+  return out
+
+
+def stack_arch_arrays(space: SearchSpace, archs) -> dict[str, np.ndarray]:
+  """`arch_arrays` of several architectures stacked to [N, num_slots]."""
+  rows = [arch_arrays(space, a) for a in archs]
+  return {k: np.stack([r[k] for r in rows]) for k in ARCH_KEYS}
+
+
+# ---------------------------------------------------------- primitives --
+
+
+def channel_mask(n: jax.Array, size: int) -> jax.Array:
+  """[size] float mask of the first `n` channels."""
+  return (jnp.arange(size) < n).astype(jnp.float32)
+
+
+def fit_channels(x: jax.Array, size: int) -> jax.Array:
+  """Slices or zero-pads the channel (last) axis to `size`."""
+  c = x.shape[-1]
+  if c >= size:
+    return x[..., :size]
+  return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - c)])
+
+
+def kernel_mask(k: jax.Array, size: int) -> jax.Array:
+  """[size, size, 1, 1] mask of the centred k x k taps of a size kernel."""
+  lo = (size - k) // 2
+  r = jnp.arange(size)
+  m = ((r >= lo) & (r < lo + k)).astype(jnp.float32)
+  return (m[:, None] * m[None, :])[:, :, None, None]
+
+
+def conv2d(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
+  """'SAME' convolution with an HWIO kernel (1x1 becomes a matmul)."""
+  if w.shape[0] == 1 and w.shape[1] == 1:
+    if stride > 1:
+      x = x[:, ::stride, ::stride, :]
+    return jnp.einsum("bhwc,cd->bhwd", x, w[0, 0])
+  return jax.lax.conv_general_dilated(
+      x, w, (stride, stride), "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def select_activation(x: jax.Array, names: tuple[str, ...],
+                      index: jax.Array) -> jax.Array:
+  out = L.activation(names[0])(x)
+  for i, name in enumerate(names[1:], 1):
+    out = jnp.where(index == i, L.activation(name)(x), out)
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+  """Per-call settings threaded through the blocks (not module state)."""
+
+  train: bool
+  momentum: Any = L.BN_MOMENTUM   # float or traced scalar
+
+
+# -------------------------------------------------------------- modules --
+
+
+def _param(rngs: nnx.Rngs, shape) -> nnx.Param:
+  """LeCun-normal (truncated at 2 sigma) weights, drawn on the host.
+
+  Host-side numpy draws (seeded from the `rngs` key) avoid one XLA
+  compilation per parameter shape, which made eager construction of a
+  supernet take tens of seconds on this CPU.
+  """
+  seed = np.asarray(jax.random.key_data(rngs.params())).ravel().tolist()
+  rng = np.random.default_rng(seed)
+  fan_in = int(np.prod(shape[:-1]))
+  w = rng.standard_normal(shape)
+  while np.any(np.abs(w) > 2):
+    bad = np.abs(w) > 2
+    w[bad] = rng.standard_normal(int(bad.sum()))
+  std = np.sqrt(1.0 / fan_in) / .87962566103423978
+  return nnx.Param(jnp.asarray(w * std, jnp.float32))
+
+
+def _const(value: float, n: int) -> jax.Array:
+  return jnp.asarray(np.full(n, value, np.float32))
+
+
+class MaskedBatchNorm(nnx.Module):
+  """BatchNorm whose running statistics update only where `active`."""
+
+  def __init__(self, channels: int):
+    self.scale = nnx.Param(_const(1.0, channels))
+    self.bias = nnx.Param(_const(0.0, channels))
+    self.mean = nnx.BatchStat(_const(0.0, channels))
+    self.var = nnx.BatchStat(_const(1.0, channels))
+
+  def __call__(self, x: jax.Array, ctx: Context, active: jax.Array
+               ) -> jax.Array:
+    """`active`: bool scalar or [C] mask of channels whose stats update."""
+    if ctx.train:
+      mean = jnp.mean(x, axis=(0, 1, 2))
+      var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+      m = ctx.momentum
+      self.mean[...] = jnp.where(active, m * self.mean[...] + (1 - m) * mean,
+                                 self.mean[...])
+      self.var[...] = jnp.where(active, m * self.var[...] + (1 - m) * var,
+                                self.var[...])
+    else:
+      mean, var = self.mean[...], self.var[...]
+    mul = jax.lax.rsqrt(var + L.BN_EPSILON) * self.scale[...]
+    return (x - mean) * mul + self.bias[...]
+
+
+class ConvBNWeights(nnx.Module):
+  """A conv kernel [k, k, cin, cout] (no bias) and its BatchNorm."""
+
+  def __init__(self, cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs,
+               depthwise: bool = False):
+    shape = (kernel, kernel, 1 if depthwise else cin, cout)
+    self.kernel = _param(rngs, shape)
+    self.bn = MaskedBatchNorm(cout)
+
+
+class DenseWeights(nnx.Module):
+  """Dense layer [cin, cout] with bias (inputs beyond a width are zero)."""
+
+  def __init__(self, cin: int, cout: int, *, rngs: nnx.Rngs):
+    self.kernel = _param(rngs, (cin, cout))
+    self.bias = nnx.Param(_const(0.0, cout))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x @ self.kernel[...] + self.bias[...]
+
+
+class SEWeights(nnx.Module):
+
+  def __init__(self, mid: int, se: int, *, rngs: nnx.Rngs):
+    self.reduce_kernel = _param(rngs, (1, 1, mid, se))
+    self.reduce_bias = nnx.Param(_const(0.0, se))
+    self.expand_kernel = _param(rngs, (1, 1, se, mid))
+    self.expand_bias = nnx.Param(_const(0.0, mid))
+
+  def __call__(self, y: jax.Array, se_n: jax.Array) -> jax.Array:
+    s = L.global_avg_pool(y)
+    s = jax.nn.relu(conv2d(s, self.reduce_kernel[...]) +
+                    self.reduce_bias[...])
+    s = s * channel_mask(se_n, s.shape[-1])
+    g = L.hard_sigmoid(conv2d(s, self.expand_kernel[...]) +
+                       self.expand_bias[...])
+    return jnp.where(se_n > 0, y * g, y)
+
+
+class BlockWeights(nnx.Module):
+  """Shared weights of one block type in one slot, at maximum size."""
+
+  def __init__(self, slot: Slot, block_type: str, *, rngs: nnx.Rngs,
+               depthwise: str):
+    self.fused = block_type == "fused_ibn"
+    self.slot = slot
+    self.depthwise = depthwise
+    k = slot.max_kernel
+    self.expand = nnx.data(None if slot.expand == "never" else ConvBNWeights(
+        slot.max_in, slot.max_mid, k if self.fused else 1, rngs=rngs))
+    self.dw = nnx.data(None if self.fused else ConvBNWeights(
+        slot.max_mid, slot.max_mid, k, rngs=rngs, depthwise=True))
+    self.se = nnx.data(SEWeights(slot.max_mid, slot.max_se, rngs=rngs)
+                       if slot.max_se else None)
+    self.project = ConvBNWeights(slot.max_mid, slot.max_out, 1, rngs=rngs)
+
+  def __call__(self, x: jax.Array, a: Mapping[str, jax.Array], on,
+               ctx: Context) -> jax.Array:
+    """x: [B, H, W, max_in] masked beyond a['in_ch']; -> [B, H', W', max_out].
+    `on`: whether this block (slot active and type chosen) runs."""
+    sl = self.slot
+    mid_mask = channel_mask(a["mid"], sl.max_mid)
+    act = lambda y: select_activation(y, sl.activations, a["act"])
+
+    def bn(weights, y, mask):
+      return weights.bn(y, ctx, on & (mask > 0))
+
+    y = fit_channels(x, sl.max_mid)          # no expansion: mid == in
+    if self.expand is not None:
+      w = self.expand.kernel[...]
+      if self.fused:
+        w = w * kernel_mask(a["kernel"], sl.max_kernel)
+      e = act(bn(self.expand, conv2d(x, w, sl.stride if self.fused else 1),
+                 mid_mask)) * mid_mask
+      y = e if sl.expand == "always" else jnp.where(a["expand"] > 0, e, y)
+    if self.dw is not None:
+      w = self.dw.kernel[...] * kernel_mask(a["kernel"], sl.max_kernel)
+      y = L.depthwise_conv(y, w, sl.stride, impl=self.depthwise)
+      y = act(bn(self.dw, y, mid_mask)) * mid_mask
+    if self.se is not None:
+      y = self.se(y, a["se"])
+    stride = sl.stride if (self.fused and self.expand is None) else 1
+    out_mask = channel_mask(a["out_ch"], sl.max_out)
+    y = bn(self.project, conv2d(y, self.project.kernel[...], stride),
+           out_mask) * out_mask
+    if sl.stride != 1:
+      return y
+    return jnp.where(a["residual"] > 0, y + fit_channels(x, sl.max_out), y)
+
+
+class SlotModule(nnx.Module):
+  """One block slot: weights per offered type; identity when inactive."""
+
+  def __init__(self, slot: Slot, *, rngs: nnx.Rngs, depthwise: str):
+    self.slot = slot
+    self.blocks = nnx.List([BlockWeights(slot, t, rngs=rngs,
+                                         depthwise=depthwise)
+                            for t in slot.types])
+
+  def __call__(self, x: jax.Array, a: Mapping[str, jax.Array],
+               ctx: Context) -> jax.Array:
+    active = a["active"] > 0
+    # The first slot of a stage is always active (depth >= 1, never skip).
+    always = self.slot.index == 0
+    out = None if always else fit_channels(x, self.slot.max_out)
+    for t, block in enumerate(self.blocks):
+      on = active & (a["type"] == t)
+      y = block(x, a, on, ctx)
+      out = y if out is None else jnp.where(on, y, out)
+    return out
+
+
+class Supernet(nnx.Module):
+  """Shared weights of every architecture of `space` (see module doc).
+
+  Call as `supernet(x, arch, train=False)` with x [B, R, R, C] and `arch`
+  from `arch_arrays` (one architecture, arrays [num_slots]).
+  """
+
+  def __init__(self, space: SearchSpace, *, rngs: nnx.Rngs,
+               num_classes: int | None = None, depthwise: str = "auto",
+               dropout: float = 0.0):
+    self.space = space
+    self.num_classes = num_classes or space.num_classes
+    self.dropout = dropout
+    self.slot_info = slots(space)
+    st = space.stem
+    self.stem = ConvBNWeights(space.input_channels, st.channels, st.kernel,
+                              rngs=rngs)
+    self.slots = nnx.List([SlotModule(s, rngs=rngs, depthwise=depthwise)
+                           for s in self.slot_info])
+    head, ch = space.head, max(space.stages[-1].widths)
+    self.head_conv = nnx.data(ConvBNWeights(ch, head.expand_channels, 1,
+                                            rngs=rngs)
+                              if head.expand_channels else None)
+    ch = head.expand_channels or ch
+    self.feature = nnx.data(DenseWeights(ch, head.feature_channels, rngs=rngs)
+                            if head.feature_channels else None)
+    ch = head.feature_channels or ch
+    self.classifier = DenseWeights(ch, self.num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array, arch: ArchArrays, *, train: bool = False,
+               momentum: Any = L.BN_MOMENTUM,
+               dropout_key: jax.Array | None = None) -> jax.Array:
+    """[B, R, R, C] images -> [B, num_classes] logits of `arch`.
+
+    Args:
+      x: input images.
+      arch: `arch_arrays` of one architecture.
+      train: batch statistics (and running-statistics updates) for BN.
+      momentum: BN running-average momentum (traced for recalibration).
+      dropout_key: key for dropout before the classifier (train only).
+    """
+    ctx = Context(train=train, momentum=momentum)
+    space = self.space
+    on = jnp.asarray(True)
+    x = conv2d(x, self.stem.kernel[...], space.stem.stride)
+    x = L.activation(space.stem.activation)(self.stem.bn(x, ctx, on))
+    for i, slot in enumerate(self.slots):
+      x = slot(x, {k: v[i] for k, v in arch.items()}, ctx)
+    head = space.head
+    if self.head_conv is not None:
+      x = conv2d(x, self.head_conv.kernel[...])
+      x = L.activation(head.activation)(self.head_conv.bn(x, ctx, on))
+    x = L.global_avg_pool(x).reshape(x.shape[0], -1)
+    if self.feature is not None:
+      x = L.activation(head.activation)(self.feature(x))
+    if train and self.dropout > 0 and dropout_key is not None:
+      keep = jax.random.bernoulli(dropout_key, 1 - self.dropout, x.shape)
+      x = jnp.where(keep, x / (1 - self.dropout), 0.0)
+    return self.classifier(x)
+
+
+# ----------------------------------------------- exact standalone subnet --
+
+
+def _crop(w: np.ndarray, k: int) -> np.ndarray:
+  lo = (w.shape[0] - k) // 2
+  return w[lo:lo + k, lo:lo + k]
+
+
+def _set(var: nnx.Variable, value) -> None:
+  value = jnp.asarray(value)
+  if tuple(var.value.shape) != tuple(value.shape):
+    raise ValueError(f"shape {value.shape} does not fit {var.value.shape}")
+  var.value = value
+
+
+def _copy_bn(dst: nnx.BatchNorm, src: MaskedBatchNorm, n: int) -> None:
+  _set(dst.scale, src.scale[...][:n])
+  _set(dst.bias, src.bias[...][:n])
+  _set(dst.mean, src.mean[...][:n])
+  _set(dst.var, src.var[...][:n])
+
+
+def _copy_convbn(dst: L.ConvBN, src: ConvBNWeights, cin: int, cout: int,
+                 k: int) -> None:
+  _set(dst.conv.kernel, _crop(src.kernel[...], k)[:, :, :cin, :cout])
+  _copy_bn(dst.bn, src.bn, cout)
+
+
+def _copy_block(dst: L.InvertedBottleneck, src: BlockWeights, layer) -> None:
+  cin, mid, cout, k = (layer.in_channels, layer.mid_channels,
+                       layer.out_channels, layer.kernel)
+  if dst.expand is not None:
+    _copy_convbn(dst.expand, src.expand, cin, mid, k if src.fused else 1)
+  if dst.dw is not None:
+    _set(dst.dw.conv.kernel, _crop(src.dw.kernel[...], k)[:, :, :, :mid])
+    _copy_bn(dst.dw.bn, src.dw.bn, mid)
+  if dst.se is not None:
+    se = layer.se_channels
+    _set(dst.se.reduce.kernel, src.se.reduce_kernel[...][:, :, :mid, :se])
+    _set(dst.se.reduce.bias, src.se.reduce_bias[...][:se])
+    _set(dst.se.expand.kernel, src.se.expand_kernel[...][:, :, :se, :mid])
+    _set(dst.se.expand.bias, src.se.expand_bias[...][:mid])
+  _copy_convbn(dst.project, src.project, mid, cout, 1)
+
+
+def _copy_dense(dst: L.Dense, src: DenseWeights, cin: int) -> None:
+  _set(dst.linear.kernel, src.kernel[...][:cin])
+  _set(dst.linear.bias, src.bias[...])
+
+
+def subnet(supernet: Supernet, arch: arch_lib.ArchChoice, *,
+           spec: NetSpec | None = None, depthwise: str = "auto") -> Network:
+  """The standalone `Network` of `arch` with the supernet's shared weights.
+
+  Exact shapes: only the chosen blocks, channels and kernel taps (centre
+  crops and leading channels of the shared weights), BatchNorm statistics
+  included, so in eval mode it computes what `supernet(x, arch)` computes.
+
+  Args:
+    supernet: the trained supernet.
+    arch: an architecture of `supernet.space`.
+    spec: the network to fill; default `arch.decode(space, arch)` (with the
+      supernet's classes). It may differ in input resolution only.
+    depthwise: depthwise implementation of the result ('lax' for export).
+  """
+  space = supernet.space
+  ref = arch_lib.decode(space, arch, num_classes=supernet.num_classes)
+  spec = spec or ref
+  if [dataclasses.replace(l, input_size=1) for l in spec.layers] != [
+      dataclasses.replace(l, input_size=1) for l in ref.layers]:
+    raise errors.SpecError(
+        f"{spec.name}: is not the network of architecture "
+        f"{arch_lib.to_string(arch)} in space {space.name} (only the input "
+        "resolution may differ); decode the architecture instead")
+  net = nnx.eval_shape(lambda: Network(spec, rngs=nnx.Rngs(0),
+                                       depthwise=depthwise))
+  layers = list(zip(spec.layers, net.layers))
+  stem_layer, stem = layers[0]
+  _copy_convbn(stem.body, supernet.stem, stem_layer.in_channels,
+               stem_layer.out_channels, stem_layer.kernel)
+  pos = 1
+  for i, (s, j) in enumerate(space.slots()):
+    b = arch.blocks[s][j]
+    if j >= arch.depths[s] or b.type == "skip":
+      continue
+    layer, dst = layers[pos]
+    pos += 1
+    slot = supernet.slots[i]
+    src = slot.blocks[slot.slot.types.index(layer.type)]
+    _copy_block(dst, src, layer)
+  for layer, dst in layers[pos:]:
+    if layer.type == "conv":
+      _copy_convbn(dst.body, supernet.head_conv, layer.in_channels,
+                   layer.out_channels, 1)
+    elif layer.type == "fc":
+      src = (supernet.feature if (supernet.feature is not None and
+                                  layer is not spec.layers[-1])
+             else supernet.classifier)
+      _copy_dense(dst, src, layer.in_channels)
+  return net
