@@ -1,0 +1,20 @@
+"""Weight-sharing supernet: model (masking), training, evaluation.
+
+>>> from hwnas.supernet import make_evaluator
+>>> evaluate_fn = make_evaluator("runs/sn")          # doctest: +SKIP
+>>> evaluate_fn([arch_lib.largest(space)])            # doctest: +SKIP
+[0.98]
+"""
+
+from hwnas.supernet.evaluate import (EvalData, evaluate, extract_subnet,
+                                     load_workdir, make_evaluator)
+from hwnas.supernet.loop import train as train_supernet
+from hwnas.supernet.model import (Supernet, arch_arrays, stack_arch_arrays,
+                                  subnet)
+from hwnas.supernet.train import (create_state, make_optimizer, recalibrate,
+                                  sandwich, train_step)
+
+__all__ = ["EvalData", "Supernet", "arch_arrays", "create_state",
+           "evaluate", "extract_subnet", "load_workdir", "make_evaluator",
+           "make_optimizer", "recalibrate", "sandwich", "stack_arch_arrays",
+           "subnet", "train_step", "train_supernet"]

@@ -1,0 +1,76 @@
+"""Supernet training config.
+
+  hwnas supernet train --space tiny --dataset digits --workdir /tmp/sn
+  hwnas supernet train --workdir W --config hwnas/configs/supernet.py:tiny \
+      --config.optimizer.learning_rate=0.01
+
+Variants (`get_config(arg)`): '' (Once-for-All-like settings for real
+spaces and datasets, accelerator scale) and 'tiny' (the quickstart: the tiny
+space on digits, a few minutes on a 2-core CPU; tests run it with 2 steps).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The supernet config of variant `arg` ('' or 'tiny')."""
+  c = ml_collections.ConfigDict()
+  c.space = "mobilenetv3"          # shipped space name or YAML path
+  c.dataset = "digits"             # digits | tfds:NAME | folder:PATH
+  c.data_dir = ""                  # tfds data dir ('' = tfds default)
+  c.manual_dir = ""                # tfds manual dir ('' = none)
+  c.val_fraction = 0.1             # held out from train, for search
+  c.num_classes = 0                # 0 = the dataset's
+  c.seed = 0
+  c.depthwise = "auto"             # auto | lax | shift (see hwnas.models)
+  c.dropout = 0.1
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 20000
+  c.train.batch_size = 128
+  c.train.n_random = 2             # random subnets per step (sandwich)
+  c.train.kd_ratio = 1.0           # in-place distillation weight
+  c.train.label_smoothing = 0.1
+  c.train.resolutions = ()         # () = every resolution of the space
+  c.train.progressive_shrinking = False
+  c.train.shrink_schedule = (0.0, 0.25, 0.5, 0.75)  # phase starts
+  c.train.augment = True
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1000
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"         # sgd (Nesterov) | adamw
+  c.optimizer.learning_rate = 0.1
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 4e-5
+  c.optimizer.warmup_steps = 500
+  c.optimizer.final_lr_ratio = 0.0
+  c.optimizer.grad_clip = 0.0
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 128
+  c.eval.bn_batches = 4            # train batches for BN recalibration
+  c.eval.val_batches = 0           # 0 = the whole val split
+
+  if arg == "tiny":
+    c.space = "tiny"
+    c.dropout = 0.0
+    c.train.steps = 150
+    c.train.batch_size = 32
+    c.train.n_random = 0
+    c.train.kd_ratio = 0.5
+    c.train.log_every = 10
+    c.train.checkpoint_every = 50
+    c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 5e-3
+    c.optimizer.weight_decay = 1e-4
+    c.optimizer.warmup_steps = 10
+    c.eval.batch_size = 144
+    c.eval.bn_batches = 2
+  elif arg:
+    raise ValueError(f"unknown supernet config variant {arg!r}; use '' or "
+                     "'tiny'")
+  return c

@@ -1,0 +1,183 @@
+"""The supernet training run: data, mesh, jitted steps, logging, resume.
+
+`train(config, workdir)` is what `hwnas supernet train` calls. It writes
+config.json, appends metrics.jsonl, checkpoints with Orbax every
+`config.train.checkpoint_every` steps and at the end, and resumes from the
+latest checkpoint of `workdir` automatically. The step's randomness is a
+function of (seed, step) (architectures: `np.random.default_rng([seed,
+step])`; keys: `fold_in(key, step)`; data: `batches(..., start_step=step)`),
+so a resumed run continues the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from hwnas import arch as arch_lib
+from hwnas import errors
+from hwnas import space as space_lib
+from hwnas.supernet import checkpoint
+from hwnas.supernet.evaluate import EvalData, evaluate as evaluate_archs
+from hwnas.supernet import model as model_lib, train as train_lib
+
+
+def data_mesh(batch_size: int) -> jax.sharding.Mesh:
+  """A 1-D mesh ('data') over all devices (all hosts after
+  jax.distributed.initialize())."""
+  devices = np.asarray(jax.devices())
+  if batch_size % devices.size:
+    raise errors.HwnasError(
+        f"config.train.batch_size = {batch_size}: must be a multiple of the "
+        f"{devices.size} devices")
+  return jax.sharding.Mesh(devices, ("data",))
+
+
+def build(space: space_lib.SearchSpace, config: ml_collections.ConfigDict,
+          num_classes: int):
+  """(graphdef, initial state, optimiser) of a run."""
+  supernet = model_lib.Supernet(space, rngs=nnx.Rngs(config.seed),
+                                num_classes=num_classes,
+                                depthwise=config.depthwise,
+                                dropout=config.dropout)
+  tx = train_lib.make_optimizer(config, int(config.train.steps))
+  graphdef, state = train_lib.create_state(supernet, tx)
+  return graphdef, state, tx
+
+
+def abstract_state(space: space_lib.SearchSpace,
+                   config: ml_collections.ConfigDict, num_classes: int):
+  """(graphdef, state) of a run, for restoring a checkpoint into."""
+  graphdef, state, _ = build(space, config, num_classes)
+  return graphdef, state
+
+
+def restore_checkpoint(workdir: str | os.PathLike[str], abstract: Any, *,
+                       step: int | None = None) -> Any:
+  """The state of checkpoint `step` (default: latest) or None if none.
+
+  Raises:
+    HwnasError: one line naming the checkpoint path if it is corrupt.
+  """
+  mgr = checkpoint.manager(workdir)
+  if step is None:
+    state, _ = checkpoint.restore(mgr, abstract, workdir=workdir)
+    return state
+  return checkpoint.restore_step(mgr, abstract, step, workdir=workdir)
+
+
+def _progress(enabled: bool):
+  from rich import progress as rp  # pylint: disable=g-import-not-at-top
+  return rp.Progress(
+      rp.TextColumn("[bold]supernet"), rp.BarColumn(), rp.MofNCompleteColumn(),
+      rp.TextColumn("loss {task.fields[loss]:.3f}"),
+      rp.TextColumn("{task.fields[ips]:.0f} img/s"),
+      rp.TimeRemainingColumn(), disable=not enabled)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
+          *, progress: bool = True, dataset: Any = None) -> dict[str, Any]:
+  """Trains (or resumes) a supernet; returns the final metrics row.
+
+  The final row holds `eval/top1_largest` and `eval/top1_smallest`: val
+  accuracy of the largest and smallest subnets after BN recalibration.
+  """
+  from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  space = space_lib.load(config.space)
+  if dataset is None:
+    dataset = data_lib.load(config.dataset, val_fraction=config.val_fraction,
+                            seed=config.seed,
+                            data_dir=config.data_dir or None,
+                            manual_dir=config.manual_dir or None)
+  info = dataset.info
+  if info.image_shape[2] != space.input_channels:
+    raise errors.HwnasError(
+        f"--dataset {info.name}: {info.image_shape[2]}-channel images but "
+        f"space {space.name} takes {space.input_channels}")
+  tc, steps = config.train, int(config.train.steps)
+  resolutions = tuple(tc.resolutions) or space.resolutions
+  for r in resolutions:
+    if r not in space.resolutions:
+      raise errors.HwnasError(f"config.train.resolutions: {r} is not a "
+                              f"resolution of space {space.name}")
+  num_classes = config.num_classes or info.num_classes
+  graphdef, state, tx = build(space, config, num_classes)
+  mgr = checkpoint.manager(workdir)
+  restored, start = checkpoint.restore(mgr, state, workdir=workdir)
+  state = restored if restored is not None else state
+  checkpoint.write_config(workdir, config, {
+      "space_path": space.path, "space": space.name,
+      "num_classes": num_classes, "dataset": info.to_json()})
+  if jax.process_index() == 0:
+    space_lib.dump(space, workdir / "space.yaml")
+
+  mesh = data_mesh(tc.batch_size)
+  state = jax.device_put(state, NamedSharding(mesh, P()))
+  steps_fn = {r: train_lib.jit_train_step(
+      graphdef, tx, resolution=r, label_smoothing=tc.label_smoothing,
+      kd_ratio=tc.kd_ratio) for r in resolutions}
+  schedule = train_lib.make_schedule(config, steps)
+  it = data_lib.batches(
+      dataset, "train", batch_size=tc.batch_size,
+      resolution=max(resolutions), seed=config.seed, augment=tc.augment,
+      start_step=start, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  metrics, t0, seen = None, time.time(), 0
+  with _progress(progress) as bar:
+    task = bar.add_task("train", total=steps, completed=start, loss=0.0,
+                        ips=0.0)
+    for step in range(start, steps):
+      rng = np.random.default_rng([config.seed, step])
+      res = resolutions[int(rng.integers(len(resolutions)))]
+      phase = (train_lib.shrink_phase(step, steps, tc.shrink_schedule)
+               if tc.progressive_shrinking else 3)
+      archs = train_lib.sandwich(rng, space, n_random=tc.n_random,
+                                 resolution=res, phase=phase)
+      batch = data_lib.shard_batch(next(it), mesh)
+      state, metrics = steps_fn[res](
+          state, batch, jax.random.fold_in(key, step),
+          model_lib.stack_arch_arrays(space, archs))
+      seen += tc.batch_size
+      done = step + 1
+      if done % tc.log_every == 0 or done == steps:
+        row = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not all(np.isfinite(v) for v in row.values()):
+          raise errors.HwnasError(
+              f"{workdir}: training diverged at step {done} ({row}); lower "
+              "config.optimizer.learning_rate or add grad_clip")
+        ips = seen / max(time.time() - t0, 1e-9)
+        row.update({"step": done, "train/lr": float(schedule(step)),
+                    "train/images_per_s": ips, "time": time.time()})
+        checkpoint.append_metrics(workdir, row)
+        bar.update(task, loss=row["train/loss"], ips=ips)
+        t0, seen = time.time(), 0
+      if done % tc.checkpoint_every == 0 or done == steps:
+        checkpoint.save(mgr, done, state)
+      bar.update(task, completed=done)
+  final = {"step": steps}
+  final.update(final_eval(config, state, graphdef, space, dataset))
+  checkpoint.append_metrics(workdir, final)
+  return final
+
+
+def final_eval(config, state, graphdef, space, dataset) -> dict[str, float]:
+  """Val accuracy of the largest and smallest subnets (BN recalibrated)."""
+  e = config.eval
+  big, small = arch_lib.largest(space), arch_lib.smallest(space)
+  data = EvalData(dataset, batch_size=e.batch_size, bn_batches=e.bn_batches,
+                  val_batches=e.val_batches, seed=config.seed)
+  accs = evaluate_archs(state, [big, small], data, graphdef=graphdef,
+                        space=space)
+  return {"eval/top1_largest": accs[0], "eval/top1_smallest": accs[1]}
