@@ -4,8 +4,9 @@
 (`hwnas.models.Network`) on a dataset from `hwnas.data`, and is what
 `hwnas train` runs. The machinery is that of supernet training:
 
-- an Optax optimiser (SGD with Nesterov momentum or AdamW; weight decay on
-  kernels only; linear warm-up then cosine decay; label smoothing);
+- the Optax optimiser options of supernet training (SGD with Nesterov
+  momentum or AdamW; weight decay on kernels only; linear warm-up then
+  cosine decay; optional gradient clipping; label smoothing);
 - a functional step: `nnx.split` once, a `jax.jit`-ed pure
   `train_step(state, batch) -> (state, metrics)` with the state donated;
 - data parallelism over all local devices with `jax.sharding` (state
@@ -51,8 +52,9 @@ Metrics = dict[str, jax.Array]
 
 # Changing these in an existing workdir would silently make a different run.
 _RUN_IDENTITY = ("dataset", "val_fraction", "batch_size", "resolution",
-                 "optimizer", "learning_rate", "momentum", "weight_decay",
-                 "warmup_steps", "label_smoothing", "augment", "seed", "init")
+                 "optimizer", "learning_rate", "momentum", "b1", "b2",
+                 "weight_decay", "warmup_steps", "final_lr_ratio",
+                 "grad_clip", "label_smoothing", "augment", "seed", "init")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +71,13 @@ class TrainConfig:
     resolution: Input resolution; None keeps the network spec's.
     optimizer: `sgd` (Nesterov momentum) or `adamw`.
     learning_rate: Peak learning rate (after warm-up).
-    momentum: SGD momentum (AdamW's b1).
+    momentum: SGD (Nesterov) momentum.
+    b1: AdamW's first-moment decay.
+    b2: AdamW's second-moment decay.
     weight_decay: Decoupled weight decay on conv/dense kernels only.
-    warmup_steps: Linear warm-up steps (capped at a tenth of `steps`).
+    warmup_steps: Linear warm-up steps (at most `steps - 1`).
+    final_lr_ratio: The cosine ends at this fraction of `learning_rate`.
+    grad_clip: Global-norm gradient clipping (0: none).
     label_smoothing: Label smoothing of the cross-entropy loss.
     augment: Training augmentation (`hwnas.data.batches`).
     seed: Seeds the initial weights, the shuffle and the augmentation.
@@ -91,8 +97,12 @@ class TrainConfig:
   optimizer: str = "sgd"
   learning_rate: float = 0.1
   momentum: float = 0.9
+  b1: float = 0.9
+  b2: float = 0.999
   weight_decay: float = 4e-5
   warmup_steps: int = 50
+  final_lr_ratio: float = 0.0
+  grad_clip: float = 0.0
   label_smoothing: float = 0.1
   augment: bool = True
   seed: int = 0
@@ -102,29 +112,41 @@ class TrainConfig:
   eval_batch_size: int = 128
 
 
+def learning_rate_fn(config: TrainConfig) -> optax.Schedule:
+  """Linear warm-up, then cosine decay to `final_lr_ratio * learning_rate`
+  (the supernet's schedule, `hwnas.supernet.train.make_schedule`)."""
+  warmup = min(config.warmup_steps, max(config.steps - 1, 0))
+  return optax.schedules.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
+      decay_steps=max(config.steps, warmup + 1),
+      end_value=config.learning_rate * config.final_lr_ratio)
+
+
+def decay_mask(params: Any) -> Any:
+  """True for conv/dense kernels (ndim > 1), False for BN scales and biases.
+
+  Decided by rank, not by name: in an `nnx.State` the last path entry of
+  every leaf is `.value`, so a name test would match nothing.
+  """
+  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-  """Optax chain: warm-up + cosine schedule, SGD-Nesterov or AdamW."""
-  warmup = min(config.warmup_steps, config.steps // 10)
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, warmup, max(config.steps, warmup + 1))
-
-  def kernels(params):  # decay conv/dense kernels, not BN scales or biases
-    return jax.tree.map(lambda p: p.ndim > 1, params)
-
+  """SGD-Nesterov or AdamW on `learning_rate_fn`, kernel-only weight decay,
+  optional global-norm clipping: the options of supernet training."""
+  lr = learning_rate_fn(config)
   if config.optimizer == "sgd":
-    return optax.chain(
-        optax.add_decayed_weights(config.weight_decay, mask=kernels),
-        optax.sgd(schedule, momentum=config.momentum, nesterov=True))
-  if config.optimizer == "adamw":
-    return optax.adamw(schedule, b1=config.momentum,
-                       weight_decay=config.weight_decay, mask=kernels)
-  raise HwnasError(f"optimizer={config.optimizer!r}: use sgd or adamw")
-
-
-def learning_rate_fn(config: TrainConfig) -> Callable[[int], float]:
-  warmup = min(config.warmup_steps, config.steps // 10)
-  return optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, warmup, max(config.steps, warmup + 1))
+    tx = optax.chain(
+        optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+        optax.sgd(lr, momentum=config.momentum, nesterov=True))
+  elif config.optimizer == "adamw":
+    tx = optax.adamw(lr, b1=config.b1, b2=config.b2,
+                     weight_decay=config.weight_decay, mask=decay_mask)
+  else:
+    raise HwnasError(f"optimizer={config.optimizer!r}: use sgd or adamw")
+  if config.grad_clip:
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), tx)
+  return tx
 
 
 def _loss(graphdef, params, rest, batch, label_smoothing):

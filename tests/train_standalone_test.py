@@ -3,13 +3,16 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from hwnas import arch, space
 from hwnas import train_standalone as ts
 from hwnas.cli import main as cli_main
 from hwnas.errors import HwnasError
+from hwnas.models import Network
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,16 +88,33 @@ def test_workdir_of_another_run_is_refused(straight):
 
 
 def test_make_optimizer_decays_kernels_only():
-  cfg = ts.TrainConfig(steps=10, weight_decay=0.5, learning_rate=1.0,
-                       warmup_steps=0, optimizer="adamw")
-  tx = ts.make_optimizer(cfg)
-  params = {"kernel": jax.numpy.ones((2, 2)), "bias": jax.numpy.ones(2)}
-  zeros = jax.tree.map(jax.numpy.zeros_like, params)
-  updates, _ = tx.update(zeros, tx.init(params), params)
-  assert float(abs(updates["kernel"]).sum()) > 0
-  assert float(abs(updates["bias"]).sum()) == 0
+  _, spec = _tiny()
+  model = nnx.eval_shape(lambda: Network(spec, rngs=nnx.Rngs(0)))
+  _, params, _ = nnx.split(model, nnx.Param, ...)
+  params = jax.tree.map(lambda p: jnp.ones(p.shape, p.dtype), params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  for name in ("sgd", "adamw"):
+    tx = ts.make_optimizer(ts.TrainConfig(
+        steps=10, weight_decay=0.5, learning_rate=1.0, warmup_steps=0,
+        optimizer=name, grad_clip=1.0))
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    flat = jax.tree_util.tree_flatten_with_path(updates)[0]
+    kernels = [v for p, v in flat if "kernel" in jax.tree_util.keystr(p)]
+    others = [v for p, v in flat if "kernel" not in jax.tree_util.keystr(p)]
+    assert kernels and others
+    assert all(float(abs(v).sum()) > 0 for v in kernels)
+    assert all(float(abs(v).sum()) == 0 for v in others)  # BN, biases
   with pytest.raises(HwnasError, match="optimizer"):
     ts.make_optimizer(ts.TrainConfig(optimizer="lamb"))
+
+
+def test_schedule_warms_up_and_decays():
+  lr = ts.learning_rate_fn(ts.TrainConfig(steps=100, warmup_steps=10,
+                                          learning_rate=0.2,
+                                          final_lr_ratio=0.1))
+  assert float(lr(0)) == 0.0 and float(lr(10)) == pytest.approx(0.2)
+  assert float(lr(100)) == pytest.approx(0.02)
+  assert float(lr(5)) < float(lr(10)) and float(lr(60)) < float(lr(10))
 
 
 @pytest.mark.slow

@@ -23,8 +23,9 @@ from hwnas import errors
 _OVERRIDES = {
     "dataset": str, "data_dir": str, "manual_dir": str, "val_fraction": float,
     "steps": int, "batch_size": int, "resolution": int, "optimizer": str,
-    "learning_rate": float, "momentum": float, "weight_decay": float,
-    "warmup_steps": int, "label_smoothing": float, "seed": int, "init": str,
+    "learning_rate": float, "momentum": float, "b1": float, "b2": float,
+    "weight_decay": float, "warmup_steps": int, "final_lr_ratio": float,
+    "grad_clip": float, "label_smoothing": float, "seed": int, "init": str,
     "log_every": int, "checkpoint_every": int, "eval_batch_size": int,
 }
 
