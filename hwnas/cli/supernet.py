@@ -1,0 +1,200 @@
+"""`hwnas supernet`: train a weight-sharing supernet, evaluate subnets.
+
+    hwnas supernet train --space tiny --dataset digits --workdir runs/sn \
+        [--steps N] [--config VARIANT | FILE.py[:VARIANT]] [--set K=V ...]
+    hwnas supernet eval --workdir runs/sn (--arch A.json ... | --largest |
+        --smallest)
+
+The config is an ml_collections `ConfigDict` from `hwnas/configs/supernet.py`
+(`get_config(variant)`; default: the `tiny` variant for the tiny space,
+otherwise the default variant) or from a user's file with `get_config(arg)`;
+`--space`, `--dataset`, `--steps` and then every `--set key.sub=value`
+(YAML scalars) override it. Training resumes from the workdir; rerunning a
+finished run reuses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import pathlib
+import sys
+from typing import Sequence
+
+from hwnas import errors
+
+
+def register(sub) -> None:
+  p = sub.add_parser("supernet", help="train a weight-sharing supernet; "
+                     "evaluate architectures with its shared weights")
+  ss = p.add_subparsers(dest="supernet_command", metavar="ACTION")
+  ss.required = True
+
+  t = ss.add_parser(
+      "train", help="train (or resume) a supernet in a workdir",
+      description="Train a supernet with the sandwich rule and in-place "
+      "distillation. Resumes from --workdir automatically.")
+  t.add_argument("--space", help="search space name or YAML path (default: "
+                 "the config's)")
+  t.add_argument("--dataset", help="digits, tfds:NAME or folder:PATH "
+                 "(default: the config's, digits)")
+  t.add_argument("--workdir", required=True, help="run directory")
+  t.add_argument("--steps", type=int, help="training steps")
+  t.add_argument("--config", help="config variant (tiny, ...) or "
+                 "FILE.py[:VARIANT] with get_config(arg)")
+  t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config value, e.g. "
+                 "--set optimizer.learning_rate=0.05 (repeatable)")
+  t.add_argument("--no-progress", action="store_true",
+                 help="no progress bar (metrics.jsonl is always written)")
+  t.set_defaults(func=_train)
+
+  e = ss.add_parser("eval", help="val accuracy of architectures with a "
+                    "trained supernet's weights (BN recalibrated)")
+  e.add_argument("--workdir", required=True, help="supernet workdir")
+  e.add_argument("--arch", action="append", default=[], metavar="A.json",
+                 help="architecture choice file (repeatable)")
+  e.add_argument("--largest", action="store_true",
+                 help="the space's largest architecture")
+  e.add_argument("--smallest", action="store_true",
+                 help="the space's smallest architecture")
+  e.add_argument("--dataset", help="another dataset with the same classes "
+                 "(default: the training dataset's val split)")
+  e.add_argument("--json", action="store_true", help="print JSON")
+  e.set_defaults(func=_eval)
+
+
+# ---------------------------------------------------------------- config --
+
+
+def _space_name(space: str | None) -> str:
+  return pathlib.Path(space).stem if space else ""
+
+
+def load_config(spec: str | None, *, space: str | None = None):
+  """The supernet `ConfigDict` of `--config` (variant or FILE.py[:VARIANT]).
+
+  Without `--config`: the `tiny` variant for the tiny space, otherwise the
+  default variant.
+  """
+  module = importlib.import_module("hwnas.configs.supernet")
+  arg = spec
+  path, _, variant = (spec or "").partition(":")
+  if path.endswith(".py"):
+    p = pathlib.Path(path)
+    if not p.is_file():
+      raise errors.HwnasError(f"--config {spec}: no such file {p}")
+    mspec = importlib.util.spec_from_file_location(f"_hwnas_cfg_{p.stem}", p)
+    module = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+      raise errors.HwnasError(f"--config {spec}: {p} defines no "
+                              "get_config(arg)")
+    arg = variant or None
+  elif spec is None and _space_name(space) == "tiny":
+    arg = "tiny"
+  try:
+    return module.get_config(arg)
+  except ValueError as e:
+    raise errors.HwnasError(f"--config {spec}: {e}") from None
+
+
+def override(config, items: Sequence[str]):
+  """Applies `key.sub=value` overrides (YAML values) in place."""
+  import yaml  # pylint: disable=g-import-not-at-top
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+      raise errors.HwnasError(f"--set {item}: use KEY=VALUE, e.g. "
+                              "optimizer.learning_rate=0.05")
+    *parents, leaf = key.strip().split(".")
+    node = config
+    try:
+      for p in parents:
+        node = node[p]
+      old = node[leaf]
+    except (KeyError, TypeError, AttributeError):
+      raise errors.HwnasError(f"--set {item}: no config key {key.strip()!r};"
+                              " see hwnas/configs/supernet.py") from None
+    try:
+      value = yaml.safe_load(text)
+    except yaml.YAMLError:
+      value = text
+    if isinstance(old, str) and not isinstance(value, str):
+      value = text
+    if isinstance(old, tuple):
+      value = tuple(value) if isinstance(value, list) else (
+          (value,) if value is not None else ())
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise errors.HwnasError(f"--set {item}: {e}") from None
+  return config
+
+
+def resolve_config(args):
+  """The run config from --config, --space, --dataset, --steps, --set."""
+  config = load_config(args.config, space=args.space)
+  if args.space:
+    config.space = args.space
+  if args.dataset:
+    config.dataset = args.dataset
+  if args.steps is not None:
+    if args.steps < 1:
+      raise errors.HwnasError(f"--steps {args.steps}: must be >= 1")
+    config.train.steps = args.steps
+  return override(config, args.set)
+
+
+# -------------------------------------------------------------- commands --
+
+
+def _train(args) -> int:
+  from hwnas.supernet import loop  # pylint: disable=g-import-not-at-top
+  config = resolve_config(args)
+  print(f"training the {config.space} supernet on {config.dataset} for "
+        f"{config.train.steps} steps in {args.workdir}", flush=True)
+  final = loop.train(config, args.workdir,
+                     progress=not args.no_progress and sys.stderr.isatty())
+  accs = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in final.items()
+                   if k.startswith("eval/"))
+  print(f"step {final.get('step')}: val accuracy {accs}; "
+        f"{pathlib.Path(args.workdir) / 'metrics.jsonl'}")
+  return 0
+
+
+def _eval(args) -> int:
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  # The module, not the function the package re-exports under its name.
+  evaluate = importlib.import_module("hwnas.supernet.evaluate")
+  if not (args.arch or args.largest or args.smallest):
+    raise errors.HwnasError("supernet eval: give --arch A.json, --largest or "
+                            "--smallest")
+  fn = evaluate.make_evaluator(args.workdir, dataset=args.dataset)
+  space = fn.space
+  archs, names = [], []
+  if args.largest:
+    archs.append(arch_lib.largest(space))
+    names.append("largest")
+  if args.smallest:
+    archs.append(arch_lib.smallest(space))
+    names.append("smallest")
+  for path in args.arch:
+    a = arch_lib.load(path)
+    try:
+      arch_lib.validate(space, a)
+    except errors.HwnasError as e:
+      raise errors.HwnasError(f"--arch {path}: not an architecture of the "
+                              f"supernet's space {space.name} ({e})") from None
+    archs.append(a)
+    names.append(path)
+  accs = fn(archs)
+  rows = [{"arch": n, "arch_string": arch_lib.to_string(a), "accuracy": acc}
+          for n, a, acc in zip(names, archs, accs)]
+  if args.json:
+    print(json.dumps(rows, indent=1))
+  else:
+    for r in rows:
+      print(f"{r['accuracy']:.4f}  {r['arch']}  {r['arch_string']}")
+  return 0
