@@ -128,8 +128,11 @@ def _references(table, names, space):
 def make_supernet_evaluator(workdir: str, space):
   """`hwnas.supernet.evaluate.make_evaluator(workdir, ...)`, or a clear
   error if this build has no supernet."""
+  import importlib
   try:
-    from hwnas.supernet import evaluate
+    # import_module, not `from hwnas.supernet import evaluate`: the package
+    # may re-export a function of that name, shadowing the module.
+    evaluate = importlib.import_module("hwnas.supernet.evaluate")
   except ModuleNotFoundError as e:
     if e.name and e.name.startswith("hwnas.supernet"):
       raise errors.HwnasError(
