@@ -195,3 +195,19 @@ def test_edgetpu_compile_step_records_memory_and_mapping(tmp_path,
   assert extras["off_chip_bytes"] == 0
   assert extras["all_ops_mapped"] is False
   assert extras["unmapped_ops"] == ["HARD_SWISH"]
+
+
+@pytest.mark.slow
+def test_retime_switches_clock_of_same_runs(tmp_path):
+  s = _small_tiny()
+  out = tmp_path / "xla.json"
+  measure.measure_space(s, "xla", out, **FAST)
+  t = load_table(out)
+  cpu = measure.retime(t, "cpu")
+  cpu.save(tmp_path / "cpu.json")
+  back = load_table(tmp_path / "cpu.json")
+  assert back.header["timer"] == "cpu" and "retime" in back.header["notes"]
+  for k, e in back.entries.items():
+    assert e.latency_ms == pytest.approx(t.entries[k].extras["cpu_median_ms"])
+    assert e.p10_ms is None
+  assert measure.retime(back, "cpu") is back

@@ -72,6 +72,13 @@ def register(sub) -> None:
   q.add_argument("--json", help="write the report as JSON here")
   q.set_defaults(func=_validate)
 
+  q = t.add_parser("retime", help="re-read a measured table with the other "
+                   "clock recorded in the same runs (wall | cpu)")
+  q.add_argument("--table", required=True)
+  q.add_argument("--timer", required=True, choices=["wall", "cpu"])
+  q.add_argument("--out", help="default: overwrite --table")
+  q.set_defaults(func=_retime)
+
   q = t.add_parser("import", help="convert a table from another format")
   q.add_argument("--from", dest="fmt", required=True, choices=["ofa"])
   q.add_argument("file", help="the file to import (OFA/ProxylessNAS YAML)")
@@ -182,6 +189,15 @@ def _validate(args) -> int:
     out = args.out or t.path
     fidelity.store(t, rep).save(out)
     print(f"stored calibration and fidelity summary in {out}")
+  return 0
+
+
+def _retime(args) -> int:
+  from hwnas.latency import load_table, measure
+  t = measure.retime(load_table(args.table), args.timer)
+  out = t.save(args.out or t.path)
+  print(f"wrote {out}: latency_ms = {args.timer} clock medians; validate "
+        "again (hwnas table validate --fit-calibration)")
   return 0
 
 

@@ -269,3 +269,36 @@ def layers_missing(space: SearchSpace, table: tbl.LatencyTable,
   """Layers of `space` (at `resolutions`) that `table` lacks."""
   return sorted(l for l in space_layers.enumerate_layers(
       space, tuple(resolutions) if resolutions else None) if l not in table)
+
+
+def retime(table: tbl.LatencyTable, timer: str) -> tbl.LatencyTable:
+  """The table re-read with the other clock of the same runs.
+
+  Every entry measured by `time_interleaved` records the median of both
+  clocks (`extras.wall_median_ms`, `extras.cpu_median_ms`); this swaps
+  `latency_ms` to the chosen one. p10/p90 were taken on the measuring
+  clock only, so they are kept only when `timer` is that clock. The
+  table's calibration and fidelity summary are dropped (they belong to the
+  other clock): validate again.
+  """
+  key = {"wall": "wall_median_ms", "cpu": "cpu_median_ms"}.get(timer)
+  if key is None:
+    raise errors.HwnasError(f"--timer {timer!r}: allowed: wall, cpu")
+  h = dict(table.header)
+  if h.get("timer", "wall") == timer:
+    return table
+  entries = []
+  for k, e in table.entries.items():
+    if key not in e.extras:
+      raise errors.HwnasError(
+          f"{table.path}: entries[{k!r}] has no extras.{key}: it was not "
+          f"measured with both clocks; re-measure with --timer {timer}")
+    entries.append(dataclasses.replace(e, latency_ms=float(e.extras[key]),
+                                       p10_ms=None, p90_ms=None))
+  for k in ("calibration", "fidelity"):
+    h.pop(k, None)
+  h["timer"] = timer
+  h["notes"] = (h.get("notes", "") + f"; latency_ms re-read as the {timer} "
+                f"clock median of the same runs (hwnas table retime; p10/p90 "
+                f"were of the other clock and are dropped)").lstrip("; ")
+  return tbl.new_table(h, entries, table.path)
