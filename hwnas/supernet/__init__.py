@@ -6,8 +6,12 @@
 [0.98]
 """
 
-from hwnas.supernet.evaluate import (EvalData, evaluate, extract_subnet,
-                                     load_workdir, make_evaluator)
+# `evaluate` is re-exported as `evaluate_archs` so that the submodule
+# `hwnas.supernet.evaluate` stays reachable as a package attribute.
+from hwnas.supernet.evaluate import EvalData
+from hwnas.supernet.evaluate import evaluate as evaluate_archs
+from hwnas.supernet.evaluate import (extract_subnet, load_workdir,
+                                     make_evaluator)
 from hwnas.supernet.loop import train as train_supernet
 from hwnas.supernet.model import (Supernet, arch_arrays, stack_arch_arrays,
                                   subnet)
@@ -15,6 +19,6 @@ from hwnas.supernet.train import (create_state, make_optimizer, recalibrate,
                                   sandwich, train_step)
 
 __all__ = ["EvalData", "Supernet", "arch_arrays", "create_state",
-           "evaluate", "extract_subnet", "load_workdir", "make_evaluator",
+           "evaluate_archs", "extract_subnet", "load_workdir", "make_evaluator",
            "make_optimizer", "recalibrate", "sandwich", "stack_arch_arrays",
            "subnet", "train_step", "train_supernet"]
