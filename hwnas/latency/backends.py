@@ -24,6 +24,12 @@ building from timing (`prepare_layer(layer, batch_size)` /
 `prepare_network(spec, batch_size)` -> `Prepared`, as the built-in ones do)
 are timed in interleaved rounds (`time_interleaved`), which is what makes
 measurements on a shared machine comparable.
+
+Timers: both the wall clock and the process CPU clock are read around
+every run. `timer='wall'` (default) is latency on a dedicated machine; on a
+machine shared with other jobs (this project's: 2 cores, load 3-9) the wall
+clock mostly measures waiting for a core, and `timer='cpu'` is the steadier
+figure (see benchmarks/results/latency.md for the measured difference).
 """
 
 from __future__ import annotations
