@@ -292,43 +292,6 @@ def test_bad_formats():
   assert pipeline.parse_formats("flax, tflite,flax") == ("flax", "tflite")
 
 
-def _perturbed_supernet(s):
-  """A supernet with non-trivial BatchNorm statistics (as after training)."""
-  from hwnas.supernet.model import MaskedBatchNorm, Supernet
-  sn = Supernet(s, rngs=nnx.Rngs(5))
-  rng = np.random.default_rng(5)
-  for _, m in sn.iter_modules():
-    if isinstance(m, MaskedBatchNorm):
-      m.mean.value = rng.normal(0, 0.1, m.mean.value.shape).astype(np.float32)
-      m.var.value = rng.uniform(0.5, 2, m.var.value.shape).astype(np.float32)
-  return sn
-
-
-@pytest.mark.slow
-def test_exported_flax_equals_supernet_subnet(tmp_path):
-  from hwnas.supernet.model import arch_arrays
-  s = _tiny()
-  sn = _perturbed_supernet(s)
-  a = arch.sample(np.random.default_rng(4), s)
-  out = tmp_path / "sub"
-  report = pipeline.export_supernet(
-      sn, a, out, options=pipeline.ExportOptions(
-          formats=("flax", "tflite"), **FAST))
-  assert report["bn_recalibration"] is None  # no dataset: statistics kept
-  loaded, spec = load_exported(out)
-  assert spec == arch.decode(s, a)
-  x = np.random.default_rng(2).standard_normal(
-      (2, a.resolution, a.resolution, 3)).astype(np.float32)
-  graphdef, state = nnx.split(sn)
-  forward = jax.jit(lambda st, x, aa: nnx.merge(graphdef, st)(x, aa))
-  want = np.asarray(forward(state, x, {k: np.asarray(v) for k, v in
-                                       arch_arrays(s, a).items()}))
-  np.testing.assert_allclose(checks.predict(loaded, x), want, atol=1e-4,
-                             rtol=1e-4)
-  got = tflite.Runner((out / "model_float.tflite").read_bytes()).run(x)
-  np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
-
-
 def test_supernet_export_rejects_foreign_arch(tmp_path):
   from hwnas.supernet.model import Supernet
   s = _tiny()
@@ -358,3 +321,124 @@ def test_cli_exports_arch_with_random_weights(tmp_path, capsys):
   report = json.loads((out / "report.json").read_text())
   assert report["edgetpu"] is None  # no int8 model, no Edge TPU verdict
   assert "random initialisation" in report["source"]["description"]
+
+
+# ------------------------------------------- from a supernet workdir --
+
+@pytest.fixture(scope="module")
+def supernet_workdir(tmp_path_factory):
+  """A `hwnas supernet train`-style workdir (config.json + Orbax checkpoint)
+  written with the supernet package's own functions, without training;
+  BatchNorm statistics are randomised so that they matter."""
+  from hwnas.configs import supernet as supernet_config
+  from hwnas.supernet import checkpoint, loop
+  s = _tiny()
+  config = supernet_config.get_config("tiny")
+  graphdef, state, _ = loop.build(s, config, s.num_classes)
+  rng = np.random.default_rng(7)
+  state = {**state, "stats": jax.tree.map(
+      lambda v: np.asarray(rng.uniform(0.5, 1.5, np.shape(v)), np.float32),
+      state["stats"])}
+  workdir = tmp_path_factory.mktemp("supernet")
+  mgr = checkpoint.manager(workdir)
+  checkpoint.save(mgr, 1, state)
+  mgr.close()
+  checkpoint.write_config(workdir, config, {
+      "space_path": s.path, "space": s.name, "num_classes": s.num_classes,
+      "dataset": {"name": "digits"}})
+  return workdir, graphdef, state
+
+
+@pytest.mark.slow
+def test_export_arch_from_supernet_workdir(supernet_workdir, tmp_path):
+  from hwnas.supernet import model as supernet_model
+  from hwnas.supernet import train as supernet_train
+  workdir, graphdef, state = supernet_workdir
+  s = _tiny()
+  a = arch.sample(np.random.default_rng(11), s)
+  (tmp_path / "best.json").write_text(json.dumps({"arch": arch.to_dict(a)}))
+  out = tmp_path / "out"
+  report = pipeline.export_arch(
+      tmp_path / "best.json", workdir, out, options=pipeline.ExportOptions(
+          formats=("flax", "tflite"), **{**FAST, "bn_batches": 0}))
+  assert report["source"]["kind"] == "supernet"
+  assert report["checks"]["accuracy"]["dataset"] == "digits"
+  assert report["checks"]["float_tflite_vs_flax"]["passed"]
+  loaded, spec = load_exported(out, depthwise="lax")
+  assert spec == arch.decode(s, a)
+  # The supernet itself (masked, all shapes at their largest) run with the
+  # architecture's arrays computes the same function.
+  forward = jax.jit(lambda st, x, ar: supernet_train.merge(graphdef, st)(
+      x, ar, train=False))
+  x = np.random.default_rng(3).standard_normal(
+      (2, a.resolution, a.resolution, 3)).astype(np.float32)
+  arrays = {k: np.asarray(v) for k, v in
+            supernet_model.arch_arrays(s, a).items()}
+  want = np.asarray(forward(state, x, arrays))
+  np.testing.assert_allclose(checks.predict(loaded, x), want, atol=1e-4,
+                             rtol=1e-4)
+  tfl = tflite.Runner((out / "model_float.tflite").read_bytes()).run(x)
+  np.testing.assert_allclose(tfl, want, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_recalibration_matches_supernet_recalibrate(supernet_workdir):
+  """Recalibrating the exported network equals recalibrating the supernet
+  for the architecture and then extracting it."""
+  from hwnas.supernet import model as supernet_model
+  from hwnas.supernet import train as supernet_train
+  _, graphdef, state = supernet_workdir
+  s = _tiny()
+  a = arch.smallest(s)
+  rng = np.random.default_rng(0)
+  images = rng.standard_normal((2, 4, a.resolution, a.resolution, 3)
+                               ).astype(np.float32)
+  ours = supernet_model.subnet(supernet_train.merge(graphdef, state), a,
+                               depthwise="lax")
+  checks.recalibrate_bn(ours, list(images))
+  arrays = {k: np.asarray(v) for k, v in
+            supernet_model.arch_arrays(s, a).items()}
+  theirs_state = jax.jit(lambda st, im, ar: supernet_train.recalibrate(
+      st, im, ar, graphdef=graphdef))(state, images, arrays)
+  theirs = supernet_model.subnet(supernet_train.merge(graphdef, theirs_state),
+                                 a, depthwise="lax")
+  for x, y in zip(jax.tree.leaves(nnx.state(ours, nnx.BatchStat)),
+                  jax.tree.leaves(nnx.state(theirs, nnx.BatchStat))):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_export_arch_outside_supernet_space_writes_nothing(
+    supernet_workdir, tmp_path):
+  workdir, _, _ = supernet_workdir
+  a = arch.smallest(_tiny())
+  bad = dataclasses.replace(a, resolution=40)
+  with pytest.raises(errors.SpaceError, match="not in the supernet's space"):
+    pipeline.export_arch(bad, workdir, tmp_path / "out",
+                         options=pipeline.ExportOptions(**FAST))
+  assert _leftovers(tmp_path) == []
+
+
+def test_export_arch_missing_or_corrupt_checkpoint(supernet_workdir, tmp_path,
+                                                  capsys):
+  s = _tiny()
+  (tmp_path / "a.json").write_text(arch.to_json(arch.smallest(s)))
+  code = cli_main(["export", "--arch", str(tmp_path / "a.json"), "--supernet",
+                   str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+  assert code == 2 and "nope" in capsys.readouterr().err
+  wd = tmp_path / "wd"
+  (wd / "checkpoints" / "1").mkdir(parents=True)
+  (wd / "checkpoints" / "1" / "_CHECKPOINT_METADATA").write_text("garbage")
+  (wd / "config.json").write_text(
+      (supernet_workdir[0] / "config.json").read_text())
+  code = cli_main(["export", "--arch", str(tmp_path / "a.json"), "--supernet",
+                   str(wd), "--out", str(tmp_path / "out")])
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and err.startswith("error:") and len(err.splitlines()) == 1
+  assert "checkpoint" in err
+  (wd / "config.json").write_text(json.dumps({
+      "config": {"space": "tiny"}, "space": "tiny", "num_classes": 10}))
+  code = cli_main(["export", "--arch", str(tmp_path / "a.json"), "--supernet",
+                   str(wd), "--out", str(tmp_path / "out")])
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and "incomplete" in err and len(err.splitlines()) == 1
+  assert _leftovers(tmp_path) == ["a.json", "wd"]

@@ -518,19 +518,35 @@ def export_arch(arch_or_path, supernet: str | os.PathLike[str],
   Args:
     arch_or_path: an `ArchChoice` or an architecture JSON file (a choice,
       or search output such as best.json).
-    supernet: the supernet training workdir (Orbax checkpoints).
+    supernet: the `hwnas supernet train` workdir (config.json + Orbax
+      checkpoints).
     out: export directory.
     options: see `ExportOptions`; `options.dataset` defaults to the dataset
-      the supernet was trained on.
+      the supernet was trained on (same validation hold-out).
     table: latency table for the predicted-vs-measured comparison.
 
   Returns:
     The report dict.
+
+  Raises:
+    HwnasError: missing/corrupt workdir or checkpoint, or an architecture
+      that is not in the supernet's space; nothing is written to `out`.
   """
   from hwnas.export import supernet_source  # pylint: disable=g-import-not-at-top
   check_out_dir(out, overwrite=options.overwrite)
-  model, choice, source, ds, bn = supernet_source.build(
-      arch_or_path, supernet, options)
-  return export_network(model, out, arch=choice, source=source,
-                        options=options, table=table, dataset=ds,
-                        bn_recalibration=bn)
+  if isinstance(arch_or_path, (str, os.PathLike)):
+    arch_or_path = arch_lib.load(arch_or_path)
+  space, net, config = supernet_source.load(supernet)
+  try:
+    arch_lib.validate(space, arch_or_path)
+  except errors.HwnasError as e:
+    raise errors.SpaceError(
+        f"{pathlib.Path(supernet) / 'config.json'}: the architecture is not "
+        f"in the supernet's space ({e})") from None
+  ds = supernet_source.load_dataset(config, options.dataset)
+  source = {"kind": "supernet", "supernet": str(supernet),
+            "description": f"supernet {supernet} (space {space.name}, "
+                           f"dataset {ds.info.name}); shared weights of the "
+                           "architecture"}
+  return export_supernet(net, arch_or_path, out, options=options,
+                         table=table, dataset=ds, source=source)
