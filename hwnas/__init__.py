@@ -15,6 +15,19 @@ from hwnas.errors import HwnasError
 from hwnas.netspec import Layer, NetSpec
 from hwnas.space import SearchSpace
 
+# Heavier parts load on first use (`hwnas.search`, `hwnas.latency`, ...), so
+# `import hwnas` stays fast and does not import JAX or TensorFlow.
+_LAZY = ("data", "export", "latency", "models", "quickstart", "search",
+         "supernet", "tflite", "edgetpu", "train_standalone")
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib
+    return importlib.import_module(f"hwnas.{name}")
+  raise AttributeError(f"module 'hwnas' has no attribute {name!r}")
+
+
 __all__ = [
     "ArchChoice", "BlockChoice", "HwnasError", "Layer", "NetSpec",
     "SearchSpace", "arch", "counting", "errors", "netspec", "references",
