@@ -178,6 +178,10 @@ def test_hard_swish_export_reports_fallback(tmp_path, monkeypatch):
   pred = report["latency"]["predicted"]
   assert pred["ms"] == pytest.approx(table.predict(spec))
   assert pred["provenance"] == table.describe()
+  comp = report["latency"]["comparison"]
+  assert comp["model"] == "tflite int8"  # the table's precision
+  assert comp["ratio"] == pytest.approx(
+      report["latency"]["measured"]["tflite int8"]["median_ms"] / pred["ms"])
   assert "test-cpu" in (tmp_path / "hs" / "report.md").read_text()
   e = report["edgetpu"]
   assert not e["edgetpu_ready"]

@@ -127,6 +127,9 @@ def _print_summary(r) -> None:
           f"({lat['predicted']['provenance']})")
   for name, m in lat["measured"].items():
     print(f"  measured {name}: {m['median_ms']:.3f} ms median (this CPU)")
+  comp = lat.get("comparison") or {}
+  if comp.get("ratio") is not None:
+    print(f"  measured / predicted ({comp['model']}): {comp['ratio']:.2f}")
   e = r.get("edgetpu")
   if e:
     print(f"  Edge TPU: {e['verdict']}")

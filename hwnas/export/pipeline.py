@@ -307,6 +307,7 @@ def export_network(model, out: str | os.PathLike[str], *,
       (tmp / INT8_TFLITE).write_bytes(int8_bytes)
       r["int8_calibration"] = rep_desc
     _run_checks(r, model, float_bytes, int8_bytes, ds, spec, o)
+    r["latency"]["comparison"] = _compare_latency(r["latency"])
     for name, b in (("tflite float32", float_bytes),
                     ("tflite int8", int8_bytes)):
       if b is not None:
@@ -322,6 +323,27 @@ def export_network(model, out: str | os.PathLike[str], *,
         timespec="seconds")
     report_lib.write(tmp, r)
   return r
+
+
+def _compare_latency(lat: dict[str, Any]) -> dict[str, Any] | None:
+  """Measured / predicted for the model whose precision the table has."""
+  pred = lat.get("predicted")
+  if not pred:
+    return None
+  precision = str(pred["header"].get("precision", ""))
+  name = "tflite int8" if "int8" in precision else "tflite float32"
+  measured = lat["measured"].get(name)
+  if measured is None:
+    return {"note": f"no {name} model exported to compare with the "
+                    f"{precision} table"}
+  same_host = str(pred["header"].get("backend", "")).startswith("litert")
+  return {"model": name, "predicted_ms": pred["ms"],
+          "measured_ms": measured["median_ms"],
+          "ratio": measured["median_ms"] / pred["ms"] if pred["ms"] else None,
+          "note": ("the table was measured with LiteRT, like this "
+                   "measurement" if same_host else
+                   "the table describes another device/runtime; the ratio "
+                   "only shows how this CPU compares")}
 
 
 def _version() -> str:

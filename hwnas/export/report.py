@@ -33,6 +33,12 @@ def _latency_lines(lat: dict[str, Any]) -> list[str]:
                f" ({pred['provenance']})")
   else:
     out.append("- predicted: no latency table given (`--table T`)")
+  comp = lat.get("comparison") or {}
+  if comp.get("ratio") is not None:
+    out.append(f"- measured / predicted ({comp['model']}): "
+               f"{comp['ratio']:.2f} ({comp['note']})")
+  elif comp.get("note"):
+    out.append(f"- {comp['note']}")
   for name, m in lat.get("measured", {}).items():
     out.append(f"- measured on this machine, {name}: median "
                f"{_fmt_ms(m['median_ms'])} (p10 {_fmt_ms(m['p10_ms'])}, p90 "
