@@ -182,3 +182,29 @@ def test_two_devices_train_like_one(tmp_path, straight):
   np.testing.assert_allclose(loss(tmp_path), loss(straight[0]), rtol=1e-4)
   assert result["test/accuracy"] == pytest.approx(
       straight[1]["test/accuracy"], abs=1 / 360)
+
+
+@pytest.mark.slow
+def test_cli_init_from_supernet_copies_its_weights(tmp_path):
+  """--init supernet:W starts from the supernet's shared weights (checked
+  with learning rate 0, which leaves the weights where they started)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from hwnas.configs import supernet as supernet_config  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import extract_subnet, loop  # pylint: disable=g-import-not-at-top
+  c = supernet_config.get_config("tiny")
+  c.train.steps, c.train.batch_size, c.train.resolutions = 1, 8, (24,)
+  c.eval.bn_batches, c.eval.batch_size = 1, 48
+  loop.train(c, tmp_path / "sn", progress=False)
+  s = space.load("tiny")
+  a = dataclasses.replace(arch.sample(np.random.default_rng(1), s),
+                          resolution=24)
+  (tmp_path / "a.json").write_text(arch.to_json(a))
+  rc = cli_main(["train", "--arch", str(tmp_path / "a.json"), "--workdir",
+                 str(tmp_path / "ft"), "--init", f"supernet:{tmp_path / 'sn'}",
+                 "--steps", "1", "--batch-size", "8", "--learning-rate", "0",
+                 "--eval-batch-size", "128"])
+  assert rc == 0
+  tuned = nnx.state(ts.restore(tmp_path / "ft"), nnx.Param)
+  ref = nnx.state(extract_subnet(tmp_path / "sn", a, recalibrate=False),
+                  nnx.Param)
+  jax.tree.map(np.testing.assert_array_equal, tuned, ref)
