@@ -1,0 +1,308 @@
+"""Tests of the weight-sharing supernet: compile count, subnet extraction,
+resume, data parallelism and the `hwnas supernet` CLI.
+
+They use a one-stage space (every kind of choice, few slots) so that the
+JAX compilations they need stay short on a 2-core CPU.
+"""
+
+import dataclasses
+import importlib
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hwnas import arch as arch_lib
+from hwnas import data as data_lib
+from hwnas import errors
+from hwnas import space as space_lib
+from hwnas.cli import main as cli_main
+from hwnas.supernet import model as model_lib
+from hwnas.supernet import train as train_lib
+
+evaluate_lib = importlib.import_module("hwnas.supernet.evaluate")
+
+MICRO = """\
+format: 1
+name: micro
+version: 1
+description: a one-stage space with every kind of choice, for tests
+input_channels: 3
+num_classes: 10
+channel_divisor: 8
+se_ratio: 0.25
+resolutions: {resolutions}
+stem: {{channels: 8, kernel: 3, stride: 2, activation: relu}}
+stages:
+  - name: s1
+    widths: [8, 16]
+    stride: 2
+    depths: [1, 2]
+    types: [ibn, fused_ibn, skip]
+    kernels: [3, 5]
+    expansions: [2, 4]
+    se: [false, true]
+    activations: [relu, hswish]
+head: {{expand_channels: 32, feature_channels: 0, activation: relu}}
+"""
+
+
+def _space_file(tmp_path, resolutions=(16, 24)) -> pathlib.Path:
+  p = tmp_path / "micro.yaml"
+  p.write_text(MICRO.format(resolutions=list(resolutions)))
+  return p
+
+
+@pytest.fixture(name="space")
+def _space(tmp_path):
+  return space_lib.load(_space_file(tmp_path))
+
+
+def _archs(space, n, seed=0):
+  rng = np.random.default_rng(seed)
+  return [arch_lib.sample(rng, space) for _ in range(n)]
+
+
+@pytest.fixture(scope="module", name="digits")
+def _digits():
+  return data_lib.load("digits")
+
+
+# ------------------------------------------------------------ the model --
+
+
+def test_arch_arrays_encode_depth_and_skip(space):
+  a = arch_lib.smallest(space)
+  arrays = model_lib.arch_arrays(space, a)
+  spec = arch_lib.decode(space, a)
+  assert int(arrays["active"].sum()) == len(spec.blocks)
+  assert set(arrays) == set(model_lib.ARCH_KEYS)
+  assert all(v.shape == (space.num_slots,) for v in arrays.values())
+
+
+@pytest.mark.slow
+def test_evaluator_compiles_once_per_resolution(space, digits):
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
+  tx = train_lib.make_optimizer(_config(space), 10)
+  graphdef, state = train_lib.create_state(net, tx)
+  data = evaluate_lib.EvalData(digits, batch_size=64, bn_batches=1,
+                               val_batches=1, bn_batch_size=8)
+  fn = evaluate_lib._accuracy_fn(graphdef)   # pylint: disable=protected-access
+  before = fn._cache_size()                   # pylint: disable=protected-access
+  archs = _archs(space, 50)
+  assert {a.resolution for a in archs} == {16, 24}
+  assert len({arch_lib.to_string(a) for a in archs}) > 25
+  accs = evaluate_lib.evaluate(state, archs, data, graphdef=graphdef,
+                               space=space)
+  assert len(accs) == 50 and all(0.0 <= a <= 1.0 for a in accs)
+  assert fn._cache_size() - before == 2      # pylint: disable=protected-access
+
+
+@pytest.mark.slow
+def test_standalone_subnet_equals_supernet(space):
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(1))
+  # Non-trivial BatchNorm statistics, so copying them is tested too.
+  stats = nnx.state(net, nnx.BatchStat)
+  rng = np.random.default_rng(0)
+  stats = jax.tree.map(
+      lambda v: jnp.asarray(rng.uniform(0.5, 1.5, v.shape) if v.ndim else v,
+                            jnp.float32), stats)
+  nnx.update(net, stats)
+  graphdef, params, bstats = nnx.split(net, nnx.Param, nnx.BatchStat)
+
+  @jax.jit
+  def forward(x, arch):
+    return nnx.merge(graphdef, params, bstats)(x, arch, train=False)
+
+  x = jnp.asarray(rng.standard_normal((2, 24, 24, 3)), jnp.float32)
+  archs = [arch_lib.largest(space), arch_lib.smallest(space),
+           *_archs(space, 4, seed=3)]
+  for a in archs:
+    a = dataclasses.replace(a, resolution=24)
+    want = forward(x, model_lib.arch_arrays(space, a))
+    sub = model_lib.subnet(net, a)
+    got = sub(x, train=False)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
+                               err_msg=arch_lib.to_string(a))
+  assert forward._cache_size() == 1          # pylint: disable=protected-access
+
+
+def test_subnet_rejects_another_network(space):
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
+  big, small = arch_lib.largest(space), arch_lib.smallest(space)
+  with pytest.raises(errors.HwnasError):
+    model_lib.subnet(net, big, spec=arch_lib.decode(space, small))
+
+
+# ------------------------------------------------------ data parallelism --
+
+
+_MULTI_DEVICE = """
+import json, sys
+import jax, jax.numpy as jnp, numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+from hwnas import arch as arch_lib, space as space_lib
+from hwnas.supernet import model as model_lib, train as train_lib
+assert jax.device_count() == 2, jax.devices()
+space = space_lib.load(sys.argv[1])
+config = ml_collections.ConfigDict(json.loads(sys.argv[2]))
+net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
+tx = train_lib.make_optimizer(config, 10)
+graphdef, state = train_lib.create_state(net, tx)
+rng = np.random.default_rng(0)
+archs = train_lib.sandwich(rng, space, n_random=1, resolution=16)
+arch_batch = model_lib.stack_arch_arrays(space, archs)
+batch = {"image": rng.standard_normal((8, 16, 16, 3)).astype(np.float32),
+         "label": rng.integers(0, 10, 8).astype(np.int32)}
+step = train_lib.jit_train_step(graphdef, tx, resolution=16,
+                                label_smoothing=0.1, kd_ratio=1.0)
+key = jax.random.key(0)
+# The step donates its state: give each call its own copy.
+fresh = lambda: jax.tree.map(lambda x: jnp.array(x, copy=True), state)
+one = jax.device_put(fresh(), jax.devices()[0])
+s1, m1 = step(one, jax.device_put(batch, jax.devices()[0]), key, arch_batch)
+mesh = Mesh(np.asarray(jax.devices()), ("data",))
+two = jax.device_put(fresh(), NamedSharding(mesh, P()))
+sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
+s2, m2 = step(two, sharded, key, arch_batch)
+assert len(sharded["image"].sharding.device_set) == 2
+d = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+        zip(jax.tree.leaves(s1["params"]), jax.tree.leaves(s2["params"])))
+ds = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+         zip(jax.tree.leaves(s1["stats"]), jax.tree.leaves(s2["stats"])))
+print(json.dumps({"loss1": float(m1["train/loss"]),
+                  "loss2": float(m2["train/loss"]), "params": d,
+                  "stats": ds}))
+"""
+
+
+def _config(space):
+  del space
+  cli = importlib.import_module("hwnas.cli.supernet")
+  return cli.load_config("tiny")
+
+
+@pytest.mark.slow
+def test_two_device_step_equals_one_device_step(tmp_path):
+  path = _space_file(tmp_path, resolutions=(16,))
+  config = _config(None)
+  config.optimizer.warmup_steps = 0   # a real update at step 0
+  # SGD: the update is proportional to the gradient (Adam's first step is
+  # about lr * sign(g), which float noise flips where g is ~0).
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.1
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "-c", _MULTI_DEVICE, str(path), config.to_json()],
+      env=env, capture_output=True, text=True, timeout=900, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  r = json.loads(out.stdout.strip().splitlines()[-1])
+  assert np.isfinite(r["loss1"])
+  assert abs(r["loss1"] - r["loss2"]) < 1e-4 * max(1.0, abs(r["loss1"]))
+  assert r["params"] < 1e-4 and r["stats"] < 1e-4
+
+
+# ---------------------------------------- training, resume, CLI, evaluate --
+
+
+def _params(workdir):
+  _, _, state, _ = evaluate_lib.load_workdir(workdir)
+  return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+
+
+@pytest.mark.slow
+def test_cli_train_resume_and_eval(tmp_path, capsys):
+  """2-step `hwnas supernet train`; a resumed run (from the step-1
+  checkpoint) ends with the same weights; `eval` agrees with training's
+  final evaluation; the evaluator rebuilds from the workdir alone."""
+  path = _space_file(tmp_path, resolutions=(16,))
+  wd = tmp_path / "sn"
+  argv = ["supernet", "train", "--space", str(path), "--dataset", "digits",
+          "--workdir", str(wd), "--steps", "2", "--no-progress",
+          "--set", "train.batch_size=8", "--set", "train.log_every=1",
+          "--set", "train.checkpoint_every=1", "--set", "eval.bn_batches=1",
+          "--set", "optimizer.warmup_steps=0"]
+  assert cli_main(argv) == 0
+  saved = json.loads((wd / "config.json").read_text())
+  assert saved["config"]["train"]["steps"] == 2
+  assert saved["config"]["dataset"] == "digits"
+  rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().split(
+      "\n") if l.strip()]
+  assert [r["step"] for r in rows if "train/loss" in r] == [1, 2]
+  final = rows[-1]
+  assert 0.0 <= final["eval/top1_largest"] <= 1.0
+  want = _params(wd)
+
+  # Interrupted after step 1: only its checkpoint survives.
+  shutil.rmtree(wd / "checkpoints" / "2")
+  assert cli_main(argv) == 0
+  got = _params(wd)
+  assert len(got) == len(want)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  capsys.readouterr()
+
+  assert cli_main(["supernet", "eval", "--workdir", str(wd), "--largest",
+                   "--smallest", "--json"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  assert [r["arch"] for r in out] == ["largest", "smallest"]
+  assert abs(out[0]["accuracy"] - final["eval/top1_largest"]) < 1e-6
+  assert abs(out[1]["accuracy"] - final["eval/top1_smallest"]) < 1e-6
+
+  space = space_lib.load(path)
+  fn = evaluate_lib.make_evaluator(wd, space)
+  assert fn([arch_lib.largest(space)]) == [out[0]["accuracy"]]
+  net = evaluate_lib.extract_subnet(wd, arch_lib.smallest(space))
+  assert net(jnp.zeros((1, 16, 16, 3)), train=False).shape == (1, 10)
+
+
+def test_missing_workdir_is_one_line_error(tmp_path):
+  with pytest.raises(errors.HwnasError, match="config.json"):
+    evaluate_lib.make_evaluator(tmp_path / "nothing")
+
+
+def test_corrupt_checkpoint_names_path(tmp_path):
+  """A workdir whose checkpoint is damaged fails with the path named."""
+  path = _space_file(tmp_path, resolutions=(16,))
+  wd = tmp_path / "sn"
+  (wd / "checkpoints" / "3").mkdir(parents=True)
+  (wd / "checkpoints" / "3" / "garbage").write_text("not a checkpoint")
+  config = _config(None)
+  config.space = str(path)
+  (wd / "config.json").write_text(json.dumps(
+      {"config": json.loads(config.to_json()), "space_path": str(path),
+       "space": "micro", "num_classes": 10}))
+  with pytest.raises(errors.HwnasError) as e:
+    evaluate_lib.load_workdir(wd)
+  assert str(wd / "checkpoints") in str(e.value)
+  assert "\n" not in str(e.value)
+
+
+def test_cli_config_overrides():
+  cli = importlib.import_module("hwnas.cli.supernet")
+  c = cli.load_config(None, space="tiny")
+  cli.override(c, ["optimizer.learning_rate=0.05", "train.resolutions=[24]",
+                   "dataset=tfds:cifar10", "optimizer.nesterov=false"])
+  assert c.optimizer.learning_rate == 0.05
+  assert tuple(c.train.resolutions) == (24,)
+  assert c.dataset == "tfds:cifar10" and c.optimizer.nesterov is False
+  with pytest.raises(errors.HwnasError, match="no config key"):
+    cli.override(c, ["optimizer.nope=1"])
+  with pytest.raises(errors.HwnasError, match="KEY=VALUE"):
+    cli.override(c, ["steps"])
+  with pytest.raises(errors.HwnasError):
+    cli.override(c, ["train.steps=abc"])
+  with pytest.raises(errors.HwnasError, match="no such file"):
+    cli.load_config("missing.py:tiny")
