@@ -33,7 +33,6 @@ import functools
 import json
 import pathlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -223,31 +222,24 @@ def _jitted_eval(graphdef):
 
 def init_model(spec: netspec_lib.NetSpec, config: TrainConfig, *,
                arch: Any = None) -> Network:
-  """The network with its initial weights (`config.init`)."""
-  # One jitted initialisation instead of one eager compile per initialiser.
-  model = nnx.jit(lambda: Network(spec, rngs=nnx.Rngs(config.seed)))()
+  """The network with its initial weights (`config.init`).
+
+  `scratch`: random, seeded with `config.seed`. `supernet:WORKDIR`: the
+  shared weights of a trained supernet for `arch`, with BatchNorm
+  statistics recalibrated for it (`hwnas.supernet.extract_subnet`).
+  """
   if config.init == "scratch":
-    return model
+    # One jitted initialisation instead of one eager compile per initialiser.
+    return nnx.jit(lambda: Network(spec, rngs=nnx.Rngs(config.seed)))()
   kind, _, where = config.init.partition(":")
   if kind != "supernet" or not where:
     raise HwnasError(f"--init {config.init}: use scratch or supernet:WORKDIR")
-  return _from_supernet(model, spec, pathlib.Path(where), arch)
-
-
-def _from_supernet(model: Network, spec: netspec_lib.NetSpec,
-                   workdir: pathlib.Path, arch: Any) -> Network:
-  """Copies a trained supernet's shared weights into `model`."""
   if arch is None:
-    raise HwnasError("--init supernet:...: needs an architecture choice file "
-                     "(from search), not a bare network spec")
-  try:
-    from hwnas.supernet import extract_subnet  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise HwnasError("--init supernet:...: this build has no supernet weight "
-                     "extraction (hwnas.supernet.extract_subnet); use "
-                     "--init scratch") from None
-  del model
-  return extract_subnet(workdir, arch, spec=spec)
+    raise HwnasError(f"--init {config.init}: needs an architecture choice "
+                     "file (arch sample, search best.json), not a network "
+                     "spec or reference")
+  from hwnas.supernet import extract_subnet  # heavy; only when asked for
+  return extract_subnet(pathlib.Path(where), arch, spec=spec)
 
 
 def resolve_spec(spec: netspec_lib.NetSpec, config: TrainConfig,
@@ -394,12 +386,11 @@ def train(spec: netspec_lib.NetSpec, config: TrainConfig,
   spec = resolve_spec(spec, config, ds.info)
   resolved = _config_json(config, spec, ds.info, arch)
   _check_workdir(workdir, resolved)
+  model = init_model(spec, config, arch=arch)  # fails before writing files
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
     netspec_lib.save(spec, workdir / "netspec.json")
-
-  model = init_model(spec, config, arch=arch)
   graphdef, state = initial_state(model, config)
   mngr = _checkpoint_manager(workdir)
   state = _restore_latest(mngr, state)

@@ -3,7 +3,6 @@
 import json
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -91,13 +90,13 @@ def test_make_optimizer_decays_kernels_only():
   _, spec = _tiny()
   model = nnx.eval_shape(lambda: Network(spec, rngs=nnx.Rngs(0)))
   _, params, _ = nnx.split(model, nnx.Param, ...)
-  params = jax.tree.map(lambda p: jnp.ones(p.shape, p.dtype), params)
-  zeros = jax.tree.map(jnp.zeros_like, params)
+  params = jax.tree.map(lambda p: np.ones(p.shape, p.dtype), params)
+  zeros = jax.tree.map(np.zeros_like, params)
   for name in ("sgd", "adamw"):
     tx = ts.make_optimizer(ts.TrainConfig(
         steps=10, weight_decay=0.5, learning_rate=1.0, warmup_steps=0,
         optimizer=name, grad_clip=1.0))
-    updates, _ = tx.update(zeros, tx.init(params), params)
+    updates, _ = jax.jit(tx.update)(zeros, jax.jit(tx.init)(params), params)
     flat = jax.tree_util.tree_flatten_with_path(updates)[0]
     kernels = [v for p, v in flat if "kernel" in jax.tree_util.keystr(p)]
     others = [v for p, v in flat if "kernel" not in jax.tree_util.keystr(p)]
@@ -138,7 +137,7 @@ def test_cli_train_from_arch_file(tmp_path, capsys):
 
 
 def test_cli_config_file_and_overrides(tmp_path):
-  from hwnas.cli import train as train_cli  # pylint: disable=g-import-not-at-top
+  from hwnas.cli import train as train_cli
   path = tmp_path / "c.yaml"
   path.write_text("steps: 7\noptimizer: adamw\nlearning_rate: 0.01\n")
   cfg = train_cli.load_config(str(path), {"learning_rate": 0.5,
@@ -189,8 +188,8 @@ def test_cli_init_from_supernet_copies_its_weights(tmp_path):
   """--init supernet:W starts from the supernet's shared weights (checked
   with learning rate 0, which leaves the weights where they started)."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from hwnas.configs import supernet as supernet_config  # pylint: disable=g-import-not-at-top
-  from hwnas.supernet import extract_subnet, loop  # pylint: disable=g-import-not-at-top
+  from hwnas.configs import supernet as supernet_config
+  from hwnas.supernet import extract_subnet, loop
   c = supernet_config.get_config("tiny")
   c.train.steps, c.train.batch_size, c.train.resolutions = 1, 8, (24,)
   c.eval.bn_batches, c.eval.batch_size = 1, 48
