@@ -43,6 +43,10 @@ class Settings:
   train_steps: int | None = None   # None: the tiny supernet config's steps
   export_formats: str = "flax,tflite,tflite-int8"
   latency_repeats: int = 100
+  # Extra command-line words per stage (tests shrink batch sizes with them).
+  train_args: tuple[str, ...] = ()
+  search_args: tuple[str, ...] = ()
+  export_args: tuple[str, ...] = ()
 
 
 def _stages(workdir: pathlib.Path, s: Settings
@@ -54,15 +58,16 @@ def _stages(workdir: pathlib.Path, s: Settings
            "--workdir", str(sn), "--config", "tiny"]
   if s.train_steps:
     train += ["--steps", str(s.train_steps)]
+  train += list(s.train_args)
   search_argv = ["search", "--space", SPACE, "--table", TABLE,
                  "--target-ms", str(s.target_ms), "--supernet", str(sn),
                  "--budget", str(s.budget), "--population",
                  str(s.population), "--seed", str(s.seed),
-                 "--workdir", str(search)]
+                 "--workdir", str(search), *s.search_args]
   export_argv = ["export", "--arch", str(search / "best.json"),
                  "--supernet", str(sn), "--out", str(export),
                  "--formats", s.export_formats, "--table", TABLE,
-                 "--latency-repeats", str(s.latency_repeats)]
+                 "--latency-repeats", str(s.latency_repeats), *s.export_args]
 
   def export_done() -> bool:
     report, best = export / "report.json", search / "best.json"
