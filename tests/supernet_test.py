@@ -72,9 +72,17 @@ def _archs(space, n, seed=0):
   return [arch_lib.sample(rng, space) for _ in range(n)]
 
 
-@pytest.fixture(scope="module", name="digits")
-def _digits():
-  return data_lib.load("digits")
+def _write_pngs(root, classes, per_class, size, seed):
+  """Class-coloured random images in `root/train/<class>/*.png`."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  for c, cls in enumerate(classes):
+    d = root / "train" / cls
+    d.mkdir(parents=True)
+    for i in range(per_class):
+      img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+      img[..., c % 3] += 150
+      Image.fromarray(img).save(d / f"{i}.png")
 
 
 # ------------------------------------------------------------ the model --
@@ -90,19 +98,23 @@ def test_arch_arrays_encode_depth_and_skip(space):
 
 
 @pytest.mark.slow
-def test_evaluator_compiles_once_per_resolution(space, digits):
-  net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
-  tx = train_lib.make_optimizer(_config(space), 10)
-  graphdef, state = train_lib.create_state(net, tx)
-  data = evaluate_lib.EvalData(digits, batch_size=64, bn_batches=1,
-                               val_batches=1, bn_batch_size=8)
-  fn = evaluate_lib._accuracy_fn(graphdef)   # pylint: disable=protected-access
-  before = fn._cache_size()                   # pylint: disable=protected-access
-  archs = _archs(space, 50)
-  assert {a.resolution for a in archs} == {16, 24}
-  assert len({arch_lib.to_string(a) for a in archs}) > 25
-  accs = evaluate_lib.evaluate(state, archs, data, graphdef=graphdef,
-                               space=space)
+def test_evaluator_compiles_once_per_resolution(space):
+  """50 architectures, 2 resolutions: 2 compilations (tfds path, mocked)."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=24):
+    ds = data_lib.load("tfds:cifar10")
+    net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
+    tx = train_lib.make_optimizer(_config(space), 10)
+    graphdef, state = train_lib.create_state(net, tx)
+    data = evaluate_lib.EvalData(ds, batch_size=8, bn_batches=1,
+                                 bn_batch_size=8)
+    fn = evaluate_lib._accuracy_fn(graphdef)  # pylint: disable=protected-access
+    before = fn._cache_size()                  # pylint: disable=protected-access
+    archs = _archs(space, 50)
+    assert {a.resolution for a in archs} == {16, 24}
+    assert len({arch_lib.to_string(a) for a in archs}) > 25
+    accs = evaluate_lib.evaluate(state, archs, data, graphdef=graphdef,
+                                 space=space)
   assert len(accs) == 50 and all(0.0 <= a <= 1.0 for a in accs)
   assert fn._cache_size() - before == 2      # pylint: disable=protected-access
 
@@ -224,12 +236,16 @@ def _params(workdir):
 
 @pytest.mark.slow
 def test_cli_train_resume_and_eval(tmp_path, capsys):
-  """2-step `hwnas supernet train`; a resumed run (from the step-1
-  checkpoint) ends with the same weights; `eval` agrees with training's
-  final evaluation; the evaluator rebuilds from the workdir alone."""
+  """2-step `hwnas supernet train` on an image-folder dataset; a resumed
+  run (from the step-1 checkpoint) ends with the same weights; `eval` agrees
+  with training's final evaluation; the evaluator rebuilds from the workdir
+  alone."""
+  pytest.importorskip("tensorflow")
   path = _space_file(tmp_path, resolutions=(16,))
+  _write_pngs(tmp_path / "imgs", ["a", "b", "c"], 8, 20, 0)
+  dataset = f"folder:{tmp_path / 'imgs'}"
   wd = tmp_path / "sn"
-  argv = ["supernet", "train", "--space", str(path), "--dataset", "digits",
+  argv = ["supernet", "train", "--space", str(path), "--dataset", dataset,
           "--workdir", str(wd), "--steps", "2", "--no-progress",
           "--set", "train.batch_size=8", "--set", "train.log_every=1",
           "--set", "train.checkpoint_every=1", "--set", "eval.bn_batches=1",
@@ -237,7 +253,8 @@ def test_cli_train_resume_and_eval(tmp_path, capsys):
   assert cli_main(argv) == 0
   saved = json.loads((wd / "config.json").read_text())
   assert saved["config"]["train"]["steps"] == 2
-  assert saved["config"]["dataset"] == "digits"
+  assert saved["config"]["dataset"] == dataset
+  assert saved["num_classes"] == 3
   rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().split(
       "\n") if l.strip()]
   assert [r["step"] for r in rows if "train/loss" in r] == [1, 2]
@@ -265,7 +282,7 @@ def test_cli_train_resume_and_eval(tmp_path, capsys):
   fn = evaluate_lib.make_evaluator(wd, space)
   assert fn([arch_lib.largest(space)]) == [out[0]["accuracy"]]
   net = evaluate_lib.extract_subnet(wd, arch_lib.smallest(space))
-  assert net(jnp.zeros((1, 16, 16, 3)), train=False).shape == (1, 10)
+  assert net(jnp.zeros((1, 16, 16, 3)), train=False).shape == (1, 3)
 
 
 def test_missing_workdir_is_one_line_error(tmp_path):

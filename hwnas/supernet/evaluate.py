@@ -56,7 +56,11 @@ class Arrays:
 
 def calibration_images(ds: data_lib.Dataset, resolution: int, *,
                        batches: int, batch_size: int, seed: int) -> np.ndarray:
-  """[batches, B, R, R, C] training images (not augmented) for BN stats."""
+  """[batches, B, R, R, C] training images (not augmented) for BN stats.
+
+  `B` is `batch_size`, clipped to the size of the training split.
+  """
+  batch_size = max(1, min(int(batch_size), ds.info.split_sizes["train"]))
   it = data_lib.batches(ds, "train", batch_size=batch_size,
                         resolution=resolution, seed=seed + 1, augment=False)
   return np.stack([next(it)["image"] for _ in range(max(int(batches), 1))])
