@@ -1,8 +1,8 @@
 """Supernet training: optax optimiser, sandwich rule, in-place distillation.
 
 The step functions here are pure and unjitted (functional NNX: the supernet
-is split once into a graphdef and a state pytree); `Trainer`/`train` jit them
-once per resolution with the state donated.
+is split once into a graphdef and a state pytree); `hwnas.supernet.loop`
+jits them once per resolution with the state donated.
 
 Each step trains N architectures on the same batch, all at the step's
 resolution (one sampled per step, as in Once-for-All): the largest, the
