@@ -150,7 +150,7 @@ NOTES = """### How the shipped tables were measured (and why the CPU clock)
   `hwnas table retime --timer cpu`, then `hwnas table validate --table T
   --space S --samples N --fit-calibration` (random networks of the space
   at the table's resolutions, timed the same way in chunks of 10).
-- This machine: 2 logical cores shared by ~6 engineers; load average 3-9
+- This machine: 2 logical cores shared by ~6 engineers; load average 3-12
   during the runs (each table header records it). Under that load the
   wall clock mostly measures waiting for a core: with wall medians the
   xla/mobilenetv3 sum predicted 60 whole networks with MAPE 22.7% and
