@@ -38,8 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _config_overrides(argv: list[str]) -> list[str]:
+  """big_vision-style `--config.a.b=v` is an alias of `--set a.b=v`."""
+  out = []
+  for a in argv:
+    if a.startswith("--config.") and "=" in a:
+      out += ["--set", a[len("--config."):]]
+    else:
+      out.append(a)
+  return out
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
+  argv = _config_overrides(list(sys.argv[1:] if argv is None else argv))
   args = parser.parse_args(argv)
   try:
     return int(args.func(args) or 0)
