@@ -58,12 +58,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "tiny":
     c.space = "tiny"
     c.dropout = 0.0
-    c.train.steps = 150
+    c.train.steps = 600
     c.train.batch_size = 32
-    c.train.n_random = 0
+    c.train.n_random = 1
     c.train.kd_ratio = 0.5
-    c.train.log_every = 10
-    c.train.checkpoint_every = 50
+    c.train.log_every = 20
+    c.train.checkpoint_every = 100
     c.optimizer.name = "adamw"
     c.optimizer.learning_rate = 5e-3
     c.optimizer.weight_decay = 1e-4
