@@ -323,3 +323,27 @@ def test_cli_config_overrides():
     cli.override(c, ["train.steps=abc"])
   with pytest.raises(errors.HwnasError, match="no such file"):
     cli.load_config("missing.py:tiny")
+
+
+@pytest.mark.slow
+def test_train_step_compiles_once_over_50_architectures(space):
+  """The sandwich train step takes architectures as arrays: 50 different
+  sampled architectures (as 25 sandwiches) at one resolution compile once."""
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
+  tx = train_lib.make_optimizer(_config(space), 10)
+  graphdef, state = train_lib.create_state(net, tx)
+  step = train_lib.jit_train_step(graphdef, tx, resolution=16,
+                                  label_smoothing=0.0, kd_ratio=0.5)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.standard_normal((2, 16, 16, 3)),
+                                jnp.float32),
+           "label": jnp.asarray([0, 1], jnp.int32)}
+  archs = [dataclasses.replace(a, resolution=16) for a in _archs(space, 50)]
+  assert len({arch_lib.to_string(a) for a in archs}) > 25
+  losses = []
+  for i in range(0, 50, 2):
+    arrays = model_lib.stack_arch_arrays(space, archs[i:i + 2])
+    state, metrics = step(state, batch, jax.random.key(i), arrays)
+    losses.append(float(metrics["train/loss"]))
+  assert step._cache_size() == 1             # pylint: disable=protected-access
+  assert all(np.isfinite(losses))
