@@ -306,7 +306,7 @@ def test_a_target_only_a_few_architectures_meet_terminates(tmp_path):
   c = Counter()
   r = search(tmp_path, fn=c, target=lo + 1e-9, budget=50, population=4,
              max_tries=10)
-  assert 1 <= len(r.records) < 50           # the feasible set ran out
+  assert 0 < len(r.records) < 50            # the feasible set ran out
   assert len(set(c.seen)) == len(c.seen)
   assert all(x.costs["latency_ms"] <= lo + 1e-9 for x in r.records)
 

@@ -226,7 +226,24 @@ def _network_shape(spec: NetSpec, batch_size: int) -> tuple[int, ...]:
 
 # -------------------------------------------------------------------- xla --
 
-class XlaBackend:
+class _TimesPrepared:
+  """`time_layer` / `time_network` for backends that can `prepare_*`: one
+  prepared callable timed with `time_interleaved` (the backend's timer)."""
+
+  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
+                 repeats: int) -> Timing:
+    return time_interleaved([self.prepare_layer(layer, batch_size)],
+                            warmup=warmup, repeats=repeats,
+                            timer=self.timer)[0]
+
+  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
+                   repeats: int) -> Timing:
+    return time_interleaved([self.prepare_network(spec, batch_size)],
+                            warmup=warmup, repeats=repeats,
+                            timer=self.timer)[0]
+
+
+class XlaBackend(_TimesPrepared):
   """Blocks jitted on JAX's default device (see the module docstring)."""
 
   name = "xla"
@@ -273,18 +290,6 @@ class XlaBackend:
   def prepare_network(self, spec: NetSpec, batch_size: int) -> Prepared:
     return self._prepare(spec, _network_shape(spec, batch_size))
 
-  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
-                 repeats: int) -> Timing:
-    return time_interleaved([self.prepare_layer(layer, batch_size)],
-                            warmup=warmup, repeats=repeats,
-                            timer=self.timer)[0]
-
-  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
-                   repeats: int) -> Timing:
-    return time_interleaved([self.prepare_network(spec, batch_size)],
-                            warmup=warmup, repeats=repeats,
-                            timer=self.timer)[0]
-
 
 def _reject(unused: Mapping[str, Any], name: str) -> None:
   if unused:
@@ -294,7 +299,7 @@ def _reject(unused: Mapping[str, Any], name: str) -> None:
 
 # ----------------------------------------------------------------- litert --
 
-class LiteRTBackend:
+class LiteRTBackend(_TimesPrepared):
   """TFLite via jax2tf, run with ai-edge-litert (float32 or full int8)."""
 
   def __init__(self, threads: int = 1, seed: int = 0, int8: bool = False,
@@ -360,18 +365,6 @@ class LiteRTBackend:
   def prepare_network(self, spec: NetSpec, batch_size: int) -> Prepared:
     shape = _network_shape(spec, batch_size)
     return self._interpreter_call(self.convert(spec, shape))
-
-  def time_layer(self, layer: Layer, *, batch_size: int, warmup: int,
-                 repeats: int) -> Timing:
-    return time_interleaved([self.prepare_layer(layer, batch_size)],
-                            warmup=warmup, repeats=repeats,
-                            timer=self.timer)[0]
-
-  def time_network(self, spec: NetSpec, *, batch_size: int, warmup: int,
-                   repeats: int) -> Timing:
-    return time_interleaved([self.prepare_network(spec, batch_size)],
-                            warmup=warmup, repeats=repeats,
-                            timer=self.timer)[0]
 
 
 # ---------------------------------------------------------------- edgetpu --

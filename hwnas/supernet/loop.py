@@ -125,7 +125,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
   state = jax.device_put(state, NamedSharding(mesh, P()))
   steps_fn = {r: train_lib.jit_train_step(
       graphdef, tx, resolution=r, label_smoothing=tc.label_smoothing,
-      kd_ratio=tc.kd_ratio) for r in resolutions}
+      kd_ratio=tc.kd_ratio, unroll=tc.unroll)
+      for r in resolutions}
   schedule = train_lib.make_schedule(config, steps)
   it = data_lib.batches(
       dataset, "train", batch_size=tc.batch_size,

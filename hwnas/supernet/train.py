@@ -143,8 +143,8 @@ def _distillation(logits, teacher, mask):
 def train_step(state: State, batch: dict[str, jax.Array], key: jax.Array,
                arch_batch: dict[str, jax.Array], *, graphdef,
                tx: optax.GradientTransformation, resolution: int,
-               label_smoothing: float = 0.1, kd_ratio: float = 1.0
-               ) -> tuple[State, Metrics]:
+               label_smoothing: float = 0.1, kd_ratio: float = 1.0,
+               unroll: bool = False) -> tuple[State, Metrics]:
   """One sandwich update.
 
   Args:
@@ -157,6 +157,7 @@ def train_step(state: State, batch: dict[str, jax.Array], key: jax.Array,
     resolution: the step's input resolution (static).
     label_smoothing: for the cross entropy with the labels.
     kd_ratio: weight of the distillation loss of architectures 1..N-1.
+    unroll: unroll the loop over the N architectures (`config.train.unroll`).
 
   Returns:
     The new state and scalar metrics (loss, teacher CE and accuracy, grad
@@ -192,13 +193,14 @@ def train_step(state: State, batch: dict[str, jax.Array], key: jax.Array,
   num_classes = graphdef_num_classes(graphdef, state)
   teacher0 = jnp.zeros((labels.shape[0], num_classes), jnp.float32)
   keys = jax.random.split(key, n)
-  # unroll=True: XLA:CPU runs convolutions inside a while loop ~20x slower
-  # than the same convolutions unrolled (tiny space, 2 archs, batch 32:
-  # 7.7 s vs 0.37 s per step, measured); the sandwich has only a few archs,
-  # so unrolling costs little compile time.
+  # `unroll` is a measured, per-space choice on XLA:CPU: for the tiny space
+  # (16x16 maps, 5x5 fused convs) the scan's while loop ran 20x slower than
+  # the unrolled step (7.7 s vs 0.37 s, batch 32, 2 archs); for mobilenetv3
+  # at 32 px the scan was faster (1025 vs 2031 ms for 4 archs) and compiled
+  # 4x faster (35 vs 139 s).
   (grads, stats, _), (losses, ces, accs) = jax.lax.scan(
       body, (zeros, state["stats"], teacher0),
-      (arch_batch, jnp.arange(n), keys), unroll=True)
+      (arch_batch, jnp.arange(n), keys), unroll=bool(unroll))
   grads = jax.tree.map(lambda g: g / n, grads)
   updates, opt_state = tx.update(grads, state["opt_state"], params)
   new_state = {"params": optax.apply_updates(params, updates),
@@ -308,8 +310,9 @@ def sandwich(rng: np.random.Generator, space: SearchSpace, *,
 
 
 def jit_train_step(graphdef, tx, *, resolution: int, label_smoothing: float,
-                   kd_ratio: float) -> Callable:
+                   kd_ratio: float, unroll: bool = False) -> Callable:
   """`train_step` jitted for one resolution, with the state donated."""
   return jax.jit(functools.partial(
       train_step, graphdef=graphdef, tx=tx, resolution=resolution,
-      label_smoothing=label_smoothing, kd_ratio=kd_ratio), donate_argnums=0)
+      label_smoothing=label_smoothing, kd_ratio=kd_ratio, unroll=unroll),
+      donate_argnums=0)
