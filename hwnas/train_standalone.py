@@ -45,6 +45,7 @@ from hwnas import data as data_lib
 from hwnas import netspec as netspec_lib
 from hwnas.errors import HwnasError
 from hwnas.models import Network
+from hwnas.supernet.train import decay_mask  # shared with the supernet
 
 State = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -119,15 +120,6 @@ def learning_rate_fn(config: TrainConfig) -> optax.Schedule:
       init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
       decay_steps=max(config.steps, warmup + 1),
       end_value=config.learning_rate * config.final_lr_ratio)
-
-
-def decay_mask(params: Any) -> Any:
-  """True for conv/dense kernels (ndim > 1), False for BN scales and biases.
-
-  Decided by rank, not by name: in an `nnx.State` the last path entry of
-  every leaf is `.value`, so a name test would match nothing.
-  """
-  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:

@@ -64,7 +64,7 @@ def make_schedule(config: ml_collections.ConfigDict, steps: int
       end_value=o.learning_rate * o.final_lr_ratio)
 
 
-def _decay_mask(params):
+def decay_mask(params):
   """Weight decay on conv/dense kernels only (not BN, not biases).
 
   Decided by rank (kernels have >= 2 dims; BN scales/offsets and biases
@@ -88,11 +88,11 @@ def make_optimizer(config: ml_collections.ConfigDict, steps: int
   lr = make_schedule(config, steps)
   if o.name == "sgd":
     tx = optax.chain(
-        optax.add_decayed_weights(o.weight_decay, mask=_decay_mask),
+        optax.add_decayed_weights(o.weight_decay, mask=decay_mask),
         optax.sgd(lr, momentum=o.momentum, nesterov=o.nesterov))
   elif o.name == "adamw":
     tx = optax.adamw(lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                     mask=_decay_mask)
+                     mask=decay_mask)
   else:
     raise errors.HwnasError(f"config.optimizer.name = {o.name!r}: use 'sgd' "
                             "or 'adamw'")
