@@ -1,7 +1,7 @@
 """Supernet speed: train steps, eval forward, standalone, compile, memory.
 
   python benchmarks/bench_supernet.py [--space mobilenetv3] [--resolution 32]
-      [--batch 64] [--repeats 5]
+      [--batch 64] [--repeats 5] [--compare-autodiff]
 
 Prints a markdown section (benchmarks/results/supernet.md holds a run).
 The space is used at the given resolution with 10 classes. Rows: the
@@ -10,6 +10,10 @@ arch steps (largest, random), the random subnet trained standalone (exact
 shapes, `hwnas.models.Network`), eval forward of the largest subnet,
 evaluation throughput (BN recalibration + val pass per architecture) and
 peak resident memory. Medians over `--repeats` calls after one warm-up.
+`--compare-autodiff` adds, after the memory reading, the sandwich step with
+the shift-add depthwise differentiated by autodiff instead of its
+hand-written VJP (`hwnas.models.layers._depthwise_shift_bwd`), in the same
+process, for a same-run ratio.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def main():
   p.add_argument("--resolution", type=int, default=32)
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--compare-autodiff", action="store_true")
   a = p.parse_args()
   space = dataclasses.replace(space_lib.load(a.space),
                               resolutions=(a.resolution,), num_classes=10)
@@ -136,6 +141,19 @@ def main():
                per * 1e3, f"{60 / per:.0f} archs/min; compile+first "
                f"{first:.1f} s"))
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+  if a.compare_autodiff:
+    # Benchmark-only swap: the custom-VJP function for its own forward, so
+    # JAX differentiates the shift-add tap by tap (the pre-VJP behaviour).
+    from hwnas.models import layers  # pylint: disable=g-import-not-at-top
+    layers._depthwise_shift = layers._shift_forward  # pylint: disable=protected-access
+    step = jax.jit(functools.partial(
+        train_lib.train_step, graphdef=graphdef, tx=tx,
+        resolution=a.resolution))
+    first, ms = _time(step_fn(sandwich), a.repeats)
+    vjp_ms = rows[0][1]
+    rows.append(("sandwich step, depthwise backward by autodiff (no custom "
+                 "VJP; same run)", ms, f"compile+first {first:.1f} s; "
+                 f"custom VJP is {ms / vjp_ms:.2f}x faster"))
   load = os.getloadavg()
   print(f"### Supernet ({a.space} space at {a.resolution}x{a.resolution}, "
         f"batch {a.batch}, 10 classes)\n")

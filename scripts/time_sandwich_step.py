@@ -10,6 +10,7 @@ in benchmarks/results/supernet.md come from this script.
 """
 
 import argparse
+import dataclasses
 import time
 
 import jax
@@ -27,7 +28,8 @@ def main():
   p.add_argument("--unroll", action="store_true")
   args = p.parse_args()
   config = config_lib.get_config("tiny" if args.space == "tiny" else "")
-  space = space_lib.load(args.space)
+  space = dataclasses.replace(space_lib.load(args.space),
+                              resolutions=(args.resolution,), num_classes=10)
   graphdef, state, tx = loop.build(space, config, 10)
   step = train_lib.jit_train_step(
       graphdef, tx, resolution=args.resolution, label_smoothing=0.0,

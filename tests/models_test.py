@@ -12,20 +12,27 @@ from hwnas.netspec import Layer
 
 
 @pytest.mark.parametrize("size,kernel,stride", [
-    (8, 3, 1), (7, 5, 2), (2, 7, 2), (1, 5, 1), (5, 3, 2)])
+    (8, 3, 1), (7, 5, 2), (2, 7, 2), (1, 5, 1), (5, 3, 2), (8, 7, 2),
+    (2, 7, 1), (4, 5, 2), ((6, 3), 5, 1), ((7, 4), 3, 2)])
 def test_depthwise_shift_equals_lax(size, kernel, stride):
+  h, w_ = size if isinstance(size, tuple) else (size, size)
   kx, kk = jax.random.split(jax.random.key(0))
-  x = jax.random.normal(kx, (2, size, size, 6))
+  x = jax.random.normal(kx, (2, h, w_, 6))
   w = jax.random.normal(kk, (kernel, kernel, 1, 6))
   a = layers.depthwise_conv(x, w, stride, impl="lax")
   b = layers.depthwise_conv(x, w, stride, impl="shift")
-  assert a.shape == b.shape == (2, -(-size // stride), -(-size // stride), 6)
+  assert a.shape == b.shape == (2, -(-h // stride), -(-w_ // stride), 6)
   np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
-  # Gradients agree too (the shift-add is used for training).
+  # Gradients agree too (the shift-add's hand-written VJP is used for
+  # training), and so do gradients of gradients.
   f = lambda impl: jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(
       layers.depthwise_conv(x, w, stride, impl=impl))), (0, 1)))(x, w)
   for ga, gb in zip(f("lax"), f("shift")):
     np.testing.assert_allclose(ga, gb, atol=1e-4, rtol=1e-4)
+  gg = lambda impl: jax.grad(lambda w: jnp.sum(jax.grad(
+      lambda x: jnp.sum(jnp.sin(layers.depthwise_conv(x, w, stride,
+                                                      impl=impl))))(x) ** 2))(w)
+  np.testing.assert_allclose(gg("lax"), gg("shift"), atol=1e-3, rtol=1e-3)
 
 
 def test_depthwise_auto_is_shift_on_cpu():
