@@ -211,3 +211,49 @@ def test_retime_switches_clock_of_same_runs(tmp_path):
     assert e.latency_ms == pytest.approx(t.entries[k].extras["cpu_median_ms"])
     assert e.p10_ms is None
   assert measure.retime(back, "cpu") is back
+
+
+def test_pinned_to_cores_pins_every_thread_and_restores():
+  import os
+  import threading
+  from hwnas.latency.backends import pinned_to_cores
+  before = os.sched_getaffinity(0)
+  seen = {}
+  stop = threading.Event()
+  worker = threading.Thread(target=stop.wait)   # a thread started earlier
+  worker.start()
+  try:
+    with pinned_to_cores(1):
+      seen["main"] = os.sched_getaffinity(0)
+      seen["worker"] = os.sched_getaffinity(worker.native_id)
+    assert len(seen["main"]) == 1 and seen["worker"] == seen["main"]
+    assert os.sched_getaffinity(0) == before
+    assert os.sched_getaffinity(worker.native_id) == before
+    with pinned_to_cores(0):                    # 0: unchanged
+      assert os.sched_getaffinity(0) == before
+    with pytest.raises(errors.HwnasError, match=r"--threads 999: .*core"):
+      with pinned_to_cores(999):
+        pass
+  finally:
+    stop.set()
+    worker.join()
+
+
+def test_xla_threads_one_times_on_one_core():
+  """threads=1: the xla backend's models are timed pinned to one core."""
+  import os
+  from hwnas.latency.backends import Prepared, time_interleaved
+  from hwnas.netspec import Layer
+  be = get_backend("xla", threads=1)
+  layer = Layer(type="conv", input_size=16, in_channels=8, out_channels=16,
+                kernel=3, stride=1, activation="relu")
+  p = be.prepare_layer(layer, 2)
+  assert p.cores == 1 and get_backend("xla", threads=0).cores == 0
+  seen = []
+  probe = Prepared(lambda: (seen.append(len(os.sched_getaffinity(0))),
+                            p.call()), cores=p.cores)
+  t = time_interleaved([probe], warmup=1, repeats=4)
+  assert t[0].count == 4 and set(seen) == {1}
+  assert "pinned to 1 core" in be.header_fields()["notes"]
+  with pytest.raises(errors.HwnasError, match="--threads -1"):
+    get_backend("xla", threads=-1)

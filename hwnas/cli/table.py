@@ -22,7 +22,9 @@ def register(sub) -> None:
   q.add_argument("--out", required=True, help="table JSON to write")
   q.add_argument("--resolutions", type=int, nargs="+",
                  help="subset of the space's resolutions (default: all)")
-  q.add_argument("--threads", type=int, default=1)
+  q.add_argument("--threads", type=int, default=1,
+                 help="litert: interpreter threads; xla on CPU: cores the "
+                      "process is pinned to while timing (0: every core)")
   q.add_argument("--batch-size", type=int, default=1)
   q.add_argument("--warmup", type=int, default=10)
   q.add_argument("--repeats", type=int, default=50)
@@ -63,6 +65,10 @@ def register(sub) -> None:
   q.add_argument("--repeats", type=int, default=50)
   q.add_argument("--rounds", type=int,
                  help="interleaved timing rounds (default: the table's)")
+  q.add_argument("--chunk", type=int, default=0,
+                 help="networks built, then timed together in interleaved "
+                      "rounds (default 0: all of them, so every network "
+                      "sees the same machine conditions)")
   q.add_argument("--fit-calibration", action="store_true",
                  help="fit measured ~ a*sum + b on half, report the other "
                  "half, store it in the table")
@@ -181,7 +187,7 @@ def _validate(args) -> int:
       t, s, args.samples, rng=np.random.default_rng(args.seed),
       warmup=args.warmup, repeats=args.repeats,
       fit_calibration=args.fit_calibration, plot_path=plot, progress=True,
-      rounds=args.rounds)
+      rounds=args.rounds, chunk=args.chunk)
   print(fidelity.format_report(rep))
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))

@@ -3,6 +3,13 @@
 * `xla`: the Flax block jitted on JAX's default device (CPU here, GPU/TPU
   elsewhere), depthwise implementation 'auto' (what hwnas runs there),
   parameters passed as arguments, `block_until_ready` after every call.
+  On the CPU, `threads=N >= 1` pins the process (every thread) to N cores
+  while it times (`pinned_to_cores`), which is how XLA:CPU is limited to N
+  threads (its own thread-count flags no longer apply); `threads=0` uses
+  every core. The default, 1, is the steadiest figure on a machine shared
+  with other jobs and the most additive: XLA's intra-op threading of small
+  batch-1 ops is what made 2-core block sums rank whole networks poorly
+  (benchmarks/results/latency.md).
 * `litert`: float32 TFLite (jax2tf, `hwnas.tflite.convert`, depthwise 'lax'
   so it lowers to DEPTHWISE_CONV_2D) run with the `ai-edge-litert`
   interpreter on `threads` threads.
@@ -34,6 +41,7 @@ figure (see benchmarks/results/latency.md for the measured difference).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -145,6 +153,50 @@ class Prepared:
 
   call: Callable[[], Any]
   extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  cores: int = 0     # >= 1: time it pinned to that many cores
+
+
+def _tasks() -> list[int]:
+  return [int(t) for t in os.listdir("/proc/self/task")]
+
+
+@contextlib.contextmanager
+def pinned_to_cores(n: int):
+  """Runs the block with this process, every thread, on `n` of its cores.
+
+  `n <= 0` changes nothing. The previous affinity of every thread is
+  restored on exit (threads started meanwhile get the process's old set).
+  Linux only (`os.sched_setaffinity` on every task of /proc/self/task).
+  """
+  if n <= 0:
+    yield
+    return
+  if not hasattr(os, "sched_setaffinity") or not os.path.isdir(
+      "/proc/self/task"):
+    raise errors.HwnasError(
+        f"--threads {n}: pinning to cores needs Linux (os.sched_setaffinity);"
+        f" use --threads 0 to time on every core")
+  allowed = sorted(os.sched_getaffinity(0))
+  if n > len(allowed):
+    raise errors.HwnasError(
+        f"--threads {n}: this process may use only {len(allowed)} core(s) "
+        f"({allowed}); use --threads {len(allowed)} or fewer (0: all)")
+  chosen = set(allowed[:n])
+  saved = {}
+  for tid in _tasks():
+    try:
+      saved[tid] = os.sched_getaffinity(tid)
+      os.sched_setaffinity(tid, chosen)
+    except OSError:          # the thread ended meanwhile
+      pass
+  try:
+    yield
+  finally:
+    for tid in _tasks():
+      try:
+        os.sched_setaffinity(tid, saved.get(tid, set(allowed)))
+      except OSError:
+        pass
 
 
 def time_interleaved(prepared: Sequence[Prepared], *, warmup: int,
@@ -165,22 +217,26 @@ def time_interleaved(prepared: Sequence[Prepared], *, warmup: int,
   """
   if timer not in TIMERS:
     raise errors.HwnasError(f"--timer {timer!r}: allowed: {', '.join(TIMERS)}")
-  for p in prepared:
-    for _ in range(warmup):
-      p.call()
+  cores = {p.cores for p in prepared}
+  if len(cores) > 1:
+    raise ValueError(f"prepared models ask for different cores: {cores}")
   per = max(1, -(-max(1, repeats) // max(1, rounds)))
   n = per * max(1, rounds)
   wall = np.empty((len(prepared), n))
   cpu = np.empty((len(prepared), n))
   rng = np.random.default_rng(seed)
-  for r in range(max(1, rounds)):
-    for i in rng.permutation(len(prepared)):
-      call = prepared[i].call
-      for k in range(r * per, (r + 1) * per):
-        t0, c0 = time.perf_counter(), time.process_time()
-        call()
-        cpu[i, k] = time.process_time() - c0
-        wall[i, k] = time.perf_counter() - t0
+  with pinned_to_cores(cores.pop() if cores else 0):
+    for p in prepared:
+      for _ in range(warmup):
+        p.call()
+    for r in range(max(1, rounds)):
+      for i in rng.permutation(len(prepared)):
+        call = prepared[i].call
+        for k in range(r * per, (r + 1) * per):
+          t0, c0 = time.perf_counter(), time.process_time()
+          call()
+          cpu[i, k] = time.process_time() - c0
+          wall[i, k] = time.perf_counter() - t0
   out = []
   for i, p in enumerate(prepared):
     ms = (cpu[i] if timer == "cpu" else wall[i]) * 1e3
@@ -249,10 +305,13 @@ class XlaBackend(_TimesPrepared):
   name = "xla"
   precision = "float32"
 
-  def __init__(self, threads: int = 0, seed: int = 0,
+  def __init__(self, threads: int = 1, seed: int = 0,
                depthwise: str = "auto", timer: str = "wall", **unused: Any):
     _reject(unused, self.name)
-    self.threads = threads  # XLA:CPU uses its own pool; recorded only
+    if threads < 0:
+      raise errors.HwnasError(f"--threads {threads}: must be >= 0 (0: all "
+                              "cores)")
+    self.threads = threads  # cores to pin to while timing (CPU backend)
     self.seed = seed
     self.depthwise = depthwise
     self.timer = timer
@@ -271,7 +330,15 @@ class XlaBackend(_TimesPrepared):
             "threads": self.threads, "timer": self.timer,
             "notes": f"depthwise impl '{self.depthwise}'; XLA_FLAGS="
                      f"{os.environ.get('XLA_FLAGS', '')!r}; parameters "
-                     "passed as jit arguments"}
+                     "passed as jit arguments; "
+                     + (f"timed pinned to {self.cores} core(s)"
+                        if self.cores else "timed on every core")}
+
+  @property
+  def cores(self) -> int:
+    """Cores timing is pinned to: `threads` on the CPU backend, else 0."""
+    import jax  # pylint: disable=g-import-not-at-top
+    return self.threads if jax.default_backend() == "cpu" else 0
 
   def _prepare(self, obj, shape) -> Prepared:
     import jax  # pylint: disable=g-import-not-at-top
@@ -281,8 +348,9 @@ class XlaBackend(_TimesPrepared):
     fn = jax.jit(lambda st, x: nnx.merge(graphdef, st)(x, train=False))
     x = jax.device_put(np.random.default_rng(self.seed).standard_normal(
         shape).astype(np.float32))
-    jax.block_until_ready(fn(state, x))  # compile
-    return Prepared(lambda: jax.block_until_ready(fn(state, x)))
+    jax.block_until_ready(fn(state, x))  # compile (on every core)
+    return Prepared(lambda: jax.block_until_ready(fn(state, x)),
+                    cores=self.cores)
 
   def prepare_layer(self, layer: Layer, batch_size: int) -> Prepared:
     return self._prepare(layer, input_shape(layer, batch_size))

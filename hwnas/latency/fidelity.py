@@ -182,6 +182,7 @@ def _time_networks(be, archs, specs, h, warmup, repeats, rounds, chunk,
                                    warmup=warmup, repeats=repeats))
         bar.advance(task)
       return out
+    chunk = chunk if chunk > 0 else max(1, len(specs))
     for start in range(0, len(specs), chunk):
       prepared = []
       for a, spec in zip(archs[start:start + chunk],
@@ -200,7 +201,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
              fit_calibration: bool = False,
              plot_path: str | None = None, progress: bool = False,
              backend: Backend | None = None, rounds: int | None = None,
-             chunk: int = 10) -> FidelityReport:
+             chunk: int = 0) -> FidelityReport:
   """Measures `samples` random networks and compares with the table.
 
   Args:
@@ -214,7 +215,10 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
     progress: show a progress bar.
     backend: a backend object (default: the table's, by name).
     rounds: interleaved timing rounds (default: the table's `rounds`);
-      `chunk` networks are built and timed together.
+      `chunk` networks are built and timed together (0: all of them, so
+      that every network sees the same machine conditions: with chunks of
+      10, two validations of the same 60 networks differed by 5% MAPE,
+      Kendall tau 0.89, on this shared machine).
 
   Returns:
     The FidelityReport.
