@@ -238,8 +238,12 @@ class MaskedBatchNorm(nnx.Module):
                ) -> jax.Array:
     """`active`: bool scalar or [C] mask of channels whose stats update."""
     if ctx.train:
+      # Var = E[x^2] - E[x]^2 in one pass (one XLA fusion), clipped at 0:
+      # what nnx.BatchNorm (use_fast_variance) and so the standalone
+      # Network compute in training.
       mean = jnp.mean(x, axis=(0, 1, 2))
-      var = jnp.mean(jnp.square(x - mean), axis=(0, 1, 2))
+      var = jnp.maximum(
+          jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean), 0.0)
       m = ctx.momentum
       self.mean[...] = jnp.where(active, m * self.mean[...] + (1 - m) * mean,
                                  self.mean[...])
