@@ -45,7 +45,7 @@ from hwnas import data as data_lib
 from hwnas import netspec as netspec_lib
 from hwnas.errors import HwnasError
 from hwnas.models import Network
-from hwnas.supernet.train import decay_mask  # shared with the supernet
+from hwnas.supernet.train import build_optimizer, warmup_cosine  # shared
 
 State = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -114,30 +114,19 @@ class TrainConfig:
 
 def learning_rate_fn(config: TrainConfig) -> optax.Schedule:
   """Linear warm-up, then cosine decay to `final_lr_ratio * learning_rate`
-  (the supernet's schedule, `hwnas.supernet.train.make_schedule`)."""
-  warmup = min(config.warmup_steps, max(config.steps - 1, 0))
-  return optax.schedules.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
-      decay_steps=max(config.steps, warmup + 1),
-      end_value=config.learning_rate * config.final_lr_ratio)
+  (the supernet's schedule, `hwnas.supernet.train.warmup_cosine`)."""
+  return warmup_cosine(config.learning_rate, config.steps,
+                       config.warmup_steps, config.final_lr_ratio)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
   """SGD-Nesterov or AdamW on `learning_rate_fn`, kernel-only weight decay,
-  optional global-norm clipping: the options of supernet training."""
-  lr = learning_rate_fn(config)
-  if config.optimizer == "sgd":
-    tx = optax.chain(
-        optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-        optax.sgd(lr, momentum=config.momentum, nesterov=True))
-  elif config.optimizer == "adamw":
-    tx = optax.adamw(lr, b1=config.b1, b2=config.b2,
-                     weight_decay=config.weight_decay, mask=decay_mask)
-  else:
-    raise HwnasError(f"optimizer={config.optimizer!r}: use sgd or adamw")
-  if config.grad_clip:
-    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip), tx)
-  return tx
+  optional global-norm clipping: supernet training's `build_optimizer`."""
+  return build_optimizer(
+      config.optimizer, learning_rate_fn(config), momentum=config.momentum,
+      nesterov=True, b1=config.b1, b2=config.b2,
+      weight_decay=config.weight_decay, grad_clip=config.grad_clip,
+      key="--optimizer")
 
 
 def _loss(graphdef, params, rest, batch, label_smoothing):

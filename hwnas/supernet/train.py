@@ -53,15 +53,22 @@ Metrics = dict[str, jax.Array]
 # ------------------------------------------------------------ optimiser --
 
 
+def warmup_cosine(peak_lr: float, steps: int, warmup_steps: int,
+                  final_lr_ratio: float) -> optax.Schedule:
+  """Linear warm-up (at most `steps - 1`), then cosine decay to
+  `final_lr_ratio * peak_lr` at `steps`."""
+  warmup = min(int(warmup_steps), max(steps - 1, 0))
+  return optax.schedules.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup,
+      decay_steps=max(steps, warmup + 1), end_value=peak_lr * final_lr_ratio)
+
+
 def make_schedule(config: ml_collections.ConfigDict, steps: int
                   ) -> optax.Schedule:
-  """Linear warm-up then cosine decay to `final_lr_ratio * learning_rate`."""
+  """`warmup_cosine` from `config.optimizer`."""
   o = config.optimizer
-  warmup = min(int(o.warmup_steps), max(steps - 1, 0))
-  return optax.schedules.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=o.learning_rate, warmup_steps=warmup,
-      decay_steps=max(steps, warmup + 1),
-      end_value=o.learning_rate * o.final_lr_ratio)
+  return warmup_cosine(o.learning_rate, steps, o.warmup_steps,
+                       o.final_lr_ratio)
 
 
 def decay_mask(params):
@@ -74,31 +81,46 @@ def decay_mask(params):
   return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
+def build_optimizer(name: str, lr: optax.ScalarOrSchedule, *,
+                    momentum: float, nesterov: bool, b1: float, b2: float,
+                    weight_decay: float, grad_clip: float,
+                    key: str = "optimizer") -> optax.GradientTransformation:
+  """SGD (momentum, optionally Nesterov) or AdamW with weight decay on
+  kernels only (`decay_mask`), optionally clipped by global norm.
+
+  Shared by supernet training and standalone training (`hwnas.
+  train_standalone`); `key` names the setting in the error for an unknown
+  `name`.
+  """
+  if name == "sgd":
+    tx = optax.chain(
+        optax.add_decayed_weights(weight_decay, mask=decay_mask),
+        optax.sgd(lr, momentum=momentum, nesterov=nesterov))
+  elif name == "adamw":
+    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=weight_decay,
+                     mask=decay_mask)
+  else:
+    raise errors.HwnasError(f"{key} = {name!r}: use 'sgd' or 'adamw'")
+  if grad_clip:
+    tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
+  return tx
+
+
 def make_optimizer(config: ml_collections.ConfigDict, steps: int
                    ) -> optax.GradientTransformation:
-  """SGD with Nesterov momentum or AdamW, warm-up + cosine, weight decay.
+  """`build_optimizer` from `config.optimizer` on `make_schedule`.
 
   Args:
     config: the run config (`config.optimizer`: name 'sgd' | 'adamw',
-      learning_rate, momentum, nesterov, weight_decay, warmup_steps,
+      learning_rate, momentum, nesterov, b1, b2, weight_decay, warmup_steps,
       final_lr_ratio, grad_clip).
     steps: total training steps (the length of the cosine).
   """
   o = config.optimizer
-  lr = make_schedule(config, steps)
-  if o.name == "sgd":
-    tx = optax.chain(
-        optax.add_decayed_weights(o.weight_decay, mask=decay_mask),
-        optax.sgd(lr, momentum=o.momentum, nesterov=o.nesterov))
-  elif o.name == "adamw":
-    tx = optax.adamw(lr, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-                     mask=decay_mask)
-  else:
-    raise errors.HwnasError(f"config.optimizer.name = {o.name!r}: use 'sgd' "
-                            "or 'adamw'")
-  if o.grad_clip:
-    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), tx)
-  return tx
+  return build_optimizer(
+      o.name, make_schedule(config, steps), momentum=o.momentum,
+      nesterov=o.nesterov, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
+      grad_clip=o.grad_clip, key="config.optimizer.name")
 
 
 # ---------------------------------------------------------------- state --
