@@ -144,7 +144,7 @@ def fidelity_rows(names, rerun: int) -> list[str]:
 
 NOTES = """### How the shipped tables were measured
 
-- xla tables (re-measured 2026-11-25 12:25-12:50 UTC, load average 1-2.3
+- xla tables (re-measured 2026-11-25 12:18-12:45 UTC, load average 1-2.3
   on 2 cores): `hwnas table measure --space S --backend xla --threads 1
   --timer cpu --chunk 128 --rounds 10 --repeats 100 --out
   latency_tables/xla/S.json [--resolutions 160]`, then `hwnas table
@@ -166,9 +166,17 @@ NOTES = """### How the shipped tables were measured
   each other by 5.0% MAPE, Kendall tau 0.89 between the runs: the
   reference measurement, not the table, was the limit. Timing every
   network in one interleaved group removed that.
-- litert and litert-int8 tables: measured earlier the same day under load
-  3-12 with `--timer cpu` (the interpreter runs `--threads 1`); see each
-  header.
+- litert and litert-int8 tables (re-measured 13:05-13:28 UTC, load 1-2):
+  `hwnas table measure --space S --backend B --timer cpu --chunk 128
+  --rounds 10 --repeats 100 --out latency_tables/B/S.json` (the interpreter
+  runs on `--threads 1`), then the same `validate` as above with 30
+  networks. Against this morning's tables (measured under load 3-12 with
+  chunks of 16 and 5 rounds, validated in chunks of 10), as-is / held-out
+  calibrated MAPE: litert-int8/mobilenetv3 8.9% / 2.0% -> 4.0% / 1.6%,
+  litert/mobilenetv3@128 17.1% / 2.6% -> 12.1% / 1.8%, litert-int8/tiny
+  13.1% / 3.6% -> 16.1% / 1.7% (the calibration is what predictions use),
+  litert-int8/edgetpu 4.8% / 2.5% -> 2.2% / 0.9%; litert/tiny had no
+  validation before.
 - Subsets: xla/{tiny,mobilenetv3}, litert-int8/{tiny,mobilenetv3,edgetpu}
   and litert/tiny cover every resolution; xla/edgetpu covers 160 px and
   litert/mobilenetv3 covers 128 px only (time).
