@@ -30,6 +30,16 @@ def _small_tiny():
 FAST = dict(warmup=1, repeats=3, rounds=3, progress=False)
 
 
+@pytest.fixture(scope="module")
+def small_xla(tmp_path_factory):
+  """(space, path) of an xla table of `_small_tiny()`, measured once per
+  module; tests read it and write elsewhere."""
+  s = _small_tiny()
+  out = tmp_path_factory.mktemp("small_xla") / "xla.json"
+  measure.measure_space(s, "xla", out, **FAST)
+  return s, out
+
+
 @pytest.mark.slow
 def test_xla_measure_complete_and_resume_remeasures_nothing(tmp_path):
   s = _small_tiny()
@@ -80,11 +90,10 @@ def test_litert_int8_measure_produces_complete_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_validate_reports_and_stores_calibration(tmp_path):
-  s = _small_tiny()
-  out = tmp_path / "xla.json"
-  measure.measure_space(s, "xla", out, **FAST)
-  t = load_table(out)
+def test_validate_reports_and_stores_calibration(tmp_path, small_xla):
+  s, path = small_xla
+  t = load_table(path)
+  out = tmp_path / "calibrated.json"
   rep = fidelity.validate(t, s, 4, rng=np.random.default_rng(0), warmup=1,
                           repeats=3, fit_calibration=True,
                           plot_path=str(tmp_path / "f.png"))
@@ -198,11 +207,8 @@ def test_edgetpu_compile_step_records_memory_and_mapping(tmp_path,
 
 
 @pytest.mark.slow
-def test_retime_switches_clock_of_same_runs(tmp_path):
-  s = _small_tiny()
-  out = tmp_path / "xla.json"
-  measure.measure_space(s, "xla", out, **FAST)
-  t = load_table(out)
+def test_retime_switches_clock_of_same_runs(tmp_path, small_xla):
+  t = load_table(small_xla[1])
   cpu = measure.retime(t, "cpu")
   cpu.save(tmp_path / "cpu.json")
   back = load_table(tmp_path / "cpu.json")
