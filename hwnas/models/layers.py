@@ -109,7 +109,8 @@ def _live_taps(size: int, kernel: int, stride: int, pad_lo: int) -> list[int]:
 
 def _shift_geometry(h: int, w: int, k: int, stride: int):
   """Padding, output size and live taps of a 'SAME' depthwise conv."""
-  (ph0, ph1), (pw0, pw1) = same_padding(h, k, stride), same_padding(w, k, stride)
+  (ph0, ph1), (pw0, pw1) = (same_padding(h, k, stride),
+                            same_padding(w, k, stride))
   taps = [(i, j) for i in _live_taps(h, k, stride, ph0)
           for j in _live_taps(w, k, stride, pw0)]
   return (ph0, ph1, pw0, pw1), (-(-h // stride), -(-w // stride)), taps
@@ -169,7 +170,7 @@ def _depthwise_shift_bwd(stride, res, g):
   sums = jax.lax.reduce(
       tuple(p * g for _, p in patches), (zero,) * len(patches),
       lambda a, b: tuple(u + v for u, v in zip(a, b)), (0, 1, 2))
-  by_tap = dict(zip(taps, sums))
+  by_tap = {tap: s for (tap, _), s in zip(patches, sums)}
   none = jnp.zeros((c,), g.dtype)
   dk = jnp.stack([by_tap.get((i, j), none) for i in range(k)
                   for j in range(k)]).reshape(k, k, 1, c)
