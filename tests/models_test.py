@@ -35,6 +35,46 @@ def test_depthwise_shift_equals_lax(size, kernel, stride):
   np.testing.assert_allclose(gg("lax"), gg("shift"), atol=1e-3, rtol=1e-3)
 
 
+@pytest.mark.parametrize("size,kernel,stride,sizes", [
+    (8, 7, 1, (3, 5, 7)), (9, 7, 2, (3, 5, 7)), (16, 5, 2, (3, 5)),
+    (2, 7, 1, (3, 7)), (5, 3, 1, (3,))])
+def test_elastic_depthwise_is_the_centre_kernel(size, kernel, stride, sizes):
+  """The supernet's elastic depthwise conv with a traced kernel choice equals
+  the plain conv with the centre crop, in values, gradients and gradients
+  of gradients, for both implementations."""
+  kx, kk = jax.random.split(jax.random.key(1))
+  x = jax.random.normal(kx, (2, size, size, 4))
+  w = jax.random.normal(kk, (kernel, kernel, 1, 4))
+
+  @jax.jit
+  def loss(x, w, k):
+    return jnp.sum(jnp.sin(layers.elastic_depthwise_conv(
+        x, w, k, sizes, stride, impl="shift")))
+
+  for k in sizes:
+    lo = (kernel - k) // 2
+    crop = w[lo:lo + k, lo:lo + k]
+    want = lambda x, c: jnp.sum(jnp.sin(layers.depthwise_conv(
+        x, c, stride, impl="lax")))
+    np.testing.assert_allclose(loss(x, w, k), want(x, crop), rtol=1e-4)
+    gx, gw = jax.grad(loss, (0, 1))(x, w, k)
+    wx, wc = jax.grad(want, (0, 1))(x, crop)
+    np.testing.assert_allclose(gx, wx, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(gw[lo:lo + k, lo:lo + k], wc, atol=1e-4,
+                               rtol=1e-4)
+    assert float(jnp.abs(gw).sum()) == pytest.approx(
+        float(jnp.abs(wc).sum()), rel=1e-5)     # zero outside the crop
+    lax_ = layers.elastic_depthwise_conv(x, w, k, sizes, stride, impl="lax")
+    np.testing.assert_allclose(
+        lax_, layers.depthwise_conv(x, crop, stride, impl="lax"), atol=1e-5)
+  k = sizes[0]
+  gg = lambda impl: jax.grad(lambda w: jnp.sum(jax.grad(
+      lambda x: jnp.sum(jnp.sin(layers.elastic_depthwise_conv(
+          x, w, k, sizes, stride, impl=impl))))(x) ** 2))(w)
+  np.testing.assert_allclose(gg("lax"), gg("shift"), atol=1e-3, rtol=1e-3)
+  assert loss._cache_size() == 1            # pylint: disable=protected-access
+
+
 def test_depthwise_auto_is_shift_on_cpu():
   assert layers.resolve_depthwise_impl("auto") == (
       "shift" if jax.default_backend() == "cpu" else "lax")

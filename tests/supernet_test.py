@@ -148,6 +148,68 @@ def test_standalone_subnet_equals_supernet(space):
   assert forward._cache_size() == 1          # pylint: disable=protected-access
 
 
+@pytest.mark.slow
+def test_kernel_transform_is_learned_and_copied_to_the_subnet(space):
+  """Once-for-All's kernel transform: the centre crop at initialisation;
+  trained (here: random) transforms change the small-kernel subnets only,
+  get gradients, and the standalone subnet computes the same function."""
+  plain = model_lib.Supernet(space, rngs=nnx.Rngs(1))
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(1), kernel_transform=True)
+  block = net.slots[0].blocks[0]                 # ibn: depthwise k5, k3
+  assert block.dw.transform_sizes == (3,)
+  assert block.dw.transforms[0][...].shape == (9, 9)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 16, 16, 3)), jnp.float32)
+  archs = [dataclasses.replace(a, resolution=16) for a in
+           [arch_lib.largest(space), arch_lib.smallest(space),
+            *_archs(space, 6, seed=5)]]
+  k3 = [a for a in archs if any(b.kernel == 3 and b.type != "skip"
+                                for b in a.blocks[0][:a.depths[0]])]
+  assert k3 and len(k3) < len(archs)
+
+  def run(model, a, params=None):
+    graphdef, p, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    p = p if params is None else params
+    return nnx.merge(graphdef, p, stats)(x, model_lib.arch_arrays(space, a))
+
+  for a in archs:                                 # identity at init
+    np.testing.assert_allclose(run(net, a), run(plain, a), atol=1e-6)
+
+  _, params, _ = nnx.split(net, nnx.Param, nnx.BatchStat)
+  grads = jax.grad(lambda p: jnp.sum(jnp.square(run(net, k3[0], p))))(params)
+  g = grads["slots"][0]["blocks"]
+  assert any(float(jnp.abs(g[t][c]["transforms"][0][...]).max()) > 0
+             for t, c in ((0, "dw"), (1, "expand")))
+
+  for blk in (b for slot in net.slots for b in slot.blocks):
+    for conv in (blk.expand, blk.dw):
+      for t in (conv.transforms or ()) if conv is not None else ():
+        t.value = jnp.asarray(rng.normal(0, 0.3, t.value.shape), jnp.float32)
+  for a in archs:
+    want = run(net, a)
+    changed = not np.allclose(want, run(plain, a), atol=1e-4)
+    assert changed == (a in k3), arch_lib.to_string(a)
+    got = model_lib.subnet(net, a)(x, train=False)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
+                               err_msg=arch_lib.to_string(a))
+
+
+def test_kernel_transform_is_a_config_switch(space):
+  """`--set kernel_transform=true` adds the transforms to the run's state;
+  a workdir config without the key (older runs) builds without them."""
+  cli = importlib.import_module("hwnas.cli.supernet")
+  loop = importlib.import_module("hwnas.supernet.loop")
+  config = cli.load_config("tiny")
+  assert config.kernel_transform is False
+  cli.override(config, ["kernel_transform=true"])
+  _, state, _ = loop.build(space, config, 10)
+  paths = [p for p, _ in state["params"].flat_state()]
+  assert any("transforms" in p for p in paths)
+  del config["kernel_transform"]
+  _, state, _ = loop.build(space, config, 10)
+  assert not any("transforms" in p for p, _ in state["params"].flat_state())
+
+
 def test_subnet_rejects_another_network(space):
   net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
   big, small = arch_lib.largest(space), arch_lib.smallest(space)

@@ -24,6 +24,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.seed = 0
   c.depthwise = "auto"             # auto | lax | shift (see hwnas.models)
   c.dropout = 0.1
+  c.kernel_transform = False       # Once-for-All's learned kernel transform
+                                   # for smaller kernels (else centre crop)
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 20000

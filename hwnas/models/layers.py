@@ -21,6 +21,8 @@ Two implementation choices follow measurements on this project's machines
   activations for the weight gradient instead of one per kernel tap. Being
   a custom VJP, it supports reverse mode (`jax.grad`, also of gradients) but
   not forward mode (`jax.jvp`); use `'lax'` for that.
+  `elastic_depthwise_conv` is the supernet's variant: a traced kernel-size
+  choice selects (`lax.switch`) which centred taps the shift-add runs.
 * Global average pooling uses `avg_pool` (a `reduce_window`), which TFLite
   lowers to AVERAGE_POOL_2D; `jnp.mean` would become SUM + MUL (G14).
 
@@ -128,13 +130,26 @@ def _shift_patches(x: jax.Array, k: int, stride: int):
         (1, stride, stride, 1))
 
 
-def _shift_forward(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+def _within(tap: tuple[int, int], k: int, size: int) -> bool:
+  """Whether tap (i, j) of a k x k kernel is in its centred size x size."""
+  lo = (k - size) // 2
+  return lo <= tap[0] < lo + size and lo <= tap[1] < lo + size
+
+
+def _shift_forward(x: jax.Array, kernel: jax.Array, stride: int,
+                   size: int | None = None) -> jax.Array:
+  """Shift-add over the live taps (of the centred size x size only)."""
+  k = kernel.shape[0]
   out = None
   # Taps that only ever read padding contribute zero: dropping them keeps
   # the result exact and makes large kernels cheap on tiny maps.
-  for (i, j), patch in _shift_patches(x, kernel.shape[0], stride):
-    term = patch * kernel[i, j, 0]
-    out = term if out is None else out + term
+  for tap, patch in _shift_patches(x, k, stride):
+    if size is None or _within(tap, k, size):
+      term = patch * kernel[tap[0], tap[1], 0]
+      out = term if out is None else out + term
+  if out is None:           # no live tap (cannot happen for 'SAME' convs)
+    _, (ho, wo), _ = _shift_geometry(x.shape[1], x.shape[2], k, stride)
+    out = jnp.zeros((x.shape[0], ho, wo, x.shape[3]), x.dtype)
   return out
 
 
@@ -149,6 +164,11 @@ def _depthwise_shift_fwd(x, kernel, stride):
 
 
 def _depthwise_shift_bwd(stride, res, g):
+  x, kernel = res
+  return _shift_grads(x, kernel, g, stride)
+
+
+def _shift_grads(x, kernel, g, stride, size: int | None = None):
   """Hand-written backward pass of the shift-add depthwise conv.
 
   Autodiff of the shift-add emits one reduction over [B, H', W'] per tap
@@ -159,13 +179,15 @@ def _depthwise_shift_bwd(stride, res, g):
   (stride-dilated, padded) output gradient with the flipped kernel.
   Measured on XLA:CPU, batch 64, per layer gradient: 16x16x96 k7 s2 58 ->
   27 ms, 8x8x144 k7 s1 52 -> 37 ms, 4x4x240 k7 s1 25 -> 18 ms
-  (benchmarks/results/supernet.md).
+  (benchmarks/results/supernet.md). With `size`, only the taps of the
+  centred size x size count (the others get zero gradient).
   """
-  x, kernel = res
   k = kernel.shape[0]
   _, h, w, c = x.shape
   (ph0, _, pw0, _), (ho, wo), taps = _shift_geometry(h, w, k, stride)
-  patches = list(_shift_patches(x, k, stride))
+  if size is not None:
+    taps = [t for t in taps if _within(t, k, size)]
+  patches = [(t, p) for t, p in _shift_patches(x, k, stride) if t in taps]
   zero = jnp.zeros((), g.dtype)
   sums = jax.lax.reduce(
       tuple(p * g for _, p in patches), (zero,) * len(patches),
@@ -181,7 +203,7 @@ def _depthwise_shift_bwd(stride, res, g):
   hi_w = max(0, pw0 + w - (stride * (wo - 1) + 1))
   gp = jax.lax.pad(g, zero, ((0, 0, 0), (k - 1, hi_h, stride - 1),
                              (k - 1, hi_w, stride - 1), (0, 0, 0)))
-  dx = None
+  dx = jnp.zeros_like(x) if not taps else None
   for i, j in taps:
     s0, s1 = ph0 + k - 1 - i, pw0 + k - 1 - j
     term = jax.lax.slice(gp, (0, s0, s1, 0),
@@ -191,6 +213,36 @@ def _depthwise_shift_bwd(stride, res, g):
 
 
 _depthwise_shift.defvjp(_depthwise_shift_fwd, _depthwise_shift_bwd)
+
+
+# An elastic kernel (the supernet's): of a k x k kernel only the centred
+# size x size taps count, size one of `sizes` chosen by a traced index.
+# `lax.switch` runs only the chosen size's taps, forward and backward, so a
+# 3x3 choice of a 7x7 slot costs 9 taps, not 49.
+
+
+def _elastic_forward(x, kernel, index, sizes, stride):
+  return jax.lax.switch(index, [
+      functools.partial(_shift_forward, stride=stride, size=s)
+      for s in sizes], x, kernel)
+
+
+_elastic_shift = jax.custom_vjp(_elastic_forward, nondiff_argnums=(3, 4))
+
+
+def _elastic_shift_fwd(x, kernel, index, sizes, stride):
+  return _elastic_forward(x, kernel, index, sizes, stride), (x, kernel, index)
+
+
+def _elastic_shift_bwd(sizes, stride, res, g):
+  x, kernel, index = res
+  dx, dk = jax.lax.switch(index, [
+      functools.partial(_shift_grads, stride=stride, size=s)
+      for s in sizes], x, kernel, g)
+  return dx, dk, None
+
+
+_elastic_shift.defvjp(_elastic_shift_fwd, _elastic_shift_bwd)
 
 
 def _depthwise_lax(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
@@ -221,6 +273,28 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, *,
   if resolve_depthwise_impl(impl) == "shift":
     return _depthwise_shift(x, kernel, stride)
   return _depthwise_lax(x, kernel, stride)
+
+
+def elastic_depthwise_conv(x: jax.Array, kernel: jax.Array, size: jax.Array,
+                           sizes: tuple[int, ...], stride: int, *,
+                           impl: str = "auto") -> jax.Array:
+  """Depthwise conv with only the centred `size` x `size` taps of `kernel`.
+
+  `size` may be traced (one of the static `sizes`); 'SAME' padding is that
+  of the full kernel, which for a centred odd kernel equals the padding of
+  the `size` kernel. The shift-add runs only the chosen size's taps (a
+  `lax.switch`); 'lax' convolves the masked full kernel.
+  """
+  k = kernel.shape[0]
+  if resolve_depthwise_impl(impl) == "shift":
+    sizes = tuple(sorted(sizes))
+    index = jnp.sum(jnp.asarray(size) > jnp.asarray(sizes[:-1]))
+    return _elastic_shift(x, kernel, index.astype(jnp.int32), sizes, stride)
+  lo = (k - size) // 2
+  r = jnp.arange(k)
+  m = ((r >= lo) & (r < lo + size)).astype(kernel.dtype)
+  return _depthwise_lax(x, kernel * (m[:, None] * m[None, :])[:, :, None,
+                                                                None], stride)
 
 
 # -------------------------------------------------------------- modules --

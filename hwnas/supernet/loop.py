@@ -47,7 +47,9 @@ def build(space: space_lib.SearchSpace, config: ml_collections.ConfigDict,
   supernet = model_lib.Supernet(space, rngs=nnx.Rngs(config.seed),
                                 num_classes=num_classes,
                                 depthwise=config.depthwise,
-                                dropout=config.dropout)
+                                dropout=config.dropout,
+                                kernel_transform=bool(
+                                    config.get("kernel_transform", False)))
   tx = train_lib.make_optimizer(config, int(config.train.steps))
   graphdef, state = train_lib.create_state(supernet, tx)
   return graphdef, state, tx

@@ -3,7 +3,8 @@
 One set of weights serves every architecture of a `SearchSpace`:
 
 * elastic kernel: a block holds the space's largest kernel; a smaller kernel
-  is its centre crop (Once-for-All without the learned kernel transform);
+  is its centre crop, or with `kernel_transform=True` Once-for-All's learned
+  kernel transform of it (see `ConvBNWeights.elastic_kernel`);
 * elastic expansion and width: a block holds the largest mid / output
   channels; a smaller choice uses the leading channels;
 * elastic depth: a stage runs its first `d` block slots; inactive slots and
@@ -22,7 +23,11 @@ Inside, every block computes at its largest shape: channels beyond the
 chosen width / mid / SE size are multiplied by zero masks, a smaller kernel
 is the largest kernel times a centre mask, the activation, the type, SE,
 the expansion conv and the residual are selected with `jnp.where`, and an
-inactive slot passes its input through.
+inactive slot passes its input through. One exception: the depthwise
+convolution branches on the kernel choice (`lax.switch` inside
+`hwnas.models.layers.elastic_depthwise_conv`, forward and backward), so a
+3x3 choice in a 7x7 slot runs 9 taps, not 49; on XLA:CPU this made the
+mobilenetv3 sandwich step ~25% faster (benchmarks/results/supernet.md).
 
 The alternative, exact slicing with the architecture as static Python
 values, computes only the chosen shapes but compiles once per architecture
@@ -32,7 +37,8 @@ architectures, and for search, which evaluates thousands. Its cost is kept
 where it is cheap: `extract_subnet` builds the exact standalone `Network`
 (hwnas.models) of one architecture for export and fine-tuning. The price of
 masking is that every architecture costs the compute of the largest one
-(plus both block types where a space offers both); see
+(except for depthwise kernel taps; plus both block types where a space
+offers both); see
 benchmarks/results/supernet.md for the measured cost.
 
 BatchNorm: `MaskedBatchNorm` normalises with batch statistics in training and
@@ -78,6 +84,7 @@ class Slot:
   max_mid: int
   max_se: int                    # 0: SE never on
   max_kernel: int
+  kernels: tuple[int, ...]       # kernel choices, ascending
   types: tuple[str, ...]         # non-skip types offered
   activations: tuple[str, ...]
   expand: str                    # 'always' | 'never' | 'dynamic'
@@ -108,7 +115,8 @@ def slots(space: SearchSpace) -> tuple[Slot, ...]:
           max_out=max(st.widths), max_mid=max_mid,
           max_se=(make_divisible(max_mid * space.se_ratio, div)
                   if True in st.se else 0),
-          max_kernel=max(st.kernels), types=types,
+          max_kernel=max(st.kernels), kernels=tuple(sorted(st.kernels)),
+          types=types,
           activations=tuple(st.activations), expand=expand))
     prev_widths = st.widths
   return tuple(out)
@@ -255,14 +263,59 @@ class MaskedBatchNorm(nnx.Module):
     return (x - mean) * mul + self.bias[...]
 
 
+def _crop(w, k: int):
+  """The centred k x k taps of an HWIO kernel (numpy or jax)."""
+  lo = (w.shape[0] - k) // 2
+  return w[lo:lo + k, lo:lo + k]
+
+
+def _transform(w: jax.Array, t: jax.Array) -> jax.Array:
+  """Mixes the k*k taps of HWIO kernel `w` with (I + t), t [k*k, k*k]."""
+  flat = w.reshape(w.shape[0] * w.shape[1], -1)
+  return (flat + t @ flat).reshape(w.shape)
+
+
 class ConvBNWeights(nnx.Module):
-  """A conv kernel [k, k, cin, cout] (no bias) and its BatchNorm."""
+  """A conv kernel [k, k, cin, cout] (no bias) and its BatchNorm.
+
+  With `transforms` (smaller kernel sizes, descending), the kernel is
+  elastic as in Once-for-All's "kernel transformation": the size-s kernel
+  is the centre s x s of the next larger (already transformed) kernel, its
+  s*s taps mixed by a learned matrix shared by all channels. The matrix is
+  held as a residual on the identity (zeros at initialisation), so training
+  starts from the plain centre crop and weight decay pulls towards it.
+  """
 
   def __init__(self, cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs,
-               depthwise: bool = False):
+               depthwise: bool = False, transforms: tuple[int, ...] = ()):
     shape = (kernel, kernel, 1 if depthwise else cin, cout)
     self.kernel = _param(rngs, shape)
     self.bn = MaskedBatchNorm(cout)
+    self.transform_sizes = tuple(transforms)
+    self.transforms = nnx.data(
+        nnx.List([nnx.Param(jnp.zeros((k * k, k * k), jnp.float32))
+                  for k in transforms]) if transforms else None)
+
+  def kernel_at(self, k: int) -> jax.Array:
+    """The exact k x k kernel of choice `k` (a Python int)."""
+    w = self.kernel[...]
+    for size, t in zip(self.transform_sizes, self.transforms or ()):
+      if size < k:
+        break
+      w = _transform(_crop(w, size), t[...])
+    return _crop(w, k)
+
+  def elastic_kernel(self, k: jax.Array) -> jax.Array:
+    """The kernel of traced choice `k`, zero-padded to the largest size."""
+    w = self.kernel[...]
+    size = w.shape[0]
+    out = w * kernel_mask(k, size)
+    cur = w
+    for s, t in zip(self.transform_sizes, self.transforms or ()):
+      cur = _transform(_crop(cur, s), t[...])
+      pad = [((size - s) // 2,) * 2] * 2 + [(0, 0)] * 2
+      out = jnp.where(k == s, jnp.pad(cur, pad), out)
+    return out
 
 
 class DenseWeights(nnx.Module):
@@ -298,15 +351,19 @@ class BlockWeights(nnx.Module):
   """Shared weights of one block type in one slot, at maximum size."""
 
   def __init__(self, slot: Slot, block_type: str, *, rngs: nnx.Rngs,
-               depthwise: str):
+               depthwise: str, kernel_transform: bool = False):
     self.fused = block_type == "fused_ibn"
     self.slot = slot
     self.depthwise = depthwise
     k = slot.max_kernel
+    smaller = (tuple(sorted((s for s in slot.kernels if s < k), reverse=True))
+               if kernel_transform else ())
     self.expand = nnx.data(None if slot.expand == "never" else ConvBNWeights(
-        slot.max_in, slot.max_mid, k if self.fused else 1, rngs=rngs))
+        slot.max_in, slot.max_mid, k if self.fused else 1, rngs=rngs,
+        transforms=smaller if self.fused else ()))
     self.dw = nnx.data(None if self.fused else ConvBNWeights(
-        slot.max_mid, slot.max_mid, k, rngs=rngs, depthwise=True))
+        slot.max_mid, slot.max_mid, k, rngs=rngs, depthwise=True,
+        transforms=smaller))
     self.se = nnx.data(SEWeights(slot.max_mid, slot.max_se, rngs=rngs)
                        if slot.max_se else None)
     self.project = ConvBNWeights(slot.max_mid, slot.max_out, 1, rngs=rngs)
@@ -324,15 +381,15 @@ class BlockWeights(nnx.Module):
 
     y = fit_channels(x, sl.max_mid)          # no expansion: mid == in
     if self.expand is not None:
-      w = self.expand.kernel[...]
-      if self.fused:
-        w = w * kernel_mask(a["kernel"], sl.max_kernel)
+      w = (self.expand.elastic_kernel(a["kernel"]) if self.fused
+           else self.expand.kernel[...])
       e = act(bn(self.expand, conv2d(x, w, sl.stride if self.fused else 1),
                  mid_mask)) * mid_mask
       y = e if sl.expand == "always" else jnp.where(a["expand"] > 0, e, y)
     if self.dw is not None:
-      w = self.dw.kernel[...] * kernel_mask(a["kernel"], sl.max_kernel)
-      y = L.depthwise_conv(y, w, sl.stride, impl=self.depthwise)
+      w = self.dw.elastic_kernel(a["kernel"])
+      y = L.elastic_depthwise_conv(y, w, a["kernel"], sl.kernels, sl.stride,
+                                   impl=self.depthwise)
       y = act(bn(self.dw, y, mid_mask)) * mid_mask
     if self.se is not None:
       y = self.se(y, a["se"])
@@ -348,10 +405,12 @@ class BlockWeights(nnx.Module):
 class SlotModule(nnx.Module):
   """One block slot: weights per offered type; identity when inactive."""
 
-  def __init__(self, slot: Slot, *, rngs: nnx.Rngs, depthwise: str):
+  def __init__(self, slot: Slot, *, rngs: nnx.Rngs, depthwise: str,
+               kernel_transform: bool = False):
     self.slot = slot
     self.blocks = nnx.List([BlockWeights(slot, t, rngs=rngs,
-                                         depthwise=depthwise)
+                                         depthwise=depthwise,
+                                         kernel_transform=kernel_transform)
                             for t in slot.types])
 
   def __call__(self, x: jax.Array, a: Mapping[str, jax.Array],
@@ -376,7 +435,7 @@ class Supernet(nnx.Module):
 
   def __init__(self, space: SearchSpace, *, rngs: nnx.Rngs,
                num_classes: int | None = None, depthwise: str = "auto",
-               dropout: float = 0.0):
+               dropout: float = 0.0, kernel_transform: bool = False):
     self.space = space
     self.num_classes = num_classes or space.num_classes
     self.dropout = dropout
@@ -384,7 +443,8 @@ class Supernet(nnx.Module):
     st = space.stem
     self.stem = ConvBNWeights(space.input_channels, st.channels, st.kernel,
                               rngs=rngs)
-    self.slots = nnx.List([SlotModule(s, rngs=rngs, depthwise=depthwise)
+    self.slots = nnx.List([SlotModule(s, rngs=rngs, depthwise=depthwise,
+                                      kernel_transform=kernel_transform)
                            for s in self.slot_info])
     head, ch = space.head, max(space.stages[-1].widths)
     self.head_conv = nnx.data(ConvBNWeights(ch, head.expand_channels, 1,
@@ -431,11 +491,6 @@ class Supernet(nnx.Module):
 # ----------------------------------------------- exact standalone subnet --
 
 
-def _crop(w: np.ndarray, k: int) -> np.ndarray:
-  lo = (w.shape[0] - k) // 2
-  return w[lo:lo + k, lo:lo + k]
-
-
 def _set(var: nnx.Variable, value) -> None:
   value = jnp.asarray(value)
   if tuple(var.value.shape) != tuple(value.shape):
@@ -452,7 +507,7 @@ def _copy_bn(dst: nnx.BatchNorm, src: MaskedBatchNorm, n: int) -> None:
 
 def _copy_convbn(dst: L.ConvBN, src: ConvBNWeights, cin: int, cout: int,
                  k: int) -> None:
-  _set(dst.conv.kernel, _crop(src.kernel[...], k)[:, :, :cin, :cout])
+  _set(dst.conv.kernel, src.kernel_at(k)[:, :, :cin, :cout])
   _copy_bn(dst.bn, src.bn, cout)
 
 
@@ -462,7 +517,7 @@ def _copy_block(dst: L.InvertedBottleneck, src: BlockWeights, layer) -> None:
   if dst.expand is not None:
     _copy_convbn(dst.expand, src.expand, cin, mid, k if src.fused else 1)
   if dst.dw is not None:
-    _set(dst.dw.conv.kernel, _crop(src.dw.kernel[...], k)[:, :, :, :mid])
+    _set(dst.dw.conv.kernel, src.dw.kernel_at(k)[:, :, :, :mid])
     _copy_bn(dst.dw.bn, src.dw.bn, mid)
   if dst.se is not None:
     se = layer.se_channels
@@ -483,8 +538,8 @@ def subnet(supernet: Supernet, arch: arch_lib.ArchChoice, *,
   """The standalone `Network` of `arch` with the supernet's shared weights.
 
   Exact shapes: only the chosen blocks, channels and kernel taps (centre
-  crops and leading channels of the shared weights), BatchNorm statistics
-  included, so in eval mode it computes what `supernet(x, arch)` computes.
+  crops, learned kernel transforms applied, and leading channels of the
+  shared weights), BatchNorm statistics included, so in eval mode it computes what `supernet(x, arch)` computes.
 
   Args:
     supernet: the trained supernet.
