@@ -2,6 +2,7 @@
 
   python benchmarks/bench_supernet.py [--space mobilenetv3] [--resolution 32]
       [--batch 64] [--repeats 5] [--compare-autodiff]
+      [--compare-kernel-transform] [--compare-masked-taps]
 
 Prints a markdown section (benchmarks/results/supernet.md holds a run).
 The space is used at the given resolution with 10 classes. Rows: the
@@ -10,10 +11,15 @@ arch steps (largest, random), the random subnet trained standalone (exact
 shapes, `hwnas.models.Network`), eval forward of the largest subnet,
 evaluation throughput (BN recalibration + val pass per architecture) and
 peak resident memory. Medians over `--repeats` calls after one warm-up.
-`--compare-autodiff` adds, after the memory reading, the sandwich step with
-the shift-add depthwise differentiated by autodiff instead of its
-hand-written VJP (`hwnas.models.layers._depthwise_shift_bwd`), in the same
-process, for a same-run ratio.
+After the memory reading, each `--compare-*` flag adds a variant of the
+sandwich step timed in the same process, for same-run ratios:
+`--compare-autodiff` differentiates the shift-add depthwise by autodiff
+instead of its hand-written VJPs (`hwnas.models.layers._shift_grads`);
+`--compare-masked-taps` runs every tap of a slot's largest kernel whatever
+the kernel choice (no `lax.switch` in `elastic_depthwise_conv`);
+`--compare-kernel-transform` trains a supernet with Once-for-All's learned
+kernel transforms (`Supernet(kernel_transform=True)`). The sandwich step
+and these variants are timed in interleaved rounds (`--repeats` of them).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from flax import nnx
 from hwnas import arch as arch_lib
 from hwnas import space as space_lib
 from hwnas.configs.supernet import get_config
+from hwnas.latency.backends import cpu_model
 from hwnas.models.standalone import Network
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
@@ -48,7 +55,7 @@ def _time(fn, repeats):
     t = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t)
-  return first, float(np.median(times)) * 1e3
+  return first, float(np.median(times)) * 1e3 if times else None
 
 
 def main():
@@ -58,6 +65,8 @@ def main():
   p.add_argument("--batch", type=int, default=64)
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--compare-autodiff", action="store_true")
+  p.add_argument("--compare-kernel-transform", action="store_true")
+  p.add_argument("--compare-masked-taps", action="store_true")
   a = p.parse_args()
   space = dataclasses.replace(space_lib.load(a.space),
                               resolutions=(a.resolution,), num_classes=10)
@@ -83,8 +92,8 @@ def main():
 
   sandwich = train_lib.sandwich(rng, space, n_random=2,
                                 resolution=a.resolution)
-  first, ms = _time(step_fn(sandwich), a.repeats)
-  rows.append(("sandwich step (largest+smallest+2 random)", ms,
+  first, ms = _time(step_fn(sandwich), 0)
+  rows.append(("sandwich step (largest+smallest+2 random)", None,
                f"compile+first {first:.1f} s"))
   first, ms = _time(step_fn([big]), a.repeats)
   rows.append(("largest subnet step", ms, f"compile+first {first:.1f} s"))
@@ -141,23 +150,69 @@ def main():
                per * 1e3, f"{60 / per:.0f} archs/min; compile+first "
                f"{first:.1f} s"))
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+  from hwnas.models import layers  # pylint: disable=g-import-not-at-top
+
+  # The sandwich step and its variants are timed in interleaved rounds (one
+  # call of each per round), so the machine's drift hits all alike.
+  sandwich_arrays = model_lib.stack_arch_arrays(space, sandwich)
+  group = [(0, lambda: step(state, batch, jax.random.key(0),
+                            sandwich_arrays))]
+
+  def variant(name, gd=graphdef, st=state, **swaps):
+    """Compiles the sandwich step of supernet (gd, st) with `layers`
+    functions swapped (benchmark only; the swap is traced into the
+    executable) and adds it to the group."""
+    saved = {k: getattr(layers, k) for k in swaps}
+    for k, v in swaps.items():
+      setattr(layers, k, v)
+    try:
+      fn = jax.jit(functools.partial(train_lib.train_step, graphdef=gd,
+                                     tx=tx, resolution=a.resolution))
+      call = lambda: fn(st, batch, jax.random.key(0), sandwich_arrays)
+      first, _ = _time(call, 0)
+    finally:
+      for k, v in saved.items():
+        setattr(layers, k, v)
+    rows.append((name, None, f"compile+first {first:.1f} s"))
+    group.append((len(rows) - 1, call))
+
+  if a.compare_kernel_transform:
+    kt = model_lib.Supernet(space, rngs=nnx.Rngs(0), kernel_transform=True)
+    variant("sandwich step, learned kernel transforms",
+            *train_lib.create_state(kt, tx))
+  # pylint: disable=protected-access
+  if a.compare_masked_taps:
+    # Every kernel choice runs all taps of the slot's largest kernel (the
+    # smaller kernel is zero-masked): the supernet before the kernel switch.
+    variant("sandwich step, depthwise runs every tap of the largest kernel "
+            "(no kernel switch)",
+            _elastic_shift=lambda x, w, index, sizes, stride:
+            layers._depthwise_shift(x, w, stride))
   if a.compare_autodiff:
-    # Benchmark-only swap: the custom-VJP function for its own forward, so
-    # JAX differentiates the shift-add tap by tap (the pre-VJP behaviour).
-    from hwnas.models import layers  # pylint: disable=g-import-not-at-top
-    layers._depthwise_shift = layers._shift_forward  # pylint: disable=protected-access
-    step = jax.jit(functools.partial(
-        train_lib.train_step, graphdef=graphdef, tx=tx,
-        resolution=a.resolution))
-    first, ms = _time(step_fn(sandwich), a.repeats)
-    vjp_ms = rows[0][1]
-    rows.append(("sandwich step, depthwise backward by autodiff (no custom "
-                 "VJP; same run)", ms, f"compile+first {first:.1f} s; "
-                 f"custom VJP is {ms / vjp_ms:.2f}x faster"))
+    # The custom-VJP functions replaced by their own forward passes, so JAX
+    # differentiates the shift-add tap by tap (the pre-VJP behaviour).
+    variant("sandwich step, depthwise backward by autodiff (no custom VJP)",
+            _depthwise_shift=layers._shift_forward,
+            _elastic_shift=layers._elastic_forward)
+  # pylint: enable=protected-access
+  times = {i: [] for i, _ in group}
+  for _ in range(a.repeats):
+    for i, call in group:
+      t = time.perf_counter()
+      jax.block_until_ready(call())
+      times[i].append(time.perf_counter() - t)
+  base_ms = float(np.median(times[0])) * 1e3
+  for i, _ in group:
+    name, _, note = rows[i]
+    ms = float(np.median(times[i])) * 1e3
+    if i:
+      note += f"; {ms / base_ms:.2f}x the sandwich step"
+    rows[i] = (name, ms, note)
   load = os.getloadavg()
   print(f"### Supernet ({a.space} space at {a.resolution}x{a.resolution}, "
         f"batch {a.batch}, 10 classes)\n")
-  print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
+  print(f"{cpu_model()}; jax {jax.__version__}, backend "
+        f"{jax.default_backend()}, "
         f"{len(jax.devices())} device(s), depthwise "
         f"{'shift' if jax.default_backend() == 'cpu' else 'lax'}; load "
         f"average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "

@@ -8,23 +8,19 @@ Run: python scripts/collect_results.py (scripts/benchmarks.sh calls it).
 
 import datetime
 import importlib.metadata as md
-import os
 import pathlib
 import platform
 
+from hwnas.latency.backends import cpu_model
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# The sessions' machines changed under the sections' feet; say which ran what.
+HOSTS = ("Hosts: sections run on 2026-11-25 (latency tables, Edge TPU model, "
+         "search, export, data) ran on a 2-core AMD EPYC; those run on "
+         "2026-12-02 (supernet speed and acceptance, quickstart) on a 2-core "
+         "Intel Xeon. Each section gives its run date.")
 ORDER = ["latency", "edgetpu_model", "supernet", "search", "export",
          "quickstart"]
-
-
-def _cpu() -> str:
-  try:
-    for line in open("/proc/cpuinfo"):
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
 
 
 def _versions() -> str:
@@ -50,8 +46,9 @@ def main():
       "`python scripts/collect_results.py` from `benchmarks/results/*.md`;",
       "each section names the command that produced its numbers and when "
       "it ran.",
-      f"Machine: {_cpu()}, {os.cpu_count()} cores, Python "
+      f"Collected on: {cpu_model()}, Python "
       f"{platform.python_version()}; {_versions()}.",
+      HOSTS,
       "The machine is shared and noisy: compare ratios measured in one run, "
       "not absolute times across sections.",
       "",
