@@ -210,6 +210,61 @@ def test_kernel_transform_is_a_config_switch(space):
   assert not any("transforms" in p for p, _ in state["params"].flat_state())
 
 
+def _random_stats(net, seed):
+  """Non-trivial BatchNorm statistics, so their permutation is tested."""
+  rng = np.random.default_rng(seed)
+  stats = jax.tree.map(
+      lambda v: jnp.asarray(rng.uniform(0.5, 1.5, v.shape) if v.ndim else v,
+                            jnp.float32), nnx.state(net, nnx.BatchStat))
+  nnx.update(net, stats)
+
+
+@pytest.mark.slow
+def test_sort_channels_keeps_the_largest_and_reorders_the_rest(space):
+  """Importance sorting relabels the largest subnet's channels (same
+  function), puts the most important channels first (which changes smaller
+  expansions) and moves optimiser moments with their channels."""
+  channels = importlib.import_module("hwnas.supernet.channels")
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(2))
+  _random_stats(net, 1)
+  tx = train_lib.make_optimizer(_config(space), 10)     # adamw: mu and nu
+  graphdef, state = train_lib.create_state(net, tx)
+  # Moments equal to the parameters: after sorting they must still be.
+  state["opt_state"] = jax.tree.map(
+      lambda s: state["params"] if isinstance(s, nnx.State) else s,
+      state["opt_state"], is_leaf=lambda s: isinstance(s, nnx.State))
+  new = channels.sort_channels(space, state)
+
+  @jax.jit
+  def forward(st, arch):
+    return train_lib.merge(graphdef, st)(x, arch, train=False)
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 16, 16, 3)), jnp.float32)
+  big = dataclasses.replace(arch_lib.largest(space), resolution=16)
+  arr = model_lib.arch_arrays(space, big)
+  np.testing.assert_allclose(forward(new, arr), forward(state, arr),
+                             rtol=1e-4, atol=1e-5)
+  small = [dataclasses.replace(a, resolution=16) for a in _archs(space, 6)]
+  assert any(not np.allclose(forward(new, model_lib.arch_arrays(space, a)),
+                             forward(state, model_lib.arch_arrays(space, a)),
+                             atol=1e-4) for a in small)
+  for (slot, typ), order in channels.importance_orders(
+      space, new["params"]).items():
+    assert (order["mid"] == np.arange(order["mid"].size)).all(), (slot, typ)
+    kernel = new["params"]["slots"][slot]["blocks"][typ]["project"]["kernel"]
+    imp = np.abs(np.asarray(kernel[...])).sum(axis=(0, 1, 3))
+    assert (np.diff(imp) <= 0).all() and np.ptp(imp) > 0
+  want = jax.tree.leaves(new["params"])
+  moments = [s for s in jax.tree.leaves(
+      new["opt_state"], is_leaf=lambda s: isinstance(s, nnx.State))
+             if isinstance(s, nnx.State)]
+  assert len(moments) == 2
+  for m in moments:
+    for a, b in zip(jax.tree.leaves(m), want):
+      np.testing.assert_array_equal(a, b)
+
+
 def test_subnet_rejects_another_network(space):
   net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
   big, small = arch_lib.largest(space), arch_lib.smallest(space)
@@ -298,10 +353,11 @@ def _params(workdir):
 
 @pytest.mark.slow
 def test_cli_train_resume_and_eval(tmp_path, capsys):
-  """2-step `hwnas supernet train` on an image-folder dataset; a resumed
-  run (from the step-1 checkpoint) ends with the same weights; `eval` agrees
-  with training's final evaluation; the evaluator rebuilds from the workdir
-  alone."""
+  """2-step `hwnas supernet train` on an image-folder dataset, with
+  progressive shrinking entering the expansion phase (and so sorting
+  channels) at step 1; a resumed run (from the step-1 checkpoint) ends with
+  the same weights; `eval` agrees with training's final evaluation; the
+  evaluator rebuilds from the workdir alone."""
   pytest.importorskip("tensorflow")
   path = _space_file(tmp_path, resolutions=(16,))
   _write_pngs(tmp_path / "imgs", ["a", "b", "c"], 8, 20, 0)
@@ -311,7 +367,9 @@ def test_cli_train_resume_and_eval(tmp_path, capsys):
           "--workdir", str(wd), "--steps", "2", "--no-progress",
           "--set", "train.batch_size=8", "--set", "train.log_every=1",
           "--set", "train.checkpoint_every=1", "--set", "eval.bn_batches=1",
-          "--set", "optimizer.warmup_steps=0"]
+          "--set", "optimizer.warmup_steps=0",
+          "--set", "train.progressive_shrinking=true",
+          "--set", "train.shrink_schedule=[0,0,0,0.5]"]
   assert cli_main(argv) == 0
   saved = json.loads((wd / "config.json").read_text())
   assert saved["config"]["train"]["steps"] == 2

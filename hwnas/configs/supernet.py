@@ -38,6 +38,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.resolutions = ()         # () = every resolution of the space
   c.train.progressive_shrinking = False
   c.train.shrink_schedule = (0.0, 0.25, 0.5, 0.75)  # phase starts
+  c.train.sort_channels = True     # with progressive shrinking: sort mid
+                                   # channels by importance before the
+                                   # expansion phase (hwnas.supernet.channels)
   c.train.augment = True
   c.train.log_every = 50
   c.train.checkpoint_every = 1000

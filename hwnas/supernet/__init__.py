@@ -8,6 +8,7 @@
 
 # `evaluate` is re-exported as `evaluate_archs` so that the submodule
 # `hwnas.supernet.evaluate` stays reachable as a package attribute.
+from hwnas.supernet.channels import sort_channels
 from hwnas.supernet.evaluate import EvalData
 from hwnas.supernet.evaluate import evaluate as evaluate_archs
 from hwnas.supernet.evaluate import (extract_subnet, load_workdir,
@@ -20,5 +21,5 @@ from hwnas.supernet.train import (create_state, make_optimizer, recalibrate,
 
 __all__ = ["EvalData", "Supernet", "arch_arrays", "create_state",
            "evaluate_archs", "extract_subnet", "load_workdir", "make_evaluator",
-           "make_optimizer", "recalibrate", "sandwich", "stack_arch_arrays",
-           "subnet", "train_step", "train_supernet"]
+           "make_optimizer", "recalibrate", "sandwich", "sort_channels",
+           "stack_arch_arrays", "subnet", "train_step", "train_supernet"]

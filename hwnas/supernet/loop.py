@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas import space as space_lib
-from hwnas.supernet import checkpoint
+from hwnas.supernet import channels, checkpoint
 from hwnas.supernet.evaluate import EvalData, evaluate as evaluate_archs
 from hwnas.supernet import model as model_lib, train as train_lib
 
@@ -145,6 +145,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
       res = resolutions[int(rng.integers(len(resolutions)))]
       phase = (train_lib.shrink_phase(step, steps, tc.shrink_schedule)
                if tc.progressive_shrinking else 3)
+      if (tc.progressive_shrinking and tc.get("sort_channels", True)
+          and step > 0 and phase >= 3 > train_lib.shrink_phase(
+              step - 1, steps, tc.shrink_schedule)):
+        # Entering the expansion phase: importance-sorted channels (a pure
+        # function of the state at this step, so a resumed run repeats it).
+        state = jax.device_put(
+            channels.sort_channels(space, jax.device_get(state)),
+            NamedSharding(mesh, P()))
       archs = train_lib.sandwich(rng, space, n_random=tc.n_random,
                                  resolution=res, phase=phase)
       batch = data_lib.shard_batch(next(it), mesh)
