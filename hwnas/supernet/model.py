@@ -6,7 +6,9 @@ One set of weights serves every architecture of a `SearchSpace`:
   is its centre crop, or with `kernel_transform=True` Once-for-All's learned
   kernel transform of it (see `ConvBNWeights.elastic_kernel`);
 * elastic expansion and width: a block holds the largest mid / output
-  channels; a smaller choice uses the leading channels;
+  channels; a smaller choice uses the leading channels (sorted by
+  importance when progressive shrinking reaches the expansion phase,
+  `hwnas.supernet.channels`);
 * elastic depth: a stage runs its first `d` block slots; inactive slots and
   `skip` blocks are the identity;
 * block type: separate weights per type (`ibn`, `fused_ibn`) in every slot;
