@@ -109,19 +109,26 @@ def _live_taps(size: int, kernel: int, stride: int, pad_lo: int) -> list[int]:
   return live
 
 
-def _shift_geometry(h: int, w: int, k: int, stride: int):
-  """Padding, output size and live taps of a 'SAME' depthwise conv."""
+def _shift_geometry(h: int, w: int, k: int, stride: int,
+                    size: int | None = None):
+  """Padding, output size and live taps of a 'SAME' depthwise conv (only
+  the taps of the centred size x size, if given; the centre tap is always
+  live)."""
   (ph0, ph1), (pw0, pw1) = (same_padding(h, k, stride),
                             same_padding(w, k, stride))
+  lo, hi = ((k - size) // 2, (k + size) // 2) if size else (0, k)
   taps = [(i, j) for i in _live_taps(h, k, stride, ph0)
-          for j in _live_taps(w, k, stride, pw0)]
+          for j in _live_taps(w, k, stride, pw0)
+          if lo <= i < hi and lo <= j < hi]
   return (ph0, ph1, pw0, pw1), (-(-h // stride), -(-w // stride)), taps
 
 
-def _shift_patches(x: jax.Array, k: int, stride: int):
+def _shift_patches(x: jax.Array, k: int, stride: int,
+                   size: int | None = None):
   """Yields ((i, j), strided slice of the padded input read by tap i, j)."""
   _, h, w, c = x.shape
-  (ph0, ph1, pw0, pw1), (ho, wo), taps = _shift_geometry(h, w, k, stride)
+  (ph0, ph1, pw0, pw1), (ho, wo), taps = _shift_geometry(h, w, k, stride,
+                                                         size)
   xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
   for i, j in taps:
     yield (i, j), jax.lax.slice(
@@ -130,26 +137,15 @@ def _shift_patches(x: jax.Array, k: int, stride: int):
         (1, stride, stride, 1))
 
 
-def _within(tap: tuple[int, int], k: int, size: int) -> bool:
-  """Whether tap (i, j) of a k x k kernel is in its centred size x size."""
-  lo = (k - size) // 2
-  return lo <= tap[0] < lo + size and lo <= tap[1] < lo + size
-
-
 def _shift_forward(x: jax.Array, kernel: jax.Array, stride: int,
                    size: int | None = None) -> jax.Array:
   """Shift-add over the live taps (of the centred size x size only)."""
-  k = kernel.shape[0]
   out = None
   # Taps that only ever read padding contribute zero: dropping them keeps
   # the result exact and makes large kernels cheap on tiny maps.
-  for tap, patch in _shift_patches(x, k, stride):
-    if size is None or _within(tap, k, size):
-      term = patch * kernel[tap[0], tap[1], 0]
-      out = term if out is None else out + term
-  if out is None:           # no live tap (cannot happen for 'SAME' convs)
-    _, (ho, wo), _ = _shift_geometry(x.shape[1], x.shape[2], k, stride)
-    out = jnp.zeros((x.shape[0], ho, wo, x.shape[3]), x.dtype)
+  for (i, j), patch in _shift_patches(x, kernel.shape[0], stride, size):
+    term = patch * kernel[i, j, 0]
+    out = term if out is None else out + term
   return out
 
 
@@ -184,10 +180,8 @@ def _shift_grads(x, kernel, g, stride, size: int | None = None):
   """
   k = kernel.shape[0]
   _, h, w, c = x.shape
-  (ph0, _, pw0, _), (ho, wo), taps = _shift_geometry(h, w, k, stride)
-  if size is not None:
-    taps = [t for t in taps if _within(t, k, size)]
-  patches = [(t, p) for t, p in _shift_patches(x, k, stride) if t in taps]
+  (ph0, _, pw0, _), (ho, wo), taps = _shift_geometry(h, w, k, stride, size)
+  patches = list(_shift_patches(x, k, stride, size))
   zero = jnp.zeros((), g.dtype)
   sums = jax.lax.reduce(
       tuple(p * g for _, p in patches), (zero,) * len(patches),
@@ -203,7 +197,7 @@ def _shift_grads(x, kernel, g, stride, size: int | None = None):
   hi_w = max(0, pw0 + w - (stride * (wo - 1) + 1))
   gp = jax.lax.pad(g, zero, ((0, 0, 0), (k - 1, hi_h, stride - 1),
                              (k - 1, hi_w, stride - 1), (0, 0, 0)))
-  dx = jnp.zeros_like(x) if not taps else None
+  dx = None
   for i, j in taps:
     s0, s1 = ph0 + k - 1 - i, pw0 + k - 1 - j
     term = jax.lax.slice(gp, (0, s0, s1, 0),
