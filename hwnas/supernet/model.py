@@ -433,6 +433,9 @@ class Supernet(nnx.Module):
 
   Call as `supernet(x, arch, train=False)` with x [B, R, R, C] and `arch`
   from `arch_arrays` (one architecture, arrays [num_slots]).
+  `kernel_transform=True` adds Once-for-All's learned kernel transforms to
+  every elastic-kernel conv (see `ConvBNWeights`); `depthwise` picks the
+  depthwise implementation (`hwnas.models.layers`).
   """
 
   def __init__(self, space: SearchSpace, *, rngs: nnx.Rngs,
