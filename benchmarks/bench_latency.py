@@ -180,6 +180,18 @@ NOTES = """### How the shipped tables were measured
 - Subsets: xla/{tiny,mobilenetv3}, litert-int8/{tiny,mobilenetv3,edgetpu}
   and litert/tiny cover every resolution; xla/edgetpu covers 160 px and
   litert/mobilenetv3 covers 128 px only (time).
+- Another host (2026-12-02): the session's machine had become a 2-core
+  Intel Xeon. The shipped xla/mobilenetv3 table (measured on the AMD EPYC)
+  validated there twice, minutes apart, on the same 30 networks: `hwnas
+  table validate --table xla/mobilenetv3 --space mobilenetv3 --samples 30
+  --rounds 5 --repeats 50 --out /tmp/t.json [--fit-calibration]`. Run 1:
+  MAPE 11.2%, 47% within 10%, Kendall tau 0.917 (networks measured
+  5.05-19.1 ms); run 2: MAPE 4.3%, 90% within 10%, tau 0.926 (5.80-20.5
+  ms), held-out calibrated MAPE 4.1%, 100% within 10%. The ranking
+  transferred across CPUs in both runs; the absolute error moved with the
+  host's speed between the runs, not with the table. Re-measure a table
+  on the device it is for (`hwnas table measure`), and validate it more
+  than once on a shared machine.
 - `tiny` networks run in 0.2-0.7 ms under XLA, where per-executable
   overhead (tens of us per jitted call) is a large share of each block's
   entry but is paid once by a whole network; the calibration's per-layer

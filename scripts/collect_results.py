@@ -18,7 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 HOSTS = ("Hosts: sections run on 2026-11-25 (latency tables, Edge TPU model, "
          "search, export, data) ran on a 2-core AMD EPYC; those run on "
          "2026-12-02 (supernet speed and acceptance, quickstart) on a 2-core "
-         "Intel Xeon. Each section gives its run date.")
+         "Intel Xeon (and the one validation of a shipped table there that says "
+         "so). Each section gives its run date.")
 ORDER = ["latency", "edgetpu_model", "supernet", "search", "export",
          "quickstart"]
 
