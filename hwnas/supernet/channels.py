@@ -32,10 +32,13 @@ import numpy as np
 from hwnas.space import SearchSpace
 from hwnas.supernet import model as model_lib
 
-# (module, leaf) -> {axis: 'mid' | 'se'}: the axes a permutation applies to.
+# (module, leaf) -> {axis: 'mid' | 'se'}: the axes a permutation applies to
+# ('bn': the BatchNorm's scale, bias, mean and var).
 _AXES = {
     ("expand", "kernel"): {-1: "mid"},
+    ("expand", "bn"): {0: "mid"},
     ("dw", "kernel"): {-1: "mid"},
+    ("dw", "bn"): {0: "mid"},
     ("se", "reduce_kernel"): {2: "mid", 3: "se"},
     ("se", "reduce_bias"): {0: "se"},
     ("se", "expand_kernel"): {2: "se", 3: "mid"},
@@ -63,11 +66,10 @@ def _locate(names: list[Any]):
   rest = [n for n in names[i:] if n != "value"]
   if len(rest) < 6 or rest[2] != "blocks":
     return None
-  slot, typ, module = rest[1], rest[3], rest[4]
-  leaf = rest[6] if rest[5] == "bn" and len(rest) > 6 else rest[5]
-  if rest[5] == "bn":
-    return (slot, typ, module, "bn") if leaf in _BN else None
-  return slot, typ, module, leaf
+  slot, typ, module, name = rest[1], rest[3], rest[4], rest[5]
+  if name == "bn" and (len(rest) < 7 or rest[6] not in _BN):
+    return None
+  return slot, typ, module, name
 
 
 def _param_blocks(params) -> dict[tuple[int, int], dict[str, np.ndarray]]:
@@ -120,17 +122,16 @@ def sort_channels(space: SearchSpace, state: dict[str, Any]
 
   def permute(path, leaf):
     where = _locate(_names(path))
-    if where is None or np.ndim(leaf) == 0:
+    if where is None:
       return leaf
     slot, typ, module, name = where
     order = orders.get((int(slot), int(typ)))
-    if order is None:
+    axes = _AXES.get((module, name)) if order is not None else None
+    if not axes:
       return leaf
-    axes = ({0: "mid"} if name == "bn" and module in ("expand", "dw")
-            else _AXES.get((module, name), {}))
     out = np.asarray(leaf)
     for axis, kind in axes.items():
       out = np.take(out, order[kind], axis=axis)
-    return out if axes else leaf
+    return out
 
   return jax.tree_util.tree_map_with_path(permute, state)
