@@ -279,16 +279,20 @@ def elastic_depthwise_conv(x: jax.Array, kernel: jax.Array, size: jax.Array,
   the `size` kernel. The shift-add runs only the chosen size's taps (a
   `lax.switch`); 'lax' convolves the masked full kernel.
   """
-  k = kernel.shape[0]
   if resolve_depthwise_impl(impl) == "shift":
     sizes = tuple(sorted(sizes))
     index = jnp.sum(jnp.asarray(size) > jnp.asarray(sizes[:-1]))
     return _elastic_shift(x, kernel, index.astype(jnp.int32), sizes, stride)
-  lo = (k - size) // 2
-  r = jnp.arange(k)
-  m = ((r >= lo) & (r < lo + size)).astype(kernel.dtype)
-  return _depthwise_lax(x, kernel * (m[:, None] * m[None, :])[:, :, None,
-                                                                None], stride)
+  return _depthwise_lax(x, kernel * kernel_mask(size, kernel.shape[0]),
+                        stride)
+
+
+def kernel_mask(k: jax.Array, size: int) -> jax.Array:
+  """[size, size, 1, 1] float mask of the centred k x k taps (k traced)."""
+  lo = (size - k) // 2
+  r = jnp.arange(size)
+  m = ((r >= lo) & (r < lo + k)).astype(jnp.float32)
+  return (m[:, None] * m[None, :])[:, :, None, None]
 
 
 # -------------------------------------------------------------- modules --

@@ -77,7 +77,7 @@ def _param_blocks(params) -> dict[tuple[int, int], dict[str, np.ndarray]]:
   out: dict[tuple[int, int], dict[str, np.ndarray]] = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     where = _locate(_names(path))
-    if where is not None:
+    if where is not None and where[3] != "bn":
       slot, typ, module, name = where
       out.setdefault((int(slot), int(typ)), {})[f"{module}/{name}"] = (
           np.asarray(leaf))

@@ -175,14 +175,6 @@ def fit_channels(x: jax.Array, size: int) -> jax.Array:
   return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - c)])
 
 
-def kernel_mask(k: jax.Array, size: int) -> jax.Array:
-  """[size, size, 1, 1] mask of the centred k x k taps of a size kernel."""
-  lo = (size - k) // 2
-  r = jnp.arange(size)
-  m = ((r >= lo) & (r < lo + k)).astype(jnp.float32)
-  return (m[:, None] * m[None, :])[:, :, None, None]
-
-
 def conv2d(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
   """'SAME' convolution with an HWIO kernel (1x1 becomes a matmul)."""
   if w.shape[0] == 1 and w.shape[1] == 1:
@@ -311,7 +303,7 @@ class ConvBNWeights(nnx.Module):
     """The kernel of traced choice `k`, zero-padded to the largest size."""
     w = self.kernel[...]
     size = w.shape[0]
-    out = w * kernel_mask(k, size)
+    out = w * L.kernel_mask(k, size)
     cur = w
     for s, t in zip(self.transform_sizes, self.transforms or ()):
       cur = _transform(_crop(cur, s), t[...])
