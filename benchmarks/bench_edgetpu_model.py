@@ -1,10 +1,10 @@
 """Calibration, leave-one-out error and rank correlation of the Edge TPU
-cost model (hwnas/latency/edgetpu_model.py), plus what it says about the
+cost model (hwnas/edgetpu/cost_model.py), plus what it says about the
 shipped spaces.
 
-Run: python benchmarks/bench_edgetpu_model.py [--write-tables]
-(about 1-2 min on 2 shared cores). Prints a markdown section and writes it
-to benchmarks/results/edgetpu_model.md. `--write-tables` also regenerates
+Run: python benchmarks/bench_edgetpu_model.py [--write] [--write-tables]
+(about 1-2 min on 2 shared cores). Prints a markdown section; `--write`
+also writes it to benchmarks/results/edgetpu_model.md. `--write-tables` also regenerates
 latency_tables/edgetpu-usb3/{edgetpu,mobilenetv3}.json from `DEFAULTS`.
 """
 
@@ -21,8 +21,10 @@ import numpy as np
 from scipy import stats
 
 from hwnas import arch, counting, references, space
-from hwnas.latency import edgetpu_model as em
-from hwnas.latency import edgetpu_published as pub
+from hwnas.edgetpu import calibration as cal_lib
+from hwnas.edgetpu import cost_model as em
+from hwnas.edgetpu import published as pub
+from hwnas.latency import edgetpu_table as et
 from hwnas.netspec import Layer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -41,15 +43,15 @@ def section_fit(cal, loo) -> list[str]:
   out = ["### Fitted parameters", "",
          "Bounded least squares on log latency (`calibrate()`), each "
          "(network, link) group weighted as one observation, weak log-normal "
-         "priors (value, x-spread) from `edgetpu_facts.md`. LOO range: the "
+         "priors (value, x-spread) from public rough constants (docs/edgetpu_sources.md). LOO range: the "
          "parameter over the 7 leave-one-network-out refits.", "",
          "| parameter | fitted | prior | bounds | LOO min - max |",
          "|---|---|---|---|---|"]
   for n in em.FITTED:
     vals = [getattr(p, n) for p in loo.params]
     out.append(f"| `{n}` | {_fmt(getattr(cal.params, n))} | "
-               f"{_fmt(em.PRIORS[n][0])} (x{em.PRIORS[n][1]:g}) | "
-               f"{_fmt(em.BOUNDS[n][0])} - {_fmt(em.BOUNDS[n][1])} | "
+               f"{_fmt(cal_lib.PRIORS[n][0])} (x{cal_lib.PRIORS[n][1]:g}) | "
+               f"{_fmt(cal_lib.BOUNDS[n][0])} - {_fmt(cal_lib.BOUNDS[n][1])} | "
                f"{_fmt(min(vals))} - {_fmt(max(vals))} |")
   p = cal.params
   out += ["", "Fixed (not fitted): `eff_pointwise` = `eff_full` (tied), "
@@ -95,11 +97,11 @@ def section_rank(cal, loo) -> list[str]:
   for link in ("usb3", "pcie"):
     full = lambda n: em.estimate(pub.spec(n), link=link,
                                  params=cal.params).total_ms
-    nets, published, predicted, rho = em.published_ranking(full, link=link)
+    nets, published, predicted, rho = cal_lib.published_ranking(full, link=link)
     i = {n: k for k, n in enumerate(loo.networks)}
     loo_fn = lambda n: em.estimate(pub.spec(n), link=link,
                                    params=loo.params[i[n]]).total_ms
-    _, _, loo_pred, rho_loo = em.published_ranking(loo_fn, link=link)
+    _, _, loo_pred, rho_loo = cal_lib.published_ranking(loo_fn, link=link)
     out += [f"**{link}**: Spearman rho = **{rho:.3f}** (full fit), "
             f"**{rho_loo:.3f}** (each network predicted by its LOO fit).", "",
             "| network | published ms | fit ms | LOO ms |", "|---|---|---|---|"]
@@ -139,8 +141,8 @@ def section_ablation() -> list[str]:
          "| variant | in-sample MAE | LOO MAE | LOO range of eff_depthwise |",
          "|---|---|---|---|"]
   for name, kw in variants:
-    cal = em.calibrate(**kw)
-    loo = em.leave_one_out(**kw)
+    cal = cal_lib.calibrate(**kw)
+    loo = cal_lib.leave_one_out(**kw)
     fit = np.mean(np.abs([_pct(p, r.latency_ms)
                           for r, p in zip(cal.rows, cal.predicted_ms)]))
     dw = [p.eff_depthwise for p in loo.params]
@@ -160,9 +162,9 @@ def section_sources() -> list[str]:
   rows = pub.rows(use="fit")
   for src in sorted({r.source for r in rows}):
     keep = [r for r in rows if r.source != src]
-    p = em.calibrate(keep).params
+    p = cal_lib.calibrate(keep).params
     fn = lambda n: em.estimate(pub.spec(n), params=p).total_ms
-    rho = em.published_ranking(fn)[3]
+    rho = cal_lib.published_ranking(fn)[3]
     out.append(f"| {src.split(' (')[0].replace('https://', '')} | "
                f"{len(keep)} | {p.eff_full:.3f} | {p.eff_depthwise:.3f} | "
                f"{p.activation_gbs:.1f} | {p.fixed_ms_usb3:.3f} | "
@@ -253,21 +255,23 @@ def section_spaces() -> list[str]:
 
 def main() -> None:
   ap = argparse.ArgumentParser()
+  ap.add_argument("--write", action="store_true",
+                  help=f"write the section to {OUT.relative_to(ROOT)}")
   ap.add_argument("--write-tables", action="store_true")
   args = ap.parse_args()
   t0 = time.time()
-  cal = em.calibrate()
-  loo = em.leave_one_out()
+  cal = cal_lib.calibrate()
+  loo = cal_lib.leave_one_out()
   stale = [n for n in em.FITTED if not math.isclose(
       getattr(cal.params, n), getattr(em.DEFAULTS, n), rel_tol=0.01)]
   if args.write_tables:
     for n in ("edgetpu", "mobilenetv3"):
-      em.measure_edgetpu_model(n, link="usb3")
+      et.measure_edgetpu_model(n, link="usb3")
   lines = [
       "## Edge TPU cost model (estimated, no device)", "",
       f"Command: `python benchmarks/bench_edgetpu_model.py` "
       f"({datetime.date.today().isoformat()}). Calibration data: "
-      f"`hwnas/latency/edgetpu_published.py` ({len(pub.rows())} fitted rows "
+      f"`hwnas/edgetpu/published.py` ({len(pub.rows())} fitted rows "
       f"of {len(pub.networks())} networks, each with its source). The "
       "model, its parts and its assumptions: `docs/edgetpu.md`. Nothing here"
       " was measured on a Coral device; real tables come from "
@@ -286,8 +290,9 @@ def main() -> None:
   lines += [f"Benchmark wall time: {time.time() - t0:.0f} s.", ""]
   text = "\n".join(lines)
   print(text)
-  OUT.parent.mkdir(parents=True, exist_ok=True)
-  OUT.write_text(text)
+  if args.write:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text)
 
 
 if __name__ == "__main__":

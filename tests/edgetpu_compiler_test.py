@@ -10,8 +10,9 @@ import pytest
 from hwnas import errors
 from hwnas.edgetpu import compiler, ops
 
-SHARED_LOGS = (pathlib.Path(__file__).resolve().parents[1].parent / "shared" /
-               "edgetpu_compiler_logs")
+# Real compiler outputs from public issue threads (see the README there).
+REAL_LOGS = pathlib.Path(__file__).resolve().parent / "testdata" / (
+    "edgetpu_compiler_logs")
 KIB, MIB = 1024, 1024 ** 2
 
 # Our own excerpts in the compiler's documented console format.
@@ -178,8 +179,8 @@ def test_to_dict_is_json_ready():
   assert d["all_mapped"] is False
 
 
-# Values read by eye from each shared log (real compiler outputs).
-SHARED_EXPECTED = {
+# Values read by eye from each real compiler log.
+REAL_EXPECTED = {
     "v15_cpu_fallback.txt": dict(
         compiler_version="15.0.340273435", compile_ms=1379,
         on_chip_used_bytes=round(1.92 * MIB),
@@ -213,12 +214,10 @@ SHARED_EXPECTED = {
 }
 
 
-@pytest.mark.skipif(not SHARED_LOGS.is_dir(),
-                    reason=f"{SHARED_LOGS} not present")
-@pytest.mark.parametrize("name", sorted(SHARED_EXPECTED))
-def test_parse_shared_logs(name):
-  r = compiler.parse_log((SHARED_LOGS / name).read_text())
-  want = dict(SHARED_EXPECTED[name])
+@pytest.mark.parametrize("name", sorted(REAL_EXPECTED))
+def test_parse_real_logs(name):
+  r = compiler.parse_log((REAL_LOGS / name).read_text())
+  want = dict(REAL_EXPECTED[name])
   rows, all_mapped = want.pop("rows"), want.pop("all_mapped")
   assert r.succeeded
   for field, value in want.items():
@@ -228,10 +227,10 @@ def test_parse_shared_logs(name):
   assert r.input_model and r.output_model.endswith("_edgetpu.tflite")
 
 
-@pytest.mark.skipif(not SHARED_LOGS.is_dir(),
-                    reason=f"{SHARED_LOGS} not present")
-def test_every_shared_log_parses():
-  for path in sorted(SHARED_LOGS.glob("*.txt")):
+def test_every_real_log_parses():
+  paths = sorted(REAL_LOGS.glob("*.txt"))
+  assert len(paths) == len(REAL_EXPECTED)
+  for path in paths:
     r = compiler.parse_log(path.read_text())
     assert r.compiler_version and r.total_ops, path.name
 

@@ -1,4 +1,4 @@
-"""Tests of the Edge TPU cost model (hwnas/latency/edgetpu_model.py)."""
+"""Tests of the Edge TPU cost model (hwnas/edgetpu/cost_model.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from hwnas import arch, counting, errors, references, space
-from hwnas.latency import edgetpu_model as em
-from hwnas.latency import edgetpu_published as pub
+from hwnas.edgetpu import calibration as cal_lib
+from hwnas.edgetpu import cost_model as em
+from hwnas.edgetpu import published as pub
+from hwnas.latency import edgetpu_table as et
 from hwnas.latency import describe_missing, load_table
 from hwnas.netspec import Layer, NetSpec
 
@@ -106,7 +108,7 @@ def _throughput(layer: Layer) -> float:
 
 
 def test_fused_blocks_use_the_array_better_than_depthwise():
-  # edgetpu_facts.md Table 6: depthwise-heavy nets reach ~6% of peak,
+  # docs/edgetpu.md: depthwise-heavy nets reach ~6% of peak,
   # full/fused-conv nets ~20-25%; Google's EdgeTPU READMEs: fused blocks
   # pay off early (large maps, few channels), less so late.
   def pair(size, c, e):
@@ -151,14 +153,14 @@ def test_bad_link_or_clock_is_a_user_error():
 
 def test_published_networks_rank_correctly():
   fn = lambda n: em.estimate(pub.spec(n)).total_ms
-  nets, published, predicted, rho = em.published_ranking(fn)
+  nets, published, predicted, rho = cal_lib.published_ranking(fn)
   assert len(nets) >= 6
   assert rho >= 0.9
   assert np.all(np.abs(predicted / published - 1) < 0.35)
 
 
 def test_calibration_reproduces_defaults():
-  cal = em.calibrate()
+  cal = cal_lib.calibrate()
   for name in em.FITTED + ("host_gmacs_x86", "host_gmacs_arm"):
     assert getattr(cal.params, name) == pytest.approx(
         getattr(em.DEFAULTS, name), rel=0.02), name
@@ -168,7 +170,7 @@ def test_calibration_reproduces_defaults():
 @pytest.mark.parametrize("link,clock", [("pcie", "std"), ("usb3", "max")])
 def test_table_predict_equals_estimate(tmp_path, link, clock):
   s = space.load("tiny")
-  t = em.make_table(s, link=link, clock=clock)
+  t = et.make_table(s, link=link, clock=clock)
   path = tmp_path / "t.json"
   t.save(path)
   loaded = load_table(path)
@@ -196,7 +198,7 @@ def test_shipped_tables_are_complete_current_and_say_estimated(name):
   spec = arch.decode(s, arch.largest(s))
   assert t.predict(spec) == pytest.approx(em.estimate(spec).total_ms,
                                           rel=1e-5)
-  e = em.estimate_for_table(t, spec)
+  e = et.estimate_for_table(t, spec)
   assert e.total_ms == pytest.approx(t.predict(spec), rel=1e-5)
   lines = em.explain(e)
   assert "hwnas table measure --backend edgetpu" in lines[-1]
@@ -214,7 +216,7 @@ def test_measure_backend_matches_make_table(tmp_path):
   r = measure.measure_space(s, "edgetpu-model", tmp_path / "m.json",
                             progress=False,
                             backend_options={"link": "usb2"})
-  direct = em.make_table(s, link="usb2")
+  direct = et.make_table(s, link="usb2")
   assert len(r.table) == len(direct)
   spec = arch.decode(s, arch.smallest(s))
   assert r.table.predict(spec) == pytest.approx(direct.predict(spec),
@@ -225,11 +227,33 @@ def test_measure_backend_matches_make_table(tmp_path):
 
 
 def test_validate_published_uses_the_tables_settings(tmp_path):
-  t = em.make_table(space.load("tiny"), link="pcie", clock="max")
-  r = em.validate_published(t)
+  t = et.make_table(space.load("tiny"), link="pcie", clock="max")
+  r = et.validate_published(t)
   assert r["link"] == "pcie" and r["rows"]
   assert all(r_["network"] in pub.networks() for r_ in r["rows"])
   assert r["spearman"] >= 0.9
   assert "hwnas table measure --backend edgetpu" in r["text"][-1]
-  other = em.validate_published(link="usb3")
+  other = et.validate_published(link="usb3")
   assert other["rows"] != r["rows"]
+
+
+def test_old_header_naming_a_module_still_loads(tmp_path):
+  # Tables written before `kind` named the model in `name` and a module to
+  # import in `module`; they load and predict the same.
+  import json
+  t = load_table("edgetpu-usb3/tiny")
+  d = t.to_dict()
+  nm = d["header"]["network_model"]
+  nm["name"] = nm.pop("kind")
+  nm["module"] = "hwnas.latency.edgetpu_model"
+  (tmp_path / "old.json").write_text(json.dumps(d))
+  old = load_table(tmp_path / "old.json")
+  s = space.load("tiny")
+  spec = arch.decode(s, arch.largest(s))
+  assert old.predict(spec) == pytest.approx(t.predict(spec), rel=1e-12)
+  assert et.estimate_for_table(old, spec).total_ms == pytest.approx(
+      t.predict(spec), rel=1e-5)
+  d["header"]["network_model"] = {"kind": "no-such-model", "params": {}}
+  (tmp_path / "bad.json").write_text(json.dumps(d))
+  with pytest.raises(errors.HwnasError, match="NETWORK_MODELS"):
+    load_table(tmp_path / "bad.json").predict(spec)

@@ -11,7 +11,7 @@ from hwnas import errors, space
 from hwnas.cli import main as cli_main
 from hwnas.latency import (describe_missing, enumerate_layers, fidelity,
                            load_table, measure)
-from hwnas.latency.backends import get_backend
+from hwnas.latency import get_backend
 
 
 def _small_tiny():
@@ -222,7 +222,7 @@ def test_retime_switches_clock_of_same_runs(tmp_path, small_xla):
 def test_pinned_to_cores_pins_every_thread_and_restores():
   import os
   import threading
-  from hwnas.latency.backends import pinned_to_cores
+  from hwnas.latency.timing import pinned_to_cores
   before = os.sched_getaffinity(0)
   seen = {}
   stop = threading.Event()
@@ -248,7 +248,7 @@ def test_pinned_to_cores_pins_every_thread_and_restores():
 def test_xla_threads_one_times_on_one_core():
   """threads=1: the xla backend's models are timed pinned to one core."""
   import os
-  from hwnas.latency.backends import Prepared, time_interleaved
+  from hwnas.latency.timing import Prepared, time_interleaved
   from hwnas.netspec import Layer
   be = get_backend("xla", threads=1)
   layer = Layer(type="conv", input_size=16, in_channels=8, out_channels=16,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hwnas import arch, errors, space
+from hwnas import latency
 from hwnas.latency import (Entry, describe_missing, enumerate_layers,
-                           load_table, make_cost_fn, make_header, new_table,
-                           register_network_model)
+                           load_table, make_cost_fn, make_header, new_table)
 from hwnas.netspec import Layer, NetSpec
 
 
@@ -55,13 +55,13 @@ def test_predict_is_hand_computed_sum(tmp_path):
   assert loaded.entries[spec.layers[1].key()].count == 7
 
 
-def test_calibration_and_network_model_terms(tmp_path):
-  register_network_model(
-      "test-constant", lambda spec, p: {"io": p["io_ms"], "per_layer":
+def test_calibration_and_network_model_terms(tmp_path, monkeypatch):
+  monkeypatch.setitem(
+      latency.NETWORK_MODELS, "test-constant", lambda spec, p: {"io": p["io_ms"], "per_layer":
                                         p["k"] * len(spec.layers)})
   t, spec, ms = _toy_table(
       tmp_path, calibration={"type": "linear", "a": 2.0, "b": 0.5},
-      network_model={"name": "test-constant", "version": "1",
+      network_model={"kind": "test-constant", "version": "1",
                      "params": {"io_ms": 0.25, "k": 0.01}})
   loaded = load_table(tmp_path / "toy.json")
   want = 2.0 * sum(ms) + 0.5 + 0.25 + 0.01 * 4
@@ -249,16 +249,16 @@ def test_arch_stats_prints_table_prediction(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["tiny", "mobilenetv3", "edgetpu"])
-def test_cost_fn_with_network_model_equals_predict(name):
-  register_network_model(
-      "test-spec-terms", lambda spec, p: {
+def test_cost_fn_with_network_model_equals_predict(name, monkeypatch):
+  monkeypatch.setitem(
+      latency.NETWORK_MODELS, "test-spec-terms", lambda spec, p: {
           "per_layer": p["k"] * len(spec.layers),
           "res": 1e-3 * spec.resolution,
           "mid": 1e-5 * sum(l.mid_channels for l in spec.layers)})
   s = space.load(name)
   rng = np.random.default_rng(6)
   t = _full_table(s, rng).with_header(
-      network_model={"name": "test-spec-terms", "params": {"k": 0.01}})
+      network_model={"kind": "test-spec-terms", "params": {"k": 0.01}})
   cost = make_cost_fn(t, s)
   for _ in range(100):
     a = arch.sample(rng, s)

@@ -106,8 +106,8 @@ def _reference_ms(table, spec) -> float:
     p = table.provenance
     if p.get("model") != "edgetpu-model":
       raise
-    from hwnas.latency import edgetpu_model
-    return float(edgetpu_model.estimate(
+    from hwnas.edgetpu import cost_model
+    return float(cost_model.estimate(
         spec, link=p.get("link", "usb3"), clock=p.get("clock", "max")
     ).total_ms)
 

@@ -1,7 +1,7 @@
 """Which TFLite builtin operators the Coral Edge TPU compiler maps.
 
 The list follows Coral's documented operator table (as mirrored in
-../shared/edgetpu_facts.md, section 2). Two facts matter most for NAS:
+docs/edgetpu.md, "Compiler constraints"). Two facts matter most for NAS:
 
 * The fused `HARD_SWISH` op (which the TFLite converter forms from
   `x * relu6(x + 3) / 6`) and `LEAKY_RELU` do **not** map (coral issues #272,

@@ -4,28 +4,78 @@ Importing this package loads no JAX or TensorFlow: backends import them
 when they build a model. `fidelity` (validate) and `ofa_import` are
 submodules.
 
+The two name look-ups of the package are the explicit mappings below, and
+nothing else registers anything: `BACKENDS` (`hwnas table measure --backend
+NAME`) and `NETWORK_MODELS` (the `kind` a table header's `network_model`
+names: whole-network terms added to the per-layer sum).
+
 >>> from hwnas import latency, space, arch
 >>> # table = latency.load_table("xla/tiny")
 >>> # cost = latency.make_cost_fn(table, space.load("tiny"))
 """
 
-from hwnas.latency.backends import (Backend, Prepared, Timing, backend_names,
-                                    get_backend, register_backend)
+from typing import Any, Callable, Mapping
+
+from hwnas import errors
+from hwnas.edgetpu import cost_model as _edgetpu_cost_model
+from hwnas.latency import backends as _backends
+from hwnas.latency import edgetpu_table as _edgetpu_table
+from hwnas.latency.backends import Backend
 from hwnas.latency.measure import MeasureResult, measure_space
 from hwnas.latency.space_layers import (
     Origin, describe_missing, enumerate_layers, layer_origins, make_cost_fn,
     slot_layers)
-from hwnas.latency.table import (
-    SCHEMA, Entry, LatencyTable, TableError, from_dict, list_tables,
-    load_table, make_header, network_model, new_table,
-    register_network_model, resolve_table_path)
+from hwnas.latency.table import (LatencyTable, from_dict, list_tables,
+                                 load_table, new_table, resolve_table_path)
+from hwnas.latency.table_schema import SCHEMA, Entry, TableError, make_header
+from hwnas.latency.timing import Prepared, Timing
+from hwnas.netspec import NetSpec
+
+# `--backend NAME` -> factory(**options) returning a `Backend`.
+BACKENDS: Mapping[str, Callable[..., Backend]] = {
+    "xla": _backends.XlaBackend,
+    "litert": lambda **kw: _backends.LiteRTBackend(int8=False, **kw),
+    "litert-int8": lambda **kw: _backends.LiteRTBackend(int8=True, **kw),
+    "edgetpu": _backends.EdgeTpuBackend,
+    _edgetpu_cost_model.MODEL_NAME: _edgetpu_table.EdgeTPUModelBackend,
+}
+
+NetworkModelFn = Callable[[NetSpec, Mapping[str, Any]], Mapping[str, float]]
+
+# header.network_model.kind -> fn(spec, params) -> {term: ms}.
+NETWORK_MODELS: Mapping[str, NetworkModelFn] = {
+    _edgetpu_cost_model.MODEL_NAME: _edgetpu_cost_model.network_terms,
+}
+
+
+def backend_names() -> list[str]:
+  return sorted(BACKENDS)
+
+
+def get_backend(name: str, **options: Any) -> Backend:
+  """Creates backend `name` (HwnasError naming the choices if unknown)."""
+  if name not in BACKENDS:
+    raise errors.HwnasError(
+        f"--backend {name!r} is unknown; available: "
+        f"{', '.join(backend_names())}")
+  return BACKENDS[name](**options)
+
+
+def network_model(kind: str, path: str = "") -> NetworkModelFn:
+  """The whole-network terms of a table header's `network_model.kind`."""
+  if kind not in NETWORK_MODELS:
+    raise TableError(
+        f"{path or '<table>'}: header.network_model.kind: {kind!r} is not a "
+        f"known network model; known: {', '.join(sorted(NETWORK_MODELS))} "
+        "(hwnas.latency.NETWORK_MODELS)")
+  return NETWORK_MODELS[kind]
+
 
 __all__ = [
-    "Backend", "MeasureResult", "Prepared", "SCHEMA", "Entry", "LatencyTable",
-    "Origin", "TableError", "Timing", "backend_names", "get_backend",
-    "measure_space", "register_backend",
-    "describe_missing", "enumerate_layers", "from_dict", "layer_origins",
-    "list_tables", "load_table", "make_cost_fn", "make_header",
-    "network_model", "new_table", "register_network_model",
-    "resolve_table_path", "slot_layers",
+    "BACKENDS", "NETWORK_MODELS", "Backend", "MeasureResult", "Prepared",
+    "SCHEMA", "Entry", "LatencyTable", "Origin", "TableError", "Timing",
+    "backend_names", "get_backend", "measure_space", "describe_missing",
+    "enumerate_layers", "from_dict", "layer_origins", "list_tables",
+    "load_table", "make_cost_fn", "make_header", "network_model",
+    "new_table", "resolve_table_path", "slot_layers",
 ]

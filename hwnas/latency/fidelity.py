@@ -27,8 +27,8 @@ import numpy as np
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas.latency import table as tbl
-from hwnas.latency.backends import (Backend, Timing, get_backend, load_note,
-                                    time_interleaved)
+from hwnas.latency.backends import Backend
+from hwnas.latency.timing import Timing, load_note, time_interleaved
 from hwnas.space import SearchSpace
 
 
@@ -125,25 +125,6 @@ class FidelityReport:
     return dataclasses.asdict(self)
 
 
-def refit(rep: FidelityReport) -> FidelityReport:
-  """Re-fits the calibration of a report on its own fit/held-out split
-  (same measurements; e.g. after the fitting method changed)."""
-  s, n = np.asarray(rep.layer_sums), np.asarray(rep.num_layers)
-  m = np.asarray(rep.measured)
-  fit, hold = list(rep.fit_idx), list(rep.holdout_idx)
-  cal = fit_linear_calibration(s[fit], n[fit], m[fit])
-  return dataclasses.replace(
-      rep, calibration=cal,
-      holdout_after=metrics(_apply(cal, s[hold], n[hold]), m[hold]))
-
-
-def report_from_dict(d: dict[str, Any]) -> FidelityReport:
-  """Inverse of `FidelityReport.to_dict` (the `--json` file)."""
-  fields = {f.name for f in dataclasses.fields(FidelityReport)}
-  return FidelityReport(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in d.items() if k in fields})
-
-
 def _resolutions(table: tbl.LatencyTable, space: SearchSpace) -> list[int]:
   res = table.header.get("resolutions", {})
   got = res.get(space.id) if isinstance(res, dict) else None
@@ -234,6 +215,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
     raise tbl.TableError(table.missing_message(
         missing, f"the {len(specs)} sampled networks"))
   opts = {"timer": h["timer"]} if h.get("timer", "wall") != "wall" else {}
+  from hwnas.latency import get_backend  # pylint: disable=g-import-not-at-top
   be = backend or get_backend(table.backend, threads=h["threads"], **opts)
   load_start = load_note()
   sums = np.array([table.layer_sum(s) for s in specs])

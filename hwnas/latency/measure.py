@@ -28,8 +28,8 @@ from typing import Any, Iterable
 from hwnas import errors
 from hwnas.latency import space_layers
 from hwnas.latency import table as tbl
-from hwnas.latency.backends import (Backend, Timing, get_backend, load_note,
-                                    time_interleaved)
+from hwnas.latency.backends import Backend
+from hwnas.latency.timing import Timing, load_note, time_interleaved
 from hwnas.netspec import Layer
 from hwnas.space import SearchSpace
 
@@ -130,9 +130,9 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     out: the table to write; `<out>.partial.jsonl` holds progress.
     resolutions: a subset of the space's resolutions (default: all).
     batch_size, threads, warmup, repeats: timing settings (in the header).
-    timer: 'wall' or 'cpu' (process CPU time; see backends.time_calls).
+    timer: 'wall' or 'cpu' (process CPU time; see timing.time_calls).
     rounds: timing rounds; `chunk` layers are built, then timed together
-      in `rounds` interleaved rounds (backends.time_interleaved).
+      in `rounds` interleaved rounds (timing.time_interleaved).
     seed: initialisation and input seed.
     max_entries: stop after timing this many new entries (the journal
       keeps them; run again to continue).
@@ -152,6 +152,8 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   opts = dict(backend_options or {})
   if timer != "wall":
     opts["timer"] = timer   # plug-in backends need not know the option
+  # The name -> backend mapping is the package's (hwnas.latency.BACKENDS).
+  from hwnas.latency import get_backend  # pylint: disable=g-import-not-at-top
   be = backend if not isinstance(backend, str) else get_backend(
       backend, threads=threads, seed=seed, **opts)
   settings = {"backend": be.name, "precision": be.precision,
@@ -161,9 +163,15 @@ def measure_space(space: SearchSpace, backend: str | Backend,
               "rounds": rounds if hasattr(be, "prepare_layer") else 1}
   out = pathlib.Path(out)
   jpath = journal_path(out)
+  # An estimate times nothing: recompute every entry (a changed model must
+  # not leave stale entries behind) instead of resuming.
+  estimated = (be.header_fields().get("provenance") or {}).get(
+      "kind") == "estimated"
+  if estimated:
+    jpath.unlink(missing_ok=True)
   done = _read_journal(jpath, settings)
   old = None
-  if out.is_file():
+  if out.is_file() and not estimated:
     old = tbl.load_table(out)
     # Timing settings only bind measured tables (estimates time nothing).
     _check_settings(old.header, settings, out,
@@ -245,6 +253,8 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
       "kind": "measured", "backend": be.name,
       "command": command or " ".join(["hwnas"] + sys.argv[1:])}
   timed = provenance.get("kind") == "measured"
+  if not timed and command:
+    provenance = {**provenance, "command": command}
   fields = {"threads": settings["threads"], **fields}
   if timed:
     fields = {"timer": settings["timer"], "rounds": settings["rounds"],
@@ -262,13 +272,6 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
     if old is not None and k in old.header and k not in header:
       header[k] = old.header[k]   # fitted on the old entries; revalidate
   return tbl.new_table(header, done.values(), out)
-
-
-def layers_missing(space: SearchSpace, table: tbl.LatencyTable,
-                   resolutions: Iterable[int] | None = None) -> list[Layer]:
-  """Layers of `space` (at `resolutions`) that `table` lacks."""
-  return sorted(l for l in space_layers.enumerate_layers(
-      space, tuple(resolutions) if resolutions else None) if l not in table)
 
 
 def retime(table: tbl.LatencyTable, timer: str) -> tbl.LatencyTable:

@@ -17,8 +17,7 @@ file is self-describing:
     "hwnas_version": "0.1.0", "spaces": ["tiny@1"],
     "provenance": {"kind": "measured", "command": "hwnas table measure ..."},
     "calibration": {"type": "linear", "a": 1.02, "b": 0.1},
-    "network_model": {"name": "edgetpu-model", "version": "1",
-                      "module": "hwnas.latency.edgetpu_model",
+    "network_model": {"kind": "edgetpu-model", "version": "1",
                       "params": {}},
     "notes": "machine shared; load average 1.3"
   },
@@ -34,119 +33,35 @@ file is self-describing:
 
 `predict(spec)` = calibration(sum of the layers' entries) + the terms of the
 header's `network_model` (whole-network, non-additive effects such as the
-Edge TPU's parameter-cache streaming; plugged in through
-`register_network_model`). Everything a user can get wrong raises one
+Edge TPU's parameter-cache streaming). Its `kind` is looked up in the one
+explicit mapping `hwnas.latency.NETWORK_MODELS`; tables written before
+that field existed name the kind in `name` (and a module to import in
+`module`, which is ignored now). Everything a user can get wrong raises one
 `HwnasError` line naming the file and the key.
+
+The header and entry validation is in `table_schema`; this module holds
+the table value, prediction and persistence.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime
-import importlib
 import io
 import json
 import math
 import os
 import pathlib
 import types
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from hwnas import errors, resources
+from hwnas import resources
+from hwnas.latency.table_schema import (  # the format, validated there
+    SCHEMA, Entry, TableError, _cell, _fail, _validate_header, make_header,
+    network_model_kind, parse_entry)
 from hwnas.netspec import Layer, NetSpec
 
-SCHEMA = "hwnas/latency-table@1"
-PRECISIONS = ("float32", "int8")
-STATISTICS = ("median", "mean")
-PROVENANCE_KINDS = ("measured", "estimated", "imported")
-CALIBRATION_TYPES = ("none", "linear")
-
-NetworkModelFn = Callable[[NetSpec, Mapping[str, Any]], Mapping[str, float]]
-_NETWORK_MODELS: dict[str, NetworkModelFn] = {}
-
-
-class TableError(errors.HwnasError):
-  """A latency table does not validate or cannot predict a network."""
-
-
-def register_network_model(name: str, fn: NetworkModelFn) -> None:
-  """Registers whole-network latency terms under `name`.
-
-  Args:
-    name: the name tables give in `header.network_model.name`.
-    fn: `fn(spec, params) -> {term name: ms}`; the terms are added to the
-      calibrated per-layer sum by `LatencyTable.predict`.
-  """
-  _NETWORK_MODELS[name] = fn
-
-
-def network_model(name: str, module: str | None = None) -> NetworkModelFn:
-  """Returns a registered network model, importing `module` to register it."""
-  if name not in _NETWORK_MODELS:
-    candidates = [module] if module else []
-    candidates.append("hwnas.latency." + name.replace("-", "_"))
-    for mod in candidates:
-      try:
-        importlib.import_module(mod)
-      except ModuleNotFoundError:
-        continue
-      if name in _NETWORK_MODELS:
-        break
-  if name not in _NETWORK_MODELS:
-    raise TableError(
-        f"network model {name!r} is not registered; import the module that "
-        f"defines it (header.network_model.module) or call "
-        f"hwnas.latency.register_network_model({name!r}, fn)")
-  return _NETWORK_MODELS[name]
-
-
 # ----------------------------------------------------------------- values --
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  """The latency of one layer signature (milliseconds)."""
-
-  layer: Layer
-  latency_ms: float
-  p10_ms: float | None = None
-  p90_ms: float | None = None
-  count: int = 0
-  extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-  @property
-  def key(self) -> str:
-    return self.layer.key()
-
-  def to_dict(self) -> dict[str, Any]:
-    d: dict[str, Any] = {"layer": self.layer.to_dict(),
-                         "latency_ms": _round(self.latency_ms)}
-    if self.p10_ms is not None:
-      d["p10_ms"] = _round(self.p10_ms)
-    if self.p90_ms is not None:
-      d["p90_ms"] = _round(self.p90_ms)
-    d["count"] = self.count
-    if self.extras:
-      d["extras"] = dict(self.extras)
-    return d
-
-
-def _cell(v: Any) -> str:
-  return v if isinstance(v, str) else json.dumps(v)
-
-
-def _round(x: float) -> float:
-  return float(f"{x:.6g}")
-
-
-_REQUIRED_HEADER = ("device", "runtime", "runtime_version", "precision",
-                    "batch_size", "threads", "units", "statistic", "warmup",
-                    "repeats", "date", "hwnas_version", "spaces",
-                    "provenance")
-_OPTIONAL_HEADER = ("backend", "spread", "calibration", "network_model",
-                    "notes", "fidelity", "resolutions", "load", "timer",
-                    "rounds")
-
 
 @dataclasses.dataclass(frozen=True)
 class LatencyTable:
@@ -250,7 +165,8 @@ class LatencyTable:
     nm = self.network_model
     if nm is None:
       return {}
-    fn = network_model(nm["name"], nm.get("module"))
+    from hwnas.latency import network_model  # pylint: disable=g-import-not-at-top
+    fn = network_model(network_model_kind(nm), self.path)
     return {k: float(v) for k, v in fn(spec, nm.get("params", {})).items()}
 
   def predict(self, spec: NetSpec) -> float:
@@ -335,160 +251,11 @@ class LatencyTable:
       w.writerow(row)
     return out.getvalue()
 
-  def with_entries(self, entries: Iterable[Entry]) -> "LatencyTable":
-    """A copy with `entries` added (replacing equal signatures)."""
-    new = dict(self.entries)
-    new.update({e.key: e for e in entries})
-    return LatencyTable(dict(self.header), new, self.path)
-
   def with_header(self, **updates: Any) -> "LatencyTable":
     """A copy with header fields replaced (validated)."""
     header = {**self.header, **updates}
     _validate_header(header, self.path or "<table>")
     return LatencyTable(header, dict(self.entries), self.path)
-
-
-# ---------------------------------------------------------------- header --
-
-def make_header(*, device: str, backend: str, runtime: str,
-                runtime_version: str, precision: str, batch_size: int,
-                threads: int, warmup: int, repeats: int,
-                spaces: list[str], provenance: Mapping[str, Any],
-                statistic: str = "median", **optional: Any
-                ) -> dict[str, Any]:
-  """Builds and validates a header (date and hwnas version filled in)."""
-  from hwnas import __version__
-  header = {
-      "device": device, "backend": backend, "runtime": runtime,
-      "runtime_version": runtime_version, "precision": precision,
-      "batch_size": batch_size, "threads": threads, "units": "ms",
-      "statistic": statistic, "spread": "p10/p90", "warmup": warmup,
-      "repeats": repeats,
-      "date": datetime.datetime.now(datetime.timezone.utc).strftime(
-          "%Y-%m-%dT%H:%M:%SZ"),
-      "hwnas_version": __version__, "spaces": list(spaces),
-      "provenance": dict(provenance), **optional}
-  _validate_header(header, "<new table>")
-  return header
-
-
-def _fail(path: str, key: str, msg: str):
-  raise TableError(f"{path}: {key}: {msg}")
-
-
-def _is_num(v: Any) -> bool:
-  return (isinstance(v, (int, float)) and not isinstance(v, bool) and
-          math.isfinite(v))
-
-
-def _validate_header(h: Any, path: str) -> None:
-  if not isinstance(h, dict):
-    _fail(path, "header", "must be a JSON object")
-  for k in _REQUIRED_HEADER:
-    if k not in h:
-      _fail(path, f"header.{k}", "missing required key")
-  unknown = sorted(set(h) - set(_REQUIRED_HEADER) - set(_OPTIONAL_HEADER))
-  if unknown:
-    _fail(path, f"header.{unknown[0]}", "unknown key; allowed: " +
-          ", ".join(_REQUIRED_HEADER + _OPTIONAL_HEADER))
-  if h["units"] != "ms":
-    _fail(path, "header.units", f"must be 'ms', got {h['units']!r}; convert "
-          "the table to milliseconds")
-  if h["precision"] not in PRECISIONS:
-    _fail(path, "header.precision", f"{h['precision']!r} is not one of "
-          f"{', '.join(PRECISIONS)}")
-  if h["statistic"] not in STATISTICS:
-    _fail(path, "header.statistic", f"{h['statistic']!r} is not one of "
-          f"{', '.join(STATISTICS)}")
-  for k in ("batch_size", "threads", "warmup", "repeats"):
-    v = h[k]
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0 or (
-        k == "batch_size" and v == 0):
-      _fail(path, f"header.{k}", f"must be a non-negative integer, got {v!r}")
-  if not isinstance(h["spaces"], list) or not all(
-      isinstance(s, str) for s in h["spaces"]):
-    _fail(path, "header.spaces", "must be a list of 'name@version' strings")
-  p = h["provenance"]
-  if not isinstance(p, dict) or p.get("kind") not in PROVENANCE_KINDS:
-    _fail(path, "header.provenance.kind", "must be one of " +
-          ", ".join(PROVENANCE_KINDS))
-  if p["kind"] == "estimated" and "model" not in p:
-    _fail(path, "header.provenance.model", "an estimated table must name "
-          "the model that estimated it")
-  if p["kind"] == "imported" and "source" not in p:
-    _fail(path, "header.provenance.source", "an imported table must name "
-          "its source")
-  _validate_calibration(h.get("calibration"), path)
-  nm = h.get("network_model")
-  if nm is not None and (not isinstance(nm, dict) or
-                         not isinstance(nm.get("name"), str) or
-                         not isinstance(nm.get("params", {}), dict)):
-    _fail(path, "header.network_model", "must be {name: str, version: ..., "
-          "params: {...}}")
-
-
-def _validate_calibration(cal: Any, path: str) -> None:
-  if cal is None:
-    return
-  if not isinstance(cal, dict) or cal.get("type") not in CALIBRATION_TYPES:
-    _fail(path, "header.calibration.type", "must be one of " +
-          ", ".join(CALIBRATION_TYPES))
-  if cal["type"] == "linear":
-    for k in ("a", "b", "c_per_layer"):
-      if k == "c_per_layer" and k not in cal:
-        continue
-      if not _is_num(cal.get(k)):
-        _fail(path, f"header.calibration.{k}", f"must be a number, got "
-              f"{cal.get(k)!r}")
-
-
-# ---------------------------------------------------------------- entries --
-
-_ENTRY_KEYS = {"layer", "latency_ms", "p10_ms", "p90_ms", "count", "extras"}
-
-
-def parse_entry(key: str, d: Any, path: str) -> Entry:
-  """Validates one entry of a table (or journal) file."""
-  where = f"entries[{key!r}]"
-  if not isinstance(d, dict):
-    _fail(path, where, "must be a JSON object")
-  unknown = sorted(set(d) - _ENTRY_KEYS)
-  if unknown:
-    _fail(path, f"{where}.{unknown[0]}", "unknown key; allowed: " +
-          ", ".join(sorted(_ENTRY_KEYS)))
-  if "latency_ms" not in d:
-    _fail(path, f"{where}.latency_ms", "missing")
-  for k in ("latency_ms", "p10_ms", "p90_ms"):
-    if k in d and d[k] is not None:
-      if not _is_num(d[k]):
-        _fail(path, f"{where}.{k}", f"must be a number, got {d[k]!r}")
-      if d[k] < 0:
-        _fail(path, f"{where}.{k}", f"must not be negative, got {d[k]!r}")
-  if d["latency_ms"] is None:
-    _fail(path, f"{where}.latency_ms", "must be a number, got null")
-  count = d.get("count", 0)
-  if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-    _fail(path, f"{where}.count", f"must be a non-negative integer, got "
-          f"{count!r}")
-  if not isinstance(d.get("layer"), dict):
-    _fail(path, f"{where}.layer", "missing or not an object (give the "
-          "layer's fields: type, input_size, in_channels, ...)")
-  try:
-    layer = Layer.from_dict(d["layer"], where=f"{where}.layer")
-  except errors.SpecError as e:
-    raise TableError(f"{path}: {e}") from None
-  if layer.key() != key:
-    _fail(path, where, f"the key does not match its layer, whose signature "
-          f"is {layer.key()!r}")
-  extras = d.get("extras", {})
-  if not isinstance(extras, dict):
-    _fail(path, f"{where}.extras", "must be a JSON object")
-  return Entry(layer, float(d["latency_ms"]), _opt(d.get("p10_ms")),
-               _opt(d.get("p90_ms")), count, extras)
-
-
-def _opt(v: Any) -> float | None:
-  return None if v is None else float(v)
 
 
 def from_dict(d: Any, *, path: str = "<table>") -> LatencyTable:
@@ -554,7 +321,3 @@ def new_table(header: Mapping[str, Any], entries: Iterable[Entry] = (),
   _validate_header(dict(header), str(path) or "<new table>")
   return LatencyTable(dict(header), {e.key: e for e in entries}, str(path))
 
-
-# Re-exported here for callers that import everything from the table module.
-from hwnas.latency.space_layers import (  # noqa: E402
-    describe_missing, enumerate_layers, make_cost_fn)

@@ -1,9 +1,10 @@
 """Published whole-model Coral Edge TPU latencies, as data with sources.
 
-Every row comes from `../shared/edgetpu_facts.md` (Tables 1-4), which names
-the public page each number was copied from; `source` repeats that page and
-`status` its label there ('V' verified against the page, '3P' a third-party
-copy of an official page). Only networks that hwnas can express as
+Every row names the public page or file its number was read from
+(`source`); `status` says how sure the copy is ('V' read on the official
+page or file itself, '3P' a third-party copy of an official page).
+docs/edgetpu.md lists the sources and which rows are fitted or only
+checked. Only networks that hwnas can express as
 NetSpecs are listed: the shipped reference networks (`hwnas.references`)
 and VGG16/VGG19, built here. Inception, ResNet, DenseNet, SqueezeNet and the
 detection/segmentation models need branches, concatenations or spatial max
@@ -36,8 +37,8 @@ PYCORAL_REF = ("google-coral/pycoral benchmarks/reference/"
                "inference_reference_*.csv (Table 3)")
 FREEDOMTAN = "github.com/freedomtan/edge_tpu_python_scripts README (Table 4)"
 ISSUE_151 = "https://github.com/google-coral/edgetpu/issues/151 (Table 4)"
-STD_CLOCK_NOTE = ("edgetpu_facts.md section 1 'Clock': third-party "
-                  "libedgetpu1-std figure, source not named")
+STD_CLOCK_NOTE = ("https://www.x2q.net/post/google-coral-edge-tpu-"
+                  "experiments-2026/ (libedgetpu1-std 16.0, pycoral)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ class PublishedLatency:
   clock: str          # 'max' (500 MHz) | 'std' (250 MHz)
   latency_ms: float
   source: str
-  status: str         # 'V' | '3P' (labels of edgetpu_facts.md)
+  status: str         # 'V' (official page/file) | '3P' (third-party copy)
   setting: str        # host and harness, as published
   use: str = "fit"    # 'fit' | 'check'
 

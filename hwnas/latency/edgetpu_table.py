@@ -1,0 +1,248 @@
+"""The Edge TPU cost model as a latency table and a measurement backend.
+
+`hwnas.edgetpu.cost_model` is pure (no tables, no backends); this module
+wraps it:
+
+* `make_table(space, link=..., clock=...)` writes an `estimated` table whose
+  entries are per-layer compute and whose header's `network_model` (kind
+  `edgetpu-model`, looked up in `hwnas.latency.NETWORK_MODELS`) carries the
+  other parts, so `table.predict(spec) == estimate(spec).total_ms`.
+* `EdgeTPUModelBackend` is `hwnas table measure --backend edgetpu-model`.
+* `validate_published` checks a table's constants against the published
+  Coral figures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hwnas import errors
+from hwnas.edgetpu import published as pub
+from hwnas.edgetpu.cost_model import (
+    CLOCKS_MHZ, DEFAULTS, FITTED, MEASURE_HINT, MODEL_NAME, MODEL_VERSION,
+    EdgeTPUEstimate, EdgeTPUParams, _check_clock, _check_link, estimate,
+    layer_compute_ms, layer_extras)
+from hwnas.latency import space_layers, table_schema
+from hwnas.latency import table as tbl
+from hwnas.latency.timing import Timing
+from hwnas.netspec import Layer, NetSpec
+
+def _provenance(link: str, clock: str, space_name: str = "S"
+                ) -> dict[str, Any]:
+  fit = pub.rows(use="fit")
+  return {
+      "kind": "estimated", "model": MODEL_NAME, "version": MODEL_VERSION,
+      "link": link, "clock": clock,
+      "calibration": {
+          "data": (f"hwnas.edgetpu.published: {len(fit)} published "
+                   f"whole-model latencies of {len(pub.networks())} networks"
+                   " (Coral benchmarks and models pages, pycoral reference "
+                   "CSVs, google-coral/edgetpu issue #151)"),
+          "method": ("bounded least squares on log latency with weak priors "
+                     "(hwnas.edgetpu.calibration.calibrate)"),
+          "fitted": list(FITTED)},
+      "measure_real": MEASURE_HINT,
+      "command": (f"hwnas table measure --backend {MODEL_NAME} --space "
+                  f"{space_name} --link {link} --option clock={clock} "
+                  "--out T"),
+  }
+
+
+def _device(link: str, clock: str) -> str:
+  device = {"usb3": "Coral USB Accelerator on a desktop host (USB 3)",
+            "usb2": "Coral USB Accelerator on a USB 2 host",
+            "pcie": "Coral Edge TPU on PCIe (Dev Board / M.2)"}[link]
+  return f"{device}, {CLOCKS_MHZ[clock]:g} MHz (estimated)"
+
+
+def _network_model_header(p: EdgeTPUParams, link: str, clock: str
+                          ) -> dict[str, Any]:
+  return {"kind": MODEL_NAME, "version": MODEL_VERSION,
+          "params": {**p.to_dict(), "link": link, "clock": clock}}
+
+
+def make_table(space, *, link: str = "usb3", clock: str = "max",
+               params: EdgeTPUParams | None = None, path: str = ""):
+  """An estimated LatencyTable for every layer reachable in `space`.
+
+  Entries are per-layer Edge TPU compute (`layer_compute_ms`); the header's
+  `network_model` adds fixed cost, transfer, parameter streaming and CPU
+  fallback, so `table.predict(spec) == estimate(spec, ...).total_ms`.
+
+  Args:
+    space: a hwnas.space.SearchSpace.
+    link: 'usb3' | 'usb2' | 'pcie'.
+    clock: 'max' | 'std'.
+    params: model constants (`DEFAULTS` when None).
+    path: where the table will be saved (recorded in the value only).
+
+  Returns:
+    A hwnas.latency.table.LatencyTable (not yet saved).
+  """
+  p = params or DEFAULTS
+  _check_link(link), _check_clock(clock)
+  entries = [tbl.Entry(l, layer_compute_ms(l, clock=clock, params=p),
+                         extras=layer_extras(l))
+             for l in sorted(space_layers.enumerate_layers(space))]
+  header = tbl.make_header(
+      device=_device(link, clock), backend=MODEL_NAME, runtime=MODEL_NAME,
+      runtime_version=MODEL_VERSION, precision="int8", batch_size=1,
+      threads=1, warmup=0, repeats=0, spaces=[space.id],
+      provenance=_provenance(link, clock, space.name),
+      network_model=_network_model_header(p, link, clock),
+      notes=MEASURE_HINT)
+  return tbl.new_table(header, entries, path)
+
+
+def measure_edgetpu_model(space, *, link: str = "usb3", clock: str = "max",
+                          out: str | None = None,
+                          params: EdgeTPUParams | None = None):
+  """Writes the estimated table of `space` to `out` (CLI backend hook).
+
+  Args:
+    space: a SearchSpace or the name/path of one.
+    link, clock, params: as for `make_table`.
+    out: output path; `latency_tables/edgetpu-<link>/<space>.json` when
+      None.
+
+  Returns:
+    The saved LatencyTable.
+  """
+  from hwnas import resources
+  from hwnas import space as space_lib
+  if isinstance(space, str):
+    space = space_lib.load(space)
+  if out is None:
+    out = str(resources.latency_tables_dir() / f"edgetpu-{link}" /
+              f"{space.name}.json")
+  t = make_table(space, link=link, clock=clock, params=params, path=str(out))
+  t.save(out)
+  return t
+
+
+def estimate_for_table(table, spec: NetSpec) -> EdgeTPUEstimate:
+  """`estimate` with the link, clock and constants an estimated table
+  was made with (its header's `network_model.params`)."""
+  nm = table.network_model
+  if not nm or table_schema.network_model_kind(nm) != MODEL_NAME:
+    raise errors.HwnasError(
+        f"{table.path or '<table>'}: header.network_model is not "
+        f"{MODEL_NAME!r}; this table was not made by the Edge TPU model")
+  prm = nm.get("params", {})
+  return estimate(spec, link=str(prm.get("link", "usb3")),
+                  clock=str(prm.get("clock", "max")),
+                  params=EdgeTPUParams.from_dict(prm))
+
+
+def validate_published(table=None, *, link: str | None = None
+                       ) -> dict[str, Any]:
+  """An estimated table's model against the published Coral figures.
+
+  The published networks are not members of the table's space, so they
+  are estimated with the table's own constants, link and clock (or
+  `DEFAULTS` on `link` when `table` is None). Rows are the fitted ones on
+  that link and clock, plus held-out ones, marked (fitted rows are
+  in-sample: benchmarks/results/edgetpu_model.md has leave-one-out errors).
+
+  Returns:
+    {"link", "clock", "rows": [{network, source, published_ms,
+    predicted_ms, error_pct}], "mape_pct", "spearman", "text": [lines]}.
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  if table is not None:
+    prm = (table.network_model or {}).get("params", {})
+    estimate_for_table(table, pub.spec("mobilenet_v1_1.0"))  # checks kind
+    p = EdgeTPUParams.from_dict(prm)
+    link, clock = str(prm.get("link", "usb3")), str(prm.get("clock", "max"))
+  else:
+    p, link, clock = DEFAULTS, _check_link(link or "usb3"), "max"
+  rows = []
+  for r in pub.rows(use=None):
+    if r.link != link or r.clock != clock:
+      continue
+    pred = estimate(pub.spec(r.network), link=link, clock=clock,
+                    params=p).total_ms
+    rows.append({"network": r.network, "source": r.source, "use": r.use,
+                 "published_ms": r.latency_ms, "predicted_ms": pred,
+                 "error_pct": 100 * (pred / r.latency_ms - 1)})
+  fit = [r for r in rows if r["use"] == "fit"]
+  out: dict[str, Any] = {"link": link, "clock": clock, "rows": rows,
+                         "mape_pct": float("nan"), "spearman": float("nan")}
+  if fit:
+    out["mape_pct"] = float(np.mean([abs(r["error_pct"]) for r in fit]))
+  # Rank networks by the geometric mean of their published rows.
+  by: dict[str, list[float]] = {}
+  for r in fit:
+    by.setdefault(r["network"], []).append(math.log(r["published_ms"]))
+  if len(by) > 2:
+    pred_of = {r["network"]: r["predicted_ms"] for r in fit}
+    out["spearman"] = float(stats.spearmanr(
+        [np.mean(v) for v in by.values()],
+        [pred_of[n] for n in by]).statistic)
+  out["text"] = [
+      f"{MODEL_NAME} v{MODEL_VERSION} vs published Coral figures ({link}, "
+      f"{clock} clock): {len(fit)} fitted rows, MAPE "
+      f"{out['mape_pct']:.1f}%, Spearman over {len(by)} networks "
+      f"{out['spearman']:.3f} (in-sample; leave-one-network-out error is in "
+      "benchmarks/results/edgetpu_model.md)"] + [
+          f"  {r['network']:<24} published {r['published_ms']:8.2f} ms  "
+          f"predicted {r['predicted_ms']:8.2f} ms  {r['error_pct']:+5.0f}%"
+          + ("  (held out)" if r["use"] != "fit" else "")
+          for r in rows] + [MEASURE_HINT]
+  return out
+
+
+class EdgeTPUModelBackend:
+  """`hwnas table measure --backend edgetpu-model`: estimates, not timings.
+
+  Options (`--option k=v`, `--link`): link ('usb3' | 'usb2' | 'pcie') and
+  clock ('max' | 'std').
+  """
+
+  name = MODEL_NAME
+  precision = "int8"
+
+  def __init__(self, threads: int = 0, seed: int = 0, link: str = "usb3",
+               clock: str = "max", params: EdgeTPUParams | None = None,
+               **unused: Any):
+    if unused:
+      raise errors.HwnasError(
+          f"--backend {MODEL_NAME} takes no option(s) "
+          f"{', '.join(sorted(unused))}; it takes link= and clock=")
+    del threads, seed  # nothing is timed
+    self.link, self.clock = _check_link(link), _check_clock(clock)
+    self.params = params or DEFAULTS
+
+  def header_fields(self) -> dict[str, Any]:
+    return {
+        "device": _device(self.link, self.clock), "runtime": MODEL_NAME,
+        "runtime_version": MODEL_VERSION,
+        "provenance": _provenance(self.link, self.clock),
+        "network_model": _network_model_header(self.params, self.link,
+                                               self.clock),
+        "notes": MEASURE_HINT}
+
+  def time_layer(self, layer: Layer, *, batch_size: int = 1,
+                 warmup: int = 0, repeats: int = 0):
+    _check_batch(batch_size)
+    return Timing(layer_compute_ms(layer, clock=self.clock,
+                                   params=self.params), None, None, 0,
+                  layer_extras(layer))
+
+  def time_network(self, spec: NetSpec, *, batch_size: int = 1,
+                   warmup: int = 0, repeats: int = 0):
+    _check_batch(batch_size)
+    e = estimate(spec, link=self.link, clock=self.clock, params=self.params)
+    return Timing(e.total_ms, None, None, 0,
+                  {**e.parts(), "off_chip_bytes": e.off_chip_bytes,
+                   "unmapped": list(e.unmapped)})
+
+
+def _check_batch(batch_size: int) -> None:
+  if batch_size != 1:
+    raise errors.HwnasError(f"--batch-size {batch_size}: the {MODEL_NAME} "
+                            "backend models batch 1 only; use --batch-size 1")
+
