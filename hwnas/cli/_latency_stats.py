@@ -15,12 +15,32 @@ def predict(table_path: str, spec: NetSpec) -> dict[str, Any]:
   d = t.predict_breakdown(spec)
   d["layers"] = [{"key": k, "ms": ms} for k, ms in d["layers"]]
   d["table"] = t.path
+  d["extrapolated"] = _extrapolated(t, spec)
+  cal = t.provenance.get("calibration")
+  if isinstance(cal, dict) and "range" in cal:
+    d["calibration_range"] = cal["range"]
   return d
+
+
+def _extrapolated(t, spec: NetSpec) -> list[str]:
+  """What an estimated Edge TPU table's prediction of `spec` extrapolates."""
+  from hwnas.edgetpu import cost_model  # pylint: disable=g-import-not-at-top
+  from hwnas.latency import edgetpu_table  # pylint: disable=g-import-not-at-top
+  nm = t.network_model or {}
+  if nm.get("kind", nm.get("name")) != cost_model.MODEL_NAME:
+    return []
+  rng = (t.provenance.get("calibration") or {}).get("range")
+  return cost_model.extrapolations(
+      edgetpu_table.estimate_for_table(t, spec), rng)
 
 
 def print_latency(d: dict[str, Any]) -> None:
   """Prints the prediction, its per-type split and whole-network terms."""
-  print(f"  latency: {d['total_ms']:.3f} ms predicted by {d['table']}")
+  band = d.get("band_ms")
+  within = (f" (band {band[0]:.3f}-{band[1]:.3f} ms, leave-one-out)"
+            if band else "")
+  print(f"  latency: {d['total_ms']:.3f} ms{within} predicted by "
+        f"{d['table']}")
   print(f"    {d['provenance']}")
   split = ", ".join(f"{k} {v:.3f}" for k, v in
                     sorted(d["by_type_ms"].items(), key=lambda kv: -kv[1]))
@@ -32,3 +52,5 @@ def print_latency(d: dict[str, Any]) -> None:
           "ms/layer)")
   for name, ms in d["network_terms_ms"].items():
     print(f"    + {name}: {ms:.3f} ms (whole-network term)")
+  for line in d.get("extrapolated", []):
+    print(f"    ! {line}")

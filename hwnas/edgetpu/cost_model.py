@@ -4,7 +4,7 @@ Nobody on the project owns a Coral device, so this model estimates what a
 Coral Edge TPU would measure. It predicts a whole network's latency (ms,
 batch 1, full int8) as named parts:
 
-    total = compute + fixed + transfer + streaming + cpu_fallback
+    total = compute + fixed + harness + transfer + streaming + cpu_fallback
 
 * `compute`: per op (1x1 conv, k x k full conv, depthwise conv, dense,
   residual add, SE gate) the int8 MACs over an effective rate,
@@ -17,7 +17,12 @@ batch 1, full int8) as named parts:
   multiple of 16 pads up to one (`util(n) = n / (16 * ceil(n / 16))`). The
   clock is 250 MHz with libedgetpu1-std on USB ('std') and 500 MHz with
   libedgetpu1-max or on PCIe ('max').
-* `fixed`: per-invoke cost of the link and runtime (USB 3, USB 2, PCIe).
+* `fixed`: per-invoke cost of the device, link and runtime (USB 3, USB 2,
+  PCIe) as Coral's C++ benchmark sees it.
+* `harness`: what timing from Python (`interpreter.invoke`) adds on the
+  host of the link (x86 for USB 3, Arm for PCIe and USB 2). Estimates are
+  for the Python harness unless `harness='cpp'` (published rows say which
+  harness timed them, so the two stop pulling one constant apart).
 * `transfer`: input image and output tensor over the link (with a CPU
   fallback, the intermediate tensor where the graph is cut).
 * `streaming`: int8 parameter bytes beyond the on-chip cache budget are
@@ -46,11 +51,16 @@ import math
 from typing import Any, Mapping
 
 from hwnas import errors
+from hwnas.edgetpu import published
 from hwnas.netspec import Layer, NetSpec
 
 MODEL_NAME = "edgetpu-model"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"   # 2: harness term (fixed_ms is the C++ figure)
 LINKS = ("usb3", "usb2", "pcie")
+# How latency is timed: 'python' (`interpreter.invoke` from Python, what a
+# user's Python code sees: the default) or 'cpp' (Coral's C++ benchmark).
+HARNESSES = ("python", "cpp")
+DEFAULT_HARNESS = "python"
 CLOCKS_MHZ = {"std": 250.0, "max": 500.0}
 MACS_PER_CYCLE = 4096          # 4 TOPS int8 at 500 MHz (Coral datasheet)
 LANES = 16                     # rows, columns and tiles of the MAC array
@@ -84,6 +94,8 @@ class EdgeTPUParams:
   bandwidth_gbs_pcie: float = 0.35
   host_gmacs_x86: float = 10.0    # host CPU rate for fallen-back ops
   host_gmacs_arm: float = 2.0
+  python_ms_x86: float = 0.3      # Python invoke over the C++ figure
+  python_ms_arm: float = 0.5
   cache_bytes: int = CACHE_BYTES
 
   def fixed_ms(self, link: str) -> float:
@@ -91,6 +103,13 @@ class EdgeTPUParams:
 
   def bandwidth_bytes_per_ms(self, link: str) -> float:
     return getattr(self, f"bandwidth_gbs_{_check_link(link)}") * 1e6
+
+  def harness_ms(self, link: str, harness: str) -> float:
+    """What the harness adds to the C++ figure (`fixed_ms`): 0 for 'cpp',
+    the host's Python `invoke` overhead for 'python'."""
+    if _check_harness(harness) == "cpp":
+      return 0.0
+    return getattr(self, f"python_ms_{HOST_OF_LINK[_check_link(link)]}")
 
   def host_macs_per_ms(self, link: str) -> float:
     host = HOST_OF_LINK[_check_link(link)]
@@ -107,7 +126,8 @@ class EdgeTPUParams:
 
 FITTED = ("eff_full", "eff_depthwise", "op_overhead_us", "activation_gbs",
           "fixed_ms_usb3", "fixed_ms_usb2", "fixed_ms_pcie",
-          "bandwidth_gbs_usb3", "bandwidth_gbs_pcie")
+          "bandwidth_gbs_usb3", "bandwidth_gbs_pcie", "python_ms_x86",
+          "python_ms_arm")
 
 # Parameters set equal to a fitted one. 1x1 convs and dense layers share
 # the full conv's efficiency: they differ from it only through utilisation
@@ -117,19 +137,21 @@ TIED = {"eff_pointwise": "eff_full"}
 
 # Result of `calibration.calibrate()` on `published` (see the module docstring).
 DEFAULTS = EdgeTPUParams(
-    eff_full=0.2944,
-    eff_pointwise=0.2944,
-    eff_depthwise=0.1897,
-    op_overhead_us=4.383,
-    activation_gbs=15.34,
-    fixed_ms_usb3=0.255,
-    fixed_ms_usb2=3.402,
-    fixed_ms_pcie=0.3453,
-    bandwidth_gbs_usb3=0.4993,
+    eff_full=0.2858,
+    eff_pointwise=0.2858,
+    eff_depthwise=0.1847,
+    op_overhead_us=4.272,
+    activation_gbs=17.19,
+    fixed_ms_usb3=0.2408,
+    fixed_ms_usb2=3.314,
+    fixed_ms_pcie=0.3404,
+    bandwidth_gbs_usb3=0.5011,
     bandwidth_gbs_usb2=0.033,
-    bandwidth_gbs_pcie=0.4219,
+    bandwidth_gbs_pcie=0.4229,
     host_gmacs_x86=12.03,
     host_gmacs_arm=3.178,
+    python_ms_x86=0.1281,
+    python_ms_arm=0.1866,
 )
 
 
@@ -138,6 +160,14 @@ def _check_link(link: str) -> str:
     raise errors.HwnasError(f"--link {link!r} is not a known Edge TPU link; "
                             f"use one of {', '.join(LINKS)}")
   return link
+
+
+def _check_harness(harness: str) -> str:
+  if harness not in HARNESSES:
+    raise errors.HwnasError(f"harness {harness!r} is not known; use one of "
+                            f"{', '.join(HARNESSES)} (CLI: --option "
+                            "harness=cpp)")
+  return harness
 
 
 def _check_clock(clock: str) -> str:
@@ -277,8 +307,10 @@ class EdgeTPUEstimate:
   network: str
   link: str
   clock: str
+  harness: str
   compute_ms: float
-  fixed_ms: float
+  fixed_ms: float          # device and link, per invoke (C++ figure)
+  harness_ms: float        # what the harness adds (Python invoke)
   transfer_ms: float
   streaming_ms: float
   cpu_fallback_ms: float
@@ -287,10 +319,14 @@ class EdgeTPUEstimate:
   off_chip_bytes: int
   unmapped: tuple[str, ...]          # one line per op left on the CPU
   layers: tuple[LayerEstimate, ...]
+  macs: int = 0
+  param_bytes: int = 0
+  resolution: int = 0
 
   def parts(self) -> dict[str, float]:
     """The named parts that add up to `total_ms`."""
     return {"compute_ms": self.compute_ms, "fixed_ms": self.fixed_ms,
+            "harness_ms": self.harness_ms,
             "transfer_ms": self.transfer_ms,
             "streaming_ms": self.streaming_ms,
             "cpu_fallback_ms": self.cpu_fallback_ms}
@@ -309,6 +345,7 @@ def _layer_bytes(layer: Layer) -> int:
   return sum(o.weight_bytes for o in layer_ops(layer))
 
 
+@functools.lru_cache(maxsize=4096)
 def _split(spec: NetSpec) -> _Split:
   """Where the compiler cuts the graph: the first unmappable op (its
   layer's first op stays on the Edge TPU; all later ops run on the host)."""
@@ -333,7 +370,7 @@ def _fallback_ms(layer: Layer, skip_first: bool, p: EdgeTPUParams,
 
 
 def _terms(spec: NetSpec, p: EdgeTPUParams, link: str, clock: str,
-           split: _Split) -> dict[str, float]:
+           harness: str | None, split: _Split) -> dict[str, float]:
   bw = p.bandwidth_bytes_per_ms(link)
   in_bytes = spec.resolution * spec.resolution * spec.in_channels
   cut = split.first_unmapped
@@ -341,15 +378,19 @@ def _terms(spec: NetSpec, p: EdgeTPUParams, link: str, clock: str,
   if cut is not None:
     cpu_ms = _fallback_ms(spec.layers[cut], True, p, link, clock) + math.fsum(
         _fallback_ms(l, False, p, link, clock) for l in spec.layers[cut + 1:])
-  return {
-      "fixed_ms": p.fixed_ms(link),
+  terms = {"fixed_ms": p.fixed_ms(link)}
+  if harness is not None:     # None: a table made before the harness term
+    terms["harness_ms"] = p.harness_ms(link, harness)
+  terms.update({
       "transfer_ms": (in_bytes + split.tpu_out_bytes) / bw,
       "streaming_ms": max(0, split.mapped_bytes - p.cache_bytes) / bw,
       "cpu_fallback_ms": cpu_ms,
-  }
+  })
+  return terms
 
 
 def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
+             harness: str = DEFAULT_HARNESS,
              params: EdgeTPUParams | None = None) -> EdgeTPUEstimate:
   """Estimates the Coral Edge TPU latency of a network, in named parts.
 
@@ -359,6 +400,8 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
       a Raspberry Pi 3) or 'pcie' (Dev Board, M.2/PCIe modules).
     clock: 'max' (500 MHz: libedgetpu1-max, or PCIe) or 'std' (250 MHz:
       libedgetpu1-std on USB).
+    harness: 'python' (`interpreter.invoke` from Python: what a user's
+      Python code sees) or 'cpp' (Coral's C++ benchmark figures).
     params: model constants; the calibrated `DEFAULTS` when None.
 
   Returns:
@@ -371,7 +414,7 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
     True
   """
   p = params or DEFAULTS
-  _check_link(link), _check_clock(clock)
+  _check_link(link), _check_clock(clock), _check_harness(harness)
   split = _split(spec)
   cut = split.first_unmapped
   layers, unmapped = [], []
@@ -388,15 +431,58 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
         f"layers[{cut}] {l.type} ({l.key()}): {unsupported_op(l)} "
         f"({l.activation}) is not supported by the Edge TPU; it and the "
         f"{split.num_cpu_ops} ops after it run on the host CPU")
-  terms = _terms(spec, p, link, clock, split)
+  terms = _terms(spec, p, link, clock, harness, split)
   compute = math.fsum(l.compute_ms for l in layers)
   mapped_bytes = split.mapped_bytes
   return EdgeTPUEstimate(
-      spec.name, link, clock, compute, terms["fixed_ms"],
-      terms["transfer_ms"], terms["streaming_ms"], terms["cpu_fallback_ms"],
-      compute + math.fsum(terms.values()),
-      min(mapped_bytes, p.cache_bytes),
-      max(0, mapped_bytes - p.cache_bytes), tuple(unmapped), tuple(layers))
+      network=spec.name, link=link, clock=clock, harness=harness,
+      compute_ms=compute, fixed_ms=terms["fixed_ms"],
+      harness_ms=terms["harness_ms"], transfer_ms=terms["transfer_ms"],
+      streaming_ms=terms["streaming_ms"],
+      cpu_fallback_ms=terms["cpu_fallback_ms"],
+      total_ms=compute + math.fsum(terms.values()),
+      on_chip_bytes=min(mapped_bytes, p.cache_bytes),
+      off_chip_bytes=max(0, mapped_bytes - p.cache_bytes),
+      unmapped=tuple(unmapped), layers=tuple(layers),
+      macs=sum(l.macs for l in layers),
+      param_bytes=sum(l.weight_bytes for l in layers),
+      resolution=spec.resolution)
+
+
+def total_ms(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
+             harness: str = DEFAULT_HARNESS,
+             params: EdgeTPUParams | None = None) -> float:
+  """`estimate(...).total_ms` without the per-layer report (the fast path
+  that calibration and uncertainty bands evaluate many times)."""
+  p = params or DEFAULTS
+  _check_link(link), _check_clock(clock), _check_harness(harness)
+  # `op_ms` is linear in 1/eff[class], the per-op cost and 1/activation_gbs:
+  # sum those coefficients once per network (same value as summing op_ms).
+  scaled, n_ops, act_bytes = _op_sums(spec.layers)
+  eff = {"full": p.eff_full, "pointwise": p.eff_pointwise,
+         "dense": p.eff_pointwise, "depthwise": p.eff_depthwise}
+  rate = MACS_PER_CYCLE * CLOCKS_MHZ[clock] * 1e3
+  compute = (math.fsum(v / eff[k] for k, v in scaled.items()) / rate
+             + n_ops * p.op_overhead_us * 1e-3
+             + act_bytes / (p.activation_gbs * 1e6))
+  terms = _terms(spec, p, link, clock, harness, _split(spec))
+  return compute + math.fsum(terms.values())
+
+
+@functools.lru_cache(maxsize=4096)
+def _op_sums(layers: tuple[Layer, ...]
+             ) -> tuple[dict[str, float], int, int]:
+  """(sum of macs / utilisation per op class, number of ops, activation
+  bytes) over the ops of `layers`."""
+  scaled: dict[str, float] = {}
+  n, nbytes = 0, 0
+  for l in layers:
+    for o in layer_ops(l):
+      n += 1
+      nbytes += o.in_bytes + o.out_bytes
+      if o.macs:
+        scaled[o.kind] = scaled.get(o.kind, 0.0) + o.macs / utilisation(o)
+  return scaled, n, nbytes
 
 
 @functools.lru_cache(maxsize=64)
@@ -409,14 +495,16 @@ def network_terms(spec: NetSpec, params: Mapping[str, Any]
   """The table network model: whole-network parts, as `{name: ms}`.
 
   `params` is the table header's `network_model.params`: the model
-  constants plus `link` and `clock`. Registered as 'edgetpu-model'.
+  constants plus `link`, `clock` and `harness` (tables written before the
+  harness term have none and get no `harness_ms`). It is
+  `hwnas.latency.NETWORK_MODELS['edgetpu-model']`.
   """
   p = _params_from_header(tuple(sorted(params.items())))
   link = _check_link(str(params.get("link", "usb3")))
   clock = _check_clock(str(params.get("clock", "max")))
-  return _terms(spec, p, link, clock, _split(spec))
-
-
+  harness = params.get("harness")
+  return _terms(spec, p, link, clock,
+                None if harness is None else str(harness), _split(spec))
 
 
 def layer_extras(layer: Layer) -> dict[str, Any]:
@@ -427,16 +515,70 @@ def layer_extras(layer: Layer) -> dict[str, Any]:
     extras["unsupported_op"] = unsupported_op(layer)
   return extras
 
-def explain(e: EdgeTPUEstimate) -> list[str]:
-  """Human-readable lines: why this network is fast or slow on the chip."""
+
+# ---------------------------------------------------- what is not validated --
+
+# The share of the total above which the per-invoke parts (fixed, harness,
+# transfer) dominate: the small-network regime, calibrated on no network
+# that small.
+SMALL_NETWORK_SHARE = 0.5
+
+
+def extrapolations(e: EdgeTPUEstimate,
+                   calibration_range: Mapping[str, Any] | None = None
+                   ) -> list[str]:
+  """What in `e` rests on terms or ranges no published row validates.
+
+  Args:
+    e: an estimate.
+    calibration_range: [min, max] of `macs`, `param_bytes` and `resolution`
+      over the fitted networks; `published.calibration_range()` when None.
+
+  Returns:
+    One line per extrapolation ([] when `e` lies inside what was fitted).
+  """
+  rng = (published.calibration_range() if calibration_range is None
+         else calibration_range)
+  out = []
+  if e.cpu_fallback_ms > 0:
+    out.append(
+        f"extrapolated: cpu_fallback {e.cpu_fallback_ms:.3f} ms is not "
+        "validated (no fitted network falls back to the CPU; the one public "
+        "report, google-coral/edgetpu#353, is far slower than this term: "
+        "docs/edgetpu.md)")
+  per_invoke = e.fixed_ms + e.harness_ms + e.transfer_ms
+  if per_invoke > SMALL_NETWORK_SHARE * e.total_ms:
+    out.append(
+        f"extrapolated: small-network regime: {per_invoke / e.total_ms:.0%} "
+        "of the estimate is per-invoke cost (fixed + harness + transfer), "
+        "fitted only on networks of "
+        f"{rng['macs'][0] / 1e6:.0f} M MACs and more")
+  for what, value, unit, scale in (
+      ("MACs", e.macs, "M", 1e6), ("int8 parameters", e.param_bytes, "MiB",
+                                   2**20),
+      ("resolution", e.resolution, "px", 1)):
+    key = {"MACs": "macs", "int8 parameters": "param_bytes",
+           "resolution": "resolution"}[what]
+    lo, hi = rng[key]
+    if not lo <= value <= hi:
+      out.append(
+          f"extrapolated: {what} {value / scale:.3g} {unit} outside the "
+          f"calibration range {lo / scale:.3g}-{hi / scale:.3g} {unit}")
+  return out
+
+
+def explain(e: EdgeTPUEstimate,
+            calibration_range: Mapping[str, Any] | None = None) -> list[str]:
+  """Human-readable lines: why this network is fast or slow on the chip,
+  and which parts of the estimate are extrapolated."""
   mib = lambda b: b / 2**20
-  lines = [f"Edge TPU estimate ({e.link}, {e.clock} clock): "
-           f"{e.total_ms:.3f} ms = " + " + ".join(
+  lines = [f"Edge TPU estimate ({e.link}, {e.clock} clock, {e.harness} "
+           f"harness): {e.total_ms:.3f} ms = " + " + ".join(
                f"{k[:-3]} {v:.3f}" for k, v in e.parts().items()),
            f"parameters: {mib(e.on_chip_bytes):.2f} MiB cached on chip, "
            f"{mib(e.off_chip_bytes):.2f} MiB streamed over {e.link} every "
            "inference"]
   lines += [f"CPU fallback: {u}" for u in e.unmapped]
+  lines += extrapolations(e, calibration_range)
   lines.append(MEASURE_HINT)
   return lines
-

@@ -7,7 +7,8 @@ submodules.
 The two name look-ups of the package are the explicit mappings below, and
 nothing else registers anything: `BACKENDS` (`hwnas table measure --backend
 NAME`) and `NETWORK_MODELS` (the `kind` a table header's `network_model`
-names: whole-network terms added to the per-layer sum).
+names: whole-network terms added to the per-layer sum), with
+`NETWORK_MODEL_BANDS` (the same kinds' uncertainty bands).
 
 >>> from hwnas import latency, space, arch
 >>> # table = latency.load_table("xla/tiny")
@@ -47,6 +48,12 @@ NETWORK_MODELS: Mapping[str, NetworkModelFn] = {
     _edgetpu_cost_model.MODEL_NAME: _edgetpu_cost_model.network_terms,
 }
 
+# header.network_model.kind -> fn(spec, network_model, central_ms) ->
+# (low, high) ms or None: the uncertainty band of an estimated table.
+NETWORK_MODEL_BANDS: Mapping[str, Callable[..., Any]] = {
+    _edgetpu_cost_model.MODEL_NAME: _edgetpu_table.network_band,
+}
+
 
 def backend_names() -> list[str]:
   return sorted(BACKENDS)
@@ -72,10 +79,15 @@ def network_model(kind: str, path: str = "") -> NetworkModelFn:
 
 
 __all__ = [
-    "BACKENDS", "NETWORK_MODELS", "Backend", "MeasureResult", "Prepared",
+    "BACKENDS", "NETWORK_MODELS", "NETWORK_MODEL_BANDS", "Backend", "MeasureResult", "Prepared",
     "SCHEMA", "Entry", "LatencyTable", "Origin", "TableError", "Timing",
     "backend_names", "get_backend", "measure_space", "describe_missing",
     "enumerate_layers", "from_dict", "layer_origins", "list_tables",
     "load_table", "make_cost_fn", "make_header", "network_model",
     "new_table", "resolve_table_path", "slot_layers",
 ]
+
+
+def network_model_band(kind: str) -> Callable[..., Any] | None:
+  """The band function of a network-model kind (None: it has none)."""
+  return NETWORK_MODEL_BANDS.get(kind)

@@ -15,67 +15,123 @@ wraps it:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from hwnas import errors
+from hwnas.edgetpu import calibration
 from hwnas.edgetpu import published as pub
 from hwnas.edgetpu.cost_model import (
-    CLOCKS_MHZ, DEFAULTS, FITTED, MEASURE_HINT, MODEL_NAME, MODEL_VERSION,
-    EdgeTPUEstimate, EdgeTPUParams, _check_clock, _check_link, estimate,
-    layer_compute_ms, layer_extras)
+    CLOCKS_MHZ, DEFAULT_HARNESS, DEFAULTS, FITTED, MEASURE_HINT, MODEL_NAME,
+    MODEL_VERSION, EdgeTPUEstimate, EdgeTPUParams, _check_clock,
+    _check_harness, _check_link, estimate, layer_compute_ms, layer_extras)
 from hwnas.latency import space_layers, table_schema
 from hwnas.latency import table as tbl
 from hwnas.latency.timing import Timing
 from hwnas.netspec import Layer, NetSpec
 
-def _provenance(link: str, clock: str, space_name: str = "S"
+def _provenance(link: str, clock: str, harness: str, space_name: str = "S"
                 ) -> dict[str, Any]:
   fit = pub.rows(use="fit")
+  rng = pub.calibration_range()
+  band = calibration.default_band()
   return {
       "kind": "estimated", "model": MODEL_NAME, "version": MODEL_VERSION,
-      "link": link, "clock": clock,
+      "link": link, "clock": clock, "harness": harness,
       "calibration": {
           "data": (f"hwnas.edgetpu.published: {len(fit)} published "
-                   f"whole-model latencies of {len(pub.networks())} networks"
-                   " (Coral benchmarks and models pages, pycoral reference "
-                   "CSVs, google-coral/edgetpu issue #151)"),
+                   f"whole-model latencies of {len(rng['networks'])} "
+                   "networks (Coral benchmarks and models pages, pycoral "
+                   "reference CSVs, google-coral/edgetpu issue #151), each "
+                   "tagged with its harness (cpp / python)"),
           "method": ("bounded least squares on log latency with weak priors "
                      "(hwnas.edgetpu.calibration.calibrate)"),
-          "fitted": list(FITTED)},
+          "fitted": list(FITTED),
+          "range": {"macs": rng["macs"], "param_bytes": rng["param_bytes"],
+                    "resolution": rng["resolution"],
+                    "networks": rng["networks"]}},
+      "uncertainty": {
+          "band": "network_model.band: predict_band(spec) -> (low, high) ms",
+          "ratio_low": round(band.ratio_low, 4),
+          "ratio_high": round(band.ratio_high, 4),
+          "method": ("leave-one-network-out: min/max of the refits' "
+                     "estimates, times the smallest/largest published / "
+                     "held-out-predicted ratio of the calibration networks")},
+      "extrapolated": [
+          "cpu_fallback: not validated by any fitted row (no published "
+          "Coral network falls back); google-coral/edgetpu#353 suggests "
+          "it is far too low",
+          f"networks below {rng['macs'][0] / 1e6:.0f} M MACs, outside "
+          f"{rng['param_bytes'][0] / 2**20:.1f}-"
+          f"{rng['param_bytes'][1] / 2**20:.0f} MiB of int8 parameters or "
+          f"{rng['resolution'][0]}-{rng['resolution'][1]} px: outside the "
+          "calibration range (the small-network regime is dominated by "
+          "per-invoke cost fitted on 224-px networks only)"],
       "measure_real": MEASURE_HINT,
       "command": (f"hwnas table measure --backend {MODEL_NAME} --space "
                   f"{space_name} --link {link} --option clock={clock} "
-                  "--out T"),
+                  f"--option harness={harness} --out T"),
   }
 
 
-def _device(link: str, clock: str) -> str:
+def _device(link: str, clock: str, harness: str) -> str:
   device = {"usb3": "Coral USB Accelerator on a desktop host (USB 3)",
             "usb2": "Coral USB Accelerator on a USB 2 host",
             "pcie": "Coral Edge TPU on PCIe (Dev Board / M.2)"}[link]
-  return f"{device}, {CLOCKS_MHZ[clock]:g} MHz (estimated)"
+  return (f"{device}, {CLOCKS_MHZ[clock]:g} MHz, {harness} harness "
+          "(estimated)")
 
 
-def _network_model_header(p: EdgeTPUParams, link: str, clock: str
-                          ) -> dict[str, Any]:
+def _network_model_header(p: EdgeTPUParams, link: str, clock: str,
+                          harness: str) -> dict[str, Any]:
   return {"kind": MODEL_NAME, "version": MODEL_VERSION,
-          "params": {**p.to_dict(), "link": link, "clock": clock}}
+          "params": {**p.to_dict(), "link": link, "clock": clock,
+                     "harness": harness},
+          "band": calibration.default_band().to_dict()}
+
+
+def network_band(spec: NetSpec, network_model: Mapping[str, Any],
+                 central_ms: float) -> tuple[float, float] | None:
+  """(low, high) ms of `spec` for a table header's `network_model`, or
+  None when the header carries no band (tables made before it existed).
+  It is `hwnas.latency.NETWORK_MODEL_BANDS['edgetpu-model']`."""
+  d = network_model.get("band")
+  if not d:
+    return None
+  prm = network_model.get("params", {})
+  return calibration.predict_band(
+      spec, _band_of(d), link=str(prm.get("link", "usb3")),
+      clock=str(prm.get("clock", "max")),
+      harness=str(prm.get("harness", DEFAULT_HARNESS)), central_ms=central_ms)
+
+
+_BAND_CACHE: list[Any] = []   # [(header band dict, Band)] of the last header
+
+
+def _band_of(d: Mapping[str, Any]):
+  """The Band of a header's band dict, parsed once per loaded header."""
+  if not _BAND_CACHE or _BAND_CACHE[0][0] is not d:
+    _BAND_CACHE[:] = [(d, calibration.Band.from_dict(d))]
+  return _BAND_CACHE[0][1]
 
 
 def make_table(space, *, link: str = "usb3", clock: str = "max",
+               harness: str = DEFAULT_HARNESS,
                params: EdgeTPUParams | None = None, path: str = ""):
   """An estimated LatencyTable for every layer reachable in `space`.
 
   Entries are per-layer Edge TPU compute (`layer_compute_ms`); the header's
-  `network_model` adds fixed cost, transfer, parameter streaming and CPU
-  fallback, so `table.predict(spec) == estimate(spec, ...).total_ms`.
+  `network_model` adds fixed cost, harness, transfer, parameter streaming
+  and CPU fallback, so `table.predict(spec) == estimate(spec, ...).total_ms`
+  and carries the leave-one-out band (`table.predict_band(spec)`); the
+  provenance records the calibration range and what is extrapolated.
 
   Args:
     space: a hwnas.space.SearchSpace.
     link: 'usb3' | 'usb2' | 'pcie'.
     clock: 'max' | 'std'.
+    harness: 'python' (default: what Python code sees) | 'cpp'.
     params: model constants (`DEFAULTS` when None).
     path: where the table will be saved (recorded in the value only).
 
@@ -83,28 +139,29 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
     A hwnas.latency.table.LatencyTable (not yet saved).
   """
   p = params or DEFAULTS
-  _check_link(link), _check_clock(clock)
+  _check_link(link), _check_clock(clock), _check_harness(harness)
   entries = [tbl.Entry(l, layer_compute_ms(l, clock=clock, params=p),
                          extras=layer_extras(l))
              for l in sorted(space_layers.enumerate_layers(space))]
   header = tbl.make_header(
-      device=_device(link, clock), backend=MODEL_NAME, runtime=MODEL_NAME,
+      device=_device(link, clock, harness), backend=MODEL_NAME, runtime=MODEL_NAME,
       runtime_version=MODEL_VERSION, precision="int8", batch_size=1,
       threads=1, warmup=0, repeats=0, spaces=[space.id],
-      provenance=_provenance(link, clock, space.name),
-      network_model=_network_model_header(p, link, clock),
+      provenance=_provenance(link, clock, harness, space.name),
+      network_model=_network_model_header(p, link, clock, harness),
       notes=MEASURE_HINT)
   return tbl.new_table(header, entries, path)
 
 
 def measure_edgetpu_model(space, *, link: str = "usb3", clock: str = "max",
+                          harness: str = DEFAULT_HARNESS,
                           out: str | None = None,
                           params: EdgeTPUParams | None = None):
   """Writes the estimated table of `space` to `out` (CLI backend hook).
 
   Args:
     space: a SearchSpace or the name/path of one.
-    link, clock, params: as for `make_table`.
+    link, clock, harness, params: as for `make_table`.
     out: output path; `latency_tables/edgetpu-<link>/<space>.json` when
       None.
 
@@ -118,7 +175,8 @@ def measure_edgetpu_model(space, *, link: str = "usb3", clock: str = "max",
   if out is None:
     out = str(resources.latency_tables_dir() / f"edgetpu-{link}" /
               f"{space.name}.json")
-  t = make_table(space, link=link, clock=clock, params=params, path=str(out))
+  t = make_table(space, link=link, clock=clock, harness=harness,
+                 params=params, path=str(out))
   t.save(out)
   return t
 
@@ -134,6 +192,7 @@ def estimate_for_table(table, spec: NetSpec) -> EdgeTPUEstimate:
   prm = nm.get("params", {})
   return estimate(spec, link=str(prm.get("link", "usb3")),
                   clock=str(prm.get("clock", "max")),
+                  harness=str(prm.get("harness", "cpp")),
                   params=EdgeTPUParams.from_dict(prm))
 
 
@@ -159,13 +218,15 @@ def validate_published(table=None, *, link: str | None = None
     link, clock = str(prm.get("link", "usb3")), str(prm.get("clock", "max"))
   else:
     p, link, clock = DEFAULTS, _check_link(link or "usb3"), "max"
+  # Each published row is estimated for its own harness.
   rows = []
   for r in pub.rows(use=None):
     if r.link != link or r.clock != clock:
       continue
     pred = estimate(pub.spec(r.network), link=link, clock=clock,
-                    params=p).total_ms
+                    harness=r.harness, params=p).total_ms
     rows.append({"network": r.network, "source": r.source, "use": r.use,
+                 "harness": r.harness,
                  "published_ms": r.latency_ms, "predicted_ms": pred,
                  "error_pct": 100 * (pred / r.latency_ms - 1)})
   fit = [r for r in rows if r["use"] == "fit"]
@@ -198,31 +259,33 @@ def validate_published(table=None, *, link: str | None = None
 class EdgeTPUModelBackend:
   """`hwnas table measure --backend edgetpu-model`: estimates, not timings.
 
-  Options (`--option k=v`, `--link`): link ('usb3' | 'usb2' | 'pcie') and
-  clock ('max' | 'std').
+  Options (`--option k=v`, `--link`): link ('usb3' | 'usb2' | 'pcie'),
+  clock ('max' | 'std') and harness ('python' | 'cpp').
   """
 
   name = MODEL_NAME
   precision = "int8"
 
   def __init__(self, threads: int = 0, seed: int = 0, link: str = "usb3",
-               clock: str = "max", params: EdgeTPUParams | None = None,
-               **unused: Any):
+               clock: str = "max", harness: str = DEFAULT_HARNESS,
+               params: EdgeTPUParams | None = None, **unused: Any):
     if unused:
       raise errors.HwnasError(
           f"--backend {MODEL_NAME} takes no option(s) "
-          f"{', '.join(sorted(unused))}; it takes link= and clock=")
+          f"{', '.join(sorted(unused))}; it takes link=, clock= and "
+          "harness=")
     del threads, seed  # nothing is timed
     self.link, self.clock = _check_link(link), _check_clock(clock)
+    self.harness = _check_harness(harness)
     self.params = params or DEFAULTS
 
   def header_fields(self) -> dict[str, Any]:
     return {
-        "device": _device(self.link, self.clock), "runtime": MODEL_NAME,
-        "runtime_version": MODEL_VERSION,
-        "provenance": _provenance(self.link, self.clock),
+        "device": _device(self.link, self.clock, self.harness),
+        "runtime": MODEL_NAME, "runtime_version": MODEL_VERSION,
+        "provenance": _provenance(self.link, self.clock, self.harness),
         "network_model": _network_model_header(self.params, self.link,
-                                               self.clock),
+                                               self.clock, self.harness),
         "notes": MEASURE_HINT}
 
   def time_layer(self, layer: Layer, *, batch_size: int = 1,
@@ -235,7 +298,8 @@ class EdgeTPUModelBackend:
   def time_network(self, spec: NetSpec, *, batch_size: int = 1,
                    warmup: int = 0, repeats: int = 0):
     _check_batch(batch_size)
-    e = estimate(spec, link=self.link, clock=self.clock, params=self.params)
+    e = estimate(spec, link=self.link, clock=self.clock,
+                 harness=self.harness, params=self.params)
     return Timing(e.total_ms, None, None, 0,
                   {**e.parts(), "off_chip_bytes": e.off_chip_bytes,
                    "unmapped": list(e.unmapped)})

@@ -176,6 +176,21 @@ class LatencyTable:
       total += math.fsum(self.network_terms(spec).values())
     return total
 
+  def predict_band(self, spec: NetSpec) -> tuple[float, float] | None:
+    """(low, high) ms around `predict(spec)`, or None when the table has
+    no uncertainty band (measured tables; estimated tables made before
+    bands). For the Edge TPU model it is the leave-one-network-out band
+    (docs/edgetpu.md): use `high` for a conservative feasibility check."""
+    nm = self.network_model
+    if nm is None or not nm.get("band"):
+      return None
+    from hwnas.latency import network_model_band  # pylint: disable=g-import-not-at-top
+    fn = network_model_band(network_model_kind(nm))
+    if fn is None:
+      return None
+    band = fn(spec, nm, self.predict(spec))
+    return None if band is None else (float(band[0]), float(band[1]))
+
   def predict_breakdown(self, spec: NetSpec) -> dict[str, Any]:
     """Per-layer entries, sum, calibration and network terms, for reports."""
     layer_sum = self.layer_sum(spec)
@@ -193,6 +208,7 @@ class LatencyTable:
         "calibrated_ms": calibrated,
         "network_terms_ms": terms,
         "total_ms": calibrated + math.fsum(terms.values()),
+        "band_ms": self.predict_band(spec),
         "provenance": self.describe(),
     }
 
