@@ -25,7 +25,7 @@ from hwnas.edgetpu.cost_model import FITTED, TIED, EdgeTPUParams, total_ms
 
 
 # Weak priors (value, spread as a factor) from docs/edgetpu.md: T0 0.3-0.9
-# ms, link bandwidths ~0.4 / 0.35 GB/s (section 5), and a neutral 25% of
+# ms, link bandwidths ~0.4 / 0.35 GB/s (docs/edgetpu_sources.md), and a neutral 25% of
 # peak for every op class, so the op-class difference comes from the data.
 PRIORS = {
     "eff_full": (0.25, 4.0), "eff_pointwise": (0.25, 4.0),
