@@ -21,7 +21,8 @@ import numpy as np
 
 from hwnas import counting
 from hwnas.edgetpu import published as pub
-from hwnas.edgetpu.cost_model import FITTED, TIED, EdgeTPUParams, total_ms
+from hwnas.edgetpu.cost_model import total_ms
+from hwnas.edgetpu.layer_cost import FITTED, TIED, EdgeTPUParams
 
 
 # Weak priors (value, spread as a factor) from docs/edgetpu.md: T0 0.3-0.9

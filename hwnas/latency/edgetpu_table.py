@@ -143,7 +143,7 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
   entries = [tbl.Entry(l, layer_compute_ms(l, clock=clock, params=p),
                          extras=layer_extras(l))
              for l in sorted(space_layers.enumerate_layers(space))]
-  header = tbl.make_header(
+  header = table_schema.make_header(
       device=_device(link, clock, harness), backend=MODEL_NAME, runtime=MODEL_NAME,
       runtime_version=MODEL_VERSION, precision="int8", batch_size=1,
       threads=1, warmup=0, repeats=0, spaces=[space.id],

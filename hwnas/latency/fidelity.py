@@ -223,11 +223,10 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   pred = np.array([table.predict(s) for s in specs])
   timings = _time_networks(be, archs, specs, h, warmup, repeats, rounds,
                            chunk, progress)
-  meas = [t.latency_ms for t in timings]
+  meas = np.array([t.latency_ms for t in timings])
   p10 = [t.p10_ms if t.p10_ms is not None else math.nan for t in timings]
   p90 = [t.p90_ms if t.p90_ms is not None else math.nan for t in timings]
   extras = [dict(t.extras) for t in timings]
-  meas = np.array(meas)
   rep = FidelityReport(
       table=table.path, provenance=table.describe(), space=space.id,
       archs=tuple(arch_lib.to_string(a) for a in archs),
@@ -237,18 +236,26 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
       metrics=metrics(pred, meas), measured_extras=tuple(extras),
       load=f"{load_start}; {load_note().replace('at start', 'at end')}")
   if fit_calibration:
-    perm = rng.permutation(len(specs))
-    fit, hold = np.sort(perm[:len(perm) // 2]), np.sort(perm[len(perm) // 2:])
-    cal = fit_linear_calibration(sums[fit], nl[fit], meas[fit])
-    rep = dataclasses.replace(
-        rep, calibration=cal, fit_idx=tuple(fit.tolist()),
-        holdout_idx=tuple(hold.tolist()),
-        holdout_before=metrics(pred[hold], meas[hold]),
-        holdout_after=metrics(_apply(cal, sums[hold], nl[hold]), meas[hold]))
+    rep = _with_fitted_calibration(rep, rng, sums, nl, pred, meas)
   if plot_path:
     plot(rep, plot_path)
     rep = dataclasses.replace(rep, plot=str(plot_path))
   return rep
+
+
+def _with_fitted_calibration(rep: FidelityReport, rng: np.random.Generator,
+                             sums: np.ndarray, nl: np.ndarray,
+                             pred: np.ndarray, meas: np.ndarray
+                             ) -> FidelityReport:
+  """`rep` with a calibration fitted on a random half, scored on the rest."""
+  perm = rng.permutation(len(meas))
+  fit, hold = np.sort(perm[:len(perm) // 2]), np.sort(perm[len(perm) // 2:])
+  cal = fit_linear_calibration(sums[fit], nl[fit], meas[fit])
+  return dataclasses.replace(
+      rep, calibration=cal, fit_idx=tuple(fit.tolist()),
+      holdout_idx=tuple(hold.tolist()),
+      holdout_before=metrics(pred[hold], meas[hold]),
+      holdout_after=metrics(_apply(cal, sums[hold], nl[hold]), meas[hold]))
 
 
 

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 from hwnas import errors
 from hwnas.latency import space_layers
 from hwnas.latency import table as tbl
+from hwnas.latency import table_schema
 from hwnas.latency.backends import Backend
 from hwnas.latency.timing import Timing, load_note, time_interleaved
 from hwnas.netspec import Layer
@@ -149,13 +150,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     raise errors.HwnasError(
         f"--resolutions {bad} not in space {space.id}; allowed: "
         f"{list(space.resolutions)}")
-  opts = dict(backend_options or {})
-  if timer != "wall":
-    opts["timer"] = timer   # plug-in backends need not know the option
-  # The name -> backend mapping is the package's (hwnas.latency.BACKENDS).
-  from hwnas.latency import get_backend  # pylint: disable=g-import-not-at-top
-  be = backend if not isinstance(backend, str) else get_backend(
-      backend, threads=threads, seed=seed, **opts)
+  be = _backend(backend, threads, seed, timer, backend_options)
   settings = {"backend": be.name, "precision": be.precision,
               "batch_size": batch_size, "threads": threads,
               "warmup": warmup, "repeats": repeats,
@@ -163,8 +158,56 @@ def measure_space(space: SearchSpace, backend: str | Backend,
               "rounds": rounds if hasattr(be, "prepare_layer") else 1}
   out = pathlib.Path(out)
   jpath = journal_path(out)
-  # An estimate times nothing: recompute every entry (a changed model must
-  # not leave stale entries behind) instead of resuming.
+  done, old = _resume(be, out, jpath, settings)
+  todo_layers = sorted(space_layers.enumerate_layers(space, res),
+                       key=lambda l: (l.input_size, l.key()))
+  todo = [l for l in todo_layers if l.key() not in done]
+  reused = len(todo_layers) - len(todo)
+  load_start = load_note()
+  fields = be.header_fields()
+  limit = len(todo) if max_entries is None else min(len(todo), max_entries)
+  with _progress(progress) as bar:
+    task = bar.add_task(f"{be.name} {space.id}", total=len(todo_layers),
+                        completed=reused, key="")
+    step = max(1, chunk) if settings["rounds"] > 1 else 1
+    for start in range(0, limit, step):
+      group = todo[start:min(start + step, limit)]
+      for t, layer in zip(_time_group(be, group, settings, seed, bar,
+                                      task), group):
+        entry = _entry(layer, t)
+        _append(jpath, entry)
+        done[entry.key] = entry
+      bar.advance(task, len(group))
+  if limit < len(todo):
+    return MeasureResult(None, limit, reused, len(todo) - limit, jpath)
+  if old is not None and set(done) == set(old.entries):
+    jpath.unlink(missing_ok=True)   # nothing new: keep the table as it is
+    return MeasureResult(old, 0, reused, 0, jpath)
+  table = _finish(space, be, fields, settings, done, old, res, out,
+                  load_start, command)
+  table.save(out)
+  jpath.unlink(missing_ok=True)
+  return MeasureResult(table, limit, reused, 0, jpath)
+
+
+def _backend(backend: str | Backend, threads: int, seed: int, timer: str,
+             backend_options: dict[str, Any] | None) -> Backend:
+  """A backend object (created by name from `hwnas.latency.BACKENDS`)."""
+  if not isinstance(backend, str):
+    return backend
+  opts = dict(backend_options or {})
+  if timer != "wall":
+    opts["timer"] = timer   # plug-in backends need not know the option
+  from hwnas.latency import get_backend  # pylint: disable=g-import-not-at-top
+  return get_backend(backend, threads=threads, seed=seed, **opts)
+
+
+def _resume(be: Backend, out: pathlib.Path, jpath: pathlib.Path,
+            settings: dict[str, Any]
+            ) -> tuple[dict[str, tbl.Entry], tbl.LatencyTable | None]:
+  """Entries already done (journal, then `out`) and the old table; starts
+  the journal. An estimate times nothing: it recomputes every entry (a
+  changed model must not leave stale entries behind)."""
   estimated = (be.header_fields().get("provenance") or {}).get(
       "kind") == "estimated"
   if estimated:
@@ -179,43 +222,11 @@ def measure_space(space: SearchSpace, backend: str | Backend,
                     ("backend", "precision", "batch_size"))
     for k, e in old.entries.items():
       done.setdefault(k, e)
-  todo_layers = sorted(space_layers.enumerate_layers(space, res),
-                       key=lambda l: (l.input_size, l.key()))
-  todo = [l for l in todo_layers if l.key() not in done]
-  reused = len(todo_layers) - len(todo)
   if not jpath.is_file():
     jpath.parent.mkdir(parents=True, exist_ok=True)
     jpath.write_text(json.dumps({"journal": JOURNAL_SCHEMA,
                                  "settings": settings}) + "\n")
-  load_start = load_note()
-  fields = be.header_fields()
-  measured = 0
-  with _progress(progress) as bar:
-    task = bar.add_task(f"{be.name} {space.id}", total=len(todo_layers),
-                        completed=reused, key="")
-    limit = len(todo) if max_entries is None else min(len(todo),
-                                                       max_entries)
-    step = max(1, chunk) if settings["rounds"] > 1 else 1
-    for start in range(0, limit, step):
-      group = todo[start:min(start + step, limit)]
-      for t, layer in zip(_time_group(be, group, settings, seed, bar,
-                                      task), group):
-        entry = _entry(layer, t)
-        _append(jpath, entry)
-        done[entry.key] = entry
-        measured += 1
-      bar.advance(task, len(group))
-  remaining = len(todo) - measured
-  if remaining:
-    return MeasureResult(None, measured, reused, remaining, jpath)
-  if old is not None and set(done) == set(old.entries):
-    jpath.unlink(missing_ok=True)   # nothing new: keep the table as it is
-    return MeasureResult(old, 0, reused, 0, jpath)
-  table = _finish(space, be, fields, settings, done, old, res, out,
-                  load_start, command)
-  table.save(out)
-  jpath.unlink(missing_ok=True)
-  return MeasureResult(table, measured, reused, 0, jpath)
+  return done, old
 
 
 def _time_group(be, group: list[Layer], settings: dict[str, Any],
@@ -259,7 +270,7 @@ def _finish(space, be, fields, settings, done, old, res, out, load_start,
   if timed:
     fields = {"timer": settings["timer"], "rounds": settings["rounds"],
               **fields}
-  header = tbl.make_header(
+  header = table_schema.make_header(
       backend=be.name, precision=be.precision,
       batch_size=settings["batch_size"],
       warmup=settings["warmup"] if timed else 0,

@@ -33,6 +33,7 @@ import yaml
 from hwnas import errors
 from hwnas.latency import space_layers
 from hwnas.latency import table as tbl
+from hwnas.latency import table_schema
 from hwnas.netspec import Layer, make_divisible
 from hwnas.space import SearchSpace
 
@@ -205,7 +206,7 @@ def import_ofa(path: str | os.PathLike[str], space: SearchSpace, *,
     except errors.SpecError as e:
       unmapped[str(key)] = f"not a valid layer ({e})"
   reachable = {l.key() for l in space_layers.enumerate_layers(space)}
-  header = tbl.make_header(
+  header = table_schema.make_header(
       device=device, backend="imported", runtime="unknown",
       runtime_version="unknown", precision=precision, batch_size=1,
       threads=0, warmup=0, repeats=0, statistic="mean",

@@ -57,7 +57,7 @@ from typing import Any, Iterable, Mapping
 
 from hwnas import resources
 from hwnas.latency.table_schema import (  # the format, validated there
-    SCHEMA, Entry, TableError, _cell, _fail, _validate_header, make_header,
+    SCHEMA, Entry, TableError, _cell, _fail, _validate_header,
     network_model_kind, parse_entry)
 from hwnas.netspec import Layer, NetSpec
 
