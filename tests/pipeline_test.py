@@ -11,7 +11,7 @@ from hwnas.latency import load_table
 @pytest.mark.slow
 def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path):
   settings = quickstart.Settings(
-      target_ms=0.4, budget=6, population=4, train_steps=2,
+      target_ms=0.5, budget=6, population=4, train_steps=2,
       export_formats="flax,tflite-int8", latency_repeats=5,
       train_args=("--set", "train.batch_size=8", "--set",
                   "train.resolutions=[24]", "--set", "eval.bn_batches=1",
