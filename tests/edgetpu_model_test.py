@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -337,7 +338,6 @@ def test_validate_published_uses_the_tables_settings(tmp_path):
 def test_old_header_naming_a_module_still_loads(tmp_path):
   # Tables written before `kind` named the model in `name` and a module to
   # import in `module`; they load and predict the same.
-  import json
   t = load_table("edgetpu-usb3/tiny")
   d = json.loads(json.dumps(t.to_dict()))
   nm = d["header"]["network_model"]
@@ -360,3 +360,22 @@ def test_old_header_naming_a_module_still_loads(tmp_path):
   (tmp_path / "bad.json").write_text(json.dumps(d))
   with pytest.raises(errors.HwnasError, match="NETWORK_MODELS"):
     load_table(tmp_path / "bad.json").predict(spec)
+
+
+def test_arch_stats_shows_band_and_extrapolations(tmp_path, capsys):
+  from hwnas.cli import main as cli_main
+  s = space.load("tiny")
+  a = arch.smallest(s)
+  (tmp_path / "a.json").write_text(arch.to_json(a))
+  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+                   "edgetpu-usb3/tiny", "--json"]) == 0
+  d = json.loads(capsys.readouterr().out)["latency"]
+  t = load_table("edgetpu-usb3/tiny")
+  assert d["band_ms"] == pytest.approx(list(t.predict_band(
+      arch.decode(s, a))))
+  assert d["calibration_range"]["resolution"] == [224, 240]
+  assert any("small-network regime" in x for x in d["extrapolated"])
+  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+                   "edgetpu-usb3/tiny"]) == 0
+  out = capsys.readouterr().out
+  assert "leave-one-out" in out and "! extrapolated:" in out
