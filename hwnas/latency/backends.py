@@ -65,9 +65,6 @@ class Backend(Protocol):
     """End-to-end latency of a whole network."""
 
 
-_BACKENDS: dict[str, Callable[..., Backend]] = {}
-
-
 def input_shape(layer: Layer, batch_size: int) -> tuple[int, ...]:
   """Shape a layer is timed on: NHWC, or [B, C] for an `fc`."""
   if layer.type == "fc":
