@@ -57,8 +57,9 @@ def test_predict_is_hand_computed_sum(tmp_path):
 
 def test_calibration_and_network_model_terms(tmp_path, monkeypatch):
   monkeypatch.setitem(
-      latency.NETWORK_MODELS, "test-constant", lambda spec, p: {"io": p["io_ms"], "per_layer":
-                                        p["k"] * len(spec.layers)})
+      latency.NETWORK_MODELS, "test-constant", latency.NetworkModel(
+          lambda spec, p: {"io": p["io_ms"],
+                           "per_layer": p["k"] * len(spec.layers)}))
   t, spec, ms = _toy_table(
       tmp_path, calibration={"type": "linear", "a": 2.0, "b": 0.5},
       network_model={"kind": "test-constant", "version": "1",
@@ -251,10 +252,11 @@ def test_arch_stats_prints_table_prediction(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["tiny", "mobilenetv3", "edgetpu"])
 def test_cost_fn_with_network_model_equals_predict(name, monkeypatch):
   monkeypatch.setitem(
-      latency.NETWORK_MODELS, "test-spec-terms", lambda spec, p: {
-          "per_layer": p["k"] * len(spec.layers),
-          "res": 1e-3 * spec.resolution,
-          "mid": 1e-5 * sum(l.mid_channels for l in spec.layers)})
+      latency.NETWORK_MODELS, "test-spec-terms", latency.NetworkModel(
+          lambda spec, p: {
+              "per_layer": p["k"] * len(spec.layers),
+              "res": 1e-3 * spec.resolution,
+              "mid": 1e-5 * sum(l.mid_channels for l in spec.layers)}))
   s = space.load(name)
   rng = np.random.default_rng(6)
   t = _full_table(s, rng).with_header(

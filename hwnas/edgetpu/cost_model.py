@@ -274,7 +274,7 @@ def network_terms(spec: NetSpec, params: Mapping[str, Any]
   `params` is the table header's `network_model.params`: the model
   constants plus `link`, `clock` and `harness` (tables written before the
   harness term have none and get no `harness_ms`). It is
-  `hwnas.latency.NETWORK_MODELS['edgetpu-model']`.
+  `hwnas.latency.NETWORK_MODELS['edgetpu-model'].terms`.
   """
   p = _params_from_header(tuple(sorted(params.items())))
   link = _check_link(str(params.get("link", "usb3")))

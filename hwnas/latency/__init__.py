@@ -7,15 +7,15 @@ submodules.
 The two name look-ups of the package are the explicit mappings below, and
 nothing else registers anything: `BACKENDS` (`hwnas table measure --backend
 NAME`) and `NETWORK_MODELS` (the `kind` a table header's `network_model`
-names: whole-network terms added to the per-layer sum), with
-`NETWORK_MODEL_BANDS` (the same kinds' uncertainty bands).
+names: whole-network terms added to the per-layer sum, and the
+prediction's uncertainty band where the kind has one).
 
 >>> from hwnas import latency, space, arch
 >>> # table = latency.load_table("xla/tiny")
 >>> # cost = latency.make_cost_fn(table, space.load("tiny"))
 """
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 from hwnas import errors
 from hwnas.edgetpu import cost_model as _edgetpu_cost_model
@@ -43,15 +43,23 @@ BACKENDS: Mapping[str, Callable[..., Backend]] = {
 
 NetworkModelFn = Callable[[NetSpec, Mapping[str, Any]], Mapping[str, float]]
 
-# header.network_model.kind -> fn(spec, params) -> {term: ms}.
-NETWORK_MODELS: Mapping[str, NetworkModelFn] = {
-    _edgetpu_cost_model.MODEL_NAME: _edgetpu_cost_model.network_terms,
-}
 
-# header.network_model.kind -> fn(spec, network_model, central_ms) ->
-# (low, high) ms or None: the uncertainty band of an estimated table.
-NETWORK_MODEL_BANDS: Mapping[str, Callable[..., Any]] = {
-    _edgetpu_cost_model.MODEL_NAME: _edgetpu_table.network_band,
+class NetworkModel(NamedTuple):
+  """Whole-network terms of a table kind, and optionally its band.
+
+  `terms(spec, params) -> {term: ms}` adds to the per-layer sum;
+  `band(spec, network_model, central_ms) -> (low, high) | None` is the
+  uncertainty band of the prediction (None: the kind has none).
+  """
+
+  terms: NetworkModelFn
+  band: Callable[..., Any] | None = None
+
+
+# header.network_model.kind -> its NetworkModel.
+NETWORK_MODELS: Mapping[str, NetworkModel] = {
+    _edgetpu_cost_model.MODEL_NAME: NetworkModel(
+        _edgetpu_cost_model.network_terms, _edgetpu_table.network_band),
 }
 
 
@@ -68,8 +76,8 @@ def get_backend(name: str, **options: Any) -> Backend:
   return BACKENDS[name](**options)
 
 
-def network_model(kind: str, path: str = "") -> NetworkModelFn:
-  """The whole-network terms of a table header's `network_model.kind`."""
+def network_model(kind: str, path: str = "") -> NetworkModel:
+  """The NetworkModel of a table header's `network_model.kind`."""
   if kind not in NETWORK_MODELS:
     raise TableError(
         f"{path or '<table>'}: header.network_model.kind: {kind!r} is not a "
@@ -79,15 +87,11 @@ def network_model(kind: str, path: str = "") -> NetworkModelFn:
 
 
 __all__ = [
-    "BACKENDS", "NETWORK_MODELS", "NETWORK_MODEL_BANDS", "Backend", "MeasureResult", "Prepared",
-    "SCHEMA", "Entry", "LatencyTable", "Origin", "TableError", "Timing",
-    "backend_names", "get_backend", "measure_space", "describe_missing",
-    "enumerate_layers", "from_dict", "layer_origins", "list_tables",
-    "load_table", "make_cost_fn", "make_header", "network_model",
-    "new_table", "resolve_table_path", "slot_layers",
+    "BACKENDS", "NETWORK_MODELS", "Backend", "MeasureResult",
+    "NetworkModel", "Prepared", "SCHEMA", "Entry", "LatencyTable", "Origin",
+    "TableError", "Timing", "backend_names", "get_backend",
+    "measure_space", "describe_missing", "enumerate_layers", "from_dict",
+    "layer_origins", "list_tables", "load_table", "make_cost_fn",
+    "make_header", "network_model", "new_table", "resolve_table_path",
+    "slot_layers",
 ]
-
-
-def network_model_band(kind: str) -> Callable[..., Any] | None:
-  """The band function of a network-model kind (None: it has none)."""
-  return NETWORK_MODEL_BANDS.get(kind)

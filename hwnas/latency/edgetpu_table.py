@@ -95,7 +95,7 @@ def network_band(spec: NetSpec, network_model: Mapping[str, Any],
                  central_ms: float) -> tuple[float, float] | None:
   """(low, high) ms of `spec` for a table header's `network_model`, or
   None when the header carries no band (tables made before it existed).
-  It is `hwnas.latency.NETWORK_MODEL_BANDS['edgetpu-model']`."""
+  It is `hwnas.latency.NETWORK_MODELS['edgetpu-model'].band`."""
   d = network_model.get("band")
   if not d:
     return None

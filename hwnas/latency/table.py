@@ -166,7 +166,7 @@ class LatencyTable:
     if nm is None:
       return {}
     from hwnas.latency import network_model  # pylint: disable=g-import-not-at-top
-    fn = network_model(network_model_kind(nm), self.path)
+    fn = network_model(network_model_kind(nm), self.path).terms
     return {k: float(v) for k, v in fn(spec, nm.get("params", {})).items()}
 
   def predict(self, spec: NetSpec) -> float:
@@ -184,8 +184,8 @@ class LatencyTable:
     nm = self.network_model
     if nm is None or not nm.get("band"):
       return None
-    from hwnas.latency import network_model_band  # pylint: disable=g-import-not-at-top
-    fn = network_model_band(network_model_kind(nm))
+    from hwnas.latency import network_model  # pylint: disable=g-import-not-at-top
+    fn = network_model(network_model_kind(nm), self.path).band
     if fn is None:
       return None
     band = fn(spec, nm, self.predict(spec))
