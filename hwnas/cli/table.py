@@ -93,6 +93,8 @@ def register(sub) -> None:
   q.add_argument("--device", default="unknown (imported)")
   q.add_argument("--precision", default="float32",
                  choices=["float32", "int8"])
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace an existing --out table")
   q.set_defaults(func=_import)
 
   q = t.add_parser("show", help="header and a summary of a table")
@@ -120,14 +122,26 @@ def _options(args) -> dict:
 
 
 def _measure(args) -> int:
+  from hwnas import errors, workdir
   from hwnas import space as space_lib
   from hwnas.latency import measure
+  for flag in ("batch_size", "repeats", "rounds", "chunk"):
+    errors.positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+  errors.positive(args.warmup, "--warmup", zero_ok=True)
+  errors.positive(args.threads, "--threads", zero_ok=True)
+  if args.max_entries is not None:
+    errors.positive(args.max_entries, "--max-entries")
   s = space_lib.load(args.space)
+  with workdir.lock_file(args.out):
+    return _measure_locked(args, s, measure)
+
+
+def _measure_locked(args, s, measure) -> int:
   r = measure.measure_space(
       s, args.backend, args.out, resolutions=args.resolutions,
       batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
       repeats=args.repeats, seed=args.seed, timer=args.timer,
-      max_entries=args.max_entries,
+      max_entries=args.max_entries, rounds=args.rounds, chunk=args.chunk,
       progress=not args.no_progress, backend_options=_options(args),
       command="hwnas " + " ".join(sys.argv[1:]))
   if r.table is None:
@@ -208,8 +222,12 @@ def _retime(args) -> int:
 
 
 def _import(args) -> int:
+  from hwnas import errors
   from hwnas import space as space_lib
   from hwnas.latency import ofa_import
+  if pathlib.Path(args.out).exists() and not args.overwrite:
+    raise errors.HwnasError(f"--out {args.out}: exists; pass --overwrite to "
+                            "replace it, or write to another --out")
   s = space_lib.load(args.space)
   r = ofa_import.import_ofa(args.file, s, device=args.device,
                             precision=args.precision)

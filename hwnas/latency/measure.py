@@ -84,9 +84,19 @@ def _read_journal(path: pathlib.Path, settings: dict[str, Any]
   return out
 
 
+def _meaning(fields: dict[str, Any], options: dict[str, Any]
+             ) -> dict[str, Any]:
+  """Settings besides timing that change what an entry means: the device
+  (for the Edge TPU model it names the link and clock) and the backend
+  options (link=, clock=, ...); part of every resume check."""
+  return {"device": fields.get("device"),
+          "options": {k: str(v) for k, v in sorted(options.items())}}
+
+
 def _check_settings(old: dict[str, Any], new: dict[str, Any],
                     where: pathlib.Path | str,
-                    keys: tuple[str, ...] = _SETTINGS) -> None:
+                    keys: tuple[str, ...] = _SETTINGS + ("device", "options")
+                    ) -> None:
   for k in keys:
     if old.get(k) != new.get(k):
       raise errors.HwnasError(
@@ -154,11 +164,13 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     opts["timer"] = timer   # plug-in backends need not know the option
   be = backend if not isinstance(backend, str) else get_backend(
       backend, threads=threads, seed=seed, **opts)
+  fields = be.header_fields()
   settings = {"backend": be.name, "precision": be.precision,
               "batch_size": batch_size, "threads": threads,
               "warmup": warmup, "repeats": repeats,
               "timer": getattr(be, "timer", timer),
-              "rounds": rounds if hasattr(be, "prepare_layer") else 1}
+              "rounds": rounds if hasattr(be, "prepare_layer") else 1,
+              **_meaning(fields, opts)}
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done = _read_journal(jpath, settings)
@@ -167,8 +179,8 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     old = tbl.load_table(out)
     # Timing settings only bind measured tables (estimates time nothing).
     _check_settings(old.header, settings, out,
-                    _SETTINGS if old.provenance["kind"] == "measured" else
-                    ("backend", "precision", "batch_size"))
+                    (_SETTINGS if old.provenance["kind"] == "measured" else
+                     ("backend", "precision", "batch_size")) + ("device",))
     for k, e in old.entries.items():
       done.setdefault(k, e)
   todo_layers = sorted(space_layers.enumerate_layers(space, res),
@@ -180,7 +192,6 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     jpath.write_text(json.dumps({"journal": JOURNAL_SCHEMA,
                                  "settings": settings}) + "\n")
   load_start = load_note()
-  fields = be.header_fields()
   measured = 0
   with _progress(progress) as bar:
     task = bar.add_task(f"{be.name} {space.id}", total=len(todo_layers),

@@ -228,6 +228,8 @@ class LatencyTable:
     by = self._by_layer  # type: ignore[attr-defined]
     try:
       return math.fsum(by[l] for l in spec.layers)
+    except OverflowError:
+      return math.inf   # predict/predict_breakdown name the table
     except KeyError:
       raise TableError(self.missing_message(self.missing(spec.layers),
                                              spec.name)) from None
@@ -258,7 +260,7 @@ class LatencyTable:
     total = self.calibrate(self.layer_sum(spec), len(spec.layers))
     if self.network_model is not None:
       total += math.fsum(self.network_terms(spec).values())
-    return total
+    return checked_ms(self, total, spec.name)
 
   def predict_breakdown(self, spec: NetSpec) -> dict[str, Any]:
     """Per-layer entries, sum, calibration and network terms, for reports."""
@@ -276,7 +278,8 @@ class LatencyTable:
         "calibration": dict(self.calibration) if self.calibration else None,
         "calibrated_ms": calibrated,
         "network_terms_ms": terms,
-        "total_ms": calibrated + math.fsum(terms.values()),
+        "total_ms": checked_ms(self, calibrated + math.fsum(terms.values()),
+                               spec.name),
         "provenance": self.describe(),
     }
 
@@ -372,6 +375,32 @@ def make_header(*, device: str, backend: str, runtime: str,
   return header
 
 
+def checked_ms(table: LatencyTable, ms: float, what: str) -> float:
+  """`ms` if it is a latency (finite, >= 0), else a TableError: the table's
+  entries or calibration cannot be right."""
+  if math.isfinite(ms) and ms >= 0:
+    return ms
+  raise TableError(
+      f"{table.path or '<table>'}: predicts {ms} ms for {what}: its entries "
+      f"or header.calibration ({dict(table.calibration or {})}) are wrong; "
+      "re-measure the table or fit the calibration again (`hwnas table "
+      "validate --fit-calibration`)")
+
+
+def covers_space(table: LatencyTable, space_name: str) -> bool:
+  """Whether the table's header lists a space of that name."""
+  return space_name in {s.split("@")[0] for s in table.header["spaces"]}
+
+
+def wrong_space_message(table: LatencyTable, space_name: str) -> str:
+  names = sorted({s.split("@")[0] for s in table.header["spaces"]})
+  return (f"{table.path or '<table>'}: this table covers space "
+          f"{', '.join(names) or '(none)'}, not {space_name}; use a table "
+          f"of {space_name} (`hwnas table show` lists the shipped ones) or "
+          f"measure one: hwnas table measure --space {space_name} "
+          f"--backend {table.backend} --out NEW.json")
+
+
 def _fail(path: str, key: str, msg: str):
   raise TableError(f"{path}: {key}: {msg}")
 
@@ -440,6 +469,10 @@ def _validate_calibration(cal: Any, path: str) -> None:
       if not _is_num(cal.get(k)):
         _fail(path, f"header.calibration.{k}", f"must be a number, got "
               f"{cal.get(k)!r}")
+    if cal["a"] <= 0:
+      _fail(path, "header.calibration.a", f"must be positive, got "
+            f"{cal['a']!r} (a slower network would be predicted faster); "
+            "fit it again with `hwnas table validate --fit-calibration`")
 
 
 # ---------------------------------------------------------------- entries --
@@ -541,7 +574,7 @@ def load_table(name_or_path: str | os.PathLike[str]) -> LatencyTable:
     raise TableError(f"{name_or_path}: no such latency table file or "
                      f"shipped table; shipped tables: {shipped}")
   try:
-    d = json.loads(p.read_text())
+    d = json.loads(errors.read_text(p, what="latency table"))
   except json.JSONDecodeError as e:
     raise TableError(f"{p}: invalid JSON ({e}); fix or re-measure the "
                      "table") from None
