@@ -19,6 +19,11 @@ def register(sub) -> None:
   q = s.add_parser("sample", help="print a random architecture as JSON")
   q.add_argument("--space", required=True)
   q.add_argument("--seed", type=int, default=0)
+  g = q.add_mutually_exclusive_group()
+  g.add_argument("--largest", action="store_true",
+                 help="the space's largest architecture instead")
+  g.add_argument("--smallest", action="store_true",
+                 help="the space's smallest architecture instead")
   q.add_argument("--out", help="write the JSON to this file (instead of "
                  "printing it)")
   q.set_defaults(func=_sample)
@@ -38,7 +43,9 @@ def register(sub) -> None:
 
 def _sample(args) -> int:
   space = space_lib.load(args.space)
-  a = arch_lib.sample(np.random.default_rng(args.seed), space)
+  a = (arch_lib.largest(space) if args.largest else
+       arch_lib.smallest(space) if args.smallest else
+       arch_lib.sample(np.random.default_rng(args.seed), space))
   text = arch_lib.to_json(a, indent=1, space=space)
   if args.out:
     pathlib.Path(args.out).write_text(text + "\n")

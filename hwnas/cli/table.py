@@ -181,13 +181,32 @@ def _check(args) -> int:
   if len(cov["missing"]) > args.limit:
     print(f"  ... {len(cov['missing']) - args.limit} more (--limit N or "
           "--json)")
-  if t.provenance["kind"] == "measured":
+  from hwnas.latency import table as tbl
+  if not tbl.covers_space(t, s.name):
+    print(f"note: {tbl.wrong_space_message(t, s.name)}")
+  if t.provenance["kind"] == "measured" and not _shipped(t.path):
     print(f"fix: hwnas table measure --space {args.space} --backend "
           f"{t.backend} --out {t.path} (adds only what is missing)")
+  elif t.provenance["kind"] == "measured":
+    name = pathlib.Path(t.path).name
+    print(f"fix: copy the shipped table and extend the copy (adds only what "
+          f"is missing): cp {t.path} {name} && hwnas table measure --space "
+          f"{args.space} --backend {t.backend} --out {name}")
   else:
     print(f"fix: measure a table: hwnas table measure --space {args.space} "
           "--backend xla|litert|litert-int8|edgetpu --out NEW.json")
   return 1
+
+
+def _shipped(path: str) -> bool:
+  """A table inside the installed package (shipped or site-packages): never
+  a place to write to."""
+  from hwnas import resources
+  p = pathlib.Path(path).resolve()
+  roots = [resources.latency_tables_dir().resolve(),
+           pathlib.Path(__file__).resolve().parents[1]]
+  return "site-packages" in p.parts or any(
+      r == p or r in p.parents for r in roots)
 
 
 def _validate(args) -> int:
@@ -203,6 +222,7 @@ def _validate(args) -> int:
       fit_calibration=args.fit_calibration, plot_path=plot, progress=True,
       rounds=args.rounds, chunk=args.chunk)
   print(fidelity.format_report(rep))
+  _warn_high_mape(rep, args)
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))
   if args.fit_calibration or args.out:
@@ -210,6 +230,23 @@ def _validate(args) -> int:
     fidelity.store(t, rep).save(out)
     print(f"stored calibration and fidelity summary in {out}")
   return 0
+
+
+# Above this validation error a table's sums do not describe whole networks
+# well enough to rank close candidates.
+HIGH_MAPE_PCT = 25.0
+
+
+def _warn_high_mape(rep, args) -> None:
+  m = (rep.holdout_after if rep.calibration else rep.metrics)["mape_pct"]
+  if m <= HIGH_MAPE_PCT:
+    return
+  print(f"warning: MAPE {m:.0f}% is high (> {HIGH_MAPE_PCT:.0f}%): the "
+        "table's layer sums do not predict whole networks well. On a shared "
+        "machine re-measure with --timer cpu and more --rounds; fit "
+        "measured ~ a*sum + b with `hwnas table validate --fit-calibration`;"
+        f" and validate on an idle machine (`--table {args.table}`)",
+        file=sys.stderr)
 
 
 def _retime(args) -> int:
