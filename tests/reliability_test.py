@@ -432,3 +432,53 @@ def test_folder_datasets(tmp_path, capsys):
     for _ in data.batches(ds, "train", batch_size=2, resolution=8, seed=0,
                           repeat=False):
       pass
+
+
+# ------------------------------------------------- messages that guide --
+
+
+def test_messages_point_the_right_way(tmp_path, capsys):
+  # A failed supernet run leaves no empty workdir behind.
+  w = tmp_path / "sn"
+  fails(capsys, ["supernet", "train", "--space", "tiny", "--workdir", w,
+                 "--dataset", f"folder:{tmp_path / 'none'}"], "no folder")
+  assert not w.exists()
+  # `table check` never suggests writing into the shipped tables.
+  assert main(["table", "check", "--table", "xla/tiny", "--space",
+               "edgetpu", "--limit", "1"]) == 1
+  out = capsys.readouterr().out
+  assert "this table covers space tiny, not edgetpu" in out
+  assert "fix: copy the shipped table" in out
+  assert "--out tiny.json" in out and f"--out {TINY_TABLE}" not in out
+  # A changed setting is named, not dumped as a whole dict.
+  from hwnas.search import controller  # pylint: disable=g-import-not-at-top
+  assert controller._difference(
+      "settings", {"population": 100, "sample_size": 25},
+      {"population": 50, "sample_size": 25}) == (
+          "settings.population", 100, 50)
+
+
+def test_native_chatter_is_filtered(capfd, monkeypatch):
+  from hwnas import chatter  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv(chatter.ENV, raising=False)
+  noise = (b"fully_quantize: 0, inference_type: 6, input_inference_type: "
+           b"INT8\nW0000 00:00:1712345.123456   30107 port.cc:153] x\n")
+  with chatter.native():
+    os.write(2, noise + b"a real problem\n")
+  assert capfd.readouterr().err == "a real problem\n"
+  monkeypatch.setenv(chatter.ENV, "1")   # --verbose
+  with chatter.native():
+    os.write(2, noise)
+  assert capfd.readouterr().err == noise.decode()
+
+
+def test_high_mape_warns_with_the_fix(capsys):
+  from hwnas.cli import table as table_cli  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  rep = types.SimpleNamespace(calibration=None, metrics={"mape_pct": 108.0})
+  table_cli._warn_high_mape(rep, types.SimpleNamespace(table="t.json"))
+  err = capsys.readouterr().err
+  assert "MAPE 108% is high" in err and "--timer cpu" in err
+  rep.metrics["mape_pct"] = 4.0
+  table_cli._warn_high_mape(rep, types.SimpleNamespace(table="t.json"))
+  assert capsys.readouterr().err == ""
