@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 from typing import Iterator
 
 from hwnas import errors
@@ -189,3 +190,26 @@ def verify(step_dir: str | os.PathLike[str]) -> str | None:
     if _sha256(p) != digest:
       return f"{rel} does not match its checksum"
   return None
+
+
+def ignore_closed_event_loop() -> None:
+  """Silences the echo of a failed Orbax restore.
+
+  When Orbax fails to read a checkpoint it closes its asyncio event loop
+  while tensorstore reads are still in flight; each of them then reports
+  `RuntimeError: Event loop is closed` as an unraisable exception (dozens of
+  tracebacks after the one-line error). This drops exactly those, keeping
+  every other unraisable exception. Call it where a restore failed.
+  """
+  prev = sys.unraisablehook
+  if getattr(prev, "_hwnas_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    e = unraisable.exc_value
+    if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+      return
+    prev(unraisable)
+
+  hook._hwnas_closed_loop = True  # type: ignore[attr-defined]
+  sys.unraisablehook = hook

@@ -357,22 +357,29 @@ def test_checkpoint_checksums_fallback_and_strict(tmp_path, capsys):
   mgr.close()
 
 
+_MANY = {f"w{i}": np.full((256,), i, np.float32) for i in range(100)}
 _RESTORE_CORRUPT = """
 import sys
 sys.path.insert(0, {root!r})
-import numpy as np
+import jax.numpy as jnp
 from hwnas import errors
 from hwnas.supernet import checkpoint
-try:
-  checkpoint.restore_checkpoint({w!r}, {{"w": np.zeros((64,), np.float32)}})
-except errors.HwnasError as e:
-  print("error:", e, file=sys.stderr)
-  sys.exit(2)
+abstract = {{f"w{{i}}": jnp.zeros((256,), jnp.float32) for i in range(100)}}
+for _ in range(3):
+  try:
+    checkpoint.restore_checkpoint({w!r}, abstract)
+  except errors.HwnasError as e:
+    msg = e
+print("error:", msg, file=sys.stderr)
+sys.exit(2)
 """
 
 
 def test_corrupt_checkpoint_error_leaves_no_orbax_tracebacks(tmp_path):
-  _, mgr = _ckpt(tmp_path, steps=(1,))
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
+  mgr = checkpoint.manager(tmp_path)
+  checkpoint.save(mgr, 1, {k: jnp.asarray(v) for k, v in _MANY.items()})
   mgr.close()
   # Orbax refuses the damaged file itself here; legacy (no checksums).
   (tmp_path / "checkpoints" / "1" / workdir.CHECKSUMS).unlink()
@@ -482,3 +489,19 @@ def test_high_mape_warns_with_the_fix(capsys):
   rep.metrics["mape_pct"] = 4.0
   table_cli._warn_high_mape(rep, types.SimpleNamespace(table="t.json"))
   assert capsys.readouterr().err == ""
+
+
+def test_predictor_warns_on_low_heldout_spearman(tmp_path, capsys):
+  from hwnas.search import run  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  noise = lambda archs: [float(rng.random()) for _ in archs]   # unlearnable
+  s = space_lib.load("tiny")
+  run(s, noise, {"mmacs": lambda a: a.resolution / 10}, target=4.0,
+      budget=30, population=10, workdir=tmp_path / "h", progress=False,
+      plot=False)
+  assert main(["predictor", "train", "--space", "tiny", "--history",
+               str(tmp_path / "h" / "history.jsonl"), "--out",
+               str(tmp_path / "p"), "--steps", "50", "--hidden", "8"]) == 0
+  out, err = capsys.readouterr()
+  assert "training the predictor on 30 architectures" in out
+  assert "warning: held-out Spearman" in err and "add data" in err

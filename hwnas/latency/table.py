@@ -217,7 +217,9 @@ class LatencyTable:
 
   def missing_message(self, missing: list[Layer], what: str = "") -> str:
     """The one-line error for `missing` signatures (with the fix)."""
-    keys = ", ".join(l.key() for l in missing)
+    keys = ", ".join(l.key() for l in missing[:3]) + (
+        f", ... ({len(missing) - 3} more; `hwnas table check` lists them)"
+        if len(missing) > 3 else "")
     return (f"{self.path or '<table>'}: {len(missing)} signature(s) missing"
             f"{' for ' + what if what else ''}: {keys}; measure them with "
             f"`hwnas table measure --space S --backend {self.backend} --out "
