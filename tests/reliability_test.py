@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from hwnas import arch as arch_lib
 from hwnas import errors, resources, workdir
 from hwnas import space as space_lib
 from hwnas.cli import main
+from hwnas.cli import table as table_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY_TABLE = resources.latency_tables_dir() / "xla" / "tiny.json"
@@ -480,8 +482,6 @@ def test_native_chatter_is_filtered(capfd, monkeypatch):
 
 
 def test_high_mape_warns_with_the_fix(capsys):
-  from hwnas.cli import table as table_cli  # pylint: disable=g-import-not-at-top
-  import types  # pylint: disable=g-import-not-at-top
   rep = types.SimpleNamespace(calibration=None, metrics={"mape_pct": 108.0})
   table_cli._warn_high_mape(rep, types.SimpleNamespace(table="t.json"))
   err = capsys.readouterr().err

@@ -98,6 +98,8 @@ def _check_settings(old: dict[str, Any], new: dict[str, Any],
                     keys: tuple[str, ...] = _SETTINGS + ("device", "options")
                     ) -> None:
   for k in keys:
+    if k in ("device", "options") and k not in old:
+      continue  # a journal of an older hwnas did not record them
     if old.get(k) != new.get(k):
       raise errors.HwnasError(
           f"{where}: was measured with {k}={old.get(k)!r} but this run uses "
