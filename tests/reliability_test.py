@@ -124,6 +124,7 @@ def test_arch_files(tmp_path, capsys):
 
 
 def test_table_validation_on_load(tmp_path, capsys):
+  fails(capsys, ["table", "show", "xla/tiyn"], "did you mean xla/tiny")
   bad = tmp_path / "b.json"
   bad.write_bytes(TINY_TABLE.read_bytes().replace(b'"ms"', b'"\xe9ms"', 1))
   fails(capsys, ["table", "show", bad], "not UTF-8", keep=[bad])
@@ -196,6 +197,8 @@ def test_table_measure_inputs_and_resume_settings(tmp_path, capsys):
   for flag, v in (("--repeats", 0), ("--batch-size", 0),
                   ("--batch-size", -1), ("--rounds", 0)):
     fails(capsys, base + [flag, v], f"{flag} {v}: must be a positive")
+  fails(capsys, ["table", "validate", "--table", "xla/tiny", "--space",
+                 "tiny", "--repeats", "0"], "--repeats 0: must be a positive")
   assert not out.exists()
   assert main([str(a) for a in base]) == 0
   capsys.readouterr()
@@ -336,10 +339,15 @@ def test_checkpoint_checksums_fallback_and_strict(tmp_path, capsys):
   state, step = checkpoint.restore(mgr, abstract, workdir=tmp_path)
   assert step == 2 and state["w"][0] == 2
   _damage(tmp_path / "checkpoints" / "2")
-  # eval / export: an error naming the step, never a silent fallback.
+  files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+  before = _digest(files)
+  # eval / export: an error naming the step, never a silent fallback; the
+  # workdir stays as it was.
   with pytest.raises(errors.HwnasError, match=r"checkpoints/2: checkpoint "
                      r".* does not match its checksum"):
     checkpoint.restore_checkpoint(tmp_path, abstract)
+  assert _digest(files) == before
+  assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
   # resume: the newest intact step, with a warning; the damaged one moved.
   state, step = checkpoint.restore(mgr, abstract, workdir=tmp_path)
   assert step == 1 and state["w"][0] == 1

@@ -211,8 +211,15 @@ def _shipped(path: str) -> bool:
 
 def _validate(args) -> int:
   import numpy as np
+  from hwnas import errors
   from hwnas import space as space_lib
   from hwnas.latency import fidelity, load_table
+  errors.positive(args.samples, "--samples")
+  errors.positive(args.repeats, "--repeats")
+  errors.positive(args.warmup, "--warmup", zero_ok=True)
+  errors.positive(args.chunk, "--chunk", zero_ok=True)
+  if args.rounds is not None:
+    errors.positive(args.rounds, "--rounds")
   t = load_table(args.table)
   s = space_lib.load(args.space)
   plot = args.plot or str(pathlib.Path(t.path).with_suffix(".fidelity.png"))

@@ -572,9 +572,12 @@ def load_table(name_or_path: str | os.PathLike[str]) -> LatencyTable:
   """Loads and validates a table by path or shipped name."""
   p = resolve_table_path(name_or_path)
   if not p.is_file():
+    import difflib  # pylint: disable=g-import-not-at-top
+    close = difflib.get_close_matches(str(name_or_path), list_tables(), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
     shipped = ", ".join(list_tables()) or "none"
     raise TableError(f"{name_or_path}: no such latency table file or "
-                     f"shipped table; shipped tables: {shipped}")
+                     f"shipped table; {hint}shipped tables: {shipped}")
   try:
     d = json.loads(errors.read_text(p, what="latency table"))
   except json.JSONDecodeError as e:
