@@ -372,6 +372,18 @@ def to_dict(arch: ArchChoice, *, space: SearchSpace | None = None
   return d
 
 
+def space_of_file(path: str | os.PathLike[str], given: str | None = None
+                  ) -> str:
+  """`space_source` of an architecture JSON file (see there)."""
+  if given:
+    return given
+  try:
+    d = json.loads(errors.read_text(path, what="architecture JSON file"))
+  except json.JSONDecodeError as e:
+    raise errors.SpaceError(f"{path}: invalid JSON ({e})") from None
+  return space_source(d, where=str(path))
+
+
 def _shipped(path: str) -> bool:
   from hwnas import resources  # pylint: disable=g-import-not-at-top
   p = pathlib.Path(path).absolute()
