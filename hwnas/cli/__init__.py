@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
   except errors.HwnasError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except BrokenPipeError:   # `hwnas ... | head`: the reader has gone
+    import os  # pylint: disable=g-import-not-at-top
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
   except KeyboardInterrupt:
     print("interrupted; finished work is saved in the workdir",
           file=sys.stderr)
