@@ -204,6 +204,15 @@ def test_table_measure_inputs_and_resume_settings(tmp_path, capsys):
   capsys.readouterr()
   for extra in (["--link", "pcie"], ["--option", "clock=std"]):
     fails(capsys, base + extra, "was measured with device=", keep=[out])
+  # Another space is added in the open, reusing the layers both share.
+  mine = _space_file(tmp_path, "mine.yaml")
+  mine.write_text(mine.read_text().replace("name: tiny", "name: mine"))
+  assert main([str(a) for a in base[:3]] + [str(mine)] + [
+      str(a) for a in base[4:]]) == 0
+  out_text = capsys.readouterr().out
+  assert "adding space mine@1" in out_text and "(0 measured now" in out_text
+  from hwnas.latency import load_table  # pylint: disable=g-import-not-at-top
+  assert load_table(out).header["spaces"] == ["mine@1", "tiny@1"]
   with workdir.lock_file(out):   # another process measuring into it
     fails(capsys, base, f"in use by another hwnas process (pid "
           f"{os.getpid()}", keep=[out])

@@ -137,6 +137,13 @@ def _measure(args) -> int:
 
 
 def _measure_locked(args, s, measure) -> int:
+  from hwnas.latency import load_table
+  if pathlib.Path(args.out).is_file():
+    spaces = load_table(args.out).header["spaces"]
+    if s.id not in spaces:
+      print(f"note: {args.out} covers {', '.join(spaces)}; adding space "
+            f"{s.id} (entries of layers both spaces share are reused: a "
+            "layer's latency does not depend on the space)")
   r = measure.measure_space(
       s, args.backend, args.out, resolutions=args.resolutions,
       batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,

@@ -213,7 +213,8 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   remaining = len(todo) - measured
   if remaining:
     return MeasureResult(None, measured, reused, remaining, jpath)
-  if old is not None and set(done) == set(old.entries):
+  if old is not None and set(done) == set(old.entries) and (
+      set(res) <= set(old.header.get("resolutions", {}).get(space.id, ()))):
     jpath.unlink(missing_ok=True)   # nothing new: keep the table as it is
     return MeasureResult(old, 0, reused, 0, jpath)
   table = _finish(space, be, fields, settings, done, old, res, out,
