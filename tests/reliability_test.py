@@ -522,3 +522,18 @@ def test_predictor_warns_on_low_heldout_spearman(tmp_path, capsys):
   out, err = capsys.readouterr()
   assert "training the predictor on 30 architectures" in out
   assert "warning: held-out Spearman" in err and "add data" in err
+
+
+def test_exported_flax_checkpoint_is_verified(tmp_path):
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from hwnas.export import flax_io  # pylint: disable=g-import-not-at-top
+  from hwnas.models.standalone import Network  # pylint: disable=g-import-not-at-top
+  s = space_lib.load("tiny")
+  spec = arch_lib.decode(s, arch_lib.smallest(s))
+  path = flax_io.save_flax(Network(spec, rngs=nnx.Rngs(0)), tmp_path)
+  assert workdir.verify(path) is None
+  model = Network(spec, rngs=nnx.Rngs(1))
+  flax_io.restore_flax(model, path)   # intact: restores
+  _damage(path)
+  with pytest.raises(errors.HwnasError, match="does not match its checksum"):
+    flax_io.restore_flax(model, path)
