@@ -353,8 +353,12 @@ def encode(space: SearchSpace, arch: ArchChoice) -> np.ndarray:
 
 # ------------------------------------------------------ serialization --
 
-def to_dict(arch: ArchChoice) -> dict[str, Any]:
-  return {
+def to_dict(arch: ArchChoice, *, space: SearchSpace | None = None
+            ) -> dict[str, Any]:
+  """The JSON form. With `space` from a user's file (not a shipped space),
+  its path and SHA-256 are recorded (`space_file`, `space_sha256`) so that
+  `space_source` finds the file again without `--space`."""
+  d = {
       "schema": _SCHEMA,
       "space": arch.space,
       "resolution": arch.resolution,
@@ -362,6 +366,57 @@ def to_dict(arch: ArchChoice) -> dict[str, Any]:
       "depths": list(arch.depths),
       "blocks": [[dataclasses.asdict(b) for b in bs] for bs in arch.blocks],
   }
+  if space is not None and space.path and not _shipped(space.path):
+    path = pathlib.Path(space.path).absolute()
+    d.update(space_file=str(path), space_sha256=_sha256(path))
+  return d
+
+
+def space_of_file(path: str | os.PathLike[str], given: str | None = None
+                  ) -> str:
+  """`space_source` of an architecture JSON file (see there)."""
+  if given:
+    return given
+  try:
+    d = json.loads(errors.read_text(path, what="architecture JSON file"))
+  except json.JSONDecodeError as e:
+    raise errors.SpaceError(f"{path}: invalid JSON ({e})") from None
+  return space_source(d, where=str(path))
+
+
+def _shipped(path: str) -> bool:
+  from hwnas import resources  # pylint: disable=g-import-not-at-top
+  p = pathlib.Path(path).absolute()
+  return p.parent == resources.search_spaces_dir().absolute()
+
+
+def _sha256(path: pathlib.Path) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def space_source(d: Any, given: str | None = None, *,
+                 where: str = "<arch>") -> str:
+  """The space to load for an architecture's JSON dict: `given` (--space),
+  else the user's space file it records (checked against its SHA-256), else
+  the shipped space it names."""
+  if given:
+    return given
+  if not isinstance(d, dict):
+    return ""
+  d = d["arch"] if isinstance(d.get("arch"), dict) else d
+  f = d.get("space_file")
+  if isinstance(f, str) and f:
+    p = pathlib.Path(f)
+    if not p.is_file():
+      raise errors.SpaceError(
+          f"{where}: space_file {f} no longer exists; pass --space FILE")
+    if d.get("space_sha256") not in (None, _sha256(p)):
+      raise errors.SpaceError(
+          f"{where}: space_file {f} changed since this architecture was "
+          "written (SHA-256 differs); pass --space FILE to use it anyway")
+    return str(p)
+  return str(d.get("space", ""))
 
 
 def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
@@ -376,7 +431,8 @@ def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
   for k in need:
     if k not in d:
       raise errors.SpaceError(f"{where}: missing key {k!r}")
-  extra = sorted(set(d) - set(need) - {"schema"})
+  extra = sorted(set(d) - set(need) - {"schema", "space_file",
+                                        "space_sha256"})
   if extra:
     raise errors.SpaceError(f"{where}: unknown key(s) {extra}")
   try:
@@ -387,8 +443,9 @@ def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
                     tuple(d["depths"]), blocks)
 
 
-def to_json(arch: ArchChoice, indent: int | None = None) -> str:
-  return json.dumps(to_dict(arch), indent=indent)
+def to_json(arch: ArchChoice, indent: int | None = None, *,
+            space: SearchSpace | None = None) -> str:
+  return json.dumps(to_dict(arch, space=space), indent=indent)
 
 
 def from_json(text: str, *, where: str = "<arch>") -> ArchChoice:
@@ -403,7 +460,8 @@ def load(path: str | os.PathLike[str]) -> ArchChoice:
   p = pathlib.Path(path)
   if not p.is_file():
     raise errors.SpaceError(f"{p}: no such architecture file")
-  return from_json(p.read_text(), where=str(p))
+  return from_json(errors.read_text(p, what="architecture JSON file"),
+                   where=str(p))
 
 
 _ACT_SHORT = {"relu": "r", "relu6": "r6", "hswish": "hs", "swish": "sw"}

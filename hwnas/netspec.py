@@ -274,7 +274,7 @@ def load(path: str | os.PathLike[str]) -> NetSpec:
   if not p.is_file():
     raise errors.SpecError(f"{p}: no such network-spec file")
   try:
-    d = json.loads(p.read_text())
+    d = json.loads(errors.read_text(p, what="network spec JSON"))
   except json.JSONDecodeError as e:
     raise errors.SpecError(f"{p}: invalid JSON ({e})") from None
   if isinstance(d, dict) and "netspec" in d:

@@ -38,6 +38,7 @@ is wrong and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import pathlib
@@ -50,6 +51,16 @@ from hwnas import errors, resources
 FORMAT_VERSION = 1
 SPACE_BLOCK_TYPES = ("ibn", "fused_ibn", "skip")
 SPACE_ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
+
+# Sane bounds of a space file's numbers (docs/spaces.md). Far beyond any
+# published mobile space; they keep a typo (depths: [1, 100000000]) from
+# hanging `hwnas space show` or building a network no device can hold.
+BOUNDS = {
+    "depth": (1, 16), "kernel": (1, 11), "resolution": (8, 1024),
+    "width": (1, 4096), "head_channels": (0, 8192), "expansion": (0, 16),
+    "stages": (1, 16), "num_classes": (1, 100_000), "input_channels": (1, 64),
+    "channel_divisor": (1, 256), "choices": (1, 64),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,6 +206,15 @@ class _Checker:
                 f"integer, got {v!r}")
     return v
 
+  def bounded(self, v: Any, key: str, bound: str) -> int:
+    """A positive integer within `BOUNDS[bound]` (inclusive)."""
+    lo, hi = BOUNDS[bound]
+    self.pos_int(v, key, zero_ok=lo == 0)
+    if not lo <= v <= hi:
+      self.fail(key, f"{v} is out of range; allowed: {lo} .. {hi} (see "
+                "docs/spaces.md, 'Bounds')")
+    return v
+
   def pos_num(self, v: Any, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0 or (
         not math.isfinite(v)):
@@ -212,6 +232,8 @@ class _Checker:
       self.fail(key, f"must be a list of choices, got {_kind(v)}")
     if not v:
       self.fail(key, "the list of choices is empty; give at least one")
+    if len(v) > BOUNDS["choices"][1]:
+      self.fail(key, f"{len(v)} choices; at most {BOUNDS['choices'][1]}")
     out = tuple(item_fn(x, f"{key}[{i}]") for i, x in enumerate(v))
     if len(set(out)) != len(out):
       self.fail(key, f"duplicate choices in {list(v)}")
@@ -232,15 +254,20 @@ def _parse_stage(c: _Checker, d: Any, key: str, divisor: int) -> Stage:
   if "widths" in d:
     if "base_width" in d:
       c.fail(f"{key}.base_width", "only allowed with 'width_multipliers'")
-    widths = c.choices(d["widths"], f"{key}.widths", c.pos_int)
+    widths = c.choices(d["widths"], f"{key}.widths",
+                       lambda v, k: c.bounded(v, k, "width"))
   else:
     if "base_width" not in d:
       c.fail(f"{key}.base_width", "required with 'width_multipliers'")
     from hwnas.netspec import make_divisible
-    base = c.pos_int(d["base_width"], f"{key}.base_width")
+    base = c.bounded(d["base_width"], f"{key}.base_width", "width")
     mults = c.choices(d["width_multipliers"], f"{key}.width_multipliers",
                       c.pos_num)
     widths = tuple(make_divisible(base * m, divisor) for m in mults)
+    for m, w in zip(mults, widths):
+      if w > BOUNDS["width"][1]:
+        c.fail(f"{key}.width_multipliers", f"{m} x {base} = {w} channels is "
+               f"out of range; at most {BOUNDS['width'][1]}")
     if len(set(widths)) != len(widths):
       c.fail(f"{key}.width_multipliers", f"multipliers {list(mults)} of "
              f"{base} round to duplicate widths {list(widths)}")
@@ -252,7 +279,8 @@ def _parse_stage(c: _Checker, d: Any, key: str, divisor: int) -> Stage:
   if types == ("skip",):
     c.fail(f"{key}.types", "'skip' alone is not allowed: the first block of "
            "a stage changes shape and needs ibn or fused_ibn")
-  kernels = c.choices(d["kernels"], f"{key}.kernels", c.pos_int)
+  kernels = c.choices(d["kernels"], f"{key}.kernels",
+                      lambda v, k: c.bounded(v, k, "kernel"))
   for i, k in enumerate(kernels):
     if k % 2 == 0:
       c.fail(f"{key}.kernels[{i}]", f"kernel sizes must be odd, got {k}")
@@ -260,10 +288,12 @@ def _parse_stage(c: _Checker, d: Any, key: str, divisor: int) -> Stage:
       name=str(d.get("name", "")),
       widths=widths,
       stride=stride,
-      depths=c.choices(d["depths"], f"{key}.depths", c.pos_int),
+      depths=c.choices(d["depths"], f"{key}.depths",
+                       lambda v, k: c.bounded(v, k, "depth")),
       types=types,
       kernels=kernels,
-      expansions=c.choices(d["expansions"], f"{key}.expansions", c.pos_num),
+      expansions=c.choices(d["expansions"], f"{key}.expansions",
+                           lambda v, k: _expansion(c, v, k)),
       se=c.choices(d.get("se", [False]), f"{key}.se",
                    lambda v, k: v if isinstance(v, bool) else c.fail(
                        k, f"must be true or false, got {v!r}")),
@@ -271,6 +301,14 @@ def _parse_stage(c: _Checker, d: Any, key: str, divisor: int) -> Stage:
           d.get("activations", ["relu"]), f"{key}.activations",
           lambda v, k: c.choice(v, k, SPACE_ACTIVATIONS)),
   )
+
+
+def _expansion(c: _Checker, v: Any, key: str) -> float:
+  c.pos_num(v, key)
+  if v > BOUNDS["expansion"][1]:
+    c.fail(key, f"{v} is out of range; allowed: > 0 .. "
+           f"{BOUNDS['expansion'][1]} (see docs/spaces.md, 'Bounds')")
+  return v
 
 
 def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
@@ -282,27 +320,31 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
            f"format {FORMAT_VERSION}")
   if not isinstance(d["name"], str) or not d["name"]:
     c.fail("name", "must be a non-empty string")
-  divisor = c.pos_int(d.get("channel_divisor", 8), "channel_divisor")
+  divisor = c.bounded(d.get("channel_divisor", 8), "channel_divisor",
+                      "channel_divisor")
   stem_d = c.keys(d["stem"], "stem",
                   {"channels", "kernel", "stride", "activation"},
                   ("channels",))
   stem = Stem(
-      channels=c.pos_int(stem_d["channels"], "stem.channels"),
-      kernel=c.pos_int(stem_d.get("kernel", 3), "stem.kernel"),
+      channels=c.bounded(stem_d["channels"], "stem.channels", "width"),
+      kernel=c.bounded(stem_d.get("kernel", 3), "stem.kernel", "kernel"),
       stride=c.choice(stem_d.get("stride", 2), "stem.stride", (1, 2)),
       activation=c.choice(stem_d.get("activation", "relu"),
                           "stem.activation", SPACE_ACTIVATIONS))
   head_d = c.keys(d["head"], "head",
                   {"expand_channels", "feature_channels", "activation"})
   head = Head(
-      expand_channels=c.pos_int(head_d.get("expand_channels", 0),
-                                "head.expand_channels", zero_ok=True),
-      feature_channels=c.pos_int(head_d.get("feature_channels", 0),
-                                 "head.feature_channels", zero_ok=True),
+      expand_channels=c.bounded(head_d.get("expand_channels", 0),
+                                "head.expand_channels", "head_channels"),
+      feature_channels=c.bounded(head_d.get("feature_channels", 0),
+                                 "head.feature_channels", "head_channels"),
       activation=c.choice(head_d.get("activation", "relu"),
                           "head.activation", SPACE_ACTIVATIONS))
   if not isinstance(d["stages"], list) or not d["stages"]:
     c.fail("stages", "must be a non-empty list of stages")
+  if len(d["stages"]) > BOUNDS["stages"][1]:
+    c.fail("stages", f"{len(d['stages'])} stages; at most "
+           f"{BOUNDS['stages'][1]}")
   stages = tuple(_parse_stage(c, s, f"stages[{i}]", divisor)
                  for i, s in enumerate(d["stages"]))
   se_ratio = c.pos_num(d.get("se_ratio", 0.25), "se_ratio")
@@ -312,11 +354,14 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
       name=d["name"],
       version=c.pos_int(d["version"], "version"),
       description=str(d.get("description", "")).strip(),
-      input_channels=c.pos_int(d.get("input_channels", 3), "input_channels"),
-      num_classes=c.pos_int(d.get("num_classes", 1000), "num_classes"),
+      input_channels=c.bounded(d.get("input_channels", 3), "input_channels",
+                               "input_channels"),
+      num_classes=c.bounded(d.get("num_classes", 1000), "num_classes",
+                            "num_classes"),
       channel_divisor=divisor,
       se_ratio=se_ratio,
-      resolutions=c.choices(d["resolutions"], "resolutions", c.pos_int),
+      resolutions=c.choices(d["resolutions"], "resolutions",
+                            lambda v, k: c.bounded(v, k, "resolution")),
       stem=stem, stages=stages, head=head, path=path)
 
 
@@ -324,11 +369,15 @@ def load(name_or_path: str | os.PathLike[str]) -> SearchSpace:
   """Loads a space by shipped name ('mobilenetv3') or by file path."""
   path = resources.resolve(name_or_path, "search_spaces", (".yaml", ".yml"))
   if not path.is_file():
+    names = list_spaces()
+    close = difflib.get_close_matches(str(name_or_path), names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
     raise errors.SpaceError(
         f"{name_or_path}: no such search space file or shipped space; "
-        f"shipped spaces: {', '.join(list_spaces())}")
+        f"{hint}shipped spaces: {', '.join(names)}")
+  text = errors.read_text(path, what="search space file")
   try:
-    d = yaml.safe_load(path.read_text())
+    d = yaml.safe_load(text)
   except yaml.YAMLError as e:
     mark = getattr(e, "problem_mark", None)
     at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

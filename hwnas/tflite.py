@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from hwnas import errors
+from hwnas import chatter, errors
 
 _FLOAT_TYPES = ("FLOAT16", "FLOAT32", "FLOAT64", "BFLOAT16")
 
@@ -38,7 +38,8 @@ _FLOAT_TYPES = ("FLOAT16", "FLOAT32", "FLOAT64", "BFLOAT16")
 def _tf():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with chatter.native():  # import-time I0000/W0000 lines
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ModuleNotFoundError:
     raise errors.HwnasError(
         "TFLite export needs TensorFlow, which is not installed; fix: pip "
@@ -106,7 +107,8 @@ def convert(fn: Callable[[Any], Any], input_shape: tuple[int, ...], *,
     # Harmless on full-int8 conversion (FINDINGS G19).
     warnings.filterwarnings(
         "ignore", message=".*Statistics for quantized inputs.*")
-    return bytes(converter.convert())
+    with chatter.native():  # a `fully_quantize: ...` line per call
+      return bytes(converter.convert())
 
 
 def save_saved_model(fn: Callable[[Any], Any], input_shape: tuple[int, ...],

@@ -306,19 +306,20 @@ def _checkpoint_manager(workdir: pathlib.Path):
       options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
 
 
-def _restore_latest(mngr, state: State) -> State:
+def _restore_latest(mngr, state: State, *, fallback: bool = True) -> State:
+  """The newest intact checkpoint (checksums verified; see
+  `hwnas.supernet.checkpoint.restore`), or `state` if there is none."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  step = mngr.latest_step()
-  if step is None:
-    return state
+  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  restored, _ = checkpoint.restore(mngr, abstract, fallback=fallback)
+  return state if restored is None else restored
 
 
 def _save(mngr, state: State, step: int) -> None:
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
   if mngr.latest_step() != step:
-    mngr.save(step, args=ocp.args.StandardSave(state))
+    checkpoint.save(mngr, step, state)  # waits, then records checksums
 
 
 # --------------------------------------------------------------- train --
@@ -374,7 +375,11 @@ def train(spec: netspec_lib.NetSpec, config: TrainConfig,
     netspec_lib.save(spec, workdir / "netspec.json")
   graphdef, state = initial_state(model, config)
   mngr = _checkpoint_manager(workdir)
-  state = _restore_latest(mngr, state)
+  try:
+    state = _restore_latest(mngr, state)
+  except BaseException:
+    mngr.close()  # stops Orbax's threads before the error is shown
+    raise
   mesh = _data_mesh(config.batch_size)
   state = jax.device_put(state, jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec()))
@@ -483,6 +488,8 @@ def restore(workdir: str | pathlib.Path) -> Network:
   mngr = _checkpoint_manager(workdir)
   if mngr.latest_step() is None:
     raise HwnasError(f"{workdir / 'checkpoints'}: no checkpoint; train first")
-  state = _restore_latest(mngr, state)
-  mngr.close()
+  try:
+    state = _restore_latest(mngr, state, fallback=False)
+  finally:
+    mngr.close()
   return nnx.merge(graphdef, state["params"], state["rest"])

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
       description="Hardware-aware neural architecture search in JAX.")
   parser.add_argument("--version", action="version",
                       version=f"hwnas {__version__}")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show TensorFlow/absl/converter logs (hidden by "
+                      "default); may also follow the command")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   sub.required = True
   for group in GROUPS:
@@ -49,15 +52,28 @@ def _config_overrides(argv: list[str]) -> list[str]:
   return out
 
 
+def _verbosity(argv: list[str]) -> list[str]:
+  """`--verbose` anywhere shows TF/absl/converter logs (filtered by
+  default, see `hwnas.chatter`); returns argv without it."""
+  from hwnas import chatter  # pylint: disable=g-import-not-at-top
+  chatter.set_verbose("--verbose" in argv or chatter.verbose())
+  return [a for a in argv if a != "--verbose"]
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   argv = _config_overrides(list(sys.argv[1:] if argv is None else argv))
+  argv = _verbosity(argv)
   args = parser.parse_args(argv)
   try:
     return int(args.func(args) or 0)
   except errors.HwnasError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except BrokenPipeError:   # `hwnas ... | head`: the reader has gone
+    import os  # pylint: disable=g-import-not-at-top
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
   except KeyboardInterrupt:
     print("interrupted; finished work is saved in the workdir",
           file=sys.stderr)

@@ -19,7 +19,13 @@ def register(sub) -> None:
   q = s.add_parser("sample", help="print a random architecture as JSON")
   q.add_argument("--space", required=True)
   q.add_argument("--seed", type=int, default=0)
-  q.add_argument("--out", help="also write the JSON to this file")
+  g = q.add_mutually_exclusive_group()
+  g.add_argument("--largest", action="store_true",
+                 help="the space's largest architecture instead")
+  g.add_argument("--smallest", action="store_true",
+                 help="the space's smallest architecture instead")
+  q.add_argument("--out", help="write the JSON to this file (instead of "
+                 "printing it)")
   q.set_defaults(func=_sample)
   q = s.add_parser("stats", help="MACs, params and a per-layer table")
   q.add_argument("arch", nargs="?",
@@ -37,11 +43,15 @@ def register(sub) -> None:
 
 def _sample(args) -> int:
   space = space_lib.load(args.space)
-  a = arch_lib.sample(np.random.default_rng(args.seed), space)
-  text = arch_lib.to_json(a, indent=1)
+  a = (arch_lib.largest(space) if args.largest else
+       arch_lib.smallest(space) if args.smallest else
+       arch_lib.sample(np.random.default_rng(args.seed), space))
+  text = arch_lib.to_json(a, indent=1, space=space)
   if args.out:
     pathlib.Path(args.out).write_text(text + "\n")
-  print(text)
+    print(f"wrote {args.out}: {arch_lib.to_string(a)}")
+  else:
+    print(text)
   return 0
 
 
@@ -58,7 +68,7 @@ def load_spec(path: str | None, *, reference: str | None = None,
   if not p.is_file():
     raise errors.HwnasError(f"{p}: no such file")
   try:
-    d = json.loads(p.read_text())
+    d = json.loads(errors.read_text(p, what="architecture JSON file"))
   except json.JSONDecodeError as e:
     raise errors.HwnasError(f"{p}: invalid JSON ({e})") from None
   if isinstance(d, dict) and ("layers" in d or "netspec" in d):
@@ -69,7 +79,7 @@ def load_spec(path: str | None, *, reference: str | None = None,
       spec = netspec.with_num_classes(spec, num_classes)
     return spec
   a = arch_lib.from_dict(d, where=str(p))
-  sp = space_lib.load(space or a.space)
+  sp = space_lib.load(arch_lib.space_source(d, space, where=str(p)))
   if resolution:
     import dataclasses
     a = dataclasses.replace(a, resolution=resolution)

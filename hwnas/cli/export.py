@@ -85,7 +85,7 @@ def _export(args) -> int:
     arch = None
     if args.arch:
       arch = arch_lib.load(args.arch)
-      space = space_lib.load(arch.space)
+      space = space_lib.load(arch_lib.space_of_file(args.arch))
       arch_lib.validate(space, arch)
       spec = arch_lib.decode(space, arch)
       source = {"kind": "arch", "description": f"{args.arch} ({space.name})"}

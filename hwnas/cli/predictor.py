@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from hwnas import errors
 
@@ -46,7 +47,28 @@ def _supernet_pairs(args, space):
   archs = list(dict.fromkeys(arch_lib.sample(rng, space)
                              for _ in range(args.samples)))
   evaluate_fn = make_supernet_evaluator(args.supernet, space)
-  return archs, [float(x) for x in evaluate_fn(archs)]
+  return archs, _evaluate_with_progress(evaluate_fn, archs)
+
+
+def _evaluate_with_progress(evaluate_fn, archs, chunk: int = 16):
+  """Supernet accuracies of `archs`, `chunk` at a time under a progress
+  bar (BN recalibration per architecture takes seconds each)."""
+  from rich import progress as rp  # pylint: disable=g-import-not-at-top
+  out = []
+  with rp.Progress(rp.TextColumn("supernet eval"), rp.BarColumn(),
+                   rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
+                   rp.TimeRemainingColumn(),
+                   disable=not sys.stderr.isatty()) as bar:
+    task = bar.add_task("eval", total=len(archs))
+    for i in range(0, len(archs), chunk):
+      out += [float(x) for x in evaluate_fn(archs[i:i + chunk])]
+      bar.update(task, completed=len(out))
+  return out
+
+
+# Held-out Spearman below this ranks architectures too poorly to steer a
+# search (a wrong pick among close candidates is then likely).
+LOW_SPEARMAN = 0.8
 
 
 def _print_metrics(m) -> None:
@@ -60,6 +82,8 @@ def _train(args) -> int:
   space = space_lib.load(args.space)
   archs, accs = predictor.pairs_from_history(args.history, space)
   if args.supernet and args.samples:
+    print(f"evaluating {args.samples} random architectures with the "
+          f"supernet {args.supernet} ...", flush=True)
     a, y = _supernet_pairs(args, space)
     archs, accs = archs + a, accs + y
   if not archs:
@@ -70,6 +94,8 @@ def _train(args) -> int:
   except ValueError:
     raise errors.HwnasError(f"--hidden {args.hidden!r}: expected "
                             "comma-separated integers, e.g. 128,128") from None
+  print(f"training the predictor on {len(archs)} architectures "
+        f"({args.steps} steps, ensemble {args.ensemble}) ...", flush=True)
   p = predictor.train(space, archs, accs, seed=args.seed, hidden=hidden,
                       ensemble=args.ensemble, steps=args.steps,
                       learning_rate=args.learning_rate,
@@ -82,6 +108,12 @@ def _train(args) -> int:
   if "heldout" in p.metrics:
     print("held-out:")
     _print_metrics(p.metrics["heldout"])
+    rho = p.metrics["heldout"]["spearman"]
+    if not rho >= LOW_SPEARMAN:
+      print(f"warning: held-out Spearman {rho:.3f} is below "
+            f"{LOW_SPEARMAN}: the predictor ranks architectures poorly; add "
+            "data (more --samples or --history) or use --evaluator "
+            "supernet", file=sys.stderr)
   return 0
 
 

@@ -183,6 +183,8 @@ class _Lazy:
 def _search(args) -> int:
   from hwnas import space as space_lib
   from hwnas.search import run
+  if args.eval_batch_size is not None:
+    errors.positive(args.eval_batch_size, "--eval-batch-size")
   space = space_lib.load(args.space)
   if not args.table and not args.cost:
     raise errors.HwnasError("give a latency table (--table T) or a cost "
@@ -205,13 +207,16 @@ def _search(args) -> int:
                       "batch_size", "statistic") if k in t.header}}
     references = _references(t, args.reference, space)
   evaluate_fn = _evaluator(args, space)
-  result = run(space, evaluate_fn, costs, budget=args.budget,
-               workdir=args.workdir, objective=args.objective,
-               target=target, seed=args.seed, algorithm=args.algorithm,
-               population=args.population, mutation_prob=args.mutation_prob,
-               reward_weight=args.reward_weight,
-               eval_batch_size=args.eval_batch_size, provenance=provenance,
-               references=references, progress=not args.no_progress)
+  from hwnas import workdir  # pylint: disable=g-import-not-at-top
+  with workdir.lock(args.workdir):  # one search per workdir
+    result = run(space, evaluate_fn, costs, budget=args.budget,
+                 workdir=args.workdir, objective=args.objective,
+                 target=target, seed=args.seed, algorithm=args.algorithm,
+                 population=args.population,
+                 mutation_prob=args.mutation_prob,
+                 reward_weight=args.reward_weight,
+                 eval_batch_size=args.eval_batch_size, provenance=provenance,
+                 references=references, progress=not args.no_progress)
   if args.no_progress and result.best is not None:
     print(f"best: accuracy {result.best.accuracy:.4f}, "
           f"{dict(result.best.costs)} ({args.workdir}/best.json)")

@@ -93,6 +93,8 @@ def register(sub) -> None:
   q.add_argument("--device", default="unknown (imported)")
   q.add_argument("--precision", default="float32",
                  choices=["float32", "int8"])
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace an existing --out table")
   q.set_defaults(func=_import)
 
   q = t.add_parser("show", help="header and a summary of a table")
@@ -120,14 +122,33 @@ def _options(args) -> dict:
 
 
 def _measure(args) -> int:
+  from hwnas import errors, workdir
   from hwnas import space as space_lib
   from hwnas.latency import measure
+  for flag in ("batch_size", "repeats", "rounds", "chunk"):
+    errors.positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+  errors.positive(args.warmup, "--warmup", zero_ok=True)
+  errors.positive(args.threads, "--threads", zero_ok=True)
+  if args.max_entries is not None:
+    errors.positive(args.max_entries, "--max-entries")
   s = space_lib.load(args.space)
+  with workdir.lock_file(args.out):
+    return _measure_locked(args, s, measure)
+
+
+def _measure_locked(args, s, measure) -> int:
+  from hwnas.latency import load_table
+  if pathlib.Path(args.out).is_file():
+    spaces = load_table(args.out).header["spaces"]
+    if s.id not in spaces:
+      print(f"note: {args.out} covers {', '.join(spaces)}; adding space "
+            f"{s.id} (entries of layers both spaces share are reused: a "
+            "layer's latency does not depend on the space)")
   r = measure.measure_space(
       s, args.backend, args.out, resolutions=args.resolutions,
       batch_size=args.batch_size, threads=args.threads, warmup=args.warmup,
       repeats=args.repeats, seed=args.seed, timer=args.timer,
-      max_entries=args.max_entries,
+      max_entries=args.max_entries, rounds=args.rounds, chunk=args.chunk,
       progress=not args.no_progress, backend_options=_options(args),
       command="hwnas " + " ".join(sys.argv[1:]))
   if r.table is None:
@@ -167,19 +188,45 @@ def _check(args) -> int:
   if len(cov["missing"]) > args.limit:
     print(f"  ... {len(cov['missing']) - args.limit} more (--limit N or "
           "--json)")
-  if t.provenance["kind"] == "measured":
+  from hwnas.latency import table as tbl
+  if not tbl.covers_space(t, s.name):
+    print(f"note: {tbl.wrong_space_message(t, s.name)}")
+  if t.provenance["kind"] == "measured" and not _shipped(t.path):
     print(f"fix: hwnas table measure --space {args.space} --backend "
           f"{t.backend} --out {t.path} (adds only what is missing)")
+  elif t.provenance["kind"] == "measured":
+    name = pathlib.Path(t.path).name
+    print(f"fix: copy the shipped table and extend the copy (adds only what "
+          f"is missing): cp {t.path} {name} && hwnas table measure --space "
+          f"{args.space} --backend {t.backend} --out {name}")
   else:
     print(f"fix: measure a table: hwnas table measure --space {args.space} "
           "--backend xla|litert|litert-int8|edgetpu --out NEW.json")
   return 1
 
 
+def _shipped(path: str) -> bool:
+  """A table inside the installed package (shipped or site-packages): never
+  a place to write to."""
+  from hwnas import resources
+  p = pathlib.Path(path).resolve()
+  roots = [resources.latency_tables_dir().resolve(),
+           pathlib.Path(__file__).resolve().parents[1]]
+  return "site-packages" in p.parts or any(
+      r == p or r in p.parents for r in roots)
+
+
 def _validate(args) -> int:
   import numpy as np
+  from hwnas import errors
   from hwnas import space as space_lib
   from hwnas.latency import fidelity, load_table
+  errors.positive(args.samples, "--samples")
+  errors.positive(args.repeats, "--repeats")
+  errors.positive(args.warmup, "--warmup", zero_ok=True)
+  errors.positive(args.chunk, "--chunk", zero_ok=True)
+  if args.rounds is not None:
+    errors.positive(args.rounds, "--rounds")
   t = load_table(args.table)
   s = space_lib.load(args.space)
   plot = args.plot or str(pathlib.Path(t.path).with_suffix(".fidelity.png"))
@@ -189,6 +236,7 @@ def _validate(args) -> int:
       fit_calibration=args.fit_calibration, plot_path=plot, progress=True,
       rounds=args.rounds, chunk=args.chunk)
   print(fidelity.format_report(rep))
+  _warn_high_mape(rep, args)
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))
   if args.fit_calibration or args.out:
@@ -196,6 +244,23 @@ def _validate(args) -> int:
     fidelity.store(t, rep).save(out)
     print(f"stored calibration and fidelity summary in {out}")
   return 0
+
+
+# Above this validation error a table's sums do not describe whole networks
+# well enough to rank close candidates.
+HIGH_MAPE_PCT = 25.0
+
+
+def _warn_high_mape(rep, args) -> None:
+  m = (rep.holdout_after if rep.calibration else rep.metrics)["mape_pct"]
+  if m <= HIGH_MAPE_PCT:
+    return
+  print(f"warning: MAPE {m:.0f}% is high (> {HIGH_MAPE_PCT:.0f}%): the "
+        "table's layer sums do not predict whole networks well. On a shared "
+        "machine re-measure with --timer cpu and more --rounds; fit "
+        "measured ~ a*sum + b with `hwnas table validate --fit-calibration`;"
+        f" and validate on an idle machine (`--table {args.table}`)",
+        file=sys.stderr)
 
 
 def _retime(args) -> int:
@@ -208,8 +273,12 @@ def _retime(args) -> int:
 
 
 def _import(args) -> int:
+  from hwnas import errors
   from hwnas import space as space_lib
   from hwnas.latency import ofa_import
+  if pathlib.Path(args.out).exists() and not args.overwrite:
+    raise errors.HwnasError(f"--out {args.out}: exists; pass --overwrite to "
+                            "replace it, or write to another --out")
   s = space_lib.load(args.space)
   r = ofa_import.import_ofa(args.file, s, device=args.device,
                             precision=args.precision)

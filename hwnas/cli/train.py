@@ -71,7 +71,7 @@ def load_config(path: str | None, overrides: dict[str, object]):
     p = pathlib.Path(path)
     if not p.is_file():
       raise errors.HwnasError(f"{p}: no such config file")
-    values = yaml.safe_load(p.read_text()) or {}
+    values = yaml.safe_load(errors.read_text(p, what="config file")) or {}
     if not isinstance(values, dict):
       raise errors.HwnasError(f"{p}: expected a mapping of TrainConfig keys")
     known = {f.name for f in dataclasses.fields(train_standalone.TrainConfig)}
@@ -92,7 +92,7 @@ def load_arch_and_spec(path: str | None, *, reference: str | None,
                             resolution=resolution)
   if not path:
     return None, spec
-  d = json.loads(pathlib.Path(path).read_text())
+  d = json.loads(errors.read_text(path, what="architecture JSON file"))
   if isinstance(d, dict) and ("layers" in d or "netspec" in d):
     return None, spec
   a = arch_lib.from_dict(d, where=str(path))
@@ -107,14 +107,19 @@ def _train(args) -> int:
   if args.no_augment:
     overrides["augment"] = False
   config = load_config(args.config, overrides)
+  for key in ("steps", "batch_size", "eval_batch_size", "log_every",
+              "checkpoint_every"):
+    errors.positive(getattr(config, key), "--" + key.replace("_", "-"))
   arch, spec = load_arch_and_spec(args.arch, reference=args.reference,
                                   space=args.space,
                                   resolution=config.resolution)
   print(f"training {spec.name} on {config.dataset} for {config.steps} steps "
         f"(init {config.init}) in {args.workdir}")
-  result = train_standalone.train(
-      spec, config, args.workdir, arch=arch,
-      progress=not args.no_progress and sys.stderr.isatty())
+  from hwnas import workdir  # pylint: disable=g-import-not-at-top
+  with workdir.lock(args.workdir):  # one training run per workdir
+    result = train_standalone.train(
+        spec, config, args.workdir, arch=arch,
+        progress=not args.no_progress and sys.stderr.isatty())
   print(f"step {result['step']}: val accuracy "
         f"{result.get('val/accuracy', float('nan')):.4f}, test accuracy "
         f"{result['test/accuracy']:.4f} ({result['num_params']} params); "

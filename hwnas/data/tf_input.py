@@ -31,6 +31,7 @@ only its own shard (tfds `even_splits`, `Dataset.shard` for folders).
 from __future__ import annotations
 
 import pathlib
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,9 +78,12 @@ def _builder(name: str, data_dir: str | None, manual_dir: str | None) -> Any:
       f"{where}: not prepared in {builder.data_dir_root} (hwnas never "
       "downloads); on a machine with internet run `python -c \"import "
       f"tensorflow_datasets as t; t.builder('{name}').download_and_prepare()"
-      "\"`, copy ~/tensorflow_datasets here or pass --data-dir DIR"
-      + (", or --manual-dir DIR" if builder.MANUAL_DOWNLOAD_INSTRUCTIONS
-         else ""))
+      "\"`, then copy ~/tensorflow_datasets here or point to it with "
+      "`--set data_dir=DIR` (supernet train) or `--data-dir DIR` (hwnas "
+      "train)" + (
+          "; or prepare it from the manual download with `--set "
+          "manual_dir=DIR` / `--manual-dir DIR`"
+          if builder.MANUAL_DOWNLOAD_INSTRUCTIONS else ""))
 
 
 def _count(builder: Any, split: str) -> int:
@@ -131,16 +135,29 @@ def load_tfds(name: str, *, val_fraction: float, data_dir: str | None,
   return core.Dataset(info=info, splits=splits)
 
 
-def _class_files(split_dir: pathlib.Path,
-                 classes: list[str]) -> tuple[list[str], list[int]]:
+def _class_files(split_dir: pathlib.Path, classes: list[str], where: str
+                 ) -> tuple[list[str], list[int]]:
+  """Image paths and labels of one split; an empty class folder warns, a
+  zero-byte image fails (naming it)."""
   paths, labels = [], []
   for label, cls in enumerate(classes):
     d = split_dir / cls
     files = sorted(p for p in d.iterdir()
                    if p.suffix.lower() in _IMAGE_SUFFIXES) if d.is_dir() else []
+    if not files and d.is_dir():
+      print(f"warning: {where}: class folder {d} has no images "
+            f"({', '.join(_IMAGE_SUFFIXES)})", file=sys.stderr)
+    for f in files:
+      if f.stat().st_size == 0:
+        raise HwnasError(f"{where}: {f} is an empty (zero-byte) image; "
+                         "delete or replace it")
     paths += [str(p) for p in files]
     labels += [label] * len(files)
   return paths, labels
+
+
+def _class_dirs(split_dir: pathlib.Path) -> list[str]:
+  return sorted(p.name for p in split_dir.iterdir() if p.is_dir())
 
 
 def load_folder(path: str, *, val_fraction: float,
@@ -151,14 +168,23 @@ def load_folder(path: str, *, val_fraction: float,
   if not (root / "train").is_dir():
     raise HwnasError(f"{where}: no folder {root / 'train'}; expected "
                      "train/<class>/*.png|jpg (and optionally test/<class>/)")
-  classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-  paths, labels = _class_files(root / "train", classes)
+  classes = _class_dirs(root / "train")
+  paths, labels = _class_files(root / "train", classes, where)
   if not paths:
     raise HwnasError(f"{where}: no images (.png/.jpg) in {root / 'train'}"
                      "/<class>/; put each class's images in its own folder")
+  if len(classes) == 1:
+    raise HwnasError(f"{where}: only one class folder "
+                     f"({root / 'train' / classes[0]}); a classifier needs "
+                     "at least two, one folder per class")
   paths, labels = np.asarray(paths), np.asarray(labels, np.int32)
   if (root / "test").is_dir():
-    tp, tl = _class_files(root / "test", classes)
+    extra = sorted(set(_class_dirs(root / "test")) - set(classes))
+    if extra:
+      raise HwnasError(f"{where}: class {root / 'test' / extra[0]} is not in "
+                       f"{root / 'train'}; every test class needs training "
+                       "images (same folder names)")
+    tp, tl = _class_files(root / "test", classes, where)
     test = (np.asarray(tp), np.asarray(tl, np.int32))
     pool = np.arange(len(paths))
   else:
@@ -197,6 +223,7 @@ def _folder_make(paths: np.ndarray, labels: np.ndarray):
     if process_count > 1:
       ds = ds.shard(process_count, process_index)
     return ds.map(lambda p, y: {"image": tf.io.read_file(p), "label": y})
+  make.paths = paths  # to name an image that cannot be decoded
   return make
 
 
@@ -273,7 +300,28 @@ def batches(split: core.TfSplit, info: core.DatasetInfo, *, batch_size: int,
   opts = tf.data.Options()
   opts.deterministic = True
   ds = ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
-  yield from ds.as_numpy_iterator()
+  try:
+    yield from ds.as_numpy_iterator()
+  except tf.errors.InvalidArgumentError as e:
+    bad = _undecodable(getattr(split.make, "paths", ()))
+    first = (str(e.message).strip().splitlines() or ["?"])[0][:160]
+    raise HwnasError(
+        f"{info.name}: " + (f"{bad} cannot be decoded as an image; delete "
+                            "or replace it" if bad else
+                            f"an image cannot be decoded ({first})")
+    ) from None
+
+
+def _undecodable(paths) -> str | None:
+  """The first of `paths` that TF cannot decode (searched on error only)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  for p in paths:
+    try:
+      tf.io.decode_image(tf.io.read_file(str(p)), channels=3,
+                         expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+      return str(p)
+  return None
 
 
 def _pad_batch(tf: Any, batch: dict[str, Any], size: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pathlib
 
 import jax
 
-from hwnas import errors, netspec
+from hwnas import errors, netspec, workdir
 from hwnas.netspec import NetSpec
 
 FLAX_DIR = "flax"
@@ -30,6 +30,7 @@ def save_flax(model, directory: str | os.PathLike[str]) -> pathlib.Path:
   checkpointer.save(path, nnx.to_pure_dict(nnx.state(model)))
   checkpointer.wait_until_finished()
   checkpointer.close()
+  workdir.write_checksums(path)  # verified by restore_flax
   return path
 
 
@@ -44,6 +45,10 @@ def restore_flax(model, checkpoint: str | os.PathLike[str]) -> None:
   path = pathlib.Path(checkpoint).absolute()
   if not path.is_dir():
     raise errors.HwnasError(f"{path}: no such Flax checkpoint directory")
+  problem = workdir.verify(path) if workdir.has_checksums(path) else None
+  if problem is not None:
+    raise errors.HwnasError(f"{path}: Flax checkpoint {problem}; export "
+                            "again (`hwnas export`)")
   state = nnx.state(model)
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                         nnx.to_pure_dict(state))
@@ -51,6 +56,7 @@ def restore_flax(model, checkpoint: str | os.PathLike[str]) -> None:
   try:
     restored = checkpointer.restore(path, target)
   except Exception as e:  # orbax raises many types for bad checkpoints
+    workdir.ignore_closed_event_loop()
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     raise errors.HwnasError(
         f"{path}: cannot restore the Flax checkpoint ({first}); fix: point "

@@ -85,10 +85,22 @@ def _read_journal(path: pathlib.Path, settings: dict[str, Any]
   return out
 
 
+def _meaning(fields: dict[str, Any], options: dict[str, Any]
+             ) -> dict[str, Any]:
+  """Settings besides timing that change what an entry means: the device
+  (for the Edge TPU model it names the link and clock) and the backend
+  options (link=, clock=, ...); part of every resume check."""
+  return {"device": fields.get("device"),
+          "options": {k: str(v) for k, v in sorted(options.items())}}
+
+
 def _check_settings(old: dict[str, Any], new: dict[str, Any],
                     where: pathlib.Path | str,
-                    keys: tuple[str, ...] = _SETTINGS) -> None:
+                    keys: tuple[str, ...] = _SETTINGS + ("device", "options")
+                    ) -> None:
   for k in keys:
+    if k in ("device", "options") and k not in old:
+      continue  # a journal of an older hwnas did not record them
     if old.get(k) != new.get(k):
       raise errors.HwnasError(
           f"{where}: was measured with {k}={old.get(k)!r} but this run uses "
@@ -150,12 +162,17 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     raise errors.HwnasError(
         f"--resolutions {bad} not in space {space.id}; allowed: "
         f"{list(space.resolutions)}")
+  opts = dict(backend_options or {})
+  if timer != "wall":
+    opts["timer"] = timer   # plug-in backends need not know the option
   be = _backend(backend, threads, seed, timer, backend_options)
+  fields = be.header_fields()
   settings = {"backend": be.name, "precision": be.precision,
               "batch_size": batch_size, "threads": threads,
               "warmup": warmup, "repeats": repeats,
               "timer": getattr(be, "timer", timer),
-              "rounds": rounds if hasattr(be, "prepare_layer") else 1}
+              "rounds": rounds if hasattr(be, "prepare_layer") else 1,
+              **_meaning(fields, opts)}
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done, old = _resume(be, out, jpath, settings)
@@ -164,7 +181,6 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   todo = [l for l in todo_layers if l.key() not in done]
   reused = len(todo_layers) - len(todo)
   load_start = load_note()
-  fields = be.header_fields()
   limit = len(todo) if max_entries is None else min(len(todo), max_entries)
   with _progress(progress) as bar:
     task = bar.add_task(f"{be.name} {space.id}", total=len(todo_layers),
@@ -180,7 +196,8 @@ def measure_space(space: SearchSpace, backend: str | Backend,
       bar.advance(task, len(group))
   if limit < len(todo):
     return MeasureResult(None, limit, reused, len(todo) - limit, jpath)
-  if old is not None and set(done) == set(old.entries):
+  if old is not None and set(done) == set(old.entries) and (
+      set(res) <= set(old.header.get("resolutions", {}).get(space.id, ()))):
     jpath.unlink(missing_ok=True)   # nothing new: keep the table as it is
     return MeasureResult(old, 0, reused, 0, jpath)
   table = _finish(space, be, fields, settings, done, old, res, out,
@@ -218,8 +235,8 @@ def _resume(be: Backend, out: pathlib.Path, jpath: pathlib.Path,
     old = tbl.load_table(out)
     # Timing settings only bind measured tables (estimates time nothing).
     _check_settings(old.header, settings, out,
-                    _SETTINGS if old.provenance["kind"] == "measured" else
-                    ("backend", "precision", "batch_size"))
+                    (_SETTINGS if old.provenance["kind"] == "measured" else
+                     ("backend", "precision", "batch_size")) + ("device",))
     for k, e in old.entries.items():
       done.setdefault(k, e)
   if not jpath.is_file():

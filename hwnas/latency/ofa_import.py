@@ -23,6 +23,7 @@ the entries' extras. Keys that cannot be mapped are reported with why.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
 import re
@@ -54,9 +55,25 @@ class _Unmapped(Exception):
 
 def _shape(text: str) -> tuple[int, ...]:
   try:
-    return tuple(int(x) for x in text.split("x"))
+    shape = tuple(int(x) for x in text.split("x"))
   except ValueError:
     raise _Unmapped(f"bad shape {text!r}") from None
+  if len(shape) not in (1, 3) or min(shape) < 1:
+    raise _Unmapped(f"bad shape {text!r}: expected HxWxC (or C) of positive "
+                    "integers")
+  return shape
+
+
+def _number(name: str, text: str) -> float | int:
+  """A key field's value: a finite positive number (`expand`) or a
+  non-negative integer (the others); _Unmapped otherwise."""
+  try:
+    v = float(text) if name == "expand" else int(text)
+  except ValueError:
+    raise _Unmapped(f"{name}:{text} is not a number") from None
+  if not math.isfinite(v) or v < 0 or (name == "expand" and v == 0):
+    raise _Unmapped(f"{name}:{text} is not a finite positive number")
+  return v
 
 
 def parse_key(key: str) -> tuple[str, dict[str, Any]]:
@@ -68,8 +85,8 @@ def parse_key(key: str) -> tuple[str, dict[str, Any]]:
     if not m:
       raise _Unmapped(f"unknown field {p!r}")
     name, value = m.groups()
-    fields[name] = _shape(value) if name in ("input", "output") else (
-        float(value) if name == "expand" else int(value))
+    fields[name] = (_shape(value) if name in ("input", "output") else
+                    _number(name, value))
   if "input" not in fields or "output" not in fields:
     raise _Unmapped("no input:/output: shape")
   return parts[0], fields
@@ -138,6 +155,10 @@ def _block(space: SearchSpace, f: dict[str, Any]) -> Layer:
 def map_key(space: SearchSpace, key: str) -> list[tuple[Layer, dict]]:
   """The (Layer, extras) entries one OFA key becomes (raises _Unmapped)."""
   kind, f = parse_key(key)
+  for k in ("input", "output"):
+    if len(f[k]) != 3 and not (k == "output" and kind == "Logits"):
+      raise _Unmapped(f"bad shape {k}:{'x'.join(map(str, f[k]))}: expected "
+                      "HxWxC")
   cin, h = f["input"][-1], f["input"][0]
   cout = f["output"][-1]
   if kind == "expanded_conv":
@@ -176,7 +197,7 @@ def import_ofa(path: str | os.PathLike[str], space: SearchSpace, *,
   if not p.is_file():
     raise errors.HwnasError(f"{p}: no such file to import")
   try:
-    d = yaml.safe_load(p.read_text())
+    d = yaml.safe_load(errors.read_text(p, what="OFA latency YAML"))
   except yaml.YAMLError as e:
     raise errors.HwnasError(f"{p}: not valid YAML ({str(e).splitlines()[0]})"
                             ) from None
@@ -189,14 +210,16 @@ def import_ofa(path: str | os.PathLike[str], space: SearchSpace, *,
     try:
       mean = value.get("mean") if isinstance(value, dict) else None
       if not isinstance(mean, (int, float)) or isinstance(mean, bool) or (
-          mean < 0):
-        raise _Unmapped(f"no non-negative numeric 'mean' (got {value!r})")
+          not math.isfinite(mean) or mean < 0):
+        raise _Unmapped(f"no finite non-negative numeric 'mean' (got "
+                        f"{value!r})")
       count = value.get("count", 0)
       for layer, extras in map_key(space, str(key)):
         ms = 0.0 if extras.get("ofa_zero") else float(mean)
         ex = {"ofa_key": str(key), **{k: v for k, v in extras.items()
                                       if v not in ("", None)}}
-        if "std" in value and not extras.get("ofa_zero"):
+        if "std" in value and not extras.get("ofa_zero") and isinstance(
+            value["std"], (int, float)) and math.isfinite(value["std"]):
           ex["std_ms"] = value["std"]
         entries.setdefault(layer.key(), tbl.Entry(
             layer, ms, None, None, count if isinstance(count, int) else 0,

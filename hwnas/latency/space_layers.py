@@ -184,6 +184,14 @@ class _Plan:
     w0 = space.stages[-1].widths[0]
     self.fixed_layers = 1 + len(head_layers(space, 1, w0))  # stem + head
 
+  def complete(self) -> bool:
+    """Whether the table has an entry for every layer of the space."""
+    return (len(self.stem) == len(self.stem_layer) and
+            len(self.head) == len(self.head_layers) and
+            all(len(b) == len(l) for bs, ls in zip(self.blocks,
+                                                   self.block_layers)
+                for b, l in zip(bs, ls)))
+
   def layer_sum(self, a: ArchChoice) -> tuple[float, int]:
     """(sum of entries, number of layers); KeyError when one is missing
     (callers fall back to the slow path for the error)."""
@@ -225,6 +233,9 @@ class _Plan:
                    sp.input_channels, tuple(layers))
 
 
+_INF = float("inf")
+
+
 def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
                  ) -> Callable[[ArchChoice], float]:
   """`fn(arch) -> ms` for search: the table's prediction of `decode(arch)`.
@@ -235,7 +246,10 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
   missing entry or an architecture outside the space raises
   the same one-line HwnasError as `table.predict(decode(space, arch))`.
   """
+  from hwnas.latency import table as tbl  # pylint: disable=g-import-not-at-top
   plan = _Plan(table, space)
+  if not tbl.covers_space(table, space.name) and not plan.complete():
+    raise tbl.TableError(tbl.wrong_space_message(table, space.name))
   slow = lambda a: table.predict(arch_lib.decode(space, a))
   if table.network_model is not None:
     cache: dict[ArchChoice, float] = {}
@@ -266,7 +280,10 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
       total, n = plan.layer_sum(a)
     except (KeyError, IndexError, TypeError):
       return slow(a)  # raises a clear error (or covers odd input)
-    return a_ * total + b_ + c_ * n
+    ms = a_ * total + b_ + c_ * n
+    if not 0 <= ms < _INF:  # also NaN
+      tbl.checked_ms(table, ms, arch_lib.to_string(a))
+    return ms
   return fast
 
 

@@ -55,7 +55,7 @@ import pathlib
 import types
 from typing import Any, Iterable, Mapping
 
-from hwnas import resources
+from hwnas import errors, resources
 from hwnas.latency.table_schema import (  # the format, validated there
     SCHEMA, Entry, TableError, _cell, _fail, _validate_header,
     network_model_kind, parse_entry)
@@ -132,7 +132,9 @@ class LatencyTable:
 
   def missing_message(self, missing: list[Layer], what: str = "") -> str:
     """The one-line error for `missing` signatures (with the fix)."""
-    keys = ", ".join(l.key() for l in missing)
+    keys = ", ".join(l.key() for l in missing[:3]) + (
+        f", ... ({len(missing) - 3} more; `hwnas table check` lists them)"
+        if len(missing) > 3 else "")
     return (f"{self.path or '<table>'}: {len(missing)} signature(s) missing"
             f"{' for ' + what if what else ''}: {keys}; measure them with "
             f"`hwnas table measure --space S --backend {self.backend} --out "
@@ -143,6 +145,8 @@ class LatencyTable:
     by = self._by_layer  # type: ignore[attr-defined]
     try:
       return math.fsum(by[l] for l in spec.layers)
+    except OverflowError:
+      return math.inf   # predict/predict_breakdown name the table
     except KeyError:
       raise TableError(self.missing_message(self.missing(spec.layers),
                                              spec.name)) from None
@@ -174,7 +178,7 @@ class LatencyTable:
     total = self.calibrate(self.layer_sum(spec), len(spec.layers))
     if self.network_model is not None:
       total += math.fsum(self.network_terms(spec).values())
-    return total
+    return checked_ms(self, total, spec.name)
 
   def predict_band(self, spec: NetSpec) -> tuple[float, float] | None:
     """(low, high) ms around `predict(spec)`, or None when the table has
@@ -207,7 +211,8 @@ class LatencyTable:
         "calibration": dict(self.calibration) if self.calibration else None,
         "calibrated_ms": calibrated,
         "network_terms_ms": terms,
-        "total_ms": calibrated + math.fsum(terms.values()),
+        "total_ms": checked_ms(self, calibrated + math.fsum(terms.values()),
+                               spec.name),
         "band_ms": self.predict_band(spec),
         "provenance": self.describe(),
     }
@@ -274,6 +279,32 @@ class LatencyTable:
     return LatencyTable(header, dict(self.entries), self.path)
 
 
+def checked_ms(table: LatencyTable, ms: float, what: str) -> float:
+  """`ms` if it is a latency (finite, >= 0), else a TableError: the table's
+  entries or calibration cannot be right."""
+  if math.isfinite(ms) and ms >= 0:
+    return ms
+  raise TableError(
+      f"{table.path or '<table>'}: predicts {ms} ms for {what}: its entries "
+      f"or header.calibration ({dict(table.calibration or {})}) are wrong; "
+      "re-measure the table or fit the calibration again (`hwnas table "
+      "validate --fit-calibration`)")
+
+
+def covers_space(table: LatencyTable, space_name: str) -> bool:
+  """Whether the table's header lists a space of that name."""
+  return space_name in {s.split("@")[0] for s in table.header["spaces"]}
+
+
+def wrong_space_message(table: LatencyTable, space_name: str) -> str:
+  names = sorted({s.split("@")[0] for s in table.header["spaces"]})
+  return (f"{table.path or '<table>'}: this table covers space "
+          f"{', '.join(names) or '(none)'}, not {space_name}; use a table "
+          f"of {space_name} (`hwnas table show` lists the shipped ones) or "
+          f"measure one: hwnas table measure --space {space_name} "
+          f"--backend {table.backend} --out NEW.json")
+
+
 def from_dict(d: Any, *, path: str = "<table>") -> LatencyTable:
   """Validates a parsed table; raises TableError naming file and key."""
   if not isinstance(d, dict):
@@ -320,11 +351,14 @@ def load_table(name_or_path: str | os.PathLike[str]) -> LatencyTable:
   """Loads and validates a table by path or shipped name."""
   p = resolve_table_path(name_or_path)
   if not p.is_file():
+    import difflib  # pylint: disable=g-import-not-at-top
+    close = difflib.get_close_matches(str(name_or_path), list_tables(), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
     shipped = ", ".join(list_tables()) or "none"
     raise TableError(f"{name_or_path}: no such latency table file or "
-                     f"shipped table; shipped tables: {shipped}")
+                     f"shipped table; {hint}shipped tables: {shipped}")
   try:
-    d = json.loads(p.read_text())
+    d = json.loads(errors.read_text(p, what="latency table"))
   except json.JSONDecodeError as e:
     raise TableError(f"{p}: invalid JSON ({e}); fix or re-measure the "
                      "table") from None

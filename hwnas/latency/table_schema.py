@@ -168,6 +168,10 @@ def _validate_calibration(cal: Any, path: str) -> None:
       if not _is_num(cal.get(k)):
         _fail(path, f"header.calibration.{k}", f"must be a number, got "
               f"{cal.get(k)!r}")
+    if cal["a"] <= 0:
+      _fail(path, "header.calibration.a", f"must be positive, got "
+            f"{cal['a']!r} (a slower network would be predicted faster); "
+            "fit it again with `hwnas table validate --fit-calibration`")
 
 
 # ---------------------------------------------------------------- entries --

@@ -103,9 +103,20 @@ def _check_config(workdir: pathlib.Path, config: dict) -> None:
   old = saved["config"]
   for k, v in config.items():
     if old.get(k) != v:
+      key, was, now = _difference(k, old.get(k), v)
       raise errors.HwnasError(
-          f"{workdir / history.STATE}: {k} was {old.get(k)!r}, now {v!r}; "
+          f"{workdir / history.STATE}: {key} was {was!r}, now {now!r}; "
           "resume with the same settings or use a new --workdir")
+
+
+def _difference(key: str, old, new) -> tuple[str, object, object]:
+  """The first differing setting inside nested dicts (named, not dumped)."""
+  while isinstance(old, dict) and isinstance(new, dict):
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not diff:
+      break
+    key, old, new = f"{key}.{diff[0]}", old.get(diff[0]), new.get(diff[0])
+  return key, old, new
 
 
 class _Search:

@@ -33,6 +33,7 @@ from hwnas.errors import HwnasError
 from hwnas.models.standalone import Network
 from hwnas.netspec import NetSpec
 from hwnas.space import SearchSpace
+from hwnas.supernet import checkpoint
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
 
@@ -203,7 +204,6 @@ def load_workdir(workdir: str | os.PathLike[str], *, step: int | None = None
     HwnasError: no config.json, an incomplete one, no checkpoint or a
       corrupt checkpoint (one line naming the path).
   """
-  from hwnas.supernet import checkpoint, loop  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   saved = checkpoint.read_config(workdir)
   try:
@@ -214,21 +214,13 @@ def load_workdir(workdir: str | os.PathLike[str], *, step: int | None = None
     raise HwnasError(f"{workdir / 'config.json'}: missing key {e}; not a "
                      "complete supernet workdir, retrain into a new "
                      "--workdir") from None
-  graphdef, abstract = loop.abstract_state(space, config, num_classes)
-  state = loop.restore_checkpoint(workdir, abstract, step=step)
+  graphdef, abstract = checkpoint.abstract_state(space, config, num_classes)
+  state = checkpoint.restore_checkpoint(workdir, abstract, step=step)
   if state is None:
     raise HwnasError(f"{workdir / 'checkpoints'}: no checkpoint; train the "
                      f"supernet first (`hwnas supernet train --workdir "
                      f"{workdir}`)")
   return space, graphdef, state, config
-
-
-def load_supernet(workdir: str | os.PathLike[str]
-                  ) -> tuple[SearchSpace, model_lib.Supernet,
-                             ml_collections.ConfigDict]:
-  """`(space, Supernet with the trained weights, config)` of a workdir."""
-  space, graphdef, state, config = load_workdir(workdir)
-  return space, train_lib.merge(graphdef, state), config
 
 
 def _check_space(space: SearchSpace, given: SearchSpace | None,

@@ -19,13 +19,14 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas import space as space_lib
+from hwnas import workdir as workdir_lib
 from hwnas.supernet import channels, checkpoint
+from hwnas.supernet.checkpoint import build
 from hwnas.supernet.evaluate import EvalData, evaluate as evaluate_archs
 from hwnas.supernet import model as model_lib, train as train_lib
 
@@ -41,48 +42,28 @@ def data_mesh(batch_size: int) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(devices, ("data",))
 
 
-def build(space: space_lib.SearchSpace, config: ml_collections.ConfigDict,
-          num_classes: int):
-  """(graphdef, initial state, optimiser) of a run."""
-  supernet = model_lib.Supernet(space, rngs=nnx.Rngs(config.seed),
-                                num_classes=num_classes,
-                                depthwise=config.depthwise,
-                                dropout=config.dropout,
-                                kernel_transform=bool(
-                                    config.get("kernel_transform", False)))
-  tx = train_lib.make_optimizer(config, int(config.train.steps))
-  graphdef, state = train_lib.create_state(supernet, tx)
-  return graphdef, state, tx
-
-
-def abstract_state(space: space_lib.SearchSpace,
-                   config: ml_collections.ConfigDict, num_classes: int):
-  """(graphdef, state) of a run, for restoring a checkpoint into."""
-  graphdef, state, _ = build(space, config, num_classes)
-  return graphdef, state
-
-
-def restore_checkpoint(workdir: str | os.PathLike[str], abstract: Any, *,
-                       step: int | None = None) -> Any:
-  """The state of checkpoint `step` (default: latest) or None if none.
-
-  Raises:
-    HwnasError: one line naming the checkpoint path if it is corrupt.
-  """
-  mgr = checkpoint.manager(workdir)
-  if step is None:
-    state, _ = checkpoint.restore(mgr, abstract, workdir=workdir)
-    return state
-  return checkpoint.restore_step(mgr, abstract, step, workdir=workdir)
-
-
 def _progress(enabled: bool):
   from rich import progress as rp  # pylint: disable=g-import-not-at-top
   return rp.Progress(
       rp.TextColumn("[bold]supernet"), rp.BarColumn(), rp.MofNCompleteColumn(),
       rp.TextColumn("loss {task.fields[loss]:.3f}"),
       rp.TextColumn("{task.fields[ips]:.0f} img/s"),
-      rp.TimeRemainingColumn(), disable=not enabled)
+      rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[status]}"),
+      disable=not enabled)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """One line for a count that must be positive (steps, batch sizes, ...)."""
+  for key in ("train.steps", "train.batch_size", "train.log_every",
+              "train.checkpoint_every", "eval.batch_size"):
+    node = config
+    for part in key.split("."):
+      node = node[part]
+    if isinstance(node, bool) or not isinstance(node, int) or node < 1:
+      raise errors.HwnasError(
+          f"config.{key} = {node!r}: must be a positive integer; fix it "
+          f"with --set {key}=N" + (" or --steps N" if key == "train.steps"
+                                   else ""))
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
@@ -91,11 +72,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
 
   The final row holds `eval/top1_largest` and `eval/top1_smallest`: val
   accuracy of the largest and smallest subnets after BN recalibration.
+  The workdir is locked while training (a second process on it fails at
+  once); a run that fails before writing anything leaves no workdir.
   """
-  from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  check_config(config)
   space = space_lib.load(config.space)
+  with workdir_lib.lock(workdir, enabled=jax.process_index() == 0):
+    return _train(config, pathlib.Path(workdir), space, progress, dataset)
+
+
+def _train(config, workdir: pathlib.Path, space, progress: bool,
+           dataset: Any) -> dict[str, Any]:
+  """`train` inside the workdir lock."""
+  from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
   if dataset is None:
     dataset = data_lib.load(config.dataset, val_fraction=config.val_fraction,
                             seed=config.seed,
@@ -115,6 +104,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
   num_classes = config.num_classes or info.num_classes
   graphdef, state, tx = build(space, config, num_classes)
   mgr = checkpoint.manager(workdir)
+  try:
+    return _run(config, workdir, space, progress, dataset, graphdef, state,
+                tx, mgr, resolutions)
+  finally:
+    mgr.close()  # stops Orbax's threads (no tracebacks at exit on errors)
+
+
+def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
+         resolutions) -> dict[str, Any]:
+  """The training steps of `train` (checkpoint manager open)."""
+  from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
+  info, tc, steps = dataset.info, config.train, int(config.train.steps)
+  num_classes = config.num_classes or info.num_classes
   restored, start = checkpoint.restore(mgr, state, workdir=workdir)
   state = restored if restored is not None else state
   checkpoint.write_config(workdir, config, {
@@ -136,10 +138,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
       start_step=start, process_index=jax.process_index(),
       process_count=jax.process_count())
   key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  metrics, t0, seen = None, time.time(), 0
+  metrics, t0, seen, compiled = None, time.time(), 0, set()
+  if not progress and start < steps:
+    print("compiling (first step)…", flush=True)
   with _progress(progress) as bar:
     task = bar.add_task("train", total=steps, completed=start, loss=0.0,
-                        ips=0.0)
+                        ips=0.0, status="")
     for step in range(start, steps):
       rng = np.random.default_rng([config.seed, step])
       res = resolutions[int(rng.integers(len(resolutions)))]
@@ -156,9 +160,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
       archs = train_lib.sandwich(rng, space, n_random=tc.n_random,
                                  resolution=res, phase=phase)
       batch = data_lib.shard_batch(next(it), mesh)
+      if res not in compiled:
+        bar.update(task, status=f"compiling (step at {res} px)…")
       state, metrics = steps_fn[res](
           state, batch, jax.random.fold_in(key, step),
           model_lib.stack_arch_arrays(space, archs))
+      if res not in compiled:
+        compiled.add(res)
+        bar.update(task, status="")
       seen += tc.batch_size
       done = step + 1
       if done % tc.log_every == 0 or done == steps:

@@ -1,0 +1,77 @@
+"""Keeps TensorFlow / absl / converter log chatter off the user's terminal.
+
+The TFLite converter prints a line per conversion from C++ straight to file
+descriptor 2 (`fully_quantize: 0, inference_type: 6, ...`, hundreds of them
+while measuring a table), TensorFlow and XLA log `I0000`/`W0000` lines at
+import, and none of it obeys Python's logging. `native()` wraps such calls:
+it sends fd 2 to a temporary file for the duration, then replays every line
+that is not known chatter (so real errors still show), and replays all of
+it if the call raised. `HWNAS_VERBOSE=1` (the CLI's `--verbose`) turns the
+filter off.
+
+Lowest layer: imports nothing of hwnas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+from typing import Iterator
+
+ENV = "HWNAS_VERBOSE"
+# Lines that carry no information for a user (TF 2.21, jax 0.10, litert 2.3).
+_CHATTER = re.compile(
+    r"^(fully_quantize: |WARNING: All log messages before absl::|"
+    r"[IW]\d{4} \d\d:\d\d:\d\d[.\d]* +\d+ |INFO: Created TensorFlow Lite|"
+    r"INFO: Initialized TensorFlow Lite)")
+
+
+def verbose() -> bool:
+  return os.environ.get(ENV, "") not in ("", "0")
+
+
+def set_verbose(on: bool) -> None:
+  """Shows (on) or filters (off) native chatter, here and in subprocesses;
+  also the Python loggers of TensorFlow and absl."""
+  os.environ[ENV] = "1" if on else ""
+  if not on:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  for name in ("absl", "tensorflow", "jax._src.xla_bridge"):
+    logging.getLogger(name).setLevel(logging.DEBUG if on else logging.ERROR)
+
+
+def is_chatter(line: str) -> bool:
+  return bool(_CHATTER.match(line))
+
+
+@contextlib.contextmanager
+def native() -> Iterator[None]:
+  """Filters what native code writes to fd 2 while the block runs."""
+  if verbose():
+    yield
+    return
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError):   # no real fd 2 (embedded interpreters)
+    yield
+    return
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    failed = True
+    try:
+      yield
+      failed = False
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      tmp.seek(0)
+      text = tmp.read().decode("utf-8", "replace")
+      keep = [l for l in text.splitlines() if failed or not is_chatter(l)]
+      if keep:
+        sys.stderr.write("\n".join(keep) + "\n")
+        sys.stderr.flush()
