@@ -202,6 +202,7 @@ def test_table_measure_inputs_and_resume_settings(tmp_path, capsys):
   assert not out.exists()
   assert main([str(a) for a in base]) == 0
   capsys.readouterr()
+  before_entries = json.loads(out.read_text())["entries"]
   for extra in (["--link", "pcie"], ["--option", "clock=std"]):
     fails(capsys, base + extra, "was measured with device=", keep=[out])
   # Another space is added in the open, reusing the layers both share.
@@ -210,9 +211,11 @@ def test_table_measure_inputs_and_resume_settings(tmp_path, capsys):
   assert main([str(a) for a in base[:3]] + [str(mine)] + [
       str(a) for a in base[4:]]) == 0
   out_text = capsys.readouterr().out
-  assert "adding space mine@1" in out_text and "(0 measured now" in out_text
+  assert "adding space mine@1" in out_text
   from hwnas.latency import load_table  # pylint: disable=g-import-not-at-top
-  assert load_table(out).header["spaces"] == ["mine@1", "tiny@1"]
+  merged = load_table(out)
+  assert merged.header["spaces"] == ["mine@1", "tiny@1"]
+  assert set(before_entries) <= set(merged.entries)   # nothing dropped
   with workdir.lock_file(out):   # another process measuring into it
     fails(capsys, base, f"in use by another hwnas process (pid "
           f"{os.getpid()}", keep=[out])
@@ -234,7 +237,8 @@ class Fake:
       time.sleep(60)   # wait to be killed
     ms = int.from_bytes(layer.key().encode()[-3:], "big") / 1e6
     return backends.Timing(ms, ms, ms, repeats)
-backends.register_backend("fake", lambda **kw: Fake())
+import hwnas.latency
+hwnas.latency.BACKENDS["fake"] = lambda **kw: Fake()
 sys.exit(main(["table", "measure", "--space", "tiny", "--backend", "fake",
                "--resolutions", "24", "--out", {out!r}, "--no-progress"]))
 """

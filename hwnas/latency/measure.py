@@ -176,8 +176,13 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done, old = _resume(be, out, jpath, settings)
-  todo_layers = sorted(space_layers.enumerate_layers(space, res),
-                       key=lambda l: (l.input_size, l.key()))
+  todo_layers = space_layers.enumerate_layers(space, res)
+  if old is not None and old.provenance["kind"] == "estimated":
+    # An estimate is recomputed whole, the old table's other spaces too.
+    keys = {l.key() for l in todo_layers}
+    todo_layers = list(todo_layers) + [
+        e.layer for k, e in old.entries.items() if k not in keys]
+  todo_layers = sorted(todo_layers, key=lambda l: (l.input_size, l.key()))
   todo = [l for l in todo_layers if l.key() not in done]
   reused = len(todo_layers) - len(todo)
   load_start = load_note()
@@ -231,14 +236,16 @@ def _resume(be: Backend, out: pathlib.Path, jpath: pathlib.Path,
     jpath.unlink(missing_ok=True)
   done = _read_journal(jpath, settings)
   old = None
-  if out.is_file() and not estimated:
+  if out.is_file():
     old = tbl.load_table(out)
-    # Timing settings only bind measured tables (estimates time nothing).
+    # Timing settings only bind measured tables (estimates time nothing);
+    # what an entry means (backend, device: link and clock) binds all.
     _check_settings(old.header, settings, out,
                     (_SETTINGS if old.provenance["kind"] == "measured" else
                      ("backend", "precision", "batch_size")) + ("device",))
     for k, e in old.entries.items():
-      done.setdefault(k, e)
+      if not estimated:
+        done.setdefault(k, e)
   if not jpath.is_file():
     jpath.parent.mkdir(parents=True, exist_ok=True)
     jpath.write_text(json.dumps({"journal": JOURNAL_SCHEMA,
