@@ -9,8 +9,9 @@
 3. `hwnas export` of `D/search/best.json` to a standalone Flax model and
    float / full-int8 TFLite, with checks and a report, into `D/export`.
 
-Each stage is the same command a user would type (the quickstart prints
-them), so the quickstart is also the tour. Every stage resumes from its own
+Each stage prints the command a user would type and calls the same
+`hwnas.pipeline` function that command calls, so the quickstart is also the
+tour. Every stage resumes from its own
 workdir: rerunning reuses what is already done (a finished supernet is not
 retrained, recorded evaluations are not repeated, an export of the same
 architecture is kept).
@@ -22,14 +23,21 @@ import dataclasses
 import json
 import pathlib
 import shlex
+import sys
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable
 
-from hwnas import errors
+from hwnas import errors, pipeline
 
 SPACE = "tiny"
 DATASET = "digits"
 TABLE = "edgetpu-usb3/tiny"
+CONFIG = "tiny"
+
+# `hwnas export`'s defaults of the options the quickstart can change (a
+# command line shows only the flags that differ from them).
+_EXPORT_DEFAULTS = {"calibration_steps": 100, "eval_samples": 500,
+                    "bn_batches": 20}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,33 +49,84 @@ class Settings:
   population: int = 24
   seed: int = 0
   train_steps: int | None = None   # None: the tiny supernet config's steps
+  # `key=value` supernet config overrides (`--set`; tests shrink batches).
+  train_overrides: tuple[str, ...] = ()
   export_formats: str = "flax,tflite,tflite-int8"
   latency_repeats: int = 100
-  # Extra command-line words per stage (tests shrink batch sizes with them).
-  train_args: tuple[str, ...] = ()
-  search_args: tuple[str, ...] = ()
-  export_args: tuple[str, ...] = ()
+  calibration_steps: int = 100
+  eval_samples: int = 500
+  bn_batches: int = 20
+  compile_edgetpu: bool = True  # run edgetpu_compiler when it is installed
+  progress: bool = True
 
 
-def _stages(workdir: pathlib.Path, s: Settings
-            ) -> list[tuple[str, list[str], Callable[[], bool]]]:
-  """(title, argv, is_done) per stage."""
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One pipeline stage: the command a user would type and the call."""
+
+  title: str
+  argv: list[str]
+  call: Callable[[], Any]
+  done: Callable[[], bool] = lambda: False   # stages resume by themselves
+
+
+def _export_flags(s: Settings) -> list[str]:
+  argv = []
+  for name, default in _EXPORT_DEFAULTS.items():
+    if getattr(s, name) != default:
+      argv += ["--" + name.replace("_", "-"), str(getattr(s, name))]
+  return argv + ([] if s.compile_edgetpu else ["--no-compile"])
+
+
+def _stages(workdir: pathlib.Path, s: Settings, echo) -> list[Stage]:
   sn, search, export = (workdir / "supernet", workdir / "search",
                         workdir / "export")
-  train = ["supernet", "train", "--space", SPACE, "--dataset", DATASET,
-           "--workdir", str(sn), "--config", "tiny"]
-  if s.train_steps:
-    train += ["--steps", str(s.train_steps)]
-  train += list(s.train_args)
+  no_progress = [] if s.progress else ["--no-progress"]
+  steps = ["--steps", str(s.train_steps)] if s.train_steps else []
+  overrides = [w for o in s.train_overrides for w in ("--set", o)]
+  train_argv = ["supernet", "train", "--space", SPACE, "--dataset", DATASET,
+                "--workdir", str(sn), "--config", CONFIG, *steps, *overrides,
+                *no_progress]
   search_argv = ["search", "--space", SPACE, "--table", TABLE,
                  "--target-ms", str(s.target_ms), "--supernet", str(sn),
                  "--budget", str(s.budget), "--population",
                  str(s.population), "--seed", str(s.seed),
-                 "--workdir", str(search), *s.search_args]
+                 "--workdir", str(search), *no_progress]
   export_argv = ["export", "--arch", str(search / "best.json"),
                  "--supernet", str(sn), "--out", str(export),
                  "--formats", s.export_formats, "--table", TABLE,
-                 "--latency-repeats", str(s.latency_repeats), *s.export_args]
+                 "--latency-repeats", str(s.latency_repeats),
+                 *_export_flags(s)]
+
+  def train():
+    config = pipeline.supernet_config(
+        CONFIG, space=SPACE, dataset=DATASET, steps=s.train_steps,
+        overrides=s.train_overrides)
+    pipeline.train_supernet(sn, config, echo=echo,
+                            progress=s.progress and sys.stderr.isatty())
+
+  def search_stage():
+    result = pipeline.search(
+        SPACE, search, tables=[TABLE], target_ms=s.target_ms, supernet=sn,
+        budget=s.budget, population=s.population, seed=s.seed,
+        progress=s.progress, echo=echo)
+    if result.best is None:
+      raise errors.HwnasError(
+          f"no evaluated architecture met the {s.target_ms} ms target; the "
+          f"front is in {search / 'pareto.json'}; rerun with a larger "
+          "--target-ms")
+
+  def export_stage():
+    report = pipeline.export(
+        export, arch=search / "best.json", supernet=sn, table=TABLE,
+        formats=s.export_formats, latency_repeats=s.latency_repeats,
+        calibration_steps=s.calibration_steps, eval_samples=s.eval_samples,
+        bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu,
+        echo=echo)
+    if not pipeline.export_passed(report):
+      raise errors.HwnasError(
+          f"{export / 'report.md'}: the float TFLite model does not match "
+          "the Flax model")
 
   def export_done() -> bool:
     report, best = export / "report.json", search / "best.json"
@@ -78,35 +137,35 @@ def _stages(workdir: pathlib.Path, s: Settings
     return (r.get("architecture") or {}).get("json") == b.get("arch")
 
   return [
-      ("train the supernet", train, lambda: False),   # resumes by itself
-      ("search", search_argv, lambda: False),         # resumes by itself
-      ("export the best architecture", export_argv, export_done),
+      Stage("train the supernet", train_argv, train),
+      Stage("search", search_argv, search_stage),
+      Stage("export the best architecture", export_argv, export_stage,
+            export_done),
   ]
 
 
 def run(workdir: str | pathlib.Path = "runs/quickstart", *,
         settings: Settings = Settings(),
-        cli: Callable[[Sequence[str]], int] | None = None,
         echo: Callable[[str], None] = print) -> dict:
   """Runs (or resumes) the quickstart pipeline; returns a summary dict."""
-  if cli is None:
-    from hwnas.cli import main as cli
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   timings = {}
-  stages = _stages(workdir, settings)
-  for i, (title, argv, done) in enumerate(stages, 1):
-    echo(f"\n[{i}/{len(stages)}] {title}\n  $ hwnas {shlex.join(argv)}")
-    if done():
+  stages = _stages(workdir, settings, echo)
+  for i, stage in enumerate(stages, 1):
+    echo(f"\n[{i}/{len(stages)}] {stage.title}\n"
+         f"  $ hwnas {shlex.join(stage.argv)}")
+    if stage.done():
       echo("  already done; reusing it")
       continue
     t0 = time.perf_counter()
-    code = cli(list(argv))
-    timings[title] = time.perf_counter() - t0
-    if code != 0:
+    try:
+      stage.call()
+    except errors.HwnasError as e:
       raise errors.HwnasError(
-          f"quickstart stage '{title}' failed (exit {code}); finished work "
-          f"is kept in {workdir}; fix the error above and rerun")
+          f"quickstart stage '{stage.title}': {e} (finished work is kept in "
+          f"{workdir}; fix it and rerun)") from None
+    timings[stage.title] = time.perf_counter() - t0
   return summarize(workdir, settings, timings, echo=echo)
 
 
@@ -133,9 +192,12 @@ def summarize(workdir: pathlib.Path, settings: Settings, timings: dict, *,
   (workdir / "quickstart.json").write_text(json.dumps(out, indent=1) + "\n")
   echo("\nquickstart done")
   echo(f"  best architecture: {out['arch']}")
-  echo(f"    supernet accuracy {out['accuracy']}, predicted Edge TPU latency "
-       f"{latency} ms (target {settings.target_ms} ms; estimated table — "
-       "measure a real one with `hwnas table measure --backend edgetpu`)")
+  acc = (f"{100 * out['accuracy']:.2f}%" if out["accuracy"] is not None
+         else "n/a")
+  ms = f"{latency:.3f}" if latency is not None else "n/a"
+  echo(f"    supernet accuracy {acc}, predicted Edge TPU latency {ms} ms "
+       f"(target {settings.target_ms} ms; estimated table — measure a real "
+       "one with `hwnas table measure --backend edgetpu`)")
   for key in ("best", "pareto_png", "export_report"):
     echo(f"  {key.replace('_', '.'):14s} {out[key]}")
   echo(f"  exported files: {workdir / 'export'}")

@@ -13,12 +13,10 @@ def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path):
   settings = quickstart.Settings(
       target_ms=0.4, budget=6, population=4, train_steps=2,
       export_formats="flax,tflite-int8", latency_repeats=5,
-      train_args=("--set", "train.batch_size=8", "--set",
-                  "train.resolutions=[24]", "--set", "eval.bn_batches=1",
-                  "--no-progress"),
-      search_args=("--no-progress",),
-      export_args=("--calibration-steps", "4", "--eval-samples", "32",
-                   "--bn-batches", "1", "--no-compile"))
+      train_overrides=("train.batch_size=8", "train.resolutions=[24]",
+                       "eval.bn_batches=1"),
+      calibration_steps=4, eval_samples=32, bn_batches=1,
+      compile_edgetpu=False, progress=False)
   lines = []
   out = quickstart.run(tmp_path, settings=settings, echo=lines.append)
 

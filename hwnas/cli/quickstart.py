@@ -16,14 +16,16 @@ def register(sub) -> None:
   p.add_argument("--train-steps", type=int,
                  help="supernet steps (default: the tiny config's)")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--no-progress", action="store_true",
+                 help="no progress bars")
   p.set_defaults(func=_quickstart)
 
 
 def _quickstart(args) -> int:
-  import dataclasses
+  import dataclasses  # pylint: disable=g-import-not-at-top
 
-  from hwnas import quickstart
-  s = quickstart.Settings(seed=args.seed)
+  from hwnas import quickstart  # pylint: disable=g-import-not-at-top
+  s = quickstart.Settings(seed=args.seed, progress=not args.no_progress)
   changes = {k: v for k, v in (("target_ms", args.target_ms),
                                ("budget", args.budget),
                                ("train_steps", args.train_steps))
