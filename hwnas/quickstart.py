@@ -20,6 +20,7 @@ architecture is kept).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import shlex
@@ -78,69 +79,83 @@ def _export_flags(s: Settings) -> list[str]:
   return argv + ([] if s.compile_edgetpu else ["--no-compile"])
 
 
-def _stages(workdir: pathlib.Path, s: Settings, echo) -> list[Stage]:
-  sn, search, export = (workdir / "supernet", workdir / "search",
-                        workdir / "export")
+@dataclasses.dataclass(frozen=True)
+class _Dirs:
+  supernet: pathlib.Path
+  search: pathlib.Path
+  export: pathlib.Path
+
+
+def _commands(d: _Dirs, s: Settings) -> tuple[list[str], ...]:
+  """The argv of each stage's `hwnas` command."""
   no_progress = [] if s.progress else ["--no-progress"]
   steps = ["--steps", str(s.train_steps)] if s.train_steps else []
   overrides = [w for o in s.train_overrides for w in ("--set", o)]
-  train_argv = ["supernet", "train", "--space", SPACE, "--dataset", DATASET,
-                "--workdir", str(sn), "--config", CONFIG, *steps, *overrides,
-                *no_progress]
-  search_argv = ["search", "--space", SPACE, "--table", TABLE,
-                 "--target-ms", str(s.target_ms), "--supernet", str(sn),
-                 "--budget", str(s.budget), "--population",
-                 str(s.population), "--seed", str(s.seed),
-                 "--workdir", str(search), *no_progress]
-  export_argv = ["export", "--arch", str(search / "best.json"),
-                 "--supernet", str(sn), "--out", str(export),
-                 "--formats", s.export_formats, "--table", TABLE,
-                 "--latency-repeats", str(s.latency_repeats),
-                 *_export_flags(s)]
+  train = ["supernet", "train", "--space", SPACE, "--dataset", DATASET,
+           "--workdir", str(d.supernet), "--config", CONFIG, *steps,
+           *overrides, *no_progress]
+  search = ["search", "--space", SPACE, "--table", TABLE,
+            "--target-ms", str(s.target_ms), "--supernet", str(d.supernet),
+            "--budget", str(s.budget), "--population", str(s.population),
+            "--seed", str(s.seed), "--workdir", str(d.search), *no_progress]
+  export = ["export", "--arch", str(d.search / "best.json"),
+            "--supernet", str(d.supernet), "--out", str(d.export),
+            "--formats", s.export_formats, "--table", TABLE,
+            "--latency-repeats", str(s.latency_repeats), *_export_flags(s)]
+  return train, search, export
 
-  def train():
-    config = pipeline.supernet_config(
-        CONFIG, space=SPACE, dataset=DATASET, steps=s.train_steps,
-        overrides=s.train_overrides)
-    pipeline.train_supernet(sn, config, echo=echo,
-                            progress=s.progress and sys.stderr.isatty())
 
-  def search_stage():
-    result = pipeline.search(
-        SPACE, search, tables=[TABLE], target_ms=s.target_ms, supernet=sn,
-        budget=s.budget, population=s.population, seed=s.seed,
-        progress=s.progress, echo=echo)
-    if result.best is None:
-      raise errors.HwnasError(
-          f"no evaluated architecture met the {s.target_ms} ms target; the "
-          f"front is in {search / 'pareto.json'}; rerun with a larger "
-          "--target-ms")
+def _train(d: _Dirs, s: Settings, echo) -> None:
+  config = pipeline.supernet_config(
+      CONFIG, space=SPACE, dataset=DATASET, steps=s.train_steps,
+      overrides=s.train_overrides)
+  pipeline.train_supernet(d.supernet, config, echo=echo,
+                          progress=s.progress and sys.stderr.isatty())
 
-  def export_stage():
-    report = pipeline.export(
-        export, arch=search / "best.json", supernet=sn, table=TABLE,
-        formats=s.export_formats, latency_repeats=s.latency_repeats,
-        calibration_steps=s.calibration_steps, eval_samples=s.eval_samples,
-        bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu,
-        echo=echo)
-    if not pipeline.export_passed(report):
-      raise errors.HwnasError(
-          f"{export / 'report.md'}: the float TFLite model does not match "
-          "the Flax model")
 
-  def export_done() -> bool:
-    report, best = export / "report.json", search / "best.json"
-    if not (report.is_file() and best.is_file()):
-      return False
-    r = json.loads(report.read_text())
-    b = json.loads(best.read_text())
-    return (r.get("architecture") or {}).get("json") == b.get("arch")
+def _search(d: _Dirs, s: Settings, echo) -> None:
+  result = pipeline.search(
+      SPACE, d.search, tables=[TABLE], target_ms=s.target_ms,
+      supernet=d.supernet, budget=s.budget, population=s.population,
+      seed=s.seed, progress=s.progress, echo=echo)
+  if result.best is None:
+    raise errors.HwnasError(
+        f"no evaluated architecture met the {s.target_ms} ms target; the "
+        f"front is in {d.search / 'pareto.json'}; rerun with a larger "
+        "--target-ms")
 
+
+def _export(d: _Dirs, s: Settings, echo) -> None:
+  report = pipeline.export(
+      d.export, arch=d.search / "best.json", supernet=d.supernet,
+      table=TABLE, formats=s.export_formats,
+      latency_repeats=s.latency_repeats,
+      calibration_steps=s.calibration_steps, eval_samples=s.eval_samples,
+      bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu, echo=echo)
+  if not pipeline.export_passed(report):
+    raise errors.HwnasError(f"{d.export / 'report.md'}: the float TFLite "
+                            "model does not match the Flax model")
+
+
+def _export_done(d: _Dirs) -> bool:
+  """An export of the search's current best architecture exists."""
+  report, best = d.export / "report.json", d.search / "best.json"
+  if not (report.is_file() and best.is_file()):
+    return False
+  r = json.loads(report.read_text())
+  b = json.loads(best.read_text())
+  return (r.get("architecture") or {}).get("json") == b.get("arch")
+
+
+def _stages(workdir: pathlib.Path, s: Settings, echo) -> list[Stage]:
+  d = _Dirs(workdir / "supernet", workdir / "search", workdir / "export")
+  train, search, export = _commands(d, s)
   return [
-      Stage("train the supernet", train_argv, train),
-      Stage("search", search_argv, search_stage),
-      Stage("export the best architecture", export_argv, export_stage,
-            export_done),
+      Stage("train the supernet", train, functools.partial(_train, d, s, echo)),
+      Stage("search", search, functools.partial(_search, d, s, echo)),
+      Stage("export the best architecture", export,
+            functools.partial(_export, d, s, echo),
+            functools.partial(_export_done, d)),
   ]
 
 
