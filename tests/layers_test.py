@@ -22,8 +22,13 @@ PACKAGE = ROOT / "hwnas"
 # top-level module or package must be added here (and to
 # docs/architecture.md), in the lowest layer whose modules it needs.
 LAYERS = (
-    # Foundations: no hwnas imports but each other.
-    ("errors", "resources", "configs"),
+    # Foundations: import nothing of hwnas but each other. Helpers that every
+    # layer's runs share go here: the optimiser and schedule builder both
+    # the supernet and standalone training use ('optim'), workdir locking
+    # and checkpoint files ('workdir', 'train_workdir'), log filtering
+    # ('chatter').
+    ("errors", "resources", "configs", "optim", "workdir", "train_workdir",
+     "chatter"),
     # Values and I/O that know nothing of architectures or models.
     ("netspec", "space", "counting", "references", "data", "tflite",
      "edgetpu"),
@@ -33,9 +38,9 @@ LAYERS = (
     ("arch", "models", ""),
     # What uses architectures: latency tables, the search, the supernet.
     ("latency", "search", "supernet"),
-    # Training a standalone network (and the training foundation shared
-    # with it, e.g. an optimiser module) and export.
-    ("train_standalone", "optim", "train", "export"),
+    # Training one standalone network, what builds on it (the supernet's
+    # rank check against standalone training), and export.
+    ("train_standalone", "rank_check", "export"),
     # The pipeline stages the quickstart and the CLI share.
     ("pipeline", "quickstart"),
     # The command line.
@@ -236,7 +241,8 @@ def test_imports_found_in_functions_relative_and_import_module(tmp_path):
     ("hwnas.errors", 0), ("hwnas.configs.supernet", 0),
     ("hwnas.edgetpu.ops", 1),
     ("hwnas", 2), ("hwnas.models.layers", 2), ("hwnas.supernet.loop", 3),
-    ("hwnas.train_standalone", 4), ("hwnas.export.pipeline", 4),
+    ("hwnas.optim", 0), ("hwnas.train_standalone", 4),
+    ("hwnas.export.pipeline", 4),
     ("hwnas.pipeline", 5), ("hwnas.quickstart", 5), ("hwnas.cli.search", 6),
     ("hwnas.newthing", None)])
 def test_layer_lookup(module, layer):
