@@ -40,7 +40,7 @@ def supernet_config(config: str | None = None, *, space: str | None = None,
   """The run `ConfigDict`: `config` (variant or FILE.py[:VARIANT]), then
   `space`, `dataset`, `steps` and each `key.sub=value` of `overrides`."""
   from hwnas.configs import loader  # pylint: disable=g-import-not-at-top
-  c = loader.load_supernet(config, space=space)
+  c = loader.load(config, space=space)
   if space:
     c.space = space
   if dataset:

@@ -23,7 +23,7 @@ def fast_compiles():
 @pytest.mark.slow
 def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compiles):
   settings = quickstart.Settings(
-      target_ms=0.4, budget=6, population=4, train_steps=2,
+      target_ms=0.5, budget=6, population=4, train_steps=2,
       export_formats="flax,tflite-int8", latency_repeats=5,
       train_overrides=("train.batch_size=8", "train.resolutions=[24]",
                        "eval.bn_batches=1"),
@@ -40,7 +40,7 @@ def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compiles):
                            for c in commands)
   assert (train.steps, train.set, train.workdir) == (
       2, list(settings.train_overrides), str(tmp_path / "supernet"))
-  assert (search.budget, search.population, search.target_ms) == (6, 4, 0.4)
+  assert (search.budget, search.population, search.target_ms) == (6, 4, 0.5)
   assert (export.calibration_steps, export.eval_samples, export.bn_batches,
           export.latency_repeats, export.no_compile) == (4, 32, 1, 5, True)
 

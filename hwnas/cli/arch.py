@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pathlib
 
@@ -46,6 +45,11 @@ def _sample(args) -> int:
   return 0
 
 
+def load_spec(path: str | None, **kwargs) -> netspec.NetSpec:
+  """The NetSpec of `load_arch_and_spec` (same arguments)."""
+  return load_arch_and_spec(path, **kwargs)[1]
+
+
 def load_arch_and_spec(path: str | None, *, reference: str | None = None,
                        space: str | None = None,
                        resolution: int | None = None,
@@ -74,13 +78,9 @@ def load_arch_and_spec(path: str | None, *, reference: str | None = None,
   a = arch_lib.from_dict(d, where=str(p))
   sp = space_lib.load(space or a.space)
   if resolution:
+    import dataclasses
     a = dataclasses.replace(a, resolution=resolution)
   return a, arch_lib.decode(sp, a, num_classes=num_classes)
-
-
-def load_spec(path: str | None, **kwargs) -> netspec.NetSpec:
-  """The NetSpec of `load_arch_and_spec` (same arguments)."""
-  return load_arch_and_spec(path, **kwargs)[1]
 
 
 def _stats(args) -> int:

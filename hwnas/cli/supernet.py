@@ -67,7 +67,7 @@ def register(sub) -> None:
 
 # The config loaders live in the library (`hwnas.configs.loader`); these
 # names stay for callers of this module.
-load_config = loader.load_supernet
+load_config = loader.load
 override = loader.override
 
 
