@@ -207,12 +207,12 @@ def summarize(workdir: pathlib.Path, settings: Settings, timings: dict, *,
   (workdir / "quickstart.json").write_text(json.dumps(out, indent=1) + "\n")
   echo("\nquickstart done")
   echo(f"  best architecture: {out['arch']}")
-  acc = (f"{100 * out['accuracy']:.2f}%" if out["accuracy"] is not None
-         else "n/a")
-  ms = f"{latency:.3f}" if latency is not None else "n/a"
-  echo(f"    supernet accuracy {acc}, predicted Edge TPU latency {ms} ms "
-       f"(target {settings.target_ms} ms; estimated table — measure a real "
-       "one with `hwnas table measure --backend edgetpu`)")
+  acc = out["accuracy"]
+  echo(f"    supernet accuracy "
+       f"{acc if acc is None else format(acc, '.4f')}, predicted Edge TPU "
+       f"latency {latency if latency is None else format(latency, '.3f')} ms"
+       f" (target {settings.target_ms} ms; estimated table — "
+       "measure a real one with `hwnas table measure --backend edgetpu`)")
   for key in ("best", "pareto_png", "export_report"):
     echo(f"  {key.replace('_', '.'):14s} {out[key]}")
   echo(f"  exported files: {workdir / 'export'}")

@@ -55,7 +55,7 @@ class ExportOptions:
     eval_samples: at most this many held-out samples for accuracy.
     bn_batches: batches for BatchNorm recalibration (0: keep statistics).
     batch_size: batch size for recalibration and Flax evaluation.
-    latency_repeats: timed LiteRT invokes (median; docs/stack_notes.md, 6).
+    latency_repeats: timed LiteRT invokes (median of these, FINDINGS G18).
     latency_warmup: untimed invokes first.
     seed: data order and random initialisation.
     overwrite: replace an existing `out` (atomically, after success).
@@ -238,7 +238,7 @@ def export_network(model, out: str | os.PathLike[str], *,
 
   Args:
     model: the standalone network; its depthwise convs are switched to
-      'lax' (exact DEPTHWISE_CONV_2D in TFLite; docs/stack_notes.md, 2).
+      'lax' (exact DEPTHWISE_CONV_2D in TFLite, FINDINGS G10).
     out: export directory; must not exist unless `options.overwrite`.
     arch: the `ArchChoice` it was decoded from, if any (written as
       arch.json and shown in the report).
