@@ -14,7 +14,7 @@ from hwnas.latency import load_table
 def fast_compiles():
   """XLA with most optimisations off: compiles ~40% less CPU time here, and
   this test checks the wiring of the stages, not speed or exact numbers."""
-  old = jax.config.jax_disable_most_optimizations
+  old = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", True)
   yield
   jax.config.update("jax_disable_most_optimizations", old)
