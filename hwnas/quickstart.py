@@ -9,8 +9,9 @@
 3. `hwnas export` of `D/search/best.json` to a standalone Flax model and
    float / full-int8 TFLite, with checks and a report, into `D/export`.
 
-Each stage is the same command a user would type (the quickstart prints
-them), so the quickstart is also the tour. Every stage resumes from its own
+Each stage prints the command a user would type and calls the same
+`hwnas.pipeline` function that command calls, so the quickstart is also the
+tour. Every stage resumes from its own
 workdir: rerunning reuses what is already done (a finished supernet is not
 retrained, recorded evaluations are not repeated, an export of the same
 architecture is kept).
@@ -19,17 +20,25 @@ architecture is kept).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import shlex
+import sys
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable
 
-from hwnas import errors
+from hwnas import errors, pipeline
 
 SPACE = "tiny"
 DATASET = "digits"
 TABLE = "edgetpu-usb3/tiny"
+CONFIG = "tiny"
+
+# `hwnas export`'s defaults of the options the quickstart can change (a
+# command line shows only the flags that differ from them).
+_EXPORT_DEFAULTS = {"calibration_steps": 100, "eval_samples": 500,
+                    "bn_batches": 20}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,72 +50,137 @@ class Settings:
   population: int = 24
   seed: int = 0
   train_steps: int | None = None   # None: the tiny supernet config's steps
+  # `key=value` supernet config overrides (`--set`; tests shrink batches).
+  train_overrides: tuple[str, ...] = ()
   export_formats: str = "flax,tflite,tflite-int8"
   latency_repeats: int = 100
-  # Extra command-line words per stage (tests shrink batch sizes with them).
-  train_args: tuple[str, ...] = ()
-  search_args: tuple[str, ...] = ()
-  export_args: tuple[str, ...] = ()
+  calibration_steps: int = 100
+  eval_samples: int = 500
+  bn_batches: int = 20
+  compile_edgetpu: bool = True  # run edgetpu_compiler when it is installed
+  progress: bool = True
 
 
-def _stages(workdir: pathlib.Path, s: Settings
-            ) -> list[tuple[str, list[str], Callable[[], bool]]]:
-  """(title, argv, is_done) per stage."""
-  sn, search, export = (workdir / "supernet", workdir / "search",
-                        workdir / "export")
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One pipeline stage: the command a user would type and the call."""
+
+  title: str
+  argv: list[str]
+  call: Callable[[], Any]
+  done: Callable[[], bool] = lambda: False   # stages resume by themselves
+
+
+def _export_flags(s: Settings) -> list[str]:
+  argv = []
+  for name, default in _EXPORT_DEFAULTS.items():
+    if getattr(s, name) != default:
+      argv += ["--" + name.replace("_", "-"), str(getattr(s, name))]
+  return argv + ([] if s.compile_edgetpu else ["--no-compile"])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Dirs:
+  supernet: pathlib.Path
+  search: pathlib.Path
+  export: pathlib.Path
+
+
+def _commands(d: _Dirs, s: Settings) -> tuple[list[str], ...]:
+  """The argv of each stage's `hwnas` command."""
+  no_progress = [] if s.progress else ["--no-progress"]
+  steps = ["--steps", str(s.train_steps)] if s.train_steps else []
+  overrides = [w for o in s.train_overrides for w in ("--set", o)]
   train = ["supernet", "train", "--space", SPACE, "--dataset", DATASET,
-           "--workdir", str(sn), "--config", "tiny"]
-  if s.train_steps:
-    train += ["--steps", str(s.train_steps)]
-  train += list(s.train_args)
-  search_argv = ["search", "--space", SPACE, "--table", TABLE,
-                 "--target-ms", str(s.target_ms), "--supernet", str(sn),
-                 "--budget", str(s.budget), "--population",
-                 str(s.population), "--seed", str(s.seed),
-                 "--workdir", str(search), *s.search_args]
-  export_argv = ["export", "--arch", str(search / "best.json"),
-                 "--supernet", str(sn), "--out", str(export),
-                 "--formats", s.export_formats, "--table", TABLE,
-                 "--latency-repeats", str(s.latency_repeats), *s.export_args]
+           "--workdir", str(d.supernet), "--config", CONFIG, *steps,
+           *overrides, *no_progress]
+  search = ["search", "--space", SPACE, "--table", TABLE,
+            "--target-ms", str(s.target_ms), "--supernet", str(d.supernet),
+            "--budget", str(s.budget), "--population", str(s.population),
+            "--seed", str(s.seed), "--workdir", str(d.search), *no_progress]
+  export = ["export", "--arch", str(d.search / "best.json"),
+            "--supernet", str(d.supernet), "--out", str(d.export),
+            "--formats", s.export_formats, "--table", TABLE,
+            "--latency-repeats", str(s.latency_repeats), *_export_flags(s)]
+  return train, search, export
 
-  def export_done() -> bool:
-    report, best = export / "report.json", search / "best.json"
-    if not (report.is_file() and best.is_file()):
-      return False
-    r = json.loads(report.read_text())
-    b = json.loads(best.read_text())
-    return (r.get("architecture") or {}).get("json") == b.get("arch")
 
+def _train(d: _Dirs, s: Settings, echo) -> None:
+  config = pipeline.supernet_config(
+      CONFIG, space=SPACE, dataset=DATASET, steps=s.train_steps,
+      overrides=s.train_overrides)
+  pipeline.train_supernet(d.supernet, config, echo=echo,
+                          progress=s.progress and sys.stderr.isatty())
+
+
+def _search(d: _Dirs, s: Settings, echo) -> None:
+  result = pipeline.search(
+      SPACE, d.search, tables=[TABLE], target_ms=s.target_ms,
+      supernet=d.supernet, budget=s.budget, population=s.population,
+      seed=s.seed, progress=s.progress, echo=echo)
+  if result.best is None:
+    raise errors.HwnasError(
+        f"no evaluated architecture met the {s.target_ms} ms target; the "
+        f"front is in {d.search / 'pareto.json'}; rerun with a larger "
+        "--target-ms")
+
+
+def _export(d: _Dirs, s: Settings, echo) -> None:
+  report = pipeline.export(
+      d.export, arch=d.search / "best.json", supernet=d.supernet,
+      table=TABLE, formats=s.export_formats,
+      latency_repeats=s.latency_repeats,
+      calibration_steps=s.calibration_steps, eval_samples=s.eval_samples,
+      bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu, echo=echo)
+  if not pipeline.export_passed(report):
+    raise errors.HwnasError(f"{d.export / 'report.md'}: the float TFLite "
+                            "model does not match the Flax model")
+
+
+def _export_done(d: _Dirs) -> bool:
+  """An export of the search's current best architecture exists."""
+  report, best = d.export / "report.json", d.search / "best.json"
+  if not (report.is_file() and best.is_file()):
+    return False
+  r = json.loads(report.read_text())
+  b = json.loads(best.read_text())
+  return (r.get("architecture") or {}).get("json") == b.get("arch")
+
+
+def _stages(workdir: pathlib.Path, s: Settings, echo) -> list[Stage]:
+  d = _Dirs(workdir / "supernet", workdir / "search", workdir / "export")
+  train, search, export = _commands(d, s)
   return [
-      ("train the supernet", train, lambda: False),   # resumes by itself
-      ("search", search_argv, lambda: False),         # resumes by itself
-      ("export the best architecture", export_argv, export_done),
+      Stage("train the supernet", train, functools.partial(_train, d, s, echo)),
+      Stage("search", search, functools.partial(_search, d, s, echo)),
+      Stage("export the best architecture", export,
+            functools.partial(_export, d, s, echo),
+            functools.partial(_export_done, d)),
   ]
 
 
 def run(workdir: str | pathlib.Path = "runs/quickstart", *,
         settings: Settings = Settings(),
-        cli: Callable[[Sequence[str]], int] | None = None,
         echo: Callable[[str], None] = print) -> dict:
   """Runs (or resumes) the quickstart pipeline; returns a summary dict."""
-  if cli is None:
-    from hwnas.cli import main as cli
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   timings = {}
-  stages = _stages(workdir, settings)
-  for i, (title, argv, done) in enumerate(stages, 1):
-    echo(f"\n[{i}/{len(stages)}] {title}\n  $ hwnas {shlex.join(argv)}")
-    if done():
+  stages = _stages(workdir, settings, echo)
+  for i, stage in enumerate(stages, 1):
+    echo(f"\n[{i}/{len(stages)}] {stage.title}\n"
+         f"  $ hwnas {shlex.join(stage.argv)}")
+    if stage.done():
       echo("  already done; reusing it")
       continue
     t0 = time.perf_counter()
-    code = cli(list(argv))
-    timings[title] = time.perf_counter() - t0
-    if code != 0:
+    try:
+      stage.call()
+    except errors.HwnasError as e:
       raise errors.HwnasError(
-          f"quickstart stage '{title}' failed (exit {code}); finished work "
-          f"is kept in {workdir}; fix the error above and rerun")
+          f"quickstart stage '{stage.title}': {e} (finished work is kept in "
+          f"{workdir}; fix it and rerun)") from None
+    timings[stage.title] = time.perf_counter() - t0
   return summarize(workdir, settings, timings, echo=echo)
 
 

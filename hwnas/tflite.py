@@ -1,19 +1,19 @@
 """TFLite conversion, inspection and LiteRT timing.
 
-Conversion follows the recipe measured in ../shared/FINDINGS.md (section 6):
-`jax2tf.convert` (native serialization, the only mode in jax >= 0.10, G12) ->
-`tf.function` with a static input signature -> `TFLiteConverter.
-from_concrete_functions` (not the deprecated `experimental_from_jax`, G13).
+Conversion (docs/stack_notes.md, 5): `jax2tf.convert` (native
+serialization, the only mode in jax >= 0.10) -> `tf.function` with a static
+input signature -> `TFLiteConverter.from_concrete_functions` (not the
+deprecated `experimental_from_jax`).
 Full-integer int8 uses a representative dataset and int8 input/output, as the
 Edge TPU compiler requires.
 
 Inspection (`op_list`, `tensor_dtypes`, `has_float_ops`) parses the
 flatbuffer with the schema that ships in `ai_edge_litert`, so the list is the
 model's own operators, without the `DELEGATE` nodes an interpreter adds after
-`allocate_tensors()` (G16).
+`allocate_tensors()`.
 
 `Runner` runs and times a model with `ai_edge_litert.interpreter` (not the
-deprecated `tf.lite.Interpreter`, G17) on one thread (G18).
+deprecated `tf.lite.Interpreter`) on one thread (docs/stack_notes.md, 6).
 
 TensorFlow is imported inside the functions that need it: it takes ~4 s.
 """
@@ -104,7 +104,7 @@ def convert(fn: Callable[[Any], Any], input_shape: tuple[int, ...], *,
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
   with warnings.catch_warnings():
-    # Harmless on full-int8 conversion (FINDINGS G19).
+    # Harmless on full-int8 conversion (docs/stack_notes.md, 5).
     warnings.filterwarnings(
         "ignore", message=".*Statistics for quantized inputs.*")
     with chatter.native():  # a `fully_quantize: ...` line per call
@@ -302,7 +302,7 @@ class Runner:
 
   def time(self, repeats: int = 200, warmup: int = 20, *,
            rng: np.random.Generator | None = None) -> TimingStats:
-    """Times `invoke()` on a fixed random input (FINDINGS G18 protocol)."""
+    """Times `invoke()` on a fixed random input (docs/stack_notes.md, 6)."""
     if repeats < 1:
       raise errors.HwnasError("repeats must be at least 1")
     rng = np.random.default_rng(0) if rng is None else rng

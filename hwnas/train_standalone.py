@@ -130,7 +130,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 
 def _loss(graphdef, params, rest, batch, label_smoothing):
-  model = nnx.merge(graphdef, params, rest, copy=True)  # copy: FINDINGS G8
+  model = nnx.merge(graphdef, params, rest, copy=True)  # copy: docs/stack_notes.md, 3
   logits = model(batch["image"], train=True)
   labels = jax.nn.one_hot(batch["label"], logits.shape[-1])
   loss = optax.softmax_cross_entropy(

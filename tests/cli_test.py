@@ -4,12 +4,20 @@ import json
 import subprocess
 import sys
 
-from hwnas import arch, space
+from hwnas import arch, cli, counting, space
 
 
 def hwnas(*args):
+  """`python -m hwnas ARGS` in a new process (the real entry point)."""
   return subprocess.run([sys.executable, "-m", "hwnas", *args],
                         capture_output=True, text=True)
+
+
+def run(capsys, *args):
+  """`hwnas ARGS` in this process: (exit code, stdout, stderr)."""
+  code = cli.main(list(args))
+  out = capsys.readouterr()
+  return code, out.out, out.err
 
 
 def test_space_list_and_show():
@@ -21,23 +29,22 @@ def test_space_list_and_show():
   assert 0 < info["min_macs"] < info["max_macs"]
 
 
-def test_arch_sample_then_stats(tmp_path):
+def test_arch_sample_then_stats(tmp_path, capsys):
   out = tmp_path / "a.json"
-  r = hwnas("arch", "sample", "--space", "tiny", "--seed", "5", "--out",
-            str(out))
-  assert r.returncode == 0
+  code, _, _ = run(capsys, "arch", "sample", "--space", "tiny", "--seed", "5",
+                   "--out", str(out))
+  assert code == 0
   a = arch.load(out)
   assert a.space == "tiny"
-  r = hwnas("arch", "stats", str(out), "--json")
-  stats = json.loads(r.stdout)
-  from hwnas import counting
+  code, stdout, _ = run(capsys, "arch", "stats", str(out), "--json")
+  stats = json.loads(stdout)
   assert stats["macs"] == counting.macs(arch.decode(space.load("tiny"), a))
 
 
-def test_arch_stats_reference_at_other_resolution():
-  r = hwnas("arch", "stats", "--reference", "mobilenet_v2_1.0",
-            "--resolution", "160", "--json")
-  stats = json.loads(r.stdout)
+def test_arch_stats_reference_at_other_resolution(capsys):
+  _, stdout, _ = run(capsys, "arch", "stats", "--reference",
+                     "mobilenet_v2_1.0", "--resolution", "160", "--json")
+  stats = json.loads(stdout)
   assert stats["resolution"] == 160 and 140e6 < stats["macs"] < 160e6
 
 

@@ -1,26 +1,48 @@
 """End to end: the quickstart pipeline on the tiny space with tiny steps."""
 
 import json
+import shlex
 
+import jax
 import pytest
 
-from hwnas import arch, quickstart, space
+from hwnas import arch, cli, quickstart, space
 from hwnas.latency import load_table
 
 
+@pytest.fixture
+def fast_compiles():
+  """XLA with most optimisations off: compiles ~40% less CPU time here, and
+  this test checks the wiring of the stages, not speed or exact numbers."""
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
 @pytest.mark.slow
-def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path):
+def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compiles):
   settings = quickstart.Settings(
       target_ms=0.5, budget=6, population=4, train_steps=2,
       export_formats="flax,tflite-int8", latency_repeats=5,
-      train_args=("--set", "train.batch_size=8", "--set",
-                  "train.resolutions=[24]", "--set", "eval.bn_batches=1",
-                  "--no-progress"),
-      search_args=("--no-progress",),
-      export_args=("--calibration-steps", "4", "--eval-samples", "32",
-                   "--bn-batches", "1", "--no-compile"))
+      train_overrides=("train.batch_size=8", "train.resolutions=[24]",
+                       "eval.bn_batches=1"),
+      calibration_steps=4, eval_samples=32, bn_batches=1,
+      compile_edgetpu=False, progress=False)
   lines = []
   out = quickstart.run(tmp_path, settings=settings, echo=lines.append)
+
+  # Each stage printed the command a user would type for it, with the
+  # same settings.
+  commands = [shlex.split(l.split("$ hwnas ", 1)[1]) for l in lines
+              if "$ hwnas " in l]
+  train, search, export = (cli.build_parser().parse_args(c)
+                           for c in commands)
+  assert (train.steps, train.set, train.workdir) == (
+      2, list(settings.train_overrides), str(tmp_path / "supernet"))
+  assert (search.budget, search.population, search.target_ms) == (6, 4, 0.5)
+  assert (export.calibration_steps, export.eval_samples, export.bn_batches,
+          export.latency_repeats, export.no_compile) == (4, 32, 1, 5, True)
 
   best = json.loads((tmp_path / "search" / "best.json").read_text())
   report = json.loads((tmp_path / "export" / "report.json").read_text())

@@ -1,8 +1,11 @@
 """The `hwnas` command line: thin subcommands over the library.
 
 Each command group lives in its own module (`hwnas/cli/<group>.py`) that
-defines `register(subparsers)`; heavy imports (jax, tensorflow) happen inside
-the command functions so that `hwnas space list` starts instantly.
+defines `register(subparsers)`; a command parses its flags and calls the
+library (the pipeline stages — supernet training, search, export — through
+`hwnas.pipeline`, which the quickstart calls too). Heavy imports (jax,
+tensorflow) happen inside the command functions so that `hwnas space list`
+starts instantly.
 User errors (`HwnasError`) print one line, `error: ...`, and exit with 2.
 """
 

@@ -55,15 +55,22 @@ def _sample(args) -> int:
   return 0
 
 
-def load_spec(path: str | None, *, reference: str | None = None,
-              space: str | None = None, resolution: int | None = None,
-              num_classes: int | None = None) -> netspec.NetSpec:
-  """Loads a network spec from an arch/netspec file or a reference name."""
+def load_spec(path: str | None, **kwargs) -> netspec.NetSpec:
+  """The NetSpec of `load_arch_and_spec` (same arguments)."""
+  return load_arch_and_spec(path, **kwargs)[1]
+
+
+def load_arch_and_spec(path: str | None, *, reference: str | None = None,
+                       space: str | None = None,
+                       resolution: int | None = None,
+                       num_classes: int | None = None
+                       ) -> tuple[arch_lib.ArchChoice | None, netspec.NetSpec]:
+  """(ArchChoice or None, NetSpec) of an arch/netspec file or a reference."""
   if bool(path) == bool(reference):
     raise errors.HwnasError("give an architecture file or --reference NAME")
   if reference:
-    return references.load(reference, resolution=resolution,
-                           num_classes=num_classes)
+    return None, references.load(reference, resolution=resolution,
+                                 num_classes=num_classes)
   p = pathlib.Path(path)
   if not p.is_file():
     raise errors.HwnasError(f"{p}: no such file")
@@ -77,13 +84,13 @@ def load_spec(path: str | None, *, reference: str | None = None,
       spec = netspec.with_resolution(spec, resolution)
     if num_classes:
       spec = netspec.with_num_classes(spec, num_classes)
-    return spec
+    return None, spec
   a = arch_lib.from_dict(d, where=str(p))
   sp = space_lib.load(arch_lib.space_source(d, space, where=str(p)))
   if resolution:
     import dataclasses
     a = dataclasses.replace(a, resolution=resolution)
-  return arch_lib.decode(sp, a, num_classes=num_classes)
+  return a, arch_lib.decode(sp, a, num_classes=num_classes)
 
 
 def _stats(args) -> int:

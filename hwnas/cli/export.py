@@ -3,9 +3,7 @@ checks and a report for one architecture or network spec."""
 
 from __future__ import annotations
 
-import pathlib
-
-from hwnas import errors
+from hwnas import pipeline
 
 _FORMATS = "flax,saved_model,tflite,tflite-int8"
 
@@ -50,89 +48,14 @@ def register(sub) -> None:
   p.set_defaults(func=_export)
 
 
-def _options(args, dataset):
-  from hwnas.export import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.ExportOptions(
-      formats=pipeline.parse_formats(args.formats),
-      calibration_steps=args.calibration_steps, dataset=dataset,
+def _export(args) -> int:
+  report = pipeline.export(
+      args.out, arch=args.arch, reference=args.reference,
+      netspec=args.netspec, supernet=args.supernet, weights=args.weights,
+      table=args.table, resolution=args.resolution, formats=args.formats,
+      calibration_steps=args.calibration_steps, dataset=args.dataset,
       eval_split=args.eval_split, eval_samples=args.eval_samples,
       bn_batches=args.bn_batches, batch_size=args.batch_size,
-      latency_repeats=args.latency_repeats,
-      latency_warmup=min(20, args.latency_repeats), seed=args.seed,
+      latency_repeats=args.latency_repeats, seed=args.seed,
       overwrite=args.overwrite, compile_edgetpu=not args.no_compile)
-
-
-def _export(args) -> int:
-  given = [n for n in ("arch", "reference", "netspec") if getattr(args, n)]
-  if len(given) != 1:
-    raise errors.HwnasError("give exactly one of --arch, --reference, "
-                            "--netspec")
-  if args.supernet and not args.arch:
-    raise errors.HwnasError("--supernet needs --arch (the architecture to "
-                            "take from it)")
-  if args.supernet and args.weights:
-    raise errors.HwnasError("give --supernet or --weights, not both")
-  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
-  from hwnas import netspec, references  # pylint: disable=g-import-not-at-top
-  from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
-  from hwnas.export import pipeline  # pylint: disable=g-import-not-at-top
-  pipeline.check_out_dir(args.out, overwrite=args.overwrite)
-  if args.supernet:
-    report = pipeline.export_arch(args.arch, args.supernet, args.out,
-                                  options=_options(args, args.dataset),
-                                  table=args.table)
-  else:
-    arch = None
-    if args.arch:
-      arch = arch_lib.load(args.arch)
-      space = space_lib.load(arch_lib.space_of_file(args.arch))
-      arch_lib.validate(space, arch)
-      spec = arch_lib.decode(space, arch)
-      source = {"kind": "arch", "description": f"{args.arch} ({space.name})"}
-    elif args.reference:
-      spec = references.load(args.reference, resolution=args.resolution)
-      source = {"kind": "reference", "description":
-                f"reference network {args.reference}"}
-    else:
-      spec = netspec.load(args.netspec)
-      source = {"kind": "netspec", "description": f"network spec "
-                f"{args.netspec}"}
-    report = pipeline.export_spec(spec, args.out, weights=args.weights,
-                                  options=_options(args, args.dataset),
-                                  table=args.table, arch=arch, source=source)
-  _print_summary(report)
-  check = report["checks"].get("float_tflite_vs_flax")
-  return 1 if check and not check["passed"] else 0
-
-
-def _print_summary(r) -> None:
-  out = pathlib.Path(r["out"])
-  net = r["network"]
-  print(f"exported {net['name']} to {out}/")
-  print(f"  MACs {net['macs']:,}  params {net['params']:,}")
-  c = r["checks"]
-  if "float_tflite_vs_flax" in c:
-    f = c["float_tflite_vs_flax"]
-    print(f"  float TFLite vs Flax: max |diff| {f['max_abs_diff']:.2e} "
-          f"({'PASS' if f['passed'] else 'FAIL'})")
-  if "accuracy" in c:
-    a = c["accuracy"]
-    parts = [f"{k} {100 * v:.2f}%" for k, v in a.items()
-             if k in ("flax", "tflite_float", "tflite_int8")]
-    print(f"  accuracy ({a['split']}, {a['num_samples']}): "
-          f"{', '.join(parts)}")
-  lat = r["latency"]
-  if lat.get("predicted"):
-    print(f"  predicted {lat['predicted']['ms']:.3f} ms "
-          f"({lat['predicted']['provenance']})")
-  for name, m in lat["measured"].items():
-    print(f"  measured {name}: {m['median_ms']:.3f} ms median (this CPU)")
-  comp = lat.get("comparison") or {}
-  if comp.get("ratio") is not None:
-    print(f"  measured / predicted ({comp['model']}): {comp['ratio']:.2f}")
-  e = r.get("edgetpu")
-  if e:
-    print(f"  Edge TPU: {e['verdict']}")
-    if not e.get("compiler"):
-      print(f"  compile with: {e['compile_command']}")
-  print(f"  report: {out / 'report.md'}")
+  return 0 if pipeline.export_passed(report) else 1

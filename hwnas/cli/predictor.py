@@ -42,7 +42,7 @@ def register(sub) -> None:
 def _supernet_pairs(args, space):
   import numpy as np
   from hwnas import arch as arch_lib
-  from hwnas.cli.search import make_supernet_evaluator
+  from hwnas.pipeline import make_supernet_evaluator
   rng = np.random.default_rng([args.seed, 11])
   archs = list(dict.fromkeys(arch_lib.sample(rng, space)
                              for _ in range(args.samples)))

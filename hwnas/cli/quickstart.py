@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hwnas import quickstart
+
 
 def register(sub) -> None:
   p = sub.add_parser(
@@ -9,21 +11,22 @@ def register(sub) -> None:
       "space: supernet, Edge-TPU-targeted search, TFLite int8 export")
   p.add_argument("--workdir", default="runs/quickstart",
                  help="where every stage writes (rerunning resumes)")
+  defaults = quickstart.Settings()
   p.add_argument("--target-ms", type=float, help="latency target on the "
-                 "estimated Edge TPU table (default 0.35)")
+                 f"estimated Edge TPU table (default {defaults.target_ms})")
   p.add_argument("--budget", type=int, help="architectures to evaluate "
-                 "(default 150)")
+                 f"(default {defaults.budget})")
   p.add_argument("--train-steps", type=int,
                  help="supernet steps (default: the tiny config's)")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--no-progress", action="store_true",
+                 help="no progress bars")
   p.set_defaults(func=_quickstart)
 
 
 def _quickstart(args) -> int:
-  import dataclasses
-
-  from hwnas import quickstart
-  s = quickstart.Settings(seed=args.seed)
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  s = quickstart.Settings(seed=args.seed, progress=not args.no_progress)
   changes = {k: v for k, v in (("target_ms", args.target_ms),
                                ("budget", args.budget),
                                ("train_steps", args.train_steps))

@@ -16,13 +16,11 @@ finished run reuses it.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
-import pathlib
 import sys
-from typing import Sequence
 
-from hwnas import errors
+from hwnas import errors, pipeline
+from hwnas.configs import loader
 
 
 def register(sub) -> None:
@@ -67,100 +65,27 @@ def register(sub) -> None:
 
 # ---------------------------------------------------------------- config --
 
-
-def _space_name(space: str | None) -> str:
-  return pathlib.Path(space).stem if space else ""
-
-
-def load_config(spec: str | None, *, space: str | None = None):
-  """The supernet `ConfigDict` of `--config` (variant or FILE.py[:VARIANT]).
-
-  Without `--config`: the `tiny` variant for the tiny space, otherwise the
-  default variant.
-  """
-  module = importlib.import_module("hwnas.configs.supernet")
-  arg = spec
-  path, _, variant = (spec or "").partition(":")
-  if path.endswith(".py"):
-    p = pathlib.Path(path)
-    if not p.is_file():
-      raise errors.HwnasError(f"--config {spec}: no such file {p}")
-    mspec = importlib.util.spec_from_file_location(f"_hwnas_cfg_{p.stem}", p)
-    module = importlib.util.module_from_spec(mspec)
-    mspec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-      raise errors.HwnasError(f"--config {spec}: {p} defines no "
-                              "get_config(arg)")
-    arg = variant or None
-  elif spec is None and _space_name(space) == "tiny":
-    arg = "tiny"
-  try:
-    return module.get_config(arg)
-  except ValueError as e:
-    raise errors.HwnasError(f"--config {spec}: {e}") from None
-
-
-def override(config, items: Sequence[str]):
-  """Applies `key.sub=value` overrides (YAML values) in place."""
-  import yaml  # pylint: disable=g-import-not-at-top
-  for item in items:
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-      raise errors.HwnasError(f"--set {item}: use KEY=VALUE, e.g. "
-                              "optimizer.learning_rate=0.05")
-    *parents, leaf = key.strip().split(".")
-    node = config
-    try:
-      for p in parents:
-        node = node[p]
-      old = node[leaf]
-    except (KeyError, TypeError, AttributeError):
-      raise errors.HwnasError(f"--set {item}: no config key {key.strip()!r};"
-                              " see hwnas/configs/supernet.py") from None
-    try:
-      value = yaml.safe_load(text)
-    except yaml.YAMLError:
-      value = text
-    if isinstance(old, str) and not isinstance(value, str):
-      value = text
-    if isinstance(old, tuple):
-      value = tuple(value) if isinstance(value, list) else (
-          (value,) if value is not None else ())
-    try:
-      node[leaf] = value
-    except (TypeError, ValueError) as e:
-      raise errors.HwnasError(f"--set {item}: {e}") from None
-  return config
+# The config loaders live in the library (`hwnas.configs.loader`); these
+# names stay for callers of this module.
+load_config = loader.load
+override = loader.override
 
 
 def resolve_config(args):
   """The run config from --config, --space, --dataset, --steps, --set."""
-  config = load_config(args.config, space=args.space)
-  if args.space:
-    config.space = args.space
-  if args.dataset:
-    config.dataset = args.dataset
-  if args.steps is not None:
-    if args.steps < 1:
-      raise errors.HwnasError(f"--steps {args.steps}: must be >= 1")
-    config.train.steps = args.steps
-  return override(config, args.set)
+  return pipeline.supernet_config(args.config, space=args.space,
+                                  dataset=args.dataset, steps=args.steps,
+                                  overrides=args.set)
 
 
 # -------------------------------------------------------------- commands --
 
 
 def _train(args) -> int:
-  from hwnas.supernet import loop  # pylint: disable=g-import-not-at-top
-  config = resolve_config(args)
-  print(f"training the {config.space} supernet on {config.dataset} for "
-        f"{config.train.steps} steps in {args.workdir}", flush=True)
-  final = loop.train(config, args.workdir,
-                     progress=not args.no_progress and sys.stderr.isatty())
-  accs = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in final.items()
-                   if k.startswith("eval/"))
-  print(f"step {final.get('step')}: val accuracy {accs}; "
-        f"{pathlib.Path(args.workdir) / 'metrics.jsonl'}")
+  pipeline.train_supernet(
+      args.workdir, resolve_config(args),
+      progress=not args.no_progress and sys.stderr.isatty(),
+      echo=lambda line: print(line, flush=True))
   return 0
 
 

@@ -11,7 +11,6 @@ the flags. Rerunning the command resumes the run from its workdir.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import sys
 
@@ -86,19 +85,9 @@ def load_config(path: str | None, overrides: dict[str, object]):
 def load_arch_and_spec(path: str | None, *, reference: str | None,
                        space: str | None, resolution: int | None):
   """(ArchChoice or None, NetSpec) of an --arch file or --reference."""
-  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
   from hwnas.cli import arch as arch_cli  # pylint: disable=g-import-not-at-top
-  spec = arch_cli.load_spec(path, reference=reference, space=space,
-                            resolution=resolution)
-  if not path:
-    return None, spec
-  d = json.loads(errors.read_text(path, what="architecture JSON file"))
-  if isinstance(d, dict) and ("layers" in d or "netspec" in d):
-    return None, spec
-  a = arch_lib.from_dict(d, where=str(path))
-  if resolution:
-    a = dataclasses.replace(a, resolution=resolution)
-  return a, spec
+  return arch_cli.load_arch_and_spec(path, reference=reference, space=space,
+                                     resolution=resolution)
 
 
 def _train(args) -> int:

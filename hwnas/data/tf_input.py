@@ -89,7 +89,7 @@ def _builder(name: str, data_dir: str | None, manual_dir: str | None) -> Any:
 def _count(builder: Any, split: str) -> int:
   try:
     return int(builder.info.splits[split].num_examples)
-  except (KeyError, ValueError):  # under mock_data `splits` is empty (G4)
+  except (KeyError, ValueError):  # under mock_data `splits` is empty
     ds = builder.as_dataset(split=split)
     n = int(ds.cardinality().numpy())
     return n if n >= 0 else int(ds.reduce(0, lambda c, _: c + 1).numpy())

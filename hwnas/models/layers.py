@@ -7,13 +7,13 @@ hard-sigmoid, multiply), the expansion conv of `ibn` / `fused_ibn` omitted
 when `mid == in`, and a linear projection.
 
 Two implementation choices follow measurements on this project's machines
-(../shared/FINDINGS.md):
+(docs/stack_notes.md, 2 and 5):
 
 * Depthwise convolution (`depthwise_conv`) has two implementations that
   give the same values: XLA's grouped convolution (`'lax'`) and a shift-add
   (`'shift'`: one strided slice per kernel tap times a per-channel weight).
   On XLA:CPU the grouped convolution's backward pass is 10-25x slower than
-  the shift-add (G10), so `'auto'` picks shift-add on the CPU backend and the
+  the shift-add, so `'auto'` picks shift-add on the CPU backend and the
   grouped convolution on GPU/TPU. Export must use `'lax'`: the shift-add
   converts to hundreds of MUL/ADD/SLICE ops instead of one
   DEPTHWISE_CONV_2D. The shift-add has a hand-written backward pass
@@ -24,7 +24,7 @@ Two implementation choices follow measurements on this project's machines
   `elastic_depthwise_conv` is the supernet's variant: a traced kernel-size
   choice selects (`lax.switch`) which centred taps the shift-add runs.
 * Global average pooling uses `avg_pool` (a `reduce_window`), which TFLite
-  lowers to AVERAGE_POOL_2D; `jnp.mean` would become SUM + MUL (G14).
+  lowers to AVERAGE_POOL_2D; `jnp.mean` would become SUM + MUL.
 
 Every block is callable as `block(x, train=False)` on NHWC float32 input,
 so a single block can be timed or exported on its own (`build_layer`).

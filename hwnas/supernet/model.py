@@ -33,8 +33,8 @@ mobilenetv3 sandwich step ~25% faster (benchmarks/results/supernet.md).
 
 The alternative, exact slicing with the architecture as static Python
 values, computes only the chosen shapes but compiles once per architecture
-(12-27 s each for an Once-for-All-sized space on this CPU, FINDINGS section
-8): unusable for supernet training, where every step samples new
+(12-27 s each for an Once-for-All-sized space; docs/stack_notes.md, section
+7): unusable for supernet training, where every step samples new
 architectures, and for search, which evaluates thousands. Its cost is kept
 where it is cheap: `extract_subnet` builds the exact standalone `Network`
 (hwnas.models) of one architecture for export and fine-tuning. The price of

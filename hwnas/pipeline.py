@@ -1,0 +1,386 @@
+"""The pipeline stages as library calls: supernet training, search, export.
+
+`hwnas supernet train`, `hwnas search` and `hwnas export` parse their flags
+and call these functions; `hwnas.quickstart` calls the same functions with
+its own settings. Each stage takes plain values (names, paths, numbers),
+prints what a user should see through `echo`, resumes from (or refuses to
+overwrite) its workdir, and returns its result:
+
+* `train_supernet(workdir, config)` -> the final metrics dict, after
+  `supernet_config(...)` built the `ConfigDict`;
+* `search(space, workdir, ...)` -> the `hwnas.search.SearchResult`;
+* `export(out, arch=... | reference=... | netspec=..., ...)` -> the report
+  dict (`export_passed(report)` says whether the float TFLite file matches
+  the Flax model).
+
+Layer: above `train` / `export`, below `cli` (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any, Callable, Sequence
+
+from hwnas import errors
+
+Echo = Callable[[str], None]
+PathLike = str | os.PathLike[str]
+
+# Extra search costs computed from the network itself (no table).
+COUNT_COSTS = ("mmacs", "mparams")
+
+
+# --------------------------------------------------------------- supernet --
+
+
+def supernet_config(config: str | None = None, *, space: str | None = None,
+                    dataset: str | None = None, steps: int | None = None,
+                    overrides: Sequence[str] = ()):
+  """The run `ConfigDict`: `config` (variant or FILE.py[:VARIANT]), then
+  `space`, `dataset`, `steps` and each `key.sub=value` of `overrides`."""
+  from hwnas.configs import loader  # pylint: disable=g-import-not-at-top
+  c = loader.load(config, space=space)
+  if space:
+    c.space = space
+  if dataset:
+    c.dataset = dataset
+  if steps is not None:
+    if steps < 1:
+      raise errors.HwnasError(f"--steps {steps}: must be >= 1")
+    c.train.steps = steps
+  return loader.override(c, overrides)
+
+
+def train_supernet(workdir: PathLike, config, *, progress: bool = False,
+                   echo: Echo = print) -> dict[str, Any]:
+  """Trains (or resumes, or reuses a finished) supernet in `workdir`."""
+  from hwnas.supernet import loop  # pylint: disable=g-import-not-at-top
+  echo(f"training the {config.space} supernet on {config.dataset} for "
+       f"{config.train.steps} steps in {workdir}")
+  final = loop.train(config, workdir, progress=progress)
+  accs = ", ".join(f"{k.split('/')[-1]} {v:.4f}" for k, v in final.items()
+                   if k.startswith("eval/"))
+  echo(f"step {final.get('step')}: val accuracy {accs}; "
+       f"{pathlib.Path(workdir) / 'metrics.jsonl'}")
+  return final
+
+
+# ----------------------------------------------------------------- search --
+
+
+def _table_costs(tables, space):
+  from hwnas import latency  # pylint: disable=g-import-not-at-top
+  costs, loaded = {}, []
+  for i, name in enumerate(tables):
+    t = latency.load_table(name)
+    loaded.append(t)
+    key = "latency_ms" if i == 0 else f"latency_ms@{t.backend}"
+    if key in costs:
+      key = f"latency_ms@{i}"
+    costs[key] = latency.make_cost_fn(t, space)
+  return costs, loaded
+
+
+def _count_costs(names, space):
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import counting  # pylint: disable=g-import-not-at-top
+  unknown = sorted(set(names) - set(COUNT_COSTS))
+  if unknown:
+    raise errors.HwnasError(f"--cost {unknown[0]}: unknown; use one of "
+                            f"{', '.join(COUNT_COSTS)}")
+  cache = {}
+
+  def counts(a):
+    if a not in cache:
+      cache[a] = counting.count(arch_lib.decode(space, a))
+    return cache[a]
+  fns = {"mmacs": lambda a: counts(a).macs / 1e6,
+         "mparams": lambda a: counts(a).params / 1e6}
+  return {n: fns[n] for n in names}
+
+
+def _describe(table) -> str:
+  line = table.describe()
+  p = table.provenance
+  if p.get("kind") == "estimated" and "measure" not in line:
+    line += ("; " + p["measure_real"]) if p.get("measure_real") else (
+        "; measure a real table with `hwnas table measure --space S "
+        "--backend B --out T`")
+  return line
+
+
+def _reference_ms(table, spec) -> float:
+  """The table's prediction, or for an estimated Edge TPU table whose
+  entries do not cover the network, the same cost model's estimate."""
+  try:
+    return float(table.predict(spec))
+  except errors.HwnasError:
+    p = table.provenance
+    if p.get("model") != "edgetpu-model":
+      raise
+    from hwnas.edgetpu import cost_model  # pylint: disable=g-import-not-at-top
+    return float(cost_model.estimate(
+        spec, link=p.get("link", "usb3"), clock=p.get("clock", "max")
+    ).total_ms)
+
+
+def _references(table, names, space):
+  from hwnas import references  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name in names if names is not None else references.names():
+    try:
+      spec = references.load(name, num_classes=space.num_classes)
+      out[name] = (_reference_ms(table, spec), None)
+    except errors.HwnasError:
+      if names is not None:
+        raise
+  return out
+
+
+def make_supernet_evaluator(workdir: PathLike, space):
+  """`hwnas.supernet.evaluate.make_evaluator(workdir, space=space)`."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  # import_module, not `from hwnas.supernet import evaluate`: the package
+  # may re-export a function of that name, shadowing the module.
+  evaluate = importlib.import_module("hwnas.supernet.evaluate")
+  return evaluate.make_evaluator(workdir, space=space)
+
+
+def _evaluator(evaluator, space, *, supernet, predictor, echo):
+  if evaluator == "predictor":
+    if not predictor:
+      raise errors.HwnasError("--evaluator predictor needs --predictor P "
+                              "(train one with `hwnas predictor train`)")
+    from hwnas.search import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+    p = predictor_lib.load(predictor)
+    held = p.metrics.get("heldout", {})
+    if held:
+      echo(f"predictor {predictor}: held-out Spearman "
+           f"{held['spearman']:.3f}, Kendall {held['kendall']:.3f} "
+           f"(n={held['n']})")
+    return predictor_lib.make_evaluator(p, space)
+  if evaluator != "supernet":
+    raise errors.HwnasError(f"--evaluator {evaluator}: use supernet or "
+                            "predictor")
+  if not supernet:
+    raise errors.HwnasError("--evaluator supernet needs --supernet W (a "
+                            "supernet workdir from `hwnas supernet train`)")
+  if not pathlib.Path(supernet).exists():
+    raise errors.HwnasError(f"--supernet {supernet}: no such directory;"
+                            " train one with `hwnas supernet train`")
+  return _Lazy(lambda: make_supernet_evaluator(supernet, space))
+
+
+class _Lazy:
+  """Builds the evaluator on first use, so an impossible target fails
+  before a supernet is loaded."""
+
+  def __init__(self, make_fn):
+    self._make_fn, self._fn = make_fn, None
+
+  def __call__(self, archs):
+    if self._fn is None:
+      self._fn = self._make_fn()
+    return self._fn(archs)
+
+
+def _table_provenance(t) -> dict[str, Any]:
+  return {"table": str(t.path), "description": t.describe(),
+          **dict(t.provenance),
+          "header": {k: t.header.get(k) for k in (
+              "device", "backend", "runtime", "precision", "batch_size",
+              "statistic") if k in t.header}}
+
+
+def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
+           costs: Sequence[str] = (), target_ms: float | None = None,
+           target: float | None = None, evaluator: str = "supernet",
+           supernet: PathLike | None = None, predictor: PathLike | None = None,
+           references: Sequence[str] | None = None, progress: bool = True,
+           echo: Echo = print, **run_options):
+  """Searches `space` against latency `tables` and/or counted `costs`.
+
+  Args:
+    space: a space name or YAML path (or a loaded `SearchSpace`).
+    workdir: the search workdir (resumed when it holds a run).
+    tables: latency table names or paths; the first is the target's.
+    costs: extra costs counted from the network, of `COUNT_COSTS`.
+    target_ms: latency target on the first table.
+    target: target on the primary cost when there is no table.
+    evaluator: 'supernet' (with `supernet`, a workdir of
+      `train_supernet`) or 'predictor' (with `predictor`, a directory of
+      `hwnas predictor train`).
+    references: reference networks to mark on pareto.png (None: every
+      shipped one the first table can predict).
+    progress: show a progress bar.
+    echo: where lines for the user go.
+    **run_options: passed on to `hwnas.search.run` (budget, objective,
+      algorithm, population, mutation_prob, reward_weight, seed,
+      eval_batch_size, ...).
+
+  Returns:
+    The `hwnas.search.SearchResult`; `best` is None when no evaluated
+    architecture met the target.
+  """
+  from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from hwnas.search import run  # pylint: disable=g-import-not-at-top
+  if run_options.get("eval_batch_size") is not None:
+    errors.positive(run_options["eval_batch_size"], "--eval-batch-size")
+  if isinstance(space, (str, os.PathLike)):
+    space = space_lib.load(space)
+  if not tables and not costs:
+    raise errors.HwnasError("give a latency table (--table T) or a cost "
+                            "(--cost mmacs)")
+  cost_fns, loaded = _table_costs(tables, space)
+  cost_fns.update(_count_costs(costs, space))
+  if target_ms is not None and not loaded:
+    raise errors.HwnasError("--target-ms needs --table; without a table use "
+                            "--target on the first --cost")
+  provenance = refs = None
+  if loaded:
+    t = loaded[0]
+    echo(f"latency table {t.path}: {_describe(t)}")
+    provenance = _table_provenance(t)
+    refs = _references(t, references, space)
+  evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
+                           predictor=predictor, echo=echo)
+  with workdir_lib.lock(workdir):  # one search per workdir
+    result = run(space, evaluate_fn, cost_fns, workdir=str(workdir),
+                 target=target_ms if target_ms is not None else target,
+                 provenance=provenance, references=refs, progress=progress,
+                 **run_options)
+  if not progress and result.best is not None:
+    echo(f"best: accuracy {result.best.accuracy:.4f}, "
+         f"{dict(result.best.costs)} ({workdir}/best.json)")
+  return result
+
+
+# ----------------------------------------------------------------- export --
+
+
+def export(out: PathLike, *, arch: PathLike | None = None,
+           reference: str | None = None, netspec: PathLike | None = None,
+           supernet: PathLike | None = None, weights: PathLike | None = None,
+           table: str | None = None, resolution: int | None = None,
+           echo: Echo = print, **options) -> dict[str, Any]:
+  """Exports one network to `out`, checks it and prints a summary.
+
+  Args:
+    out: the export directory (new unless `overwrite=True`).
+    arch: an architecture JSON (a choice or a search's best.json).
+    reference: a shipped reference network name (instead of `arch`).
+    netspec: a network-spec JSON file (instead of `arch`).
+    supernet: a trained supernet workdir: `arch` takes its weights.
+    weights: an export dir or Flax checkpoint (without `supernet`);
+      default: random weights.
+    table: latency table to compare the measured latency with.
+    resolution: input resolution of a `reference` network.
+    echo: where the summary lines go.
+    **options: `hwnas.export.ExportOptions` fields (`formats` may be a
+      comma-separated string; `latency_warmup` defaults to
+      min(20, latency_repeats)).
+
+  Returns:
+    The report dict (also written as `out/report.json`).
+  """
+  given = [n for n, v in (("arch", arch), ("reference", reference),
+                          ("netspec", netspec)) if v]
+  if len(given) != 1:
+    raise errors.HwnasError("give exactly one of --arch, --reference, "
+                            "--netspec")
+  if supernet and not arch:
+    raise errors.HwnasError("--supernet needs --arch (the architecture to "
+                            "take from it)")
+  if supernet and weights:
+    raise errors.HwnasError("give --supernet or --weights, not both")
+  from hwnas import export as export_lib  # pylint: disable=g-import-not-at-top
+  if "formats" in options:
+    options["formats"] = export_lib.parse_formats(options["formats"])
+  if "latency_repeats" in options and "latency_warmup" not in options:
+    options["latency_warmup"] = min(20, options["latency_repeats"])
+  opts = export_lib.ExportOptions(**options)
+  _check_out_dir(out, overwrite=opts.overwrite)
+  if supernet:
+    report = export_lib.export_arch(arch, supernet, out, options=opts,
+                                    table=table)
+  else:
+    spec, choice, source = _export_source(arch, reference, netspec,
+                                          resolution)
+    report = export_lib.export_spec(spec, out, weights=weights, options=opts,
+                                    table=table, arch=choice, source=source)
+  for line in summary_lines(report):
+    echo(line)
+  return report
+
+
+def _check_out_dir(out: PathLike, *, overwrite: bool) -> None:
+  from hwnas.export import pipeline as export_pipeline  # pylint: disable=g-import-not-at-top
+  export_pipeline.check_out_dir(out, overwrite=overwrite)
+
+
+def _export_source(arch, reference, netspec, resolution):
+  """(NetSpec, ArchChoice or None, report source) of what to export."""
+  # pylint: disable=g-import-not-at-top
+  from hwnas import arch as arch_lib
+  from hwnas import netspec as netspec_lib
+  from hwnas import references
+  from hwnas import space as space_lib
+  # pylint: enable=g-import-not-at-top
+  if arch:
+    choice = arch_lib.load(arch)
+    space = space_lib.load(arch_lib.space_of_file(arch))
+    arch_lib.validate(space, choice)
+    return (arch_lib.decode(space, choice), choice,
+            {"kind": "arch", "description": f"{arch} ({space.name})"})
+  if reference:
+    return (references.load(reference, resolution=resolution), None,
+            {"kind": "reference",
+             "description": f"reference network {reference}"})
+  return (netspec_lib.load(netspec), None,
+          {"kind": "netspec", "description": f"network spec {netspec}"})
+
+
+def export_passed(report: dict[str, Any]) -> bool:
+  """False when the float TFLite file does not match the Flax model."""
+  check = report["checks"].get("float_tflite_vs_flax")
+  return not check or bool(check["passed"])
+
+
+def summary_lines(r: dict[str, Any]) -> list[str]:
+  """The human summary of an export report."""
+  out = pathlib.Path(r["out"])
+  net = r["network"]
+  lines = [f"exported {net['name']} to {out}/",
+           f"  MACs {net['macs']:,}  params {net['params']:,}"]
+  c = r["checks"]
+  if "float_tflite_vs_flax" in c:
+    f = c["float_tflite_vs_flax"]
+    lines.append(f"  float TFLite vs Flax: max |diff| "
+                 f"{f['max_abs_diff']:.2e} "
+                 f"({'PASS' if f['passed'] else 'FAIL'})")
+  if "accuracy" in c:
+    a = c["accuracy"]
+    parts = [f"{k} {100 * v:.2f}%" for k, v in a.items()
+             if k in ("flax", "tflite_float", "tflite_int8")]
+    lines.append(f"  accuracy ({a['split']}, {a['num_samples']}): "
+                 f"{', '.join(parts)}")
+  lat = r["latency"]
+  if lat.get("predicted"):
+    lines.append(f"  predicted {lat['predicted']['ms']:.3f} ms "
+                 f"({lat['predicted']['provenance']})")
+  for name, m in lat["measured"].items():
+    lines.append(f"  measured {name}: {m['median_ms']:.3f} ms median "
+                 "(this CPU)")
+  comp = lat.get("comparison") or {}
+  if comp.get("ratio") is not None:
+    lines.append(f"  measured / predicted ({comp['model']}): "
+                 f"{comp['ratio']:.2f}")
+  e = r.get("edgetpu")
+  if e:
+    lines.append(f"  Edge TPU: {e['verdict']}")
+    if not e.get("compiler"):
+      lines.append(f"  compile with: {e['compile_command']}")
+  lines.append(f"  report: {out / 'report.md'}")
+  return lines
