@@ -5,7 +5,7 @@ wraps it:
 
 * `make_table(space, link=..., clock=...)` writes an `estimated` table whose
   entries are per-layer compute and whose header's `network_model` (kind
-  `edgetpu-model`, looked up in `hwnas.latency.NETWORK_MODELS`) carries the
+  `edgetpu-model`, looked up in `hwnas.latency.network_models`) carries the
   other parts, so `table.predict(spec) == estimate(spec).total_ms`.
 * `EdgeTPUModelBackend` is `hwnas table measure --backend edgetpu-model`.
 * `validate_published` checks a table's constants against the published
@@ -15,7 +15,7 @@ wraps it:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -89,31 +89,6 @@ def _network_model_header(p: EdgeTPUParams, link: str, clock: str,
           "params": {**p.to_dict(), "link": link, "clock": clock,
                      "harness": harness},
           "band": calibration.default_band().to_dict()}
-
-
-def network_band(spec: NetSpec, network_model: Mapping[str, Any],
-                 central_ms: float) -> tuple[float, float] | None:
-  """(low, high) ms of `spec` for a table header's `network_model`, or
-  None when the header carries no band (tables made before it existed).
-  It is `hwnas.latency.NETWORK_MODELS['edgetpu-model'].band`."""
-  d = network_model.get("band")
-  if not d:
-    return None
-  prm = network_model.get("params", {})
-  return calibration.predict_band(
-      spec, _band_of(d), link=str(prm.get("link", "usb3")),
-      clock=str(prm.get("clock", "max")),
-      harness=str(prm.get("harness", DEFAULT_HARNESS)), central_ms=central_ms)
-
-
-_BAND_CACHE: list[Any] = []   # [(header band dict, Band)] of the last header
-
-
-def _band_of(d: Mapping[str, Any]):
-  """The Band of a header's band dict, parsed once per loaded header."""
-  if not _BAND_CACHE or _BAND_CACHE[0][0] is not d:
-    _BAND_CACHE[:] = [(d, calibration.Band.from_dict(d))]
-  return _BAND_CACHE[0][1]
 
 
 def make_table(space, *, link: str = "usb3", clock: str = "max",

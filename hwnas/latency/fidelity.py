@@ -215,7 +215,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
     raise tbl.TableError(table.missing_message(
         missing, f"the {len(specs)} sampled networks"))
   opts = {"timer": h["timer"]} if h.get("timer", "wall") != "wall" else {}
-  from hwnas.latency import get_backend  # pylint: disable=g-import-not-at-top
+  from hwnas.latency.backend_kinds import get_backend  # pylint: disable=g-import-not-at-top
   be = backend or get_backend(table.backend, threads=h["threads"], **opts)
   load_start = load_note()
   sums = np.array([table.layer_sum(s) for s in specs])

@@ -220,7 +220,7 @@ def _backend(backend: str | Backend, threads: int, seed: int, timer: str,
   opts = dict(backend_options or {})
   if timer != "wall":
     opts["timer"] = timer   # plug-in backends need not know the option
-  from hwnas.latency import get_backend  # pylint: disable=g-import-not-at-top
+  from hwnas.latency.backend_kinds import get_backend  # pylint: disable=g-import-not-at-top
   return get_backend(backend, threads=threads, seed=seed, **opts)
 
 

@@ -169,7 +169,7 @@ class LatencyTable:
     nm = self.network_model
     if nm is None:
       return {}
-    from hwnas.latency import network_model  # pylint: disable=g-import-not-at-top
+    from hwnas.latency.network_models import network_model  # pylint: disable=g-import-not-at-top
     fn = network_model(network_model_kind(nm), self.path).terms
     return {k: float(v) for k, v in fn(spec, nm.get("params", {})).items()}
 
@@ -188,7 +188,7 @@ class LatencyTable:
     nm = self.network_model
     if nm is None or not nm.get("band"):
       return None
-    from hwnas.latency import network_model  # pylint: disable=g-import-not-at-top
+    from hwnas.latency.network_models import network_model  # pylint: disable=g-import-not-at-top
     fn = network_model(network_model_kind(nm), self.path).band
     if fn is None:
       return None
