@@ -32,6 +32,10 @@ def register(sub) -> None:
   p.add_argument("--supernet", help="supernet workdir (--evaluator supernet)")
   p.add_argument("--evaluator", choices=("supernet", "predictor"),
                  default="supernet")
+  p.add_argument("--accuracy", choices=("float", "int8"), default="float",
+                 help="rank by float or by simulated int8 (TFLite full-int8"
+                 " post-training quantisation) supernet accuracy; int8 also "
+                 "records float accuracy in history.jsonl (see docs/search.md)")
   p.add_argument("--predictor", help="predictor directory (--evaluator "
                  "predictor; train with `hwnas predictor train`)")
   p.add_argument("--budget", type=int, default=1000,
@@ -125,9 +129,14 @@ def _references(table, names, space):
   return out
 
 
-def make_supernet_evaluator(workdir: str, space):
+def make_supernet_evaluator(workdir: str, space, accuracy: str = "float"):
   """`hwnas.supernet.evaluate.make_evaluator(workdir, ...)`, or a clear
-  error if this build has no supernet."""
+  error if this build has no supernet. `accuracy='int8'`: the simulated
+  int8 evaluator of `hwnas.supernet.quant` (also computing float)."""
+  if accuracy == "int8":
+    from hwnas.supernet import quant
+    return quant.make_evaluator(workdir, space, accuracy="int8",
+                                also=("float",))
   import importlib
   try:
     # import_module, not `from hwnas.supernet import evaluate`: the package
@@ -147,6 +156,9 @@ def make_supernet_evaluator(workdir: str, space):
 
 def _evaluator(args, space):
   if args.evaluator == "predictor":
+    if args.accuracy != "float":
+      raise errors.HwnasError("--accuracy int8 needs --evaluator supernet "
+                              "(the predictor was trained on float accuracy)")
     if not args.predictor:
       raise errors.HwnasError("--evaluator predictor needs --predictor P "
                               "(train one with `hwnas predictor train`)")
@@ -164,7 +176,8 @@ def _evaluator(args, space):
   if not pathlib.Path(args.supernet).exists():
     raise errors.HwnasError(f"--supernet {args.supernet}: no such directory;"
                             " train one with `hwnas supernet train`")
-  return _Lazy(lambda: make_supernet_evaluator(args.supernet, space))
+  return _Lazy(lambda: make_supernet_evaluator(args.supernet, space,
+                                               args.accuracy))
 
 
 class _Lazy:
@@ -178,6 +191,11 @@ class _Lazy:
     if self._fn is None:
       self._fn = self._make_fn()
     return self._fn(archs)
+
+  @property
+  def last_metrics(self):
+    """The wrapped evaluator's other accuracies of its last call."""
+    return getattr(self._fn, "last_metrics", None)
 
 
 def _search(args) -> int:
