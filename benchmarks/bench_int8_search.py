@@ -53,7 +53,8 @@ def _archs(space, n: int, seed: int):
     blocks = [b for _, _, b in a.active_blocks()]
     is_hs = any(b.activation == "hswish" for b in blocks)
     is_se = any(b.se for b in blocks)
-    if a in out or (len(out) >= n - 2 * want and not (
+    short = hs < want or se < want
+    if a in out or (short and len(out) >= n - 2 * want and not (
         (is_hs and hs < want) or (is_se and se < want))):
       continue
     out.append(a)

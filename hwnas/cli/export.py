@@ -4,10 +4,12 @@ checks and a report for one architecture or network spec."""
 from __future__ import annotations
 
 import pathlib
+import sys
 
 from hwnas import errors
 
 _FORMATS = "flax,saved_model,tflite,tflite-int8"
+_MIN_AGREEMENT = 0.98   # = hwnas.export.checks.INT8_MIN_AGREEMENT (tested)
 
 
 def register(sub) -> None:
@@ -45,6 +47,13 @@ def register(sub) -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--overwrite", action="store_true",
                  help="replace an existing --out (after success)")
+  p.add_argument("--int8-min-agreement", type=float,
+                 default=_MIN_AGREEMENT,
+                 help="int8 gate: minimum top-1 agreement of the int8 TFLite "
+                 f"model with the float model (default {_MIN_AGREEMENT})")
+  p.add_argument("--allow-int8-drop", action="store_true",
+                 help="exit 0 even when the int8 model fails the int8 gate "
+                 "(the failure is still recorded in the report)")
   p.add_argument("--no-compile", action="store_true",
                  help="do not run edgetpu_compiler even if installed")
   p.set_defaults(func=_export)
@@ -59,7 +68,9 @@ def _options(args, dataset):
       bn_batches=args.bn_batches, batch_size=args.batch_size,
       latency_repeats=args.latency_repeats,
       latency_warmup=min(20, args.latency_repeats), seed=args.seed,
-      overwrite=args.overwrite, compile_edgetpu=not args.no_compile)
+      overwrite=args.overwrite, compile_edgetpu=not args.no_compile,
+      int8_min_agreement=args.int8_min_agreement,
+      allow_int8_drop=args.allow_int8_drop)
 
 
 def _export(args) -> int:
@@ -102,7 +113,15 @@ def _export(args) -> int:
                                   table=args.table, arch=arch, source=source)
   _print_summary(report)
   check = report["checks"].get("float_tflite_vs_flax")
-  return 1 if check and not check["passed"] else 0
+  gate = report["checks"].get("int8_gate")
+  if gate and not gate["ok"]:
+    print(f"int8 gate FAILED: the int8 model agrees with the float model on "
+          f"{100 * gate['top1_agreement']:.1f}% of inputs, below "
+          f"{100 * gate['min_agreement']:.1f}%; everything is written to "
+          f"{report['out']}; pass --allow-int8-drop to accept",
+          file=sys.stderr)
+  return 1 if (check and not check["passed"]) or (gate and not gate["ok"]) \
+      else 0
 
 
 def _print_summary(r) -> None:
@@ -115,6 +134,11 @@ def _print_summary(r) -> None:
     f = c["float_tflite_vs_flax"]
     print(f"  float TFLite vs Flax: max |diff| {f['max_abs_diff']:.2e} "
           f"({'PASS' if f['passed'] else 'FAIL'})")
+  if "int8_gate" in c:
+    g = c["int8_gate"]
+    print(f"  int8 gate: top-1 agreement {100 * g['top1_agreement']:.1f}% "
+          f"(>= {100 * g['min_agreement']:.1f}%), output error max "
+          f"{g['max_error_steps']:.2f} steps: {g['status']}")
   if "accuracy" in c:
     a = c["accuracy"]
     parts = [f"{k} {100 * v:.2f}%" for k, v in a.items()
