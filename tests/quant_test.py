@@ -143,3 +143,35 @@ def test_simulated_int8_matches_the_real_tflite_int8_model(supernet):
   err = np.abs(sim - real) / step
   assert err.mean() < 1.0 and err.max() < 4.0, (err.mean(), err.max())
   assert np.mean(sim.argmax(-1) == real.argmax(-1)) >= 0.9
+
+
+def test_search_records_both_accuracies(tmp_path):
+  """An evaluator's `last_metrics` (float and int8 accuracy, as
+  `quant.Evaluator` reports them) reach history.jsonl and pareto.png."""
+  import json
+  from hwnas import counting
+  from hwnas.search import history, run
+  s = space.load("tiny")
+
+  class TwoKinds:
+    last_metrics = None
+
+    def __call__(self, archs):
+      macs = [counting.count(arch.decode(s, a)).macs / 1e8 for a in archs]
+      self.last_metrics = [{"accuracy_float": 0.5 + m,
+                            "accuracy_int8": 0.5 + m - 0.1 * (i % 2)}
+                           for i, m in enumerate(macs)]
+      return [m["accuracy_int8"] for m in self.last_metrics]
+
+  cost = lambda a: counting.count(arch.decode(s, a)).macs / 1e6
+  run(s, TwoKinds(), {"mmacs": cost}, budget=8, population=4,
+      target=100.0,
+      workdir=tmp_path, progress=False)
+  rows = [json.loads(l) for l in
+          (tmp_path / "history.jsonl").read_text().splitlines()]
+  assert len(rows) == 8
+  for row in rows:
+    assert row["accuracy"] == row["metrics"]["accuracy_int8"]
+    assert row["metrics"]["accuracy_float"] >= row["accuracy"]
+  assert history.read(tmp_path)[0].metrics == rows[0]["metrics"]
+  assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
