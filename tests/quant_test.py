@@ -175,3 +175,27 @@ def test_search_records_both_accuracies(tmp_path):
     assert row["metrics"]["accuracy_float"] >= row["accuracy"]
   assert history.read(tmp_path)[0].metrics == rows[0]["metrics"]
   assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_evaluator_float_equals_the_float_evaluator(supernet):
+  """quant.Evaluator computes float accuracy exactly as
+  hwnas.supernet.evaluate does (same recalibration and data), int8 in the
+  same call, and one compilation serves several architectures."""
+  from hwnas import data
+  from hwnas.supernet import evaluate
+  s, net = supernet
+  graphdef, params, stats = nnx.split(net, nnx.Param, nnx.BatchStat)
+  state = {"params": params, "stats": stats}
+  d = evaluate.EvalData(data.load("digits"), batch_size=48, bn_batches=1,
+                        val_batches=1, bn_batch_size=32)
+  archs = _archs(s)[:3]
+  ev = quant.Evaluator(graphdef, state, s, d, accuracy="int8",
+                       also=("float",))
+  int8 = ev(archs)
+  flt = evaluate.Evaluator(graphdef, state, s, d)(archs)
+  assert [m["accuracy_float"] for m in ev.last_metrics] == pytest.approx(
+      flt, abs=1e-6)
+  assert [m["accuracy_int8"] for m in ev.last_metrics] == int8
+  assert all(abs(a - b) <= 0.25 for a, b in zip(int8, flt))
+  assert quant._accuracy_fn(graphdef, ("int8", "float"))._cache_size() == 1
