@@ -21,7 +21,9 @@ model (read with the LiteRT flatbuffer schema from a tiny-space network
 with SE and hard-swish blocks): the input; every CONV_2D /
 DEPTHWISE_CONV_2D output after its fused ReLU/ReLU6 (or before the
 activation, for hard-swish, whose HARD_SWISH output is a second tensor);
-the projection conv output; each residual ADD output; in squeeze-excite
+the projection conv output, except that a projection feeding a residual
+ADD takes the ADD output's scale and zero point (as the converter assigns
+them); each residual ADD output; in squeeze-excite
 the AVERAGE_POOL_2D output (same scale and zero point as its input), the
 reduce conv + ReLU, the expand conv with the +3 of the hard sigmoid folded
 into its bias and ReLU6 fused, the MUL by 1/6 and the gating MUL; the head
@@ -133,6 +135,10 @@ class Points:
     r = self.ranges[name]
     return fake_quant(x, r), r
 
+  def like(self, name: str, x: jax.Array) -> jax.Array:
+    """`x` quantised with point `name`'s range (not observed)."""
+    return x if self.ranges is None else fake_quant(x, self.ranges[name])
+
 
 def _select(cond, a: tuple[jax.Array, Range], b: tuple[jax.Array, Range]
             ) -> tuple[jax.Array, Range]:
@@ -235,10 +241,14 @@ def _block(P: Points, name, bw, x, r, a):
   out_mask = model_lib.channel_mask(a["out_ch"], sl.max_out)
   z = _conv_bn(P, y[0], y[1], bw.project.kernel[...], bw.project.bn,
                stride=stride, in_mask=mid_mask)
-  p = P(f"{name}.project", z * out_mask)
+  z = z * out_mask
+  p = P(f"{name}.project", z)
   if sl.stride != 1:
     return p
-  add = P(f"{name}.add", p[0] + model_lib.fit_channels(x, sl.max_out))
+  # The converter gives a conv that feeds a residual ADD the ADD's output
+  # scale and zero point (its own range is not used).
+  add = P(f"{name}.add", P.like(f"{name}.add", z) +
+          model_lib.fit_channels(x, sl.max_out))
   return _select(a["residual"] > 0, add, p)
 
 
