@@ -156,11 +156,10 @@ def _markdown(res, command: str) -> str:
       "| architecture | float | simulated int8 | TFLite int8 | sim - TFLite |",
       "|---|---:|---:|---:|---:|"]
   for r in rows:
+    sim, real = r["accuracy_int8_simulated"], r["accuracy_int8_tflite"]
     lines.append(
         f"| `{r['arch']}` | {100 * r['accuracy_float']:.2f} | "
-        f"{100 * r['accuracy_int8_simulated']:.2f} | "
-        f"{100 * r['accuracy_int8_tflite']:.2f} | "
-        f"{100 * (r['accuracy_int8_simulated'] - r['accuracy_int8_tflite']):+.2f} |")
+        f"{100 * sim:.2f} | {100 * real:.2f} | {100 * (sim - real):+.2f} |")
   s = f["simulated_vs_tflite"]
   fl = f["float_vs_tflite_int8"]
   lines += [
