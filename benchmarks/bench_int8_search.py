@@ -147,7 +147,8 @@ def _markdown(res, command: str) -> str:
   rows = res["rows"]
   lines = [
       "## int8 in the search loop (simulated int8 accuracy)", "",
-      f"Command: `{command}` ({res['date']}, shared 2-core machine; "
+      f"Command: `{command}` ({res['date']}, shared {os.cpu_count()}-core "
+      "machine; "
       f"supernet: the tiny space trained on digits with the default tiny "
       f"config, {res['val_samples']} val images, calibration = the "
       f"evaluator's {res['calib_samples']} BN-recalibration images).", "",
