@@ -199,3 +199,13 @@ def test_evaluator_float_equals_the_float_evaluator(supernet):
   assert [m["accuracy_int8"] for m in ev.last_metrics] == int8
   assert all(abs(a - b) <= 0.25 for a, b in zip(int8, flt))
   assert quant._accuracy_fn(graphdef, ("int8", "float"))._cache_size() == 1
+
+
+def test_cli_int8_accuracy_needs_the_supernet_evaluator(tmp_path, capsys):
+  from hwnas.cli import main as cli_main
+  rc = cli_main(["search", "--space", "tiny", "--cost", "mmacs",
+                 "--target", "50", "--evaluator", "predictor",
+                 "--predictor", str(tmp_path), "--accuracy", "int8",
+                 "--workdir", str(tmp_path / "w")])
+  err = capsys.readouterr().err
+  assert rc == 2 and "--accuracy int8 needs --evaluator supernet" in err
