@@ -177,44 +177,12 @@ def export_network(model, out: str | os.PathLike[str], *,
   model = with_lax_depthwise(model)
   fn = _pure_fn(model)
   shape = (1, spec.resolution, spec.resolution, spec.in_channels)
-  r: dict[str, Any] = {
-      "schema": "hwnas/export-report@1",
-      "source": source or {"kind": "network", "description": spec.name},
-      "architecture": None if arch is None else {
-          "string": arch_lib.to_string(arch), "json": arch_lib.to_dict(arch)},
-      "network": _network_info(spec),
-      "formats": list(o.formats),
-      "input": {"shape": list(shape), "dtype": "float32",
-                "int8_model_input": "int8 (quantised from the normalised "
-                                    "float input)"},
-      "normalisation": None if ds is None else {
-          "dataset": ds.info.name, "mean": list(ds.info.mean),
-          "std": list(ds.info.std),
-          "pixel_max": float(getattr(ds.info, "pixel_max", 255.0)),
-          "formula": "(raw / pixel_max - mean) / std"},
-      "bn_recalibration": bn_recalibration,
-      "checks": {}, "latency": {"predicted": predicted, "measured": {}},
-      "operators": {}, "edgetpu": None,
-  }
+  r = _report_skeleton(spec, shape, arch=arch, source=source, ds=ds,
+                       options=o, predicted=predicted,
+                       bn_recalibration=bn_recalibration)
   with options_lib.staging(out_p, o.overwrite) as tmp:
-    netspec.save(spec, tmp / flax_io.NETSPEC_FILE)
-    if arch is not None:
-      (tmp / flax_io.ARCH_FILE).write_text(arch_lib.to_json(arch, indent=1)
-                                           + "\n")
-    if "flax" in o.formats:
-      flax_io.save_flax(model, tmp)
-    if "saved_model" in o.formats:
-      tflite.save_saved_model(fn, shape, tmp / options_lib.SAVED_MODEL_DIR)
-    float_bytes = int8_bytes = None
-    if "tflite" in o.formats:
-      float_bytes = tflite.convert(fn, shape)
-      (tmp / options_lib.FLOAT_TFLITE).write_bytes(float_bytes)
-    if "tflite-int8" in o.formats:
-      rep, rep_desc = _calibration_samples(ds, spec, o)
-      int8_bytes = tflite.convert(fn, shape, int8=True,
-                                  representative=[x[None] for x in rep])
-      (tmp / options_lib.INT8_TFLITE).write_bytes(int8_bytes)
-      r["int8_calibration"] = rep_desc
+    float_bytes, int8_bytes = _write_models(tmp, r, model, fn, shape, arch,
+                                            ds, o)
     _run_checks(r, model, float_bytes, int8_bytes, ds, spec, o,
                 enforce_int8=not random_weights)
     r["latency"]["comparison"] = _compare_latency(r["latency"])
@@ -324,3 +292,54 @@ def _litert_runtime() -> str:
     version = "?"
   return (f"LiteRT (ai-edge-litert {version}) XNNPACK, 1 thread, batch 1, "
           f"{os.cpu_count()} CPUs")
+
+
+def _report_skeleton(spec: NetSpec, shape, *, arch, source, ds, options,
+                     predicted, bn_recalibration) -> dict[str, Any]:
+  """The report's fields known before anything is converted."""
+  return {
+      "schema": "hwnas/export-report@1",
+      "source": source or {"kind": "network", "description": spec.name},
+      "architecture": None if arch is None else {
+          "string": arch_lib.to_string(arch), "json": arch_lib.to_dict(arch)},
+      "network": _network_info(spec),
+      "formats": list(options.formats),
+      "input": {"shape": list(shape), "dtype": "float32",
+                "int8_model_input": "int8 (quantised from the normalised "
+                                    "float input)"},
+      "normalisation": None if ds is None else {
+          "dataset": ds.info.name, "mean": list(ds.info.mean),
+          "std": list(ds.info.std),
+          "pixel_max": float(getattr(ds.info, "pixel_max", 255.0)),
+          "formula": "(raw / pixel_max - mean) / std"},
+      "bn_recalibration": bn_recalibration,
+      "checks": {}, "latency": {"predicted": predicted, "measured": {}},
+      "operators": {}, "edgetpu": None,
+  }
+
+
+def _write_models(tmp: pathlib.Path, r: dict[str, Any], model, fn, shape,
+                   arch, ds, o: ExportOptions) -> tuple[bytes | None,
+                                                        bytes | None]:
+  """Writes netspec/arch, Flax, SavedModel and TFLite files into `tmp`;
+  returns the (float, int8) TFLite bytes (None where not requested)."""
+  spec = model.spec
+  netspec.save(spec, tmp / flax_io.NETSPEC_FILE)
+  if arch is not None:
+    (tmp / flax_io.ARCH_FILE).write_text(arch_lib.to_json(arch, indent=1)
+                                         + "\n")
+  if "flax" in o.formats:
+    flax_io.save_flax(model, tmp)
+  if "saved_model" in o.formats:
+    tflite.save_saved_model(fn, shape, tmp / options_lib.SAVED_MODEL_DIR)
+  float_bytes = int8_bytes = None
+  if "tflite" in o.formats:
+    float_bytes = tflite.convert(fn, shape)
+    (tmp / options_lib.FLOAT_TFLITE).write_bytes(float_bytes)
+  if "tflite-int8" in o.formats:
+    rep, rep_desc = _calibration_samples(ds, spec, o)
+    int8_bytes = tflite.convert(fn, shape, int8=True,
+                                representative=[x[None] for x in rep])
+    (tmp / options_lib.INT8_TFLITE).write_bytes(int8_bytes)
+    r["int8_calibration"] = rep_desc
+  return float_bytes, int8_bytes
