@@ -84,53 +84,56 @@ def supernet():
   return _supernet()
 
 
-def test_observing_forward_is_the_float_supernet_one_compile(supernet):
+@pytest.fixture(scope="module")
+def compiled(supernet):
+  """One jitted function (shared by the tests below, compiled once):
+  (folded float, supernet float, simulated int8 logits, ranges, points)
+  of an architecture, calibrated on `calib`, evaluated on `x`."""
   s, net = supernet
   graphdef, state = nnx.split(net)
-  x = jnp.asarray(np.random.default_rng(2).uniform(0, 1, (3, 4, 24, 24, 3)),
-                  jnp.float32)
 
   @jax.jit
-  def f(state, a, x):
+  def f(state, a, calib, x):
     n = nnx.merge(graphdef, state)
-    ranges = quant.calibrate(n, x, a)
+    ranges = quant.calibrate(n, calib, a)
     p = quant.Points()
-    folded = quant.forward(n, x[0], a, p)
-    return (folded, n(x[0], a, train=False),
-            quant.forward(n, x[0], a, quant.Points(ranges)), ranges, p.seen)
+    folded = quant.forward(n, x, a, p)
+    return (folded, n(x, a, train=False),
+            quant.forward(n, x, a, quant.Points(ranges)), ranges, p.seen)
 
+  rng = np.random.default_rng(3)
+  calib = rng.uniform(0, 1, (2, 16, 24, 24, 3)).astype(np.float32)
+  x = rng.uniform(0, 1, (24, 24, 24, 3)).astype(np.float32)
+  return lambda a: f(state, model_lib.arch_arrays(s, a), calib, x), f, calib, x
+
+
+def test_observing_forward_is_the_float_supernet_one_compile(supernet,
+                                                            compiled):
+  s, _ = supernet
+  run, f, calib, _ = compiled
   for a in _archs(s):
-    folded, ref, q8, ranges, seen = f(state, model_lib.arch_arrays(s, a), x)
+    folded, ref, q8, ranges, seen = run(a)
     scale = float(jnp.abs(ref).max())
     np.testing.assert_allclose(folded, ref, atol=1e-5 * scale)
     err = float(jnp.abs(q8 - ref).max())
     assert 0 < err < 0.2 * scale          # quantised, and close
     r_in = ranges["input"]
-    assert float(r_in[0]) == pytest.approx(float(x.min()), abs=1e-6)
+    assert float(r_in[0]) == pytest.approx(float(calib.min()), abs=1e-6)
     assert set(seen) == set(ranges)
   assert f._cache_size() == 1
 
 
 @pytest.mark.slow
-def test_simulated_int8_matches_the_real_tflite_int8_model(supernet):
+def test_simulated_int8_matches_the_real_tflite_int8_model(supernet,
+                                                          compiled):
   """The simulated int8 logits equal those of the converter's full-int8
   model of the same subnet (same weights and calibration images) to about
   a quantisation step: a different quantisation point, scale or rounding
   rule would show as many steps."""
   s, net = supernet
+  run, _, calib, x = compiled
   a = _archs(s)[0]                          # SE and hard-swish
-  arrays = model_lib.arch_arrays(s, a)
-  rng = np.random.default_rng(3)
-  calib = rng.uniform(0, 1, (2, 16, 24, 24, 3)).astype(np.float32)
-  x = rng.uniform(0, 1, (24, 24, 24, 3)).astype(np.float32)
-  graphdef, state = nnx.split(net)
-
-  @jax.jit
-  def simulate(state, a, calib, x):
-    n = nnx.merge(graphdef, state)
-    return quant.forward(n, x, a, quant.Points(quant.calibrate(n, calib, a)))
-
-  sim = np.asarray(simulate(state, arrays, calib, x))
+  sim = np.asarray(run(a)[2])
   sub = model_lib.subnet(net, a, depthwise="lax")
   g, st = nnx.split(sub)
   model = tflite.convert(lambda v: nnx.merge(g, st)(v, train=False),
