@@ -44,13 +44,13 @@ def main() -> None:
   args = p.parse_args()
   from flax import nnx
   from hwnas import counting, edgetpu, tflite
-  from hwnas.export import checks, pipeline
+  from hwnas.export import checks, writer
   from hwnas.models import Network
   import jax
   rows = []
   for label, spec in _nets(args.resolution):
     model = Network(spec, rngs=nnx.Rngs(0), depthwise="lax")
-    fn = pipeline._pure_fn(model)  # pylint: disable=protected-access
+    fn = writer._pure_fn(model)  # pylint: disable=protected-access
     shape = (1, spec.resolution, spec.resolution, spec.in_channels)
     rng = np.random.default_rng(0)
     rep = rng.standard_normal((32,) + shape[1:]).astype(np.float32)

@@ -138,8 +138,17 @@ def _references(table, names, space):
   return out
 
 
-def make_supernet_evaluator(workdir: PathLike, space):
-  """`hwnas.supernet.evaluate.make_evaluator(workdir, space=space)`."""
+def make_supernet_evaluator(workdir: PathLike, space,
+                            accuracy: str = "float"):
+  """`hwnas.supernet.evaluate.make_evaluator(workdir, space=space)`;
+  `accuracy='int8'`: the simulated int8 evaluator of
+  `hwnas.supernet.quant` (which also computes float accuracy)."""
+  if accuracy == "int8":
+    from hwnas.supernet import quant  # pylint: disable=g-import-not-at-top
+    return quant.make_evaluator(workdir, space, accuracy="int8",
+                                also=("float",))
+  if accuracy != "float":
+    raise errors.HwnasError(f"--accuracy {accuracy}: use float or int8")
   import importlib  # pylint: disable=g-import-not-at-top
   # import_module, not `from hwnas.supernet import evaluate`: the package
   # may re-export a function of that name, shadowing the module.
@@ -147,8 +156,12 @@ def make_supernet_evaluator(workdir: PathLike, space):
   return evaluate.make_evaluator(workdir, space=space)
 
 
-def _evaluator(evaluator, space, *, supernet, predictor, echo):
+def _evaluator(evaluator, space, *, supernet, predictor, echo,
+               accuracy="float"):
   if evaluator == "predictor":
+    if accuracy != "float":
+      raise errors.HwnasError("--accuracy int8 needs --evaluator supernet "
+                              "(the predictor was trained on float accuracy)")
     if not predictor:
       raise errors.HwnasError("--evaluator predictor needs --predictor P "
                               "(train one with `hwnas predictor train`)")
@@ -169,7 +182,7 @@ def _evaluator(evaluator, space, *, supernet, predictor, echo):
   if not pathlib.Path(supernet).exists():
     raise errors.HwnasError(f"--supernet {supernet}: no such directory;"
                             " train one with `hwnas supernet train`")
-  return _Lazy(lambda: make_supernet_evaluator(supernet, space))
+  return _Lazy(lambda: make_supernet_evaluator(supernet, space, accuracy))
 
 
 class _Lazy:
@@ -183,6 +196,11 @@ class _Lazy:
     if self._fn is None:
       self._fn = self._make_fn()
     return self._fn(archs)
+
+  @property
+  def last_metrics(self):
+    """The wrapped evaluator's other accuracies of its last call."""
+    return getattr(self._fn, "last_metrics", None)
 
 
 def _table_provenance(t) -> dict[str, Any]:
@@ -198,7 +216,7 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            target: float | None = None, evaluator: str = "supernet",
            supernet: PathLike | None = None, predictor: PathLike | None = None,
            references: Sequence[str] | None = None, progress: bool = True,
-           echo: Echo = print, **run_options):
+           accuracy: str = "float", echo: Echo = print, **run_options):
   """Searches `space` against latency `tables` and/or counted `costs`.
 
   Args:
@@ -213,6 +231,7 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
       `hwnas predictor train`).
     references: reference networks to mark on pareto.png (None: every
       shipped one the first table can predict).
+    accuracy: rank by 'float' or simulated 'int8' supernet accuracy.
     progress: show a progress bar.
     echo: where lines for the user go.
     **run_options: passed on to `hwnas.search.run` (budget, objective,
@@ -245,7 +264,7 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     provenance = _table_provenance(t)
     refs = _references(t, references, space)
   evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
-                           predictor=predictor, echo=echo)
+                           predictor=predictor, echo=echo, accuracy=accuracy)
   with workdir_lib.lock(workdir):  # one search per workdir
     result = run(space, evaluate_fn, cost_fns, workdir=str(workdir),
                  target=target_ms if target_ms is not None else target,
@@ -343,9 +362,12 @@ def _export_source(arch, reference, netspec, resolution):
 
 
 def export_passed(report: dict[str, Any]) -> bool:
-  """False when the float TFLite file does not match the Flax model."""
+  """False when the float TFLite file does not match the Flax model, or
+  the int8 model fails the int8 gate (unless its drop was allowed)."""
   check = report["checks"].get("float_tflite_vs_flax")
-  return not check or bool(check["passed"])
+  gate = report["checks"].get("int8_gate")
+  return (not check or bool(check["passed"])) and (
+      not gate or bool(gate["ok"]))
 
 
 def summary_lines(r: dict[str, Any]) -> list[str]:
@@ -360,6 +382,12 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
     lines.append(f"  float TFLite vs Flax: max |diff| "
                  f"{f['max_abs_diff']:.2e} "
                  f"({'PASS' if f['passed'] else 'FAIL'})")
+  if "int8_gate" in c:
+    g = c["int8_gate"]
+    lines.append(f"  int8 gate: top-1 agreement "
+                 f"{100 * g['top1_agreement']:.1f}% (>= "
+                 f"{100 * g['min_agreement']:.1f}%), output error max "
+                 f"{g['max_error_steps']:.2f} steps: {g['status']}")
   if "accuracy" in c:
     a = c["accuracy"]
     parts = [f"{k} {100 * v:.2f}%" for k, v in a.items()

@@ -58,6 +58,7 @@ class Settings:
   eval_samples: int = 500
   bn_batches: int = 20
   compile_edgetpu: bool = True  # run edgetpu_compiler when it is installed
+  allow_int8_drop: bool = False  # accept an int8 model below the int8 gate
   progress: bool = True
 
 
@@ -76,7 +77,8 @@ def _export_flags(s: Settings) -> list[str]:
   for name, default in _EXPORT_DEFAULTS.items():
     if getattr(s, name) != default:
       argv += ["--" + name.replace("_", "-"), str(getattr(s, name))]
-  return argv + ([] if s.compile_edgetpu else ["--no-compile"])
+  return argv + ([] if s.compile_edgetpu else ["--no-compile"]) + (
+      ["--allow-int8-drop"] if s.allow_int8_drop else [])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +133,12 @@ def _export(d: _Dirs, s: Settings, echo) -> None:
       table=TABLE, formats=s.export_formats,
       latency_repeats=s.latency_repeats,
       calibration_steps=s.calibration_steps, eval_samples=s.eval_samples,
-      bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu, echo=echo)
+      bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu,
+      allow_int8_drop=s.allow_int8_drop, echo=echo)
   if not pipeline.export_passed(report):
-    raise errors.HwnasError(f"{d.export / 'report.md'}: the float TFLite "
-                            "model does not match the Flax model")
+    raise errors.HwnasError(f"{d.export / 'report.md'}: the export's checks "
+                            "failed (float TFLite vs Flax, or the int8 gate);"
+                            " see the report")
 
 
 def _export_done(d: _Dirs) -> bool:

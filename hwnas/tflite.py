@@ -258,6 +258,18 @@ class Runner:
   def output_dtype(self) -> np.dtype:
     return np.dtype(self._out["dtype"])
 
+  @property
+  def input_quantization(self) -> tuple[float, int]:
+    """(scale, zero point) of the input; (0.0, 0) for a float input."""
+    scale, zero_point = self._in["quantization"]
+    return float(scale), int(zero_point)
+
+  @property
+  def output_quantization(self) -> tuple[float, int]:
+    """(scale, zero point) of the output; (0.0, 0) for a float output."""
+    scale, zero_point = self._out["quantization"]
+    return float(scale), int(zero_point)
+
   def _quantize(self, x: np.ndarray) -> np.ndarray:
     dtype = self.input_dtype
     if np.issubdtype(dtype, np.floating):

@@ -1,6 +1,7 @@
 """Tests for hwnas.export and `hwnas export` on the tiny space."""
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -446,3 +447,112 @@ def test_export_arch_missing_or_corrupt_checkpoint(supernet_workdir, tmp_path,
   err = capsys.readouterr().err.strip()
   assert code == 2 and "incomplete" in err and len(err.splitlines()) == 1
   assert _leftovers(tmp_path) == ["a.json", "wd"]
+
+
+# ------------------------------------------------------------ int8 gate --
+
+def test_int8_gate_grades_agreement_and_error_steps():
+  ref = np.array([[1.0, -2.0, 0.0], [0.5, 0.1, 0.0], [0.0, 0.2, 0.4]])
+  q = ((1 / 255, -128), (0.01, 5))
+  same = checks.int8_gate(ref, ref + 0.004, input_quantization=q[0],
+                          output_quantization=q[1], min_agreement=1.0)
+  assert same.passed and same.ok and same.status == "pass"
+  assert same.max_error_steps == pytest.approx(0.4)
+  assert same.output_zero_point == 5 and same.input_scale == 1 / 255
+  flipped = ref.copy()
+  flipped[1] = [0.0, 0.5, 0.0]          # one of three top-1 classes changes
+  bad = checks.int8_gate(ref, flipped, input_quantization=q[0],
+                         output_quantization=q[1], min_agreement=0.98)
+  assert bad.top1_agreement == pytest.approx(2 / 3) and not bad.ok
+  assert bad.max_error_steps == pytest.approx(50.0)
+  assert checks.int8_gate(ref, flipped, input_quantization=q[0],
+                          output_quantization=q[1], allowed=True).ok
+  assert checks.int8_gate(ref, flipped, input_quantization=q[0],
+                          output_quantization=q[1], enforced=False).ok
+  from hwnas.cli import export as cli_export
+  assert cli_export._MIN_AGREEMENT == checks.INT8_MIN_AGREEMENT
+
+
+def _linear_probe(model):
+  """`model` with BatchNorm statistics of digits training images and its
+  classifier fit by ridge regression on their features (random features,
+  a trained classifier: clear class margins, unlike the near-ties of
+  random logits)."""
+  from hwnas import data
+  x, y = checks.take_samples(data.load("digits"), "train", 400,
+                             resolution=model.spec.resolution, seed=0,
+                             shuffle=True)
+  checks.recalibrate_bn(model, [x[i:i + 100] for i in range(0, 400, 100)])
+  feats = jax.jit(lambda m, x: functools.reduce(
+      lambda h, layer: layer(h, False), m.layers[:-1], x))(model, x)
+  feats = np.asarray(feats).reshape(len(x), -1)
+  a = np.concatenate([feats, np.ones((len(x), 1))], 1)
+  gram = a.T @ a
+  ridge = np.trace(gram) / len(gram) * np.eye(len(gram))  # small weights
+  w = np.linalg.solve(gram + ridge, a.T @ np.eye(10)[y]).astype(np.float32)
+  fc = model.layers[-1].linear
+  fc.kernel.value, fc.bias.value = w[:-1], w[-1]
+  return model
+
+
+@pytest.mark.slow
+def test_cli_int8_gate_passes_fails_and_is_accepted(tmp_path, capsys):
+  """A network whose int8 model keeps its answers exits 0; the same network
+  with every logit shifted by 1000 (the output quantisation step grows to
+  ~4 and erases the differences between classes) exits 1 after writing
+  everything, and 0 with --allow-int8-drop."""
+  s = _tiny()
+  a = arch.smallest(s)
+  spec = arch.decode(s, dataclasses.replace(a, resolution=24))
+  a = dataclasses.replace(a, resolution=24)
+  (tmp_path / "a.json").write_text(arch.to_json(a))
+  good = _linear_probe(Network(spec, rngs=nnx.Rngs(0), depthwise="lax"))
+  bad = _linear_probe(Network(spec, rngs=nnx.Rngs(0), depthwise="lax"))
+  bad.layers[-1].linear.bias.value = bad.layers[-1].linear.bias.value + 1e3
+  for name, m in (("good", good), ("bad", bad)):
+    pipeline.export_network(m, tmp_path / f"w_{name}", options=(
+        pipeline.ExportOptions(formats=("flax",), **FAST)))
+  common = ["export", "--arch", str(tmp_path / "a.json"), "--formats",
+            "tflite-int8", "--dataset", "digits", "--eval-samples", "64",
+            "--calibration-steps", "64", "--bn-batches", "0",
+            "--latency-repeats", "2", "--no-compile"]
+  outs = {}
+  for name, weights, extra in (("good", "w_good", []), ("bad", "w_bad", []),
+                               ("accepted", "w_bad", ["--allow-int8-drop"])):
+    out = tmp_path / name
+    rc = cli_main(common + ["--weights", str(tmp_path / weights), "--out",
+                            str(out)] + extra)
+    outs[name] = (rc, json.loads((out / "report.json").read_text()),
+                  (out / "report.md").read_text(), capsys.readouterr())
+  rc, report, md, _ = outs["good"]
+  gate = report["checks"]["int8_gate"]
+  assert rc == 0 and gate["enforced"] and gate["passed"]
+  assert gate["top1_agreement"] >= checks.INT8_MIN_AGREEMENT
+  q = report["input"]["int8_quantization"]
+  assert q["input"]["scale"] > 0 and -128 <= q["input"]["zero_point"] <= 127
+  assert "int8 gate" in md and "**pass**" in md
+  rc, report, md, cap = outs["bad"]
+  gate = report["checks"]["int8_gate"]
+  assert rc == 1 and not gate["passed"] and gate["status"] == "FAIL"
+  assert gate["output_scale"] > 1.0     # the step that erased the classes
+  assert "**FAIL**" in md and "--allow-int8-drop" in cap.err
+  assert (tmp_path / "bad" / "model_int8.tflite").is_file()
+  rc, report, md, _ = outs["accepted"]
+  assert rc == 0 and report["checks"]["int8_gate"]["allowed"]
+  assert "accepted (--allow-int8-drop)" in md
+
+
+def test_export_does_not_modify_the_callers_model(tmp_path):
+  from hwnas.models import layers as layers_lib
+  from hwnas.export import writer
+  s = _tiny()
+  model = Network(arch.decode(s, arch.smallest(s)), rngs=nnx.Rngs(0),
+                  depthwise="shift")
+  copy = writer.with_lax_depthwise(model)
+  impls = lambda m: {x.impl for _, x in m.iter_modules()
+                     if isinstance(x, layers_lib.DepthwiseConv)}
+  assert impls(model) == {"shift"} and impls(copy) == {"lax"}
+  x = np.random.default_rng(0).uniform(0, 1, (2, 24, 24, 3)).astype(
+      np.float32)
+  np.testing.assert_allclose(checks.predict(copy, x),
+                             checks.predict(model, x), atol=1e-5)

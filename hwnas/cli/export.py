@@ -3,9 +3,12 @@ checks and a report for one architecture or network spec."""
 
 from __future__ import annotations
 
+import sys
+
 from hwnas import pipeline
 
 _FORMATS = "flax,saved_model,tflite,tflite-int8"
+_MIN_AGREEMENT = 0.98   # = hwnas.export.checks.INT8_MIN_AGREEMENT (tested)
 
 
 def register(sub) -> None:
@@ -43,6 +46,13 @@ def register(sub) -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--overwrite", action="store_true",
                  help="replace an existing --out (after success)")
+  p.add_argument("--int8-min-agreement", type=float,
+                 default=_MIN_AGREEMENT,
+                 help="int8 gate: minimum top-1 agreement of the int8 TFLite "
+                 f"model with the float model (default {_MIN_AGREEMENT})")
+  p.add_argument("--allow-int8-drop", action="store_true",
+                 help="exit 0 even when the int8 model fails the int8 gate "
+                 "(the failure is still recorded in the report)")
   p.add_argument("--no-compile", action="store_true",
                  help="do not run edgetpu_compiler even if installed")
   p.set_defaults(func=_export)
@@ -57,5 +67,14 @@ def _export(args) -> int:
       eval_split=args.eval_split, eval_samples=args.eval_samples,
       bn_batches=args.bn_batches, batch_size=args.batch_size,
       latency_repeats=args.latency_repeats, seed=args.seed,
-      overwrite=args.overwrite, compile_edgetpu=not args.no_compile)
+      overwrite=args.overwrite, compile_edgetpu=not args.no_compile,
+      int8_min_agreement=args.int8_min_agreement,
+      allow_int8_drop=args.allow_int8_drop)
+  gate = report["checks"].get("int8_gate")
+  if gate and not gate["ok"]:
+    print(f"int8 gate FAILED: the int8 model agrees with the float model on "
+          f"{100 * gate['top1_agreement']:.1f}% of inputs, below "
+          f"{100 * gate['min_agreement']:.1f}%; everything is written to "
+          f"{report['out']}; pass --allow-int8-drop to accept",
+          file=sys.stderr)
   return 0 if pipeline.export_passed(report) else 1

@@ -29,6 +29,14 @@ def register(sub) -> None:
   p.add_argument("--supernet", help="supernet workdir (--evaluator supernet)")
   p.add_argument("--evaluator", choices=("supernet", "predictor"),
                  default="supernet")
+  p.add_argument("--accuracy", choices=("float", "int8"), default="float",
+                 help="rank by float or by simulated int8 (TFLite full-int8"
+                 " post-training quantisation) supernet accuracy; int8 also "
+                 "records float accuracy in history.jsonl (see docs/search.md)")
+  p.add_argument("--accuracy", choices=("float", "int8"), default="float",
+                 help="rank by float or by simulated int8 (TFLite full-int8"
+                 " post-training quantisation) supernet accuracy; int8 also "
+                 "records float accuracy in history.jsonl (see docs/search.md)")
   p.add_argument("--predictor", help="predictor directory (--evaluator "
                  "predictor; train with `hwnas predictor train`)")
   p.add_argument("--budget", type=int, default=1000,
@@ -62,6 +70,7 @@ def _search(args) -> int:
       args.space, args.workdir, tables=args.table, costs=args.cost,
       target_ms=args.target_ms, target=args.target, evaluator=args.evaluator,
       supernet=args.supernet, predictor=args.predictor,
+      accuracy=args.accuracy,
       references=args.reference, progress=not args.no_progress,
       budget=args.budget, objective=args.objective, seed=args.seed,
       algorithm=args.algorithm, population=args.population,

@@ -100,6 +100,18 @@ def to_markdown(r: dict[str, Any]) -> str:
                  f"(tolerance {f['tolerance']:.2e}) on {f['num_samples']} "
                  f"inputs, top-1 agreement {_fmt_pct(f['top1_agreement'])}: "
                  f"**{'PASS' if f['passed'] else 'FAIL'}**")
+  g = c.get("int8_gate")
+  if g:
+    lines.append(
+        f"- int8 gate (full-int8 TFLite vs Flax, {g['num_samples']} inputs): "
+        f"top-1 agreement {_fmt_pct(g['top1_agreement'])} (threshold "
+        f"{_fmt_pct(g['min_agreement'])}), output error max "
+        f"{g['max_error_steps']:.2f} / mean {g['mean_error_steps']:.2f} "
+        f"output quantisation steps: **{g['status']}**")
+    lines.append(
+        f"- int8 quantisation: input scale {g['input_scale']:.6g} zero point "
+        f"{g['input_zero_point']}, output scale {g['output_scale']:.6g} zero "
+        f"point {g['output_zero_point']} (real = scale * (q - zero point))")
   acc = c.get("accuracy")
   if acc:
     lines.append(f"- accuracy on `{acc['dataset']}` {acc['split']} "

@@ -173,10 +173,11 @@ class _Search:
       self.population = [both[i] for i in evolution.nsga2_survivors(
           self.matrix(both), s)]
 
-  def make_record(self, g: int, a: ArchChoice, acc: float) -> Record:
+  def make_record(self, g: int, a: ArchChoice, acc: float,
+                  metrics=None) -> Record:
     c = counting.count(arch_lib.decode(self.space, a))
     return Record(len(self.records), g, a, float(acc), self.costs(a),
-                  int(c.macs), int(c.params))
+                  int(c.macs), int(c.params), dict(metrics or {}))
 
 
 def _evaluate(evaluate_fn, archs: list[ArchChoice]) -> list[float]:
@@ -325,8 +326,12 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
       chunk = eval_batch_size or max(1, len(todo))
       for k in range(0, len(todo), chunk):
         part = todo[k:k + chunk]
-        for a, acc in zip(part, _evaluate(evaluate_fn, part)):
-          rec = search.make_record(g, a, acc)
+        accs = _evaluate(evaluate_fn, part)
+        # An evaluator may also report other accuracies (float and int8).
+        extra = getattr(evaluate_fn, "last_metrics", None) or [None] * len(
+            part)
+        for a, acc, m in zip(part, accs, extra):
+          rec = search.make_record(g, a, acc, m)
           writer.append(rec)
           search.records.append(rec)
           evaluated += 1

@@ -40,13 +40,19 @@ class Record:
   costs: Mapping[str, float]       # every cost function's value
   macs: int = 0
   params: int = 0
+  # Other accuracies the evaluator computed in the same call, e.g.
+  # {"accuracy_float": .97, "accuracy_int8": .96} (its `last_metrics`).
+  metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
   def to_dict(self) -> dict[str, Any]:
-    return {"index": self.index, "generation": self.generation,
-            "arch_string": arch_lib.to_string(self.arch),
-            "accuracy": self.accuracy, "costs": dict(self.costs),
-            "macs": self.macs, "params": self.params,
-            "arch": arch_lib.to_dict(self.arch)}
+    d = {"index": self.index, "generation": self.generation,
+         "arch_string": arch_lib.to_string(self.arch),
+         "accuracy": self.accuracy, "costs": dict(self.costs),
+         "macs": self.macs, "params": self.params,
+         "arch": arch_lib.to_dict(self.arch)}
+    if self.metrics:
+      d["metrics"] = dict(self.metrics)
+    return d
 
 
 def record_from_dict(d: Mapping[str, Any], where: str) -> Record:
@@ -56,7 +62,9 @@ def record_from_dict(d: Mapping[str, Any], where: str) -> Record:
                   arch_lib.from_dict(d["arch"], where=where),
                   float(d["accuracy"]),
                   {str(k): float(v) for k, v in d["costs"].items()},
-                  int(d.get("macs", 0)), int(d.get("params", 0)))
+                  int(d.get("macs", 0)), int(d.get("params", 0)),
+                  {str(k): float(v)
+                   for k, v in d.get("metrics", {}).items()})
   except (KeyError, TypeError, ValueError, AttributeError) as e:
     raise errors.HwnasError(f"{where}: bad history row ({e!r}); move the "
                             "file away to start afresh") from None

@@ -47,6 +47,7 @@ def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
   x = [r.costs[cost_name] for r in records]
   y = [r.accuracy for r in records]
   ax.scatter(x, y, s=8, c="0.65", label=f"evaluated ({len(records)})")
+  _other_accuracy(ax, records, cost_name)
   line = _front_line(front or records, cost_name)
   ax.step(line[:, 0], line[:, 1], where="post", c="C0", lw=1.5,
           marker="o", ms=3, label="Pareto front")
@@ -74,3 +75,19 @@ def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
+
+
+def _other_accuracy(ax, records, cost_name: str) -> None:
+  """Where the evaluator also gave float and int8 accuracy (`Record.
+  metrics`), the kind not ranked by is drawn as small open markers."""
+  pts = [(r.costs[cost_name], r.metrics) for r in records
+         if len(getattr(r, "metrics", None) or {}) > 1]
+  if not pts:
+    return
+  for kind, c in (("accuracy_float", "C2"), ("accuracy_int8", "C4")):
+    xy = [(x, m[kind]) for x, m in pts if kind in m]
+    if xy and any(abs(m[kind] - r.accuracy) > 0 for r in records
+                  for m in [r.metrics] if kind in m):
+      ax.scatter(*zip(*xy), s=10, facecolors="none", edgecolors=c, lw=0.6,
+                 label=kind.replace("accuracy_", "") + " accuracy")
+
