@@ -33,10 +33,6 @@ def register(sub) -> None:
                  help="rank by float or by simulated int8 (TFLite full-int8"
                  " post-training quantisation) supernet accuracy; int8 also "
                  "records float accuracy in history.jsonl (see docs/search.md)")
-  p.add_argument("--accuracy", choices=("float", "int8"), default="float",
-                 help="rank by float or by simulated int8 (TFLite full-int8"
-                 " post-training quantisation) supernet accuracy; int8 also "
-                 "records float accuracy in history.jsonl (see docs/search.md)")
   p.add_argument("--predictor", help="predictor directory (--evaluator "
                  "predictor; train with `hwnas predictor train`)")
   p.add_argument("--budget", type=int, default=1000,
