@@ -38,7 +38,7 @@ class ExportOptions:
     eval_samples: at most this many held-out samples for accuracy.
     bn_batches: batches for BatchNorm recalibration (0: keep statistics).
     batch_size: batch size for recalibration and Flax evaluation.
-    latency_repeats: timed LiteRT invokes (median of these, FINDINGS G18).
+    latency_repeats: timed LiteRT invokes (median of these; docs/stack_notes.md, section 6).
     latency_warmup: untimed invokes first.
     seed: data order and random initialisation.
     overwrite: replace an existing `out` (atomically, after success).
