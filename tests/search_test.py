@@ -103,7 +103,7 @@ def test_impossible_target_fails_before_any_evaluation(tmp_path):
   with pytest.raises(errors.HwnasError) as e:
     search(tmp_path, fn=never, target=0.5)
   msg = str(e.value)
-  assert "below the fastest latency reachable in space tiny" in msg
+  assert "below the lowest latency found in space tiny" in msg
   assert "--target-ms" in msg and "\n" not in msg
   assert not (tmp_path / "history.jsonl").exists()
 
@@ -296,7 +296,7 @@ def test_cli_impossible_target_fails_before_loading_the_supernet(
                "--budget", "10"])
   err = capsys.readouterr().err
   assert code == 2
-  assert "below the fastest latency reachable in space edgetpu" in err
+  assert "below the lowest latency found in space edgetpu" in err
   assert "raise --target-ms" in err and err.count("\n") == 1
   assert not (tmp_path / "w" / "history.jsonl").exists()
 
