@@ -7,7 +7,7 @@ Wires a latency table (`hwnas.latency`) and an evaluator (the supernet of
 
 from __future__ import annotations
 
-import inspect
+import hashlib
 import pathlib
 import sys
 
@@ -39,10 +39,18 @@ def register(sub) -> None:
   p.add_argument("--workdir", required=True)
   p.add_argument("--objective", choices=("constraint", "reward", "pareto"),
                  default="constraint")
-  p.add_argument("--algorithm", choices=("aging", "ofa", "nsga2"),
-                 help="default: aging (nsga2 for pareto)")
-  p.add_argument("--population", type=int, default=100)
-  p.add_argument("--mutation-prob", type=float, default=0.1)
+  p.add_argument("--algorithm",
+                 choices=("surrogate", "aging", "ofa", "nsga2"),
+                 help="default: surrogate (nsga2 for pareto); see "
+                 "docs/search.md")
+  p.add_argument("--population", type=int,
+                 help="population (surrogate: the random first generation);"
+                 " default: follows --budget, printed at the start")
+  p.add_argument("--batch-size", type=int,
+                 help="evaluations per generation (surrogate, aging); "
+                 "default: follows --budget")
+  p.add_argument("--mutation-prob", type=float, default=0.1,
+                 help="per-gene mutation probability, in (0, 1]")
   p.add_argument("--reward-weight", type=float, default=-0.07,
                  help="MnasNet exponent w for --objective reward")
   p.add_argument("--seed", type=int, default=0)
@@ -61,8 +69,9 @@ def register(sub) -> None:
 
 
 def _table_costs(tables, space):
+  """({cost name: fn}, [tables], {cost name: table identity})."""
   from hwnas import latency
-  costs, loaded = {}, []
+  costs, loaded, sources = {}, [], {}
   for i, name in enumerate(tables):
     t = latency.load_table(name)
     loaded.append(t)
@@ -70,7 +79,30 @@ def _table_costs(tables, space):
     if key in costs:
       key = f"latency_ms@{i}"
     costs[key] = latency.make_cost_fn(t, space)
-  return costs, loaded
+    sources[key] = {"table": str(t.path), "sha256": _sha256([t.path])}
+  return costs, loaded, sources
+
+
+def _sha256(paths) -> str:
+  """Hash of the files' contents (in the given order)."""
+  h = hashlib.sha256()
+  for p in paths:
+    h.update(pathlib.Path(p).read_bytes())
+  return h.hexdigest()
+
+
+def _evaluator_source(args) -> dict:
+  """Identity of the evaluator, so a resume against another is refused."""
+  if args.evaluator == "predictor":
+    from hwnas.search import predictor
+    d = pathlib.Path(args.predictor)
+    return {"predictor": str(d), "sha256": _sha256(
+        [d / predictor.CONFIG, d / predictor.WEIGHTS])}
+  ckpt = pathlib.Path(args.supernet) / "checkpoints"
+  steps = [int(c.name) for c in ckpt.iterdir() if c.name.isdigit()] \
+      if ckpt.is_dir() else []
+  return {"supernet": str(args.supernet),
+          "checkpoint_step": max(steps, default=None)}
 
 
 def _count_costs(names, space):
@@ -126,23 +158,9 @@ def _references(table, names, space):
 
 
 def make_supernet_evaluator(workdir: str, space):
-  """`hwnas.supernet.evaluate.make_evaluator(workdir, ...)`, or a clear
-  error if this build has no supernet."""
-  import importlib
-  try:
-    # import_module, not `from hwnas.supernet import evaluate`: the package
-    # may re-export a function of that name, shadowing the module.
-    evaluate = importlib.import_module("hwnas.supernet.evaluate")
-  except ModuleNotFoundError as e:
-    if e.name and e.name.startswith("hwnas.supernet"):
-      raise errors.HwnasError(
-          "the supernet evaluator (hwnas.supernet.evaluate) is not available"
-          " in this build; use --evaluator predictor --predictor P") from None
-    raise
-  fn = evaluate.make_evaluator
-  params = inspect.signature(fn).parameters
-  kw = {"space": space} if "space" in params else {}
-  return fn(workdir, **kw)
+  """`hwnas.supernet.evaluate.make_evaluator(workdir, space)`."""
+  from hwnas.supernet import evaluate as evaluate_lib
+  return evaluate_lib.make_evaluator(workdir, space)
 
 
 def _evaluator(args, space):
@@ -182,12 +200,16 @@ class _Lazy:
 
 def _search(args) -> int:
   from hwnas import space as space_lib
-  from hwnas.search import run
+  from hwnas import search as search_lib
   space = space_lib.load(args.space)
   if not args.table and not args.cost:
     raise errors.HwnasError("give a latency table (--table T) or a cost "
                             "(--cost mmacs)")
-  costs, tables = _table_costs(args.table, space)
+  algorithm = search_lib.default_algorithm(args.objective, args.algorithm)
+  settings = search_lib.default_settings(
+      algorithm, args.budget, population=args.population,
+      batch_size=args.batch_size, mutation_prob=args.mutation_prob)
+  costs, tables, sources = _table_costs(args.table, space)
   costs.update(_count_costs(args.cost, space))
   if args.target_ms is not None and not tables:
     raise errors.HwnasError("--target-ms needs --table; without a table use "
@@ -205,13 +227,18 @@ def _search(args) -> int:
                       "batch_size", "statistic") if k in t.header}}
     references = _references(t, args.reference, space)
   evaluate_fn = _evaluator(args, space)
-  result = run(space, evaluate_fn, costs, budget=args.budget,
-               workdir=args.workdir, objective=args.objective,
-               target=target, seed=args.seed, algorithm=args.algorithm,
-               population=args.population, mutation_prob=args.mutation_prob,
-               reward_weight=args.reward_weight,
-               eval_batch_size=args.eval_batch_size, provenance=provenance,
-               references=references, progress=not args.no_progress)
+  sources["evaluator"] = _evaluator_source(args)
+  print(search_lib.describe_settings(algorithm, settings, args.budget))
+  result = search_lib.run(
+      space, evaluate_fn, costs, budget=args.budget, workdir=args.workdir,
+      objective=args.objective, target=target, seed=args.seed,
+      algorithm=algorithm, population=settings.population,
+      sample_size=settings.sample_size, batch_size=settings.batch_size,
+      candidates=settings.candidates or None,
+      mutation_prob=args.mutation_prob, reward_weight=args.reward_weight,
+      eval_batch_size=args.eval_batch_size, provenance=provenance,
+      sources=sources, references=references,
+      progress=not args.no_progress)
   if args.no_progress and result.best is not None:
     print(f"best: accuracy {result.best.accuracy:.4f}, "
           f"{dict(result.best.costs)} ({args.workdir}/best.json)")

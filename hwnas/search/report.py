@@ -93,6 +93,16 @@ def _pareto_json(records, fr, obj, cost_names) -> dict[str, Any]:
           "front": [r.to_dict() for r in fr]}
 
 
+def plot_title(provenance: Mapping[str, Any] | None) -> str | None:
+  """'latency table xla/tiny (measured)' from a table's provenance."""
+  if not provenance or not provenance.get("table"):
+    return None
+  t = pathlib.PurePath(str(provenance["table"]))
+  name = f"{t.parent.name}/{t.stem}" if t.parent.name else t.stem
+  kind = provenance.get("kind")
+  return f"latency table {name}" + (f" ({kind})" if kind else "")
+
+
 def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
            workdir: pathlib.Path, fastest, provenance, references,
            plot: bool):
@@ -107,7 +117,8 @@ def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
   if plot and records:
     from hwnas.search import plots
     plots.plot_front(workdir / PLOT, records, fr, cost_name=obj.primary,
-                     target=obj.target, best=best, references=references)
+                     target=obj.target, best=best, references=references,
+                     title=plot_title(provenance))
   return SearchResult(best, tuple(fr), tuple(records), evaluated, workdir,
                       obj, fastest)
 
