@@ -106,7 +106,8 @@ def summarise(curves: list[list[float]], opts: list[float]) -> dict:
 
 def bench(space_name: str, budget: int, population: int, seeds: int):
   s = space.load(space_name)
-  algos = {"random": None, "aging": "aging", "ofa": "ofa"}
+  algos = {"random": None, "aging": "aging", "ofa": "ofa",
+           "surrogate": "surrogate"}
   curves = {k: [] for k in algos}
   opts, shares, times = [], [], {k: 0.0 for k in algos}
   for seed in range(seeds):
@@ -115,8 +116,10 @@ def bench(space_name: str, budget: int, population: int, seeds: int):
     shares.append(prob.feasible_share)
     for name, algo in algos.items():
       t = time.perf_counter()
+      # surrogate: its budget-aware defaults (population = random start)
+      pop = None if algo == "surrogate" else population
       c = (random_search(prob, budget, seed) if algo is None else
-           evolution(prob, budget, seed, algo, population))
+           evolution(prob, budget, seed, algo, pop))
       times[name] += time.perf_counter() - t
       curves[name].append(c)
   rows = []
@@ -152,7 +155,8 @@ def main() -> None:
     print("\n".join(rows))
     notes.append(f"{name}: {space.load(name).num_archs():.2g} "
                  f"architectures, {100 * share:.0f}% of random ones "
-                 f"feasible, population {pop}")
+                 f"feasible, population {pop} (surrogate: its budget "
+                 "defaults)")
   print("\n" + "; ".join(notes) + ".")
 
 

@@ -366,7 +366,7 @@ def test_budget_aware_defaults():
   assert (s.population, s.sample_size, s.batch_size) == (20, 5, 5)
   assert default_settings("aging", 5000).population == 100
   s = default_settings("surrogate", 100)
-  assert (s.population, s.batch_size, s.sample_size) == (10, 5, 10)
+  assert (s.population, s.batch_size, s.sample_size) == (20, 5, 10)
   assert s.candidates >= 20 * s.batch_size
   assert default_settings("surrogate", 1000).batch_size == 20
   assert default_settings("aging", 100, population=7).population == 7

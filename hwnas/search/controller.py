@@ -49,8 +49,8 @@ def default_settings(algorithm: str, budget: int, *,
 
   Settings left None follow the budget, so that a short search is not one
   random generation: the population is a fifth of the budget (10 to 100;
-  for `surrogate` the random first generation, a tenth of the budget, 10 to
-  100), aging's tournament and batch a quarter of it, and `surrogate`
+  for `surrogate` the random first generation), aging's tournament and
+  batch a quarter of it, and `surrogate`
   evaluates a twentieth of the budget per generation (5 to 20), children
   of the best 10 records, ranked among 20 times as many candidates (at
   least 200).
@@ -72,13 +72,12 @@ def default_settings(algorithm: str, budget: int, *,
         f"[0, 1]; got {parents_ratio:g}, {mutation_ratio:g}")
   _check_range("max_tries", max_tries, 1)
   clamp = lambda v, lo, hi: int(min(hi, max(lo, v)))
+  population = population or clamp(budget // 5, 10, 100)
   if algorithm == "surrogate":
-    population = population or clamp(budget // 10, 10, 100)
     batch_size = batch_size or clamp(budget // 20, 5, 20)
     sample_size = sample_size or 10
     candidates = candidates or max(200, 20 * batch_size)
   else:
-    population = population or clamp(budget // 5, 10, 100)
     sample_size = sample_size or max(2, population // 4)
     batch_size = batch_size or max(1, population // 4)
     candidates = 0
