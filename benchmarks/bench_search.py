@@ -6,8 +6,9 @@ A synthetic constrained problem with a KNOWN optimum over a real space:
 a random "planted" architecture P; accuracy(a) = sum of positive random
 weights over the genes live in both `a` and P that are equal (resolution,
 widths, depths, and each field of a slot that is active, and not a skip for
-non-type fields, in both), so P is the unique maximum; latency(a) = an additive random per-gene cost table; the target is
-P's latency (+1%), which P meets and which excludes a large share of the
+non-type fields, in both), so P is the unique maximum; latency(a) = an
+additive random per-gene cost table; the target is P's latency (+1%),
+which P meets and which excludes a large share of the
 space. Hence P is the constrained optimum. Every algorithm gets the same
 evaluation budget; random search samples feasible architectures uniformly
 (rejection sampling, no duplicates). Prints a markdown section.

@@ -111,8 +111,9 @@ def describe_settings(algorithm: str, s: evolution.Settings,
             f"mutation share {s.mutation_ratio:g}")
   else:
     what = f"population {s.population}"
-  return (f"search: {algorithm}, budget {budget}: {what}; mutation "
-          f"probability {s.mutation_prob:g}")
+  if algorithm != "surrogate":   # its mutations change 1 to 3 genes
+    what += f"; mutation probability {s.mutation_prob:g}"
+  return f"search: {algorithm}, budget {budget}: {what}"
 
 
 def default_algorithm(objective: str, algorithm: str | None = None) -> str:
