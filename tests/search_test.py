@@ -430,7 +430,8 @@ def test_best_breaks_ties_by_cost_and_the_front_lists_a_network_once():
 
 def test_cli_rejects_bad_search_settings(tmp_path, capsys):
   from hwnas.cli import main
-  for flag, value in (("--population", "0"), ("--mutation-prob", "5")):
+  for flag, value in (("--population", "0"), ("--mutation-prob", "5"),
+                      ("--batch-size", "0"), ("--eval-batch-size", "0")):
     code = main(["search", "--space", "tiny", "--cost", "mmacs", "--target",
                  "3", "--supernet", str(tmp_path), "--workdir",
                  str(tmp_path / "w"), flag, value])
