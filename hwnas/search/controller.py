@@ -50,10 +50,9 @@ def default_settings(algorithm: str, budget: int, *,
   Settings left None follow the budget, so that a short search is not one
   random generation: the population is a fifth of the budget (10 to 100;
   for `surrogate` the random first generation), aging's tournament and
-  batch a quarter of it, and `surrogate`
-  evaluates a twentieth of the budget per generation (5 to 20), children
-  of the best 10 records, ranked among 20 times as many candidates (at
-  least 200).
+  batch a quarter of the population, and `surrogate` evaluates a twentieth
+  of the budget per generation (5 to 20), children of the best 10 records
+  ranked among 20 times as many candidates (at least 200).
 
   Raises:
     HwnasError: a setting out of range (one line naming it).
