@@ -202,6 +202,17 @@ class Encoder:
 _ALPHAS = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
+def _svd(x: np.ndarray):
+  """Thin SVD; LAPACK's default divide-and-conquer driver (gesdd) can fail
+  to converge on rank-deficient one-hot data (seen in a mobilenetv3
+  search), then the slower, more robust gesvd is used."""
+  try:
+    return np.linalg.svd(x, full_matrices=False)
+  except np.linalg.LinAlgError:
+    import scipy.linalg
+    return scipy.linalg.svd(x, full_matrices=False, lapack_driver="gesvd")
+
+
 def _ridge_path(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]
                 ) -> tuple[float, float]:
   """(alpha, loo error): the alpha of least exact leave-one-out error.
@@ -210,7 +221,7 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]
   with an unpenalised intercept is 1/n + U diag(s^2 / (s^2 + alpha)) U^T).
   """
   xc, yc = x - x.mean(0), y - y.mean()
-  u, sv, _ = np.linalg.svd(xc, full_matrices=False)
+  u, sv, _ = _svd(xc)
   uy = u.T @ yc
   best = None
   for alpha in alphas:
@@ -227,7 +238,7 @@ def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
   """[d + 1] ridge weights (intercept last, not penalised), via an SVD
   (cheap when there are fewer rows than features, as in a search)."""
   mx, my = x.mean(0), y.mean()
-  u, sv, vt = np.linalg.svd(x - mx, full_matrices=False)
+  u, sv, vt = _svd(x - mx)
   w = vt.T @ (sv / (sv ** 2 + alpha) * (u.T @ (y - my)))
   return np.concatenate([w, [my - mx @ w]])
 
