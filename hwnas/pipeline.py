@@ -70,8 +70,9 @@ def train_supernet(workdir: PathLike, config, *, progress: bool = False,
 
 
 def _table_costs(tables, space):
+  """({cost name: fn}, [tables], {cost name: table identity})."""
   from hwnas import latency  # pylint: disable=g-import-not-at-top
-  costs, loaded = {}, []
+  costs, loaded, sources = {}, [], {}
   for i, name in enumerate(tables):
     t = latency.load_table(name)
     loaded.append(t)
@@ -79,7 +80,31 @@ def _table_costs(tables, space):
     if key in costs:
       key = f"latency_ms@{i}"
     costs[key] = latency.make_cost_fn(t, space)
-  return costs, loaded
+    sources[key] = {"table": str(t.path), "sha256": _sha256([t.path])}
+  return costs, loaded, sources
+
+
+def _sha256(paths) -> str:
+  """Hash of the files' contents (in the given order)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  for p in paths:
+    h.update(pathlib.Path(p).read_bytes())
+  return h.hexdigest()
+
+
+def _evaluator_source(evaluator: str, supernet, predictor) -> dict[str, Any]:
+  """Identity of the evaluator, so a resume against another is refused."""
+  if evaluator == "predictor":
+    from hwnas.search import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
+    d = pathlib.Path(predictor)
+    return {"predictor": str(d), "sha256": _sha256(
+        [d / predictor_lib.CONFIG, d / predictor_lib.WEIGHTS])}
+  ckpt = pathlib.Path(supernet) / "checkpoints"
+  steps = [int(c.name) for c in ckpt.iterdir() if c.name.isdigit()] \
+      if ckpt.is_dir() else []
+  return {"supernet": str(supernet),
+          "checkpoint_step": max(steps, default=None)}
 
 
 def _count_costs(names, space):
@@ -235,8 +260,10 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     progress: show a progress bar.
     echo: where lines for the user go.
     **run_options: passed on to `hwnas.search.run` (budget, objective,
-      algorithm, population, mutation_prob, reward_weight, seed,
-      eval_batch_size, ...).
+      algorithm, population, batch_size, mutation_prob, reward_weight,
+      seed, eval_batch_size, ...); the algorithm and the population and
+      batch size left out follow the budget
+      (`hwnas.search.default_settings`), and the chosen ones are echoed.
 
   Returns:
     The `hwnas.search.SearchResult`; `best` is None when no evaluated
@@ -252,7 +279,16 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   if not tables and not costs:
     raise errors.HwnasError("give a latency table (--table T) or a cost "
                             "(--cost mmacs)")
-  cost_fns, loaded = _table_costs(tables, space)
+  from hwnas import search as search_lib  # pylint: disable=g-import-not-at-top
+  budget = run_options.pop("budget", 1000)
+  objective = run_options.get("objective", "constraint")
+  algorithm = search_lib.default_algorithm(objective,
+                                           run_options.pop("algorithm", None))
+  settings = search_lib.default_settings(
+      algorithm, budget, population=run_options.pop("population", None),
+      batch_size=run_options.pop("batch_size", None),
+      mutation_prob=run_options.get("mutation_prob", 0.1))
+  cost_fns, loaded, sources = _table_costs(tables, space)
   cost_fns.update(_count_costs(costs, space))
   if target_ms is not None and not loaded:
     raise errors.HwnasError("--target-ms needs --table; without a table use "
@@ -265,11 +301,18 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     refs = _references(t, references, space)
   evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
                            predictor=predictor, echo=echo, accuracy=accuracy)
+  sources["evaluator"] = _evaluator_source(evaluator, supernet, predictor)
+  echo(search_lib.describe_settings(algorithm, settings, budget))
   with workdir_lib.lock(workdir):  # one search per workdir
     result = run(space, evaluate_fn, cost_fns, workdir=str(workdir),
                  target=target_ms if target_ms is not None else target,
-                 provenance=provenance, references=refs, progress=progress,
-                 **run_options)
+                 budget=budget, algorithm=algorithm,
+                 population=settings.population,
+                 sample_size=settings.sample_size,
+                 batch_size=settings.batch_size,
+                 candidates=settings.candidates or None,
+                 provenance=provenance, sources=sources, references=refs,
+                 progress=progress, **run_options)
   if not progress and result.best is not None:
     echo(f"best: accuracy {result.best.accuracy:.4f}, "
          f"{dict(result.best.costs)} ({workdir}/best.json)")

@@ -102,3 +102,47 @@ def test_cli_train_then_search_with_the_predictor(tmp_path, capsys):
   best = json.loads((tmp_path / "s" / "best.json").read_text())
   assert best["costs"]["mmacs"] <= 3
   assert len(history.read(tmp_path / "s")) == 16
+  # Resuming against a changed predictor is refused in one line.
+  cfg = tmp_path / "p" / predictor.CONFIG
+  cfg.write_text(cfg.read_text().replace('"steps": 300', '"steps": 301'))
+  before = (tmp_path / "s" / "history.jsonl").read_bytes()
+  capsys.readouterr()
+  assert main(["search", "--space", "tiny", "--cost", "mmacs", "--target",
+               "3", "--evaluator", "predictor", "--predictor",
+               str(tmp_path / "p"), "--budget", "20", "--population", "8",
+               "--workdir", str(tmp_path / "s"), "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert "the source of evaluator changed" in err and err.count("\n") == 1
+  assert (tmp_path / "s" / "history.jsonl").read_bytes() == before
+
+
+def test_fast_encoder_equals_arch_encode():
+  for name in ("tiny", "mobilenetv3"):
+    s = space.load(name)
+    enc = predictor.Encoder(s)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+      a = arch.sample(rng, s)
+      np.testing.assert_array_equal(enc(a), arch.encode(s, a))
+
+
+def test_ridge_ensemble_ranks_and_its_loo_alpha_is_exact(data):
+  archs, accs = data
+  p = predictor.fit_ridge(SPACE, archs[:150], accs[:150], seed=1)
+  mean, sd = predictor.predict(p, SPACE, archs[150:])
+  held = predictor.rank_metrics(accs[150:], mean)
+  assert held["spearman"] > 0.85         # the problem is near additive
+  assert sd.shape == mean.shape and (sd > 0).all()
+  again = predictor.fit_ridge(SPACE, archs[:150], accs[:150], seed=1)
+  np.testing.assert_array_equal(predictor.predict(again, SPACE, archs)[0],
+                                predictor.predict(p, SPACE, archs)[0])
+  # The closed-form leave-one-out error equals refitting without each row.
+  x = np.stack([arch.encode(SPACE, a) for a in archs[:40]]).astype(float)
+  y = np.asarray(accs[:40]) * 10
+  alpha, err = predictor._ridge_path(x, y, [p.metrics["alpha"]])
+  brute = []
+  for i in range(40):
+    keep = np.arange(40) != i
+    w = predictor._ridge(x[keep], y[keep], alpha)
+    brute.append((y[i] - x[i] @ w[:-1] - w[-1]) ** 2)
+  assert err == pytest.approx(np.mean(brute), rel=1e-6)

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import strategies as st
 
 from hwnas import arch, counting, errors, space
-from hwnas.search import feasibility, history, pareto, run
+from hwnas.search import (default_settings, feasibility, history,
+                          network_key, pareto, plots, report, run)
 
 SPACE = space.load("tiny")
 _MACS: dict = {}
@@ -73,7 +74,7 @@ def rows(workdir):
   return pathlib.Path(workdir, "history.jsonl").read_text().splitlines()
 
 
-@pytest.mark.parametrize("algorithm", ["aging", "ofa", "nsga2"])
+@pytest.mark.parametrize("algorithm", ["surrogate", "aging", "ofa", "nsga2"])
 def test_constraint_never_evaluates_or_returns_infeasible(tmp_path,
                                                           algorithm):
   r = search(tmp_path, algorithm=algorithm, target=2.6, budget=30)
@@ -103,7 +104,7 @@ def test_impossible_target_fails_before_any_evaluation(tmp_path):
   with pytest.raises(errors.HwnasError) as e:
     search(tmp_path, fn=never, target=0.5)
   msg = str(e.value)
-  assert "below the fastest latency reachable in space tiny" in msg
+  assert "below the lowest latency found in space tiny" in msg
   assert "--target-ms" in msg and "\n" not in msg
   assert not (tmp_path / "history.jsonl").exists()
 
@@ -149,7 +150,8 @@ def test_reward_best_maximises_mnasnet_reward(tmp_path):
   assert any(x.costs["latency_ms"] > 2.5 for x in r.records)  # soft
 
 
-@pytest.mark.parametrize("algorithm", ["aging", "ofa", "nsga2"])
+@pytest.mark.parametrize("algorithm", ["surrogate", "aging", "ofa",
+                                       "nsga2"])
 def test_deterministic_per_seed_and_no_duplicates(tmp_path, algorithm):
   obj = "pareto" if algorithm == "nsga2" else "constraint"
   kw = dict(algorithm=algorithm, objective=obj, budget=36)
@@ -161,9 +163,11 @@ def test_deterministic_per_seed_and_no_duplicates(tmp_path, algorithm):
   assert rows(tmp_path / "a") == rows(tmp_path / "b")
   assert [x.arch for x in r1.records] != [x.arch for x in r3.records]
   assert len(set(c.seen)) == len(c.seen) == 36
+  # Not even one network twice (choices differing by trailing skips).
+  assert len({network_key(a) for a in c.seen}) == 36
 
 
-@pytest.mark.parametrize("algorithm", ["aging", "ofa", "nsga2"])
+@pytest.mark.parametrize("algorithm", ["surrogate", "aging", "ofa", "nsga2"])
 def test_crash_and_resume_equals_uninterrupted(tmp_path, algorithm):
   obj = "pareto" if algorithm == "nsga2" else "constraint"
   kw = dict(algorithm=algorithm, objective=obj, budget=40,
@@ -239,12 +243,15 @@ def slow(archs):
   calls.append(1)
   time.sleep(0.05 if len(calls) <= 14 else 60)   # wait to be killed
   return t.toy_accuracy(archs)
-t.search({workdir!r}, fn=slow, budget=40, eval_batch_size=1)
+t.search({workdir!r}, fn=slow, budget=40, eval_batch_size=1,
+         algorithm="surrogate")
 """
 
 
 def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
-  ref = search(tmp_path / "ref", budget=40)
+  # The surrogate-guided search: its surrogate is refitted from the
+  # replayed history, so the resumed run proposes exactly the same.
+  ref = search(tmp_path / "ref", budget=40, algorithm="surrogate")
   workdir = tmp_path / "run"
   code = _CHILD.format(tests=str(pathlib.Path(__file__).parent),
                        workdir=str(workdir))
@@ -260,7 +267,7 @@ def test_kill_9_and_resume_equals_uninterrupted(tmp_path):
   done = len(history.read(workdir))
   assert 12 <= done <= 14
   c = Counter()
-  r = search(workdir, fn=c, budget=40)
+  r = search(workdir, fn=c, budget=40, algorithm="surrogate")
   assert len(c.seen) == 40 - done
   assert rows(workdir) == rows(tmp_path / "ref")
   assert r.best == ref.best
@@ -294,9 +301,11 @@ def test_cli_impossible_target_fails_before_loading_the_supernet(
                "edgetpu-usb3/edgetpu", "--target-ms", "0.01", "--supernet",
                str(tmp_path), "--workdir", str(tmp_path / "w"),
                "--budget", "10"])
-  err = capsys.readouterr().err
+  out, err = capsys.readouterr()
   assert code == 2
-  assert "below the fastest latency reachable in space edgetpu" in err
+  assert "search: surrogate, budget 10: 10 random, then 5 per generation" \
+      in out
+  assert "below the lowest latency found in space edgetpu" in err
   assert "raise --target-ms" in err and err.count("\n") == 1
   assert not (tmp_path / "w" / "history.jsonl").exists()
 
@@ -319,3 +328,114 @@ def test_pareto_best_meets_the_target_or_is_none(tmp_path):
   r = search(tmp_path / "b", objective="pareto", target=0.1, budget=10)
   assert r.best is None and len(r.records) == 10
   assert json.loads((tmp_path / "b" / "best.json").read_text())["arch"] is None
+
+
+def anti_cost(a):
+  """Falls as MACs grow: anti-correlated with `mmacs`."""
+  return 50.0 / (1.0 + mmacs(a))
+
+
+def test_several_anti_correlated_targets_find_a_joint_anchor(tmp_path):
+  # Feasible: mmacs in [50 / 6 - 1, 12]. The fewest-MACs architecture
+  # (the fastest for the first target) violates the second target, which
+  # the old anchor check took for "no architecture meets all targets".
+  targets = {"mmacs": 12.0, "anti": 6.0}
+  rng = np.random.default_rng(0)
+  sample = [arch.sample(rng, SPACE) for _ in range(300)]
+  joint = [a for a in sample if mmacs(a) <= 12 and anti_cost(a) <= 6]
+  assert len(joint) > 30
+  small = feasibility.fastest(SPACE, mmacs, np.random.default_rng(0))[0]
+  assert anti_cost(small) > 6
+  c = Counter()
+  r = run(SPACE, c, {"mmacs": mmacs, "anti": anti_cost}, target=targets,
+          budget=30, workdir=tmp_path / "a", progress=False, plot=False)
+  assert len(r.records) == len(c.seen) == 30
+  assert all(x.costs["mmacs"] <= 12 and x.costs["anti"] <= 6
+             for x in r.records)
+  assert r.fastest[0] == small      # reported for the primary target
+  with pytest.raises(errors.HwnasError) as e:   # an empty band
+    run(SPACE, c, {"mmacs": mmacs, "anti": anti_cost},
+        target={"mmacs": 3.0, "anti": 6.0}, budget=10,
+        workdir=tmp_path / "b", progress=False, plot=False)
+  assert "meets all targets" in str(e.value) and "\n" not in str(e.value)
+  assert not (tmp_path / "b").exists()
+
+
+def test_budget_aware_defaults():
+  s = default_settings("aging", 100)
+  assert (s.population, s.sample_size, s.batch_size) == (20, 5, 5)
+  assert default_settings("aging", 5000).population == 100
+  s = default_settings("surrogate", 100)
+  assert (s.population, s.batch_size, s.sample_size) == (20, 5, 10)
+  assert s.candidates >= 20 * s.batch_size
+  assert default_settings("surrogate", 1000).batch_size == 20
+  assert default_settings("aging", 100, population=7).population == 7
+  for bad in (dict(population=0), dict(population=1), dict(batch_size=0),
+              dict(mutation_prob=5.0), dict(mutation_prob=0.0)):
+    with pytest.raises(errors.HwnasError, match="search: "):
+      default_settings("aging", 100, **bad)
+
+
+def test_a_100_evaluation_search_is_not_one_random_generation(tmp_path):
+  for algorithm in ("aging", "surrogate"):
+    r = search(tmp_path / algorithm, algorithm=algorithm, budget=100,
+               population=None)
+    assert len(r.records) == 100
+    assert sum(x.generation == 0 for x in r.records) <= 20
+    assert r.records[-1].generation >= 4
+
+
+def test_resume_against_a_changed_cost_source_is_refused(tmp_path):
+  src = {"latency_ms": {"table": "t.json", "sha256": "aa"}}
+  search(tmp_path, budget=8, sources=src)
+  before = rows(tmp_path)
+  src = {"latency_ms": {"table": "t.json", "sha256": "bb"}}
+  with pytest.raises(errors.HwnasError) as e:
+    search(tmp_path, budget=16, sources=src)
+  msg = str(e.value)
+  assert "the source of latency_ms changed" in msg and "\n" not in msg
+  assert "sha256 was 'aa', now 'bb'" in msg
+  assert rows(tmp_path) == before
+
+
+def test_best_breaks_ties_by_cost_and_the_front_lists_a_network_once():
+  from hwnas.search import objectives
+  rng = np.random.default_rng(0)
+  a = arch.sample(rng, SPACE)
+  while a.depths[1] != 1:
+    a = arch.sample(rng, SPACE)
+  s2 = SPACE.stages[1]
+  skip = arch.BlockChoice("skip", s2.kernels[0], s2.expansions[0],
+                          s2.se[0], s2.activations[0])
+  blocks = list(a.blocks[1])
+  blocks[1] = skip
+  twin = arch.ArchChoice(a.space, a.resolution, a.widths, (a.depths[0], 2),
+                         (a.blocks[0], tuple(blocks)))
+  arch.validate(SPACE, twin)
+  assert twin != a and network_key(twin) == network_key(a)
+  b = arch.sample(rng, SPACE)
+  recs = [history.Record(0, 0, b, 0.9, {"latency_ms": 2.0}),
+          history.Record(1, 0, a, 0.9, {"latency_ms": 1.5}),
+          history.Record(2, 0, twin, 0.9, {"latency_ms": 1.5})]
+  obj = objectives.make("constraint", ["latency_ms"], 3.0)
+  best = report.select_best(recs, obj)
+  assert best.index == 1
+  fr = report.front(recs, ["latency_ms"])
+  assert [r.index for r in fr] == [1]
+  assert plots.axis_label("latency_ms") == "latency (ms)"
+  assert report.plot_title({"table": "/x/xla/tiny.json",
+                            "kind": "estimated"}) == (
+                                "latency table xla/tiny (estimated)")
+
+
+def test_cli_rejects_bad_search_settings(tmp_path, capsys):
+  from hwnas.cli import main
+  for flag, value in (("--population", "0"), ("--mutation-prob", "5"),
+                      ("--batch-size", "0"), ("--eval-batch-size", "0")):
+    code = main(["search", "--space", "tiny", "--cost", "mmacs", "--target",
+                 "3", "--supernet", str(tmp_path), "--workdir",
+                 str(tmp_path / "w"), flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: search: ")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "w").exists()

@@ -40,10 +40,18 @@ def register(sub) -> None:
   p.add_argument("--workdir", required=True)
   p.add_argument("--objective", choices=("constraint", "reward", "pareto"),
                  default="constraint")
-  p.add_argument("--algorithm", choices=("aging", "ofa", "nsga2"),
-                 help="default: aging (nsga2 for pareto)")
-  p.add_argument("--population", type=int, default=100)
-  p.add_argument("--mutation-prob", type=float, default=0.1)
+  p.add_argument("--algorithm",
+                 choices=("surrogate", "aging", "ofa", "nsga2"),
+                 help="default: surrogate (nsga2 for pareto); see "
+                 "docs/search.md")
+  p.add_argument("--population", type=int,
+                 help="population (surrogate: the random first generation);"
+                 " default: follows --budget, printed at the start")
+  p.add_argument("--batch-size", type=int,
+                 help="evaluations per generation (surrogate, aging); "
+                 "default: follows --budget")
+  p.add_argument("--mutation-prob", type=float, default=0.1,
+                 help="per-gene mutation probability, in (0, 1]")
   p.add_argument("--reward-weight", type=float, default=-0.07,
                  help="MnasNet exponent w for --objective reward")
   p.add_argument("--seed", type=int, default=0)
@@ -70,7 +78,7 @@ def _search(args) -> int:
       references=args.reference, progress=not args.no_progress,
       budget=args.budget, objective=args.objective, seed=args.seed,
       algorithm=args.algorithm, population=args.population,
-      mutation_prob=args.mutation_prob, reward_weight=args.reward_weight,
+      batch_size=args.batch_size, mutation_prob=args.mutation_prob, reward_weight=args.reward_weight,
       eval_batch_size=args.eval_batch_size)
   if result.best is None:
     print(f"no evaluated architecture met the target; the front is in "

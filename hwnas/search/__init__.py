@@ -10,16 +10,18 @@
 ...         workdir=tmp, progress=False, plot=False)  # doctest: +SKIP
 """
 
-from hwnas.search.controller import SearchResult, run
+from hwnas.search.controller import (default_algorithm, default_settings,
+                                     describe_settings, run)
 from hwnas.search.evolution import ALGORITHMS, Settings
 from hwnas.search.feasibility import check_target, fastest
-from hwnas.search.history import Record
+from hwnas.search.history import Record, SearchResult, network_key
 from hwnas.search.history import read as read_history
 from hwnas.search.objectives import OBJECTIVES, Objective
 from hwnas.search.report import front, select_best
 
 __all__ = [
     "ALGORITHMS", "OBJECTIVES", "Objective", "Record", "SearchResult",
-    "Settings", "check_target", "fastest", "front", "read_history", "run",
-    "select_best",
+    "Settings", "check_target", "default_algorithm", "default_settings",
+    "describe_settings", "fastest", "front", "network_key", "read_history",
+    "run", "select_best",
 ]

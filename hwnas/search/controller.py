@@ -24,9 +24,9 @@ import numpy as np
 from hwnas import arch as arch_lib
 from hwnas import counting, errors
 from hwnas.arch import ArchChoice
-from hwnas.search import evolution, feasibility, history, objectives, pareto
-from hwnas.search.history import Record
-from hwnas.search.objectives import Objective
+from hwnas.search import (evolution, feasibility, history, objectives,
+                          pareto, predictor, report)
+from hwnas.search.history import Record, SearchResult
 from hwnas.space import SearchSpace
 
 EvaluateFn = Callable[[list[ArchChoice]], Sequence[float]]
@@ -34,66 +34,129 @@ CostFn = Callable[[ArchChoice], float]
 _STATE_SCHEMA = "hwnas/search-state@1"
 _MAX_STALLS = 20      # generations in a row without a new architecture
 _PROBE_STREAM = 1_000_003  # rng stream of the fastest-architecture probe
+_EXPLORE = 0.5        # surrogate: score = mean + _EXPLORE * ensemble sd
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchResult:
-  """What a search found.
+def default_settings(algorithm: str, budget: int, *,
+                     population: int | None = None,
+                     sample_size: int | None = None,
+                     batch_size: int | None = None,
+                     candidates: int | None = None,
+                     parents_ratio: float = 0.25, mutation_ratio: float = 0.5,
+                     mutation_prob: float = 0.1,
+                     max_tries: int = 100) -> evolution.Settings:
+  """The settings a search with `budget` evaluations uses (validated).
 
-  Attributes:
-    best: the best record under the objective (None if nothing evaluated).
-    front: the non-dominated records (accuracy vs every cost), by primary
-      cost.
-    records: every evaluation, in order.
-    evaluated: evaluations made by this call (0 when resuming a finished
-      run).
-    workdir: where history.jsonl, state.json, best.json, pareto.json and
-      pareto.png are.
-    objective: the objective searched.
-    fastest: (architecture, primary cost) of the fastest architecture found
-      by the up-front check under a hard target, else None.
+  Settings left None follow the budget, so that a short search is not one
+  random generation: the population is a fifth of the budget (10 to 100;
+  for `surrogate` the random first generation), aging's tournament and
+  batch a quarter of the population, and `surrogate` evaluates a twentieth
+  of the budget per generation (5 to 20), children of the best 10 records
+  ranked among 20 times as many candidates (at least 200).
+
+  Raises:
+    HwnasError: a setting out of range (one line naming it).
   """
-
-  best: Record | None
-  front: tuple[Record, ...]
-  records: tuple[Record, ...]
-  evaluated: int
-  workdir: pathlib.Path
-  objective: Objective
-  fastest: tuple[ArchChoice, float] | None = None
-
-
-def _settings(algorithm: str, population: int | None, **kw) -> \
-    evolution.Settings:
-  population = population or 100
-  kw = {k: v for k, v in kw.items() if v is not None}
-  kw.setdefault("sample_size", max(2, population // 4))
-  kw.setdefault("batch_size", max(1, population // 4))
-  s = evolution.Settings(population=population, **kw)
-  if s.population < 2 or s.max_tries < 1 or not 0 < s.parents_ratio < 1:
+  _check_range("budget", budget, 1)
+  for name, v in (("population", population), ("sample_size", sample_size),
+                  ("batch_size", batch_size), ("candidates", candidates)):
+    if v is not None:
+      _check_range(name, v, 2 if name == "population" else 1)
+  if not 0 < mutation_prob <= 1:
+    raise errors.HwnasError(f"search: mutation_prob is {mutation_prob:g}; "
+                            "give a per-gene probability in (0, 1]")
+  if not 0 < parents_ratio < 1 or not 0 <= mutation_ratio <= 1:
     raise errors.HwnasError(
-        f"search: population must be >= 2 and parents_ratio in (0, 1); got "
-        f"{s.population}, {s.parents_ratio}")
-  return s
+        f"search: parents_ratio must be in (0, 1) and mutation_ratio in "
+        f"[0, 1]; got {parents_ratio:g}, {mutation_ratio:g}")
+  _check_range("max_tries", max_tries, 1)
+  clamp = lambda v, lo, hi: int(min(hi, max(lo, v)))
+  population = population or clamp(budget // 5, 10, 100)
+  if algorithm == "surrogate":
+    batch_size = batch_size or clamp(budget // 20, 5, 20)
+    sample_size = sample_size or 10
+    candidates = candidates or max(200, 20 * batch_size)
+  else:
+    sample_size = sample_size or max(2, population // 4)
+    batch_size = batch_size or max(1, population // 4)
+    candidates = 0
+  return evolution.Settings(
+      population=population, sample_size=sample_size, batch_size=batch_size,
+      candidates=candidates, parents_ratio=parents_ratio,
+      mutation_ratio=mutation_ratio, mutation_prob=mutation_prob,
+      max_tries=max_tries)
 
 
-def _check_algorithm(obj: Objective, algorithm: str | None) -> str:
-  algorithm = algorithm or ("nsga2" if obj.kind == "pareto" else "aging")
+def _check_range(name: str, value, lo: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+      or value < lo:
+    raise errors.HwnasError(f"search: {name} is {value!r}; give an integer "
+                            f">= {lo}")
+
+
+def describe_settings(algorithm: str, s: evolution.Settings,
+                      budget: int) -> str:
+  """One line naming the settings a search runs with."""
+  if algorithm == "surrogate":
+    what = (f"{s.population} random, then {s.batch_size} per generation, "
+            f"the best of {s.candidates} candidates from the top "
+            f"{s.sample_size} (ridge-ensemble surrogate)")
+  elif algorithm == "aging":
+    what = (f"population {s.population}, tournament {s.sample_size}, "
+            f"{s.batch_size} children per generation")
+  elif algorithm == "ofa":
+    what = (f"population {s.population}, parents "
+            f"{max(1, int(round(s.population * s.parents_ratio)))}, "
+            f"mutation share {s.mutation_ratio:g}")
+  else:
+    what = f"population {s.population}"
+  if algorithm != "surrogate":   # its mutations change 1 to 3 genes
+    what += f"; mutation probability {s.mutation_prob:g}"
+  return f"search: {algorithm}, budget {budget}: {what}"
+
+
+def default_algorithm(objective: str, algorithm: str | None = None) -> str:
+  """The algorithm a search uses: nsga2 for pareto, else surrogate."""
+  algorithm = algorithm or ("nsga2" if objective == "pareto" else
+                            "surrogate")
   if algorithm not in evolution.ALGORITHMS:
     raise errors.HwnasError(f"algorithm {algorithm!r} is unknown; use one of "
                             f"{list(evolution.ALGORITHMS)}")
-  if obj.kind == "pareto" and algorithm != "nsga2":
+  if objective == "pareto" and algorithm != "nsga2":
     raise errors.HwnasError("objective pareto ranks a front, which only "
                             "nsga2 does; use --algorithm nsga2")
   return algorithm
 
 
-def _config(space, obj, algorithm, settings, seed, cost_names) -> dict:
+def _config(space, obj, algorithm, settings, seed, cost_names,
+            sources) -> dict:
   return {"schema": _STATE_SCHEMA, "space": space.id, "seed": seed,
           "objective": obj.kind, "targets": dict(obj.targets),
           "reward_weight": obj.reward_weight, "algorithm": algorithm,
           "settings": dataclasses.asdict(settings),
-          "cost_names": list(cost_names)}
+          "cost_names": list(cost_names),
+          "sources": _jsonable(dict(sources or {}))}
+
+
+def _jsonable(x):
+  if isinstance(x, Mapping):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, pathlib.PurePath):
+    return str(x)
+  return x
+
+
+def _first_difference(old, new, path: str) -> tuple[str, Any, Any] | None:
+  """(dotted key, old, new) of the first difference, or None."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    for k in list(new) + [k for k in old if k not in new]:
+      d = _first_difference(old.get(k), new.get(k), f"{path}.{k}")
+      if d:
+        return d
+    return None
+  return None if old == new else (path, old, new)
 
 
 def _check_config(workdir: pathlib.Path, config: dict) -> None:
@@ -102,21 +165,26 @@ def _check_config(workdir: pathlib.Path, config: dict) -> None:
     return  # absent or unreadable: the history replay checks consistency
   old = saved["config"]
   for k, v in config.items():
-    if old.get(k) != v:
-      key, was, now = _difference(k, old.get(k), v)
+    d = _first_difference(old.get(k), v, k)
+    if d is None:
+      continue
+    key, was, now = d
+    if key.startswith("sources."):
+      what = key.split(".", 2)[1]
       raise errors.HwnasError(
-          f"{workdir / history.STATE}: {key} was {was!r}, now {now!r}; "
-          "resume with the same settings or use a new --workdir")
+          f"{workdir / history.STATE}: the source of {what} changed since "
+          f"this search started ({key} was {_short(was)}, now "
+          f"{_short(now)}); resume with the same inputs or use a new "
+          "--workdir")
+    raise errors.HwnasError(
+        f"{workdir / history.STATE}: {key} was {_short(was)}, now "
+        f"{_short(now)}; resume with the same settings or use a new "
+        "--workdir")
 
 
-def _difference(key: str, old, new) -> tuple[str, object, object]:
-  """The first differing setting inside nested dicts (named, not dumped)."""
-  while isinstance(old, dict) and isinstance(new, dict):
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if not diff:
-      break
-    key, old, new = f"{key}.{diff[0]}", old.get(diff[0]), new.get(diff[0])
-  return key, old, new
+def _short(v) -> str:
+  text = repr(v)
+  return text if len(text) <= 80 else text[:77] + "..."
 
 
 class _Search:
@@ -128,6 +196,8 @@ class _Search:
     self.records: list[Record] = []
     self.population: list[int] = []
     self._costs: dict[ArchChoice, dict[str, float]] = {}
+    self._codes: dict[ArchChoice, np.ndarray] = {}
+    self._encoder = None
 
   def costs(self, a: ArchChoice) -> dict[str, float]:
     if a not in self._costs:
@@ -147,11 +217,46 @@ class _Search:
     return pareto.matrix([r.accuracy for r in rs],
                          [[r.costs[k] for k in self.cost_fns] for r in rs])
 
+  def top(self, n: int) -> list[int]:
+    """Indices of the `n` fittest records (ties: the earlier)."""
+    f = self.fitness(range(len(self.records)))
+    return sorted(range(len(f)), key=lambda i: (-f[i], i))[:n]
+
+  def encode(self, a: ArchChoice) -> np.ndarray:
+    if self._encoder is None:
+      self._encoder = predictor.Encoder(self.space)
+    if a not in self._codes:
+      self._codes[a] = self._encoder(a)
+    return self._codes[a]
+
+  def surrogate_scores(self, rng) -> Callable[[list[ArchChoice]],
+                                              np.ndarray]:
+    """Refits the surrogate on every record; returns the scoring function
+    (optimistic predicted accuracy, or the reward computed from it)."""
+    x = np.stack([self.encode(r.arch) for r in self.records])
+    model = predictor.fit_ridge(self.space, None,
+                                [r.accuracy for r in self.records], x=x,
+                                seed=int(rng.integers(2**31)))
+
+    def score(cands: list[ArchChoice]) -> np.ndarray:
+      xc = np.stack([self._encoder(a) for a in cands])
+      mean, sd = predictor.predict(model, self.space, None, x=xc)
+      acq = mean.astype(np.float64) + _EXPLORE * sd
+      if self.obj.kind == "reward":
+        acq = np.array([objectives.fitness(self.obj, v, self.costs(a))
+                        for v, a in zip(acq, cands)])
+      return acq
+    return score
+
   def propose(self, g: int, rng, pool) -> list[ArchChoice]:
     s, pop = self.settings, self.population
     archs = [self.records[i].arch for i in pop]
-    if g == 0 or not pop:
+    if g == 0 or not pop or len(self.records) < 2:
       return evolution.random_archs(rng, pool, s.population, s)
+    if self.algorithm == "surrogate":
+      parents = [self.records[i].arch for i in self.top(s.sample_size)]
+      return evolution.surrogate(rng, pool, parents,
+                                 self.surrogate_scores(rng), s)
     if self.algorithm == "aging":
       return evolution.aging(rng, pool, self.fitness(pop), archs, s)
     if self.algorithm == "ofa":
@@ -161,7 +266,9 @@ class _Search:
 
   def update(self, g: int, new: list[int]) -> None:
     pop, s = self.population, self.settings
-    if g == 0 or not pop:
+    if self.algorithm == "surrogate":
+      self.population = self.top(s.sample_size)
+    elif g == 0 or not pop:
       self.population = list(new)
     elif self.algorithm == "aging":
       self.population = (pop + new)[-s.population:]
@@ -195,11 +302,13 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
         target: float | Mapping[str, float] | None = None,
         seed: int = 0, algorithm: str | None = None,
         population: int | None = None, sample_size: int | None = None,
-        batch_size: int | None = None, parents_ratio: float = 0.25,
+        batch_size: int | None = None, candidates: int | None = None,
+        parents_ratio: float = 0.25,
         mutation_ratio: float = 0.5, mutation_prob: float = 0.1,
         max_tries: int = 100, reward_weight: float = -0.07,
         eval_batch_size: int | None = None,
         provenance: Mapping[str, Any] | None = None,
+        sources: Mapping[str, Any] | None = None,
         references: Mapping[str, tuple[float, float | None]] | None = None,
         plot: bool = True, progress: bool = True,
         console: Any = None) -> SearchResult:
@@ -220,11 +329,16 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
       ACC * (cost / target) ** reward_weight) or 'pareto' (front).
     target: bound on the primary cost, or {cost name: bound}.
     seed: seed of every random choice (same seed + inputs -> same history).
-    algorithm: 'aging' (default for constraint/reward), 'ofa', or 'nsga2'
-      (default and required for pareto).
-    population: population size (default 100).
-    sample_size: aging tournament size (default population // 4).
-    batch_size: aging children per generation (default population // 4).
+    algorithm: 'surrogate' (default for constraint/reward), 'aging',
+      'ofa', or 'nsga2' (default and required for pareto).
+    population: population size; for 'surrogate' the size of the random
+      first generation (default: follows the budget, see
+      `default_settings`).
+    sample_size: aging tournament size; surrogate parents (default: see
+      `default_settings`).
+    batch_size: aging and surrogate children per generation (default: see
+      `default_settings`).
+    candidates: surrogate children scored per generation.
     parents_ratio: OFA surviving share of the population.
     mutation_ratio: OFA share of children made by mutation.
     mutation_prob: per-gene resampling probability of a mutation.
@@ -233,6 +347,9 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
     eval_batch_size: split each generation into calls of at most this many
       architectures (results are saved after each call).
     provenance: the cost table's provenance, copied into best.json.
+    sources: identity of each input, e.g. {"latency_ms": {"table": path,
+      "sha256": ...}}; saved with the settings, so resuming against a
+      changed table (or predictor, ...) is refused.
     references: {name: (cost, accuracy or None)} marked on pareto.png.
     plot: write pareto.png.
     progress: show a progress bar and the summary table.
@@ -250,35 +367,34 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
   cost_fns = dict(cost_fns)
   obj = objectives.make(objective, list(cost_fns), target,
                         reward_weight=reward_weight)
-  algorithm = _check_algorithm(obj, algorithm)
-  settings = _settings(algorithm, population, sample_size=sample_size,
-                       batch_size=batch_size, parents_ratio=parents_ratio,
-                       mutation_ratio=mutation_ratio,
-                       mutation_prob=mutation_prob, max_tries=max_tries)
-  if budget < 1:
-    raise errors.HwnasError(f"search: budget must be >= 1, got {budget}")
+  algorithm = default_algorithm(obj.kind, algorithm)
+  settings = default_settings(
+      algorithm, budget, population=population, sample_size=sample_size,
+      batch_size=batch_size, candidates=candidates,
+      parents_ratio=parents_ratio, mutation_ratio=mutation_ratio,
+      mutation_prob=mutation_prob, max_tries=max_tries)
+  if eval_batch_size is not None:
+    _check_range("eval_batch_size", eval_batch_size, 1)
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  config = _config(space, obj, algorithm, settings, seed, cost_fns)
+  config = _config(space, obj, algorithm, settings, seed, cost_fns, sources)
   _check_config(workdir, config)
 
-  fastest = None
-  anchor = None
+  fastest = anchor = None
   if obj.hard:
     probe_rng = np.random.default_rng([seed, _PROBE_STREAM])
-    for name, t in obj.targets:
-      a, c = feasibility.check_target(space, name, t, cost_fns[name],
-                                      probe_rng)
-      fastest = fastest or (a, c)
-    anchor = _feasible_anchor(space, obj, cost_fns, fastest[0])
+    found = {name: feasibility.check_target(space, name, t, cost_fns[name],
+                                            probe_rng)
+             for name, t in obj.targets}
+    fastest = found[obj.primary]
+    anchor = _feasible_anchor(space, obj, cost_fns, found, probe_rng)
 
+  workdir.mkdir(parents=True, exist_ok=True)
   recorded = history.read(workdir, repair=True)
   search = _Search(space, obj, cost_fns, settings, algorithm)
   evaluated = _loop(search, evaluate_fn, recorded, budget=budget, seed=seed,
                     workdir=workdir, config=config, anchor=anchor,
                     eval_batch_size=eval_batch_size, progress=progress,
                     console=console)
-  from hwnas.search import report
   result = report.finish(search.records, obj, evaluated=evaluated,
                          workdir=workdir, fastest=fastest,
                          provenance=provenance, references=references,
@@ -288,14 +404,30 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
   return result
 
 
-def _feasible_anchor(space, obj, cost_fns, start: ArchChoice) -> ArchChoice:
-  """An architecture meeting every target (for repairs), or an error."""
-  costs = {k: float(fn(start)) for k, fn in cost_fns.items()}
-  if objectives.feasible(obj, costs):
-    return start
+def _feasible_anchor(space, obj, cost_fns, found, rng) -> ArchChoice:
+  """An architecture meeting every target at once (repairs end there).
+
+  The fastest architecture of one target need not meet the others (two
+  devices' latencies, latency and MACs), so unless one of them does, this
+  minimises the largest cost / target ratio over the space.
+
+  Raises:
+    HwnasError: if none found meets every target.
+  """
+  for name in [obj.primary] + [k for k in found if k != obj.primary]:
+    a = found[name][0]
+    if objectives.feasible(obj, {k: float(cost_fns[k](a))
+                                 for k, _ in obj.targets}):
+      return a
+  targets = dict(obj.targets)
+  ratio = lambda a: max(float(cost_fns[k](a)) / t for k, t in targets.items())
+  a, r = feasibility.fastest(space, ratio, rng)
+  if r <= 1.0:
+    return a
+  costs = ", ".join(f"{k} {float(cost_fns[k](a)):.4g}" for k in targets)
   raise errors.HwnasError(
       f"no architecture found in space {space.id} meets all targets "
-      f"{dict(obj.targets)} at once (the fastest for {obj.primary} has "
+      f"{targets} at once (the closest found, {arch_lib.to_string(a)}, has "
       f"{costs}); relax a target")
 
 
@@ -304,7 +436,7 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
           console) -> int:
   bar = _progress(progress, budget, len(recorded), console)
   writer = history.Writer(workdir)
-  seen: set[ArchChoice] = set()
+  seen: set[tuple] = set()   # history.network_key of every proposal
   evaluated, stalls, g, pos = 0, 0, 0, 0
   try:
     while len(search.records) < budget and stalls < _MAX_STALLS:

@@ -12,6 +12,13 @@ hard target), and returns new architectures. Nothing is evaluated here.
   uniform crossovers of random parents.
 * `nsga2` - NSGA-II (Deb et al. 2002): binary tournaments on (rank,
   crowding), crossover + mutation, and (mu + lambda) survival.
+* `surrogate` - surrogate-guided evolution (in the spirit of BANANAS,
+  White et al. 2021, and NPENAS, Wei et al. 2022): `candidates` children of
+  the best `sample_size` records (mutations of 1 to 3 genes, crossovers,
+  a few random architectures), each infeasible one repaired towards its
+  parent (so it lands just inside the target, where the best architectures
+  are), ranked by a score (a surrogate's optimistic accuracy); the best
+  `batch_size` are proposed.
 """
 
 from __future__ import annotations
@@ -23,19 +30,20 @@ import numpy as np
 
 from hwnas import arch as arch_lib
 from hwnas.arch import ArchChoice
-from hwnas.search import feasibility, pareto
+from hwnas.search import feasibility, history, pareto
 from hwnas.space import SearchSpace
 
-ALGORITHMS = ("aging", "ofa", "nsga2")
+ALGORITHMS = ("surrogate", "aging", "ofa", "nsga2")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
   """Hyperparameters of the evolutionary algorithms."""
 
-  population: int = 100
-  sample_size: int = 25          # aging: tournament size
-  batch_size: int = 25           # aging: children per generation
+  population: int = 100          # surrogate: the first (random) generation
+  sample_size: int = 25          # aging: tournament size; surrogate: parents
+  batch_size: int = 25           # aging, surrogate: children per generation
+  candidates: int = 0            # surrogate: children scored per generation
   parents_ratio: float = 0.25    # ofa
   mutation_ratio: float = 0.5    # ofa: share of children by mutation
   mutation_prob: float = 0.1     # per-gene resampling probability
@@ -43,18 +51,26 @@ class Settings:
 
 
 class Pool:
-  """Tracks what may still be proposed: novel and (if hard) feasible."""
+  """Tracks what may still be proposed: novel and (if hard) feasible.
+
+  Novel means no architecture building the same network
+  (`history.network_key`) was proposed before; `seen` holds those keys.
+  """
 
   def __init__(self, space: SearchSpace, ok_fn: Callable[[ArchChoice], bool],
-               anchor: ArchChoice | None, seen: set[ArchChoice]):
+               anchor: ArchChoice | None, seen: set[tuple]):
     self.space, self.ok_fn, self.anchor = space, ok_fn, anchor
     self.seen = seen
 
+  def fresh(self, arch: ArchChoice) -> bool:
+    """Whether `arch` is novel and feasible (reserves nothing)."""
+    return history.network_key(arch) not in self.seen and self.ok_fn(arch)
+
   def accept(self, arch: ArchChoice) -> bool:
     """True (and reserves `arch`) if it is novel and feasible."""
-    if arch in self.seen or not self.ok_fn(arch):
+    if not self.fresh(arch):
       return False
-    self.seen.add(arch)
+    self.seen.add(history.network_key(arch))
     return True
 
   def draw(self, rng: np.random.Generator,
@@ -69,7 +85,7 @@ class Pool:
     if self.anchor is not None and last is not None:
       fixed = feasibility.repair(
           rng, self.space, last, self.anchor,
-          lambda a: a not in self.seen and self.ok_fn(a))
+          self.fresh)
       if fixed is not None and self.accept(fixed):
         return fixed
     return None
@@ -149,3 +165,93 @@ def nsga2(rng: np.random.Generator, pool: Pool, F: np.ndarray,
 def nsga2_survivors(F: np.ndarray, settings: Settings) -> list[int]:
   """Indices of the next NSGA-II population (rank, then crowding)."""
   return [int(i) for i in pareto.survive(F, settings.population)]
+
+
+def _live_genes(space: SearchSpace) -> list[feasibility.Gene]:
+  return [g for g in feasibility.genes(space)
+          if len(feasibility.options(space, g)) > 1]
+
+
+def step_mutate(rng: np.random.Generator, space: SearchSpace,
+                arch: ArchChoice, k: int,
+                genes: Sequence[feasibility.Gene] | None = None
+                ) -> ArchChoice:
+  """`arch` with `k` genes changed, each to another value (dead genes, which
+  change no network, are redrawn up to 20 times per step)."""
+  genes = genes if genes is not None else _live_genes(space)
+  for _ in range(k):
+    key = history.network_key(arch)
+    for _ in range(20):
+      g = genes[int(rng.integers(len(genes)))]
+      vals = [v for v in feasibility.options(space, g)
+              if v != feasibility.get(arch, g)]
+      b = feasibility.set_gene(space, arch, g, vals[int(rng.integers(
+          len(vals)))])
+      if history.network_key(b) != key:
+        arch = b
+        break
+  return arch
+
+
+_STEPS = (1, 1, 1, 2, 2, 3)   # genes changed by a surrogate mutation
+
+
+def surrogate(rng: np.random.Generator, pool: Pool,
+              parents: Sequence[ArchChoice],
+              score_fn: Callable[[list[ArchChoice]], np.ndarray],
+              settings: Settings) -> list[ArchChoice]:
+  """Surrogate-guided children: the `batch_size` best-scored candidates.
+
+  Args:
+    rng: the generation's generator.
+    pool: what may be proposed (novel, feasible).
+    parents: the best records' architectures, best first.
+    score_fn: candidates -> [n] scores (higher is proposed first).
+    settings: `candidates` attempts, `batch_size` proposals.
+
+  Returns:
+    Up to `batch_size` novel, feasible architectures (random ones fill up
+    when too few candidates are found).
+  """
+  space = pool.space
+  genes = _live_genes(space)
+  rank_w = 1.0 / np.arange(1, len(parents) + 1)
+  rank_w /= rank_w.sum()
+  cands: list[ArchChoice] = []
+  keys: set[tuple] = set()
+
+  def fresh(a):
+    return history.network_key(a) not in keys and pool.fresh(a)
+
+  for _ in range(settings.candidates):
+    i = int(rng.choice(len(parents), p=rank_w))
+    u = rng.random()
+    if u < 0.65:
+      child = step_mutate(rng, space, parents[i],
+                          _STEPS[int(rng.integers(len(_STEPS)))], genes)
+    elif u < 0.9:
+      j = int(rng.integers(len(parents)))
+      child = arch_lib.crossover(rng, space, parents[i], parents[j])
+      if history.network_key(child) in (history.network_key(parents[i]),
+                                        history.network_key(parents[j])):
+        child = step_mutate(rng, space, child, 1, genes)
+    else:
+      child = arch_lib.sample(rng, space)
+    if not fresh(child) and not pool.ok_fn(child):
+      # Infeasible: walk back towards the (feasible) parent and stop at
+      # the first feasible novel step, just inside the target.
+      child = feasibility.repair(rng, space, child, parents[i], fresh)
+    if child is not None and fresh(child):
+      keys.add(history.network_key(child))
+      cands.append(child)
+  out = []
+  if cands:
+    scores = np.asarray(score_fn(cands), np.float64)
+    for k in np.argsort(-scores, kind="stable"):
+      if len(out) == settings.batch_size:
+        break
+      if pool.accept(cands[int(k)]):
+        out.append(cands[int(k)])
+  if len(out) < settings.batch_size:
+    out += random_archs(rng, pool, settings.batch_size - len(out), settings)
+  return out

@@ -157,6 +157,9 @@ def check_target(space: SearchSpace, name: str, target: float,
                  rng: np.random.Generator) -> tuple[ArchChoice, float]:
   """Raises HwnasError if no architecture found meets `cost <= target`.
 
+  `fastest` is exact for per-slot additive costs and a search otherwise,
+  so the message speaks of the lowest cost *found*.
+
   Returns:
     The fastest architecture found and its cost.
   """
@@ -166,7 +169,7 @@ def check_target(space: SearchSpace, name: str, target: float,
     what = "latency" if "latency" in name else name
     flag = "--target-ms" if "latency" in name else f"the target on {name}"
     raise errors.HwnasError(
-        f"target {target:g} {u} is below the fastest {what} reachable in "
+        f"target {target:g} {u} is below the lowest {what} found in "
         f"space {space.id} ({c:.4g} {u}, arch {arch_lib.to_string(a)}); "
         f"raise {flag}")
   return a, c

@@ -24,6 +24,7 @@ from typing import Any
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas.arch import ArchChoice
+from hwnas.search.objectives import Objective
 
 HISTORY = "history.jsonl"
 STATE = "state.json"
@@ -53,6 +54,50 @@ class Record:
     if self.metrics:
       d["metrics"] = dict(self.metrics)
     return d
+
+
+def network_key(arch: ArchChoice) -> tuple:
+  """A key equal for choices that build the same network.
+
+  `hwnas.arch` keeps a stage's depth as chosen, so a stage of depth 3 whose
+  last block is a skip and the same stage of depth 2 are different choices
+  of one network (a skip block is the identity, and the supernet uses the
+  same weights for both). The search counts them as one: it never evaluates
+  both, and lists one of them on the front.
+  """
+  stages = []
+  for d, bs in zip(arch.depths, arch.blocks):
+    while d > 0 and bs[d - 1].type == "skip":
+      d -= 1
+    stages.append(tuple(bs[:d]))
+  return (arch.space, arch.resolution, arch.widths, tuple(stages))
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+  """What a search found.
+
+  Attributes:
+    best: the best record under the objective (None if nothing evaluated).
+    front: the non-dominated records (accuracy vs every cost), by primary
+      cost.
+    records: every evaluation, in order.
+    evaluated: evaluations made by this call (0 when resuming a finished
+      run).
+    workdir: where history.jsonl, state.json, best.json, pareto.json and
+      pareto.png are.
+    objective: the objective searched.
+    fastest: (architecture, primary cost) of the fastest architecture found
+      by the up-front check under a hard target, else None.
+  """
+
+  best: Record | None
+  front: tuple[Record, ...]
+  records: tuple[Record, ...]
+  evaluated: int
+  workdir: pathlib.Path
+  objective: Objective
+  fastest: tuple[ArchChoice, float] | None = None
 
 
 def record_from_dict(d: Mapping[str, Any], where: str) -> Record:

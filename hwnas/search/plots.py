@@ -22,11 +22,25 @@ def _front_line(front: Sequence[Record], cost_name: str) -> np.ndarray:
   return np.asarray(out, np.float64).reshape(-1, 2)
 
 
+def axis_label(cost_name: str) -> str:
+  """'latency_ms' -> 'latency (ms)', 'latency_ms@litert' -> 'latency (ms,
+  litert)', 'mmacs' -> 'MACs (millions)'."""
+  named = {"mmacs": "MACs (millions)", "mparams": "parameters (millions)"}
+  if cost_name in named:
+    return named[cost_name]
+  name, _, where = cost_name.partition("@")
+  if "_" not in name:
+    return cost_name
+  what, unit = name.rsplit("_", 1)
+  unit = f"{unit}, {where}" if where else unit
+  return f"{what.replace('_', ' ')} ({unit})"
+
+
 def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
                front: Sequence[Record], *, cost_name: str,
                target: float | None = None, best: Record | None = None,
                references: Mapping[str, tuple[float, float | None]] |
-               None = None) -> None:
+               None = None, title: str | None = None) -> None:
   """Writes the accuracy-vs-cost plot to `path` (PNG).
 
   Args:
@@ -39,6 +53,8 @@ def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
     references: {name: (cost, accuracy or None)}; None accuracy draws a
       labelled vertical line. Those far outside the evaluated cost range
       (below half the lowest or above twice the highest) are left out.
+    title: the plot's title (e.g. the latency table and whether it is
+      measured or estimated).
   """
   import matplotlib
   matplotlib.use("Agg")
@@ -68,7 +84,9 @@ def plot_front(path: str | os.PathLike[str], records: Sequence[Record],
       ax.scatter([cost], [acc], marker="s", s=30, c=f"C{(i + 4) % 10}")
       ax.annotate(name, (cost, acc), fontsize=7, xytext=(3, 3),
                   textcoords="offset points")
-  ax.set_xlabel(cost_name)
+  ax.set_xlabel(axis_label(cost_name))
+  if title:
+    ax.set_title(title, fontsize=9)
   ax.set_ylabel("accuracy")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7, loc="lower right")

@@ -8,7 +8,7 @@ from typing import Any
 
 from hwnas import arch as arch_lib
 from hwnas.search import history, objectives, pareto
-from hwnas.search.history import Record
+from hwnas.search.history import Record, SearchResult
 from hwnas.search.objectives import Objective
 
 BEST = "best.json"
@@ -21,7 +21,8 @@ def select_best(records: Sequence[Record], obj: Objective) -> Record | None:
 
   In 'reward' mode every record competes on the reward; otherwise the most
   accurate record meeting the targets (None if none does; without targets,
-  the most accurate). Ties go to the earlier evaluation.
+  the most accurate). Ties go to the lower primary cost (so the best is on
+  the front), then to the earlier evaluation.
   """
   pool = list(records)
   if obj.kind != "reward":
@@ -29,19 +30,34 @@ def select_best(records: Sequence[Record], obj: Objective) -> Record | None:
   if not pool:
     return None
   return max(pool, key=lambda r: (objectives.fitness(obj, r.accuracy,
-                                                     r.costs), -r.index))
+                                                     r.costs),
+                                  -r.costs.get(obj.primary, 0.0), -r.index))
 
 
 def front(records: Sequence[Record], cost_names: Sequence[str]) -> \
     list[Record]:
-  """Non-dominated records (accuracy vs every cost), by primary cost."""
+  """Non-dominated records (accuracy vs every cost), by primary cost.
+
+  Records of one network (`history.network_key`: choices that differ only
+  by trailing skip blocks) and records with equal accuracy and costs are
+  listed once, the earliest.
+  """
   if not records:
     return []
   F = pareto.matrix([r.accuracy for r in records],
                     [[r.costs[k] for k in cost_names] for r in records])
   rows = [records[int(i)] for i in pareto.front(F)]
-  return sorted(rows, key=lambda r: (r.costs[cost_names[0]], -r.accuracy,
-                                     r.index))
+  rows.sort(key=lambda r: r.index)
+  out, keys, points = [], set(), set()
+  for r in rows:
+    point = (r.accuracy, *(r.costs[k] for k in cost_names))
+    key = history.network_key(r.arch)
+    if key not in keys and point not in points:
+      out.append(r)
+    keys.add(key)
+    points.add(point)
+  return sorted(out, key=lambda r: (r.costs[cost_names[0]], -r.accuracy,
+                                    r.index))
 
 
 def _best_json(best: Record | None, obj: Objective,
@@ -77,11 +93,20 @@ def _pareto_json(records, fr, obj, cost_names) -> dict[str, Any]:
           "front": [r.to_dict() for r in fr]}
 
 
+def plot_title(provenance: Mapping[str, Any] | None) -> str | None:
+  """'latency table xla/tiny (measured)' from a table's provenance."""
+  if not provenance or not provenance.get("table"):
+    return None
+  t = pathlib.PurePath(str(provenance["table"]))
+  name = f"{t.parent.name}/{t.stem}" if t.parent.name else t.stem
+  kind = provenance.get("kind")
+  return f"latency table {name}" + (f" ({kind})" if kind else "")
+
+
 def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
            workdir: pathlib.Path, fastest, provenance, references,
            plot: bool):
   """Writes best.json, pareto.json (and pareto.png); returns the result."""
-  from hwnas.search.controller import SearchResult
   cost_names = list(records[0].costs) if records else [obj.primary]
   best = select_best(records, obj)
   fr = front(records, cost_names)
@@ -92,7 +117,8 @@ def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
   if plot and records:
     from hwnas.search import plots
     plots.plot_front(workdir / PLOT, records, fr, cost_name=obj.primary,
-                     target=obj.target, best=best, references=references)
+                     target=obj.target, best=best, references=references,
+                     title=plot_title(provenance))
   return SearchResult(best, tuple(fr), tuple(records), evaluated, workdir,
                       obj, fastest)
 
