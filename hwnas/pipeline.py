@@ -272,8 +272,6 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
   from hwnas import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from hwnas.search import run  # pylint: disable=g-import-not-at-top
-  if run_options.get("eval_batch_size") is not None:
-    errors.positive(run_options["eval_batch_size"], "--eval-batch-size")
   if isinstance(space, (str, os.PathLike)):
     space = space_lib.load(space)
   if not tables and not costs:

@@ -199,7 +199,8 @@ def ignore_closed_event_loop() -> None:
   while tensorstore reads are still in flight; each of them then reports
   `RuntimeError: Event loop is closed` as an unraisable exception (dozens of
   tracebacks after the one-line error). This drops exactly those, keeping
-  every other unraisable exception. Call it where a restore failed.
+  every other unraisable exception. Call it before a restore that may
+  fail (the echoes can start while the restore is still failing).
   """
   prev = sys.unraisablehook
   if getattr(prev, "_hwnas_closed_loop", False):
@@ -213,3 +214,20 @@ def ignore_closed_event_loop() -> None:
 
   hook._hwnas_closed_loop = True  # type: ignore[attr-defined]
   sys.unraisablehook = hook
+  # tensorstore's callbacks into the closed loop print the same error
+  # through sys.excepthook (PyErr_Print) from its own threads.
+  prev_except = sys.excepthook
+
+  def excepthook(kind, value, tb):
+    if isinstance(value, RuntimeError) and str(value) == (
+        "Event loop is closed"):
+      return
+    prev_except(kind, value, tb)
+
+  sys.excepthook = excepthook
+  # The reads that had already failed are logged by asyncio as "Task (or
+  # Future) exception was never retrieved", with a traceback each; the
+  # restore's own error already said what is wrong.
+  import logging  # pylint: disable=g-import-not-at-top
+  logging.getLogger("asyncio").addFilter(
+      lambda r: "exception was never retrieved" not in r.getMessage())

@@ -482,9 +482,9 @@ def test_messages_point_the_right_way(tmp_path, capsys):
   assert "--out tiny.json" in out and f"--out {TINY_TABLE}" not in out
   # A changed setting is named, not dumped as a whole dict.
   from hwnas.search import controller  # pylint: disable=g-import-not-at-top
-  assert controller._difference(
-      "settings", {"population": 100, "sample_size": 25},
-      {"population": 50, "sample_size": 25}) == (
+  assert controller._first_difference(
+      {"population": 100, "sample_size": 25},
+      {"population": 50, "sample_size": 25}, "settings") == (
           "settings.population", 100, 50)
 
 

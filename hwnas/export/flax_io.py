@@ -53,10 +53,10 @@ def restore_flax(model, checkpoint: str | os.PathLike[str]) -> None:
   target = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                         nnx.to_pure_dict(state))
   checkpointer = ocp.StandardCheckpointer()
+  workdir.ignore_closed_event_loop()
   try:
     restored = checkpointer.restore(path, target)
   except Exception as e:  # orbax raises many types for bad checkpoints
-    workdir.ignore_closed_event_loop()
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
     raise errors.HwnasError(
         f"{path}: cannot restore the Flax checkpoint ({first}); fix: point "

@@ -58,10 +58,10 @@ def save(mgr, step: int, state: Any) -> None:
 
 def _restore_orbax(mgr, abstract_state: Any, step: int, workdir: Any) -> Any:
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  workdir_lib.ignore_closed_event_loop()
   try:
     return mgr.restore(step, args=ocp.args.StandardRestore(abstract_state))
   except Exception as e:  # orbax raises many types for damaged files
-    workdir_lib.ignore_closed_event_loop()
     raise errors.HwnasError(
         f"{pathlib.Path(workdir) / 'checkpoints' / str(step)}: corrupt or "
         f"incompatible checkpoint ({type(e).__name__}); delete it or use "
