@@ -300,7 +300,7 @@ def test_counts_and_batch_sizes(tmp_path, capsys):
   fails(capsys, tr + ["--eval-batch-size", "0"], "--eval-batch-size 0")
   fails(capsys, ["search", "--space", "tiny", "--cost", "mmacs", "--target",
                  "1", "--supernet", tmp_path, "--workdir", w,
-                 "--eval-batch-size", "0"], "--eval-batch-size 0")
+                 "--eval-batch-size", "0"], "eval_batch_size is 0")
   assert not w.exists()
 
 
