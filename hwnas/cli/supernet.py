@@ -72,13 +72,14 @@ def _space_name(space: str | None) -> str:
   return pathlib.Path(space).stem if space else ""
 
 
-def load_config(spec: str | None, *, space: str | None = None):
-  """The supernet `ConfigDict` of `--config` (variant or FILE.py[:VARIANT]).
+def load_config(spec: str | None, *, space: str | None = None,
+                module: str = "hwnas.configs.supernet"):
+  """The `ConfigDict` of `--config` (variant or FILE.py[:VARIANT]).
 
   Without `--config`: the `tiny` variant for the tiny space, otherwise the
-  default variant.
+  default variant of `module` (the supernet's config unless named).
   """
-  module = importlib.import_module("hwnas.configs.supernet")
+  module = importlib.import_module(module)
   arg = spec
   path, _, variant = (spec or "").partition(":")
   if path.endswith(".py"):
@@ -100,8 +101,10 @@ def load_config(spec: str | None, *, space: str | None = None):
     raise errors.HwnasError(f"--config {spec}: {e}") from None
 
 
-def override(config, items: Sequence[str]):
-  """Applies `key.sub=value` overrides (YAML values) in place."""
+def override(config, items: Sequence[str], *,
+             source: str = "hwnas/configs/supernet.py"):
+  """Applies `key.sub=value` overrides (YAML values) in place; `source`
+  names the config file an unknown key's error points to."""
   import yaml  # pylint: disable=g-import-not-at-top
   for item in items:
     key, sep, text = item.partition("=")
@@ -116,7 +119,7 @@ def override(config, items: Sequence[str]):
       old = node[leaf]
     except (KeyError, TypeError, AttributeError):
       raise errors.HwnasError(f"--set {item}: no config key {key.strip()!r};"
-                              " see hwnas/configs/supernet.py") from None
+                              f" see {source}") from None
     try:
       value = yaml.safe_load(text)
     except yaml.YAMLError:
