@@ -51,7 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval.batch_size = 128
 
   if arg == "rank":
-    c.train.steps = 300
+    c.train.steps = 200
     c.train.batch_size = 32
     c.train.log_every = 50
     c.train.checkpoint_every = 1000
