@@ -84,9 +84,38 @@ def train_supernet(root: pathlib.Path, name: str, args) -> tuple[
     else:
       _set(c, k, v)
   wd = root / f"sn_{name}"
+  if (wd / "checkpoints" / str(c.train.steps)).is_dir():
+    return wd, 0.0  # finished earlier (its final evaluation too)
   t = time.perf_counter()
   loop.train(c, wd, progress=False)
   return wd, time.perf_counter() - t
+
+
+def train_shard(root: pathlib.Path, args) -> None:
+  """Trains the standalone runs of shard `i` of `n` (`--shard i/n`): several
+  processes share a loaded CPU's time without touching the same run; the
+  main invocation then finds every run finished (rank-check reuses them)."""
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
+  i, n = (int(x) for x in args.shard.split("/"))
+  wd, _ = train_supernet(root, "base", args)
+  c = rank_config.get_config()
+  c.samples = args.samples
+  space, _, _, sn_config = evaluate.load_workdir(wd)
+  ds = evaluate.load_dataset(sn_config)
+  out = root / "rank_check"
+  archs = rank_check._load_sample(out, rank_check.sample_architectures(  # pylint: disable=protected-access
+      space, c.samples, seed=c.seed,
+      cost=rank_check.cost_function(space, c.stratify),
+      resolutions=tuple(sn_config.train.resolutions), pool=c.pool), c)
+  jobs = [(a, s) for a in range(len(archs)) for s in c.seeds]
+  for j, (a, s) in enumerate(jobs):
+    if j % n == i:
+      cfg = rank_check._standalone_config(c, sn_config.dataset, s)  # pylint: disable=protected-access
+      r = rank_check._train_one(space, archs[a], cfg,  # pylint: disable=protected-access
+                                out / "standalone" / f"a{a:02d}_s{s}", ds)
+      print(f"a{a:02d} s{s} {arch_lib.to_string(archs[a])} "
+            f"{r['val/accuracy']:.4f}", flush=True)
 
 
 def main() -> None:
@@ -98,6 +127,8 @@ def main() -> None:
   p.add_argument("--resolution", type=int, default=24)
   p.add_argument("--recipes", default="base,n_random2,kd0,ps,bn1,bn8,ft20")
   p.add_argument("--root", default="/tmp/rank_fidelity")
+  p.add_argument("--shard", help="i/n: only train standalone runs "
+                 "j with j % n == i (then exit)")
   p.add_argument("--train-only", action="store_true",
                  help="only train the recipes' supernets (to run beside "
                  "another invocation that trains the standalone set)")
@@ -106,6 +137,9 @@ def main() -> None:
   args = p.parse_args()
   root = pathlib.Path(args.root)
   root.mkdir(parents=True, exist_ok=True)
+  if args.shard:
+    train_shard(root, args)
+    return
   rows, t_all = [], time.perf_counter()
   for name in args.recipes.split(","):
     desc, over, eval_over = RECIPES[name]

@@ -248,8 +248,13 @@ def run(supernet_workdir: str | pathlib.Path, config: Config, *,
   wd = pathlib.Path(supernet_workdir)
   out = pathlib.Path(out) if out is not None else wd / "rank_check"
   space, graphdef, state, sn_config = evaluate.load_workdir(wd)
-  for a in include:
-    arch_lib.validate(space, a)
+  for n, a in enumerate(include):
+    try:
+      arch_lib.validate(space, a)
+    except HwnasError as e:
+      raise HwnasError(f"included architecture {n + 1} "
+                       f"({arch_lib.to_string(a)}): not in the supernet's "
+                       f"space {space.name} ({e})") from None
   ds = evaluate.load_dataset(sn_config)
   resolutions = tuple(sn_config.train.resolutions) or space.resolutions
   cost = cost or cost_function(space, config.stratify)

@@ -220,3 +220,20 @@ def test_cli_init_from_supernet_copies_its_weights(tmp_path):
   ref = nnx.state(extract_subnet(tmp_path / "sn", a, recalibrate=False),
                   nnx.Param)
   jax.tree.map(np.testing.assert_array_equal, tuned, ref)
+
+
+def test_digits_few_per_class_split():
+  """`digits-N`: N training images per class whatever the seed, the rest of
+  digits' training pool as val, digits' own test split."""
+  from hwnas import data  # pylint: disable=g-import-not-at-top
+  few = data.load("digits-20", seed=3)
+  full = data.load("digits")
+  assert few.info.split_sizes == {"train": 200, "val": 1237, "test": 360}
+  assert np.bincount(few.splits["train"].labels).tolist() == [20] * 10
+  np.testing.assert_array_equal(few.splits["test"].images,
+                                full.splits["test"].images)
+  again = data.load("digits-20", seed=0)
+  np.testing.assert_array_equal(few.splits["train"].images,
+                                again.splits["train"].images)
+  with pytest.raises(HwnasError, match="digits-N"):
+    data.load("digits-0")

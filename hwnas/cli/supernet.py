@@ -237,7 +237,22 @@ def _rank_check(args) -> int:
       raise errors.HwnasError(f"--samples {args.samples}: must be >= 2")
     config.samples = args.samples
   config = override(config, args.set, source="hwnas/configs/rank_check.py")
-  include = [arch_lib.load(p) for p in args.arch]
+  include = []
+  if args.arch:
+    from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
+    from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
+    saved = checkpoint.read_config(args.workdir)
+    space = space_lib.load(saved.get("space_path") or
+                           saved["config"]["space"])
+    for path in args.arch:
+      a = arch_lib.load(path)
+      try:
+        arch_lib.validate(space, a)
+      except errors.HwnasError as e:
+        raise errors.HwnasError(f"--arch {path}: not an architecture of the "
+                                f"supernet's space {space.name} ({e})"
+                                ) from None
+      include.append(a)
   result = rank_check.run(args.workdir, config, out=args.out,
                           include=include,
                           progress=not args.no_progress and
