@@ -52,6 +52,10 @@ RECIPES = {
     "kd1": ("in-place distillation weight 1.0", {"train.kd_ratio": 1.0}, {}),
     "ps": ("progressive shrinking, sorted channels",
            {"train.progressive_shrinking": True}, {}),
+    "ps_n2": ("progressive shrinking, 2 random subnets per step, 3/4 of "
+              "the steps (same compute)",
+              {"train.progressive_shrinking": True, "train.n_random": 2,
+               "steps_factor": 0.75}, {}),
     "long2x": ("base, twice the steps (2x compute)",
                {"steps_factor": 2.0}, {}),
     "bn1": ("base supernet, 1 BN recalibration batch", None,
