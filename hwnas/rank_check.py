@@ -262,16 +262,53 @@ def run(supernet_workdir: str | pathlib.Path, config: Config, *,
       space, int(config.samples), seed=int(config.seed), cost=cost,
       include=include, resolutions=resolutions, pool=int(config.pool)),
       config)
+  rows, timing = _train_all(archs, space, config, sn_config, wd, out, ds,
+                            cost, progress)
+  t = time.perf_counter()
+  e = sn_config.eval
+  data = evaluate.EvalData(
+      ds, batch_size=e.batch_size,
+      bn_batches=int(config.eval.bn_batches) or e.bn_batches,
+      seed=sn_config.seed)
+  accs = evaluate.Evaluator(graphdef, state, space, data)(archs)
+  timing["supernet_eval_s"] = time.perf_counter() - t
+  for row, acc in zip(rows, accs):
+    row["supernet"] = acc
+  (out / "supernet.json").write_text(json.dumps(
+      [{"arch_string": r["arch_string"], "accuracy": r["supernet"]}
+       for r in rows], indent=1) + "\n")
+  ft = int(config.eval.finetune_steps)
+  key = "supernet_finetuned" if ft else "supernet"
+  seeds = [str(int(s)) for s in config.seeds]
+  standalone = np.asarray([[r["standalone"][s] for s in seeds]
+                           for r in rows])
+  result = {
+      "supernet_workdir": str(wd), "dataset": ds.info.name,
+      "split": "val", "split_size": ds.info.split_sizes["val"],
+      "space": space.name, "seeds": [int(s) for s in seeds],
+      "estimate": key, "bn_batches": data.bn_batches, "finetune_steps": ft,
+      "config": config.to_dict(),
+      "summary": summarize([r[key] for r in rows], standalone,
+                           top_k=int(config.top_k)),
+      "timing": timing, "rows": rows}
+  (out / "rank_check.json").write_text(json.dumps(result, indent=1) + "\n")
+  plot(result, out / "rank_check.png")
+  return result
+
+
+def _train_all(archs, space, config, sn_config, wd, out, ds, cost,
+               progress) -> tuple[list[dict[str, Any]], dict[str, float]]:
+  """Trains (or reuses) every standalone run and fine-tune; the rows."""
   seeds = [int(s) for s in config.seeds]
   ft = int(config.eval.finetune_steps)
-  total = len(archs) * (len(seeds) + (1 if ft else 0))
   rows = [{"index": i, "arch": arch_lib.to_dict(a),
            "arch_string": arch_lib.to_string(a), "cost": cost(a),
            "standalone": {}, "standalone_test": {}} for i, a in
           enumerate(archs)]
   timing = {"standalone_s": 0.0, "finetune_s": 0.0, "supernet_eval_s": 0.0}
   with _progress(progress) as bar:
-    task = bar.add_task("rank-check", total=total, what="")
+    task = bar.add_task("rank-check", total=len(archs) * (
+        len(seeds) + (1 if ft else 0)), what="")
     for i, a in enumerate(archs):
       for s in seeds:
         bar.update(task, what=f"standalone a{i:02d} seed {s}")
@@ -284,42 +321,14 @@ def run(supernet_workdir: str | pathlib.Path, config: Config, *,
         bar.advance(task)
       if ft:
         bar.update(task, what=f"fine-tune a{i:02d}")
-        r = _train_one(space, a, _finetune_config(config, sn_config.dataset,
-                                                  wd),
+        r = _train_one(space, a,
+                       _finetune_config(config, sn_config.dataset, wd),
                        out / "finetune" / f"a{i:02d}", ds)
         rows[i]["supernet_finetuned"] = r["val/accuracy"]
         rows[i]["finetune_wall_s"] = r.get("wall_s")
         timing["finetune_s"] += r.get("wall_s", 0.0)
         bar.advance(task)
-    bar.update(task, what="supernet evaluation")
-    t = time.perf_counter()
-    e = sn_config.eval
-    data = evaluate.EvalData(
-        ds, batch_size=e.batch_size,
-        bn_batches=int(config.eval.bn_batches) or e.bn_batches,
-        seed=sn_config.seed)
-    accs = evaluate.Evaluator(graphdef, state, space, data)(archs)
-    timing["supernet_eval_s"] = time.perf_counter() - t
-  for row, acc in zip(rows, accs):
-    row["supernet"] = acc
-  (out / "supernet.json").write_text(json.dumps(
-      [{"arch_string": r["arch_string"], "accuracy": r["supernet"]}
-       for r in rows], indent=1) + "\n")
-  key = "supernet_finetuned" if ft else "supernet"
-  standalone = np.asarray([[r["standalone"][str(s)] for s in seeds]
-                           for r in rows])
-  result = {
-      "supernet_workdir": str(wd), "dataset": ds.info.name,
-      "split": "val", "split_size": ds.info.split_sizes["val"],
-      "space": space.name, "seeds": seeds, "estimate": key,
-      "bn_batches": data.bn_batches, "finetune_steps": ft,
-      "config": config.to_dict(),
-      "summary": summarize([r[key] for r in rows], standalone,
-                           top_k=int(config.top_k)),
-      "timing": timing, "rows": rows}
-  (out / "rank_check.json").write_text(json.dumps(result, indent=1) + "\n")
-  plot(result, out / "rank_check.png")
-  return result
+  return rows, timing
 
 
 def plot(result: dict[str, Any], path: str | pathlib.Path) -> None:
