@@ -89,7 +89,7 @@ def _step_ms(space_name: str, repeats: int) -> tuple[float, float, int]:
   s = space.load(space_name)
   spec = netspec.with_resolution(
       arch.decode(s, arch.largest(s), num_classes=10), 32)
-  cfg = ts.TrainConfig(steps=1000)
+  cfg = ts.get_config(**{"train.steps": 1000})
   model = nnx.jit(lambda: Network(spec, rngs=nnx.Rngs(0)))()
   graphdef, state = ts.initial_state(model, cfg)
   step = ts._jitted_train_step(graphdef, cfg)  # pylint: disable=protected-access

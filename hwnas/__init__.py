@@ -17,8 +17,9 @@ from hwnas.space import SearchSpace
 
 # Heavier parts load on first use (`hwnas.search`, `hwnas.latency`, ...), so
 # `import hwnas` stays fast and does not import JAX or TensorFlow.
-_LAZY = ("data", "export", "latency", "models", "quickstart", "search",
-         "supernet", "tflite", "edgetpu", "train_standalone")
+_LAZY = ("data", "export", "latency", "models", "optim", "quickstart",
+         "rank_check", "search", "supernet", "tflite", "edgetpu",
+         "train_standalone", "train_workdir")
 
 
 def __getattr__(name):

@@ -4,21 +4,21 @@
 (`hwnas.models.Network`) on a dataset from `hwnas.data`, and is what
 `hwnas train` runs. The machinery is that of supernet training:
 
-- the Optax optimiser options of supernet training (SGD with Nesterov
-  momentum or AdamW; weight decay on kernels only; linear warm-up then
-  cosine decay; optional gradient clipping; label smoothing);
+- the config layout of supernet training: an ml_collections ConfigDict
+  (`hwnas/configs/train.py`, `get_config(arg)`; `hwnas train --set K=V`);
+- the one optimiser and schedule (`hwnas.optim`: SGD with Nesterov momentum
+  or AdamW; weight decay on kernels only; linear warm-up then cosine decay;
+  optional gradient clipping), label smoothing;
 - a functional step: `nnx.split` once, a `jax.jit`-ed pure
   `train_step(state, batch) -> (state, metrics)` with the state donated;
 - data parallelism over all local devices with `jax.sharding` (state
   replicated, batch sharded over a `data` mesh axis; multi-host through
   `jax.distributed` with each host feeding its own rows, `hwnas.data`);
-- an Orbax `CheckpointManager` in `WORKDIR/checkpoints`: a run resumes
-  automatically from its latest checkpoint, and the data stream resumes at
-  the same batch (`hwnas.data.batches(start_step=...)`), so an interrupted
-  run ends with the same weights as an uninterrupted one;
-- `WORKDIR/config.json` (resolved config, network spec, dataset info),
-  `WORKDIR/metrics.jsonl` (one JSON row per logged step, `split/name` keys),
-  `WORKDIR/netspec.json` and, at the end, `WORKDIR/result.json` with the
+- a workdir (`hwnas.train_workdir`: config.json, metrics.jsonl, Orbax
+  checkpoints, result.json): a run resumes automatically from its latest
+  checkpoint, and the data stream resumes at the same batch
+  (`hwnas.data.batches(start_step=...)`), so an interrupted run ends with
+  the same weights as an uninterrupted one; `result.json` holds the
   validation and test accuracy (BatchNorm running statistics, eval mode).
 
 Initial weights come from `init`: `scratch` (random, seeded) or
@@ -28,7 +28,6 @@ architecture (`hwnas.supernet`), which then fine-tunes them.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import pathlib
@@ -37,96 +36,48 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 
 from hwnas import data as data_lib
 from hwnas import netspec as netspec_lib
+from hwnas import optim
+from hwnas import train_workdir as wd_lib
+from hwnas.configs import train as train_config
 from hwnas.errors import HwnasError
 from hwnas.models import Network
-from hwnas.supernet.train import build_optimizer, warmup_cosine  # shared
 
 State = dict[str, Any]
 Metrics = dict[str, jax.Array]
-
-# Changing these in an existing workdir would silently make a different run.
-_RUN_IDENTITY = ("dataset", "val_fraction", "batch_size", "resolution",
-                 "optimizer", "learning_rate", "momentum", "b1", "b2",
-                 "weight_decay", "warmup_steps", "final_lr_ratio",
-                 "grad_clip", "label_smoothing", "augment", "seed", "init")
+Config = ml_collections.ConfigDict
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Hyper-parameters of a standalone training run (CLI flags override).
-
-  Attributes:
-    dataset: `digits`, `tfds:NAME` or `folder:PATH` (see `hwnas.data`).
-    data_dir: tensorflow-datasets data directory.
-    manual_dir: tensorflow-datasets manual-download directory.
-    val_fraction: Share of the original training data held out as `val`.
-    steps: Total optimiser steps.
-    batch_size: Global batch size.
-    resolution: Input resolution; None keeps the network spec's.
-    optimizer: `sgd` (Nesterov momentum) or `adamw`.
-    learning_rate: Peak learning rate (after warm-up).
-    momentum: SGD (Nesterov) momentum.
-    b1: AdamW's first-moment decay.
-    b2: AdamW's second-moment decay.
-    weight_decay: Decoupled weight decay on conv/dense kernels only.
-    warmup_steps: Linear warm-up steps (at most `steps - 1`).
-    final_lr_ratio: The cosine ends at this fraction of `learning_rate`.
-    grad_clip: Global-norm gradient clipping (0: none).
-    label_smoothing: Label smoothing of the cross-entropy loss.
-    augment: Training augmentation (`hwnas.data.batches`).
-    seed: Seeds the initial weights, the shuffle and the augmentation.
-    init: `scratch` or `supernet:WORKDIR`.
-    log_every: Steps between metrics rows (and host syncs).
-    checkpoint_every: Steps between checkpoints (and validation passes).
-    eval_batch_size: Batch size of the validation / test passes.
-  """
-
-  dataset: str = "digits"
-  data_dir: str | None = None
-  manual_dir: str | None = None
-  val_fraction: float = 0.1
-  steps: int = 1000
-  batch_size: int = 64
-  resolution: int | None = None
-  optimizer: str = "sgd"
-  learning_rate: float = 0.1
-  momentum: float = 0.9
-  b1: float = 0.9
-  b2: float = 0.999
-  weight_decay: float = 4e-5
-  warmup_steps: int = 50
-  final_lr_ratio: float = 0.0
-  grad_clip: float = 0.0
-  label_smoothing: float = 0.1
-  augment: bool = True
-  seed: int = 0
-  init: str = "scratch"
-  log_every: int = 50
-  checkpoint_every: int = 250
-  eval_batch_size: int = 128
+def get_config(arg: str | None = None, **overrides: Any) -> Config:
+  """`hwnas/configs/train.py`'s config of variant `arg`, with dotted-key
+  overrides, e.g. `get_config(**{"train.steps": 10})`."""
+  c = train_config.get_config(arg)
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = c
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
 
 
-def learning_rate_fn(config: TrainConfig) -> optax.Schedule:
-  """Linear warm-up, then cosine decay to `final_lr_ratio * learning_rate`
-  (the supernet's schedule, `hwnas.supernet.train.warmup_cosine`)."""
-  return warmup_cosine(config.learning_rate, config.steps,
-                       config.warmup_steps, config.final_lr_ratio)
+def learning_rate_fn(config: Config) -> optax.Schedule:
+  """Linear warm-up, then cosine decay over `config.train.steps`
+  (`hwnas.optim.make_schedule`)."""
+  return optim.make_schedule(config.optimizer, config.train.steps)
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-  """SGD-Nesterov or AdamW on `learning_rate_fn`, kernel-only weight decay,
-  optional global-norm clipping: supernet training's `build_optimizer`."""
-  return build_optimizer(
-      config.optimizer, learning_rate_fn(config), momentum=config.momentum,
-      nesterov=True, b1=config.b1, b2=config.b2,
-      weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-      key="--optimizer")
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+  """`hwnas.optim.make_optimizer` of `config.optimizer` over
+  `config.train.steps`."""
+  return optim.make_optimizer(config.optimizer, config.train.steps,
+                              key="optimizer.name")
 
 
 def _loss(graphdef, params, rest, batch, label_smoothing):
@@ -201,7 +152,7 @@ def _jitted_eval(graphdef):
   return jax.jit(functools.partial(eval_step, graphdef=graphdef))
 
 
-def init_model(spec: netspec_lib.NetSpec, config: TrainConfig, *,
+def init_model(spec: netspec_lib.NetSpec, config: Config, *,
                arch: Any = None) -> Network:
   """The network with its initial weights (`config.init`).
 
@@ -223,7 +174,7 @@ def init_model(spec: netspec_lib.NetSpec, config: TrainConfig, *,
   return extract_subnet(pathlib.Path(where), arch, spec=spec)
 
 
-def resolve_spec(spec: netspec_lib.NetSpec, config: TrainConfig,
+def resolve_spec(spec: netspec_lib.NetSpec, config: Config,
                  info: data_lib.DatasetInfo) -> netspec_lib.NetSpec:
   """Adapts input resolution and classifier width to the run and data."""
   if config.resolution and config.resolution != spec.resolution:
@@ -240,15 +191,16 @@ def resolve_spec(spec: netspec_lib.NetSpec, config: TrainConfig,
   return spec
 
 
-def _data_mesh(batch_size: int) -> jax.sharding.Mesh:
+def data_mesh(batch_size: int) -> jax.sharding.Mesh:
+  """A 1-D `data` mesh over all devices (the batch must divide evenly)."""
   devices = np.asarray(jax.devices())
   if batch_size % devices.size:
-    raise HwnasError(f"--batch-size {batch_size}: must be a multiple of the "
-                     f"{devices.size} devices")
+    raise HwnasError(f"train.batch_size = {batch_size}: must be a multiple "
+                     f"of the {devices.size} devices")
   return jax.sharding.Mesh(devices, ("data",))
 
 
-def initial_state(model: Network, config: TrainConfig) -> tuple[Any, State]:
+def initial_state(model: Network, config: Config) -> tuple[Any, State]:
   """Splits `model` into its graphdef and the train state (step 0)."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   opt_state = jax.jit(make_optimizer(config).init)(params)
@@ -256,70 +208,20 @@ def initial_state(model: Network, config: TrainConfig) -> tuple[Any, State]:
                     "step": jnp.zeros((), jnp.int32)}
 
 
-# ------------------------------------------------------------- workdir --
+def load_data(config: Config) -> data_lib.Dataset:
+  """The dataset of `config` (its val hold-out drawn with `config.seed`)."""
+  return data_lib.load(config.dataset, val_fraction=config.val_fraction,
+                       seed=config.seed, data_dir=config.data_dir or None,
+                       manual_dir=config.manual_dir or None)
 
-def _config_json(config: TrainConfig, spec: netspec_lib.NetSpec,
+
+def _config_json(config: Config, spec: netspec_lib.NetSpec,
                  info: data_lib.DatasetInfo, arch: Any) -> dict[str, Any]:
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
-  return {"config": dataclasses.asdict(config), "netspec": spec.to_dict(),
+  return {"config": config.to_dict(), "netspec": spec.to_dict(),
           "arch": arch_lib.to_dict(arch) if arch is not None else None,
           "dataset": info.to_json(), "devices": jax.device_count(),
           "processes": jax.process_count()}
-
-
-def _check_workdir(workdir: pathlib.Path, resolved: dict[str, Any]) -> None:
-  """Refuses to resume a workdir that holds a different run."""
-  path = workdir / "config.json"
-  if not path.is_file():
-    return
-  old = json.loads(path.read_text())
-  for key in _RUN_IDENTITY:
-    a, b = old["config"].get(key), resolved["config"][key]
-    if a != b:
-      raise HwnasError(f"{path}: {key} is {a!r} there but {b!r} now; use a "
-                       "new --workdir or the same settings to resume")
-  if old["netspec"] != resolved["netspec"]:
-    raise HwnasError(f"{path}: netspec: the workdir trains "
-                     f"{old['netspec']['name']}; use a new --workdir")
-
-
-def _truncate_metrics(path: pathlib.Path, step: int) -> None:
-  """Drops rows logged after the checkpoint a run resumes from."""
-  if not path.is_file():
-    return
-  rows = [l for l in path.read_text().splitlines() if l.strip()]
-  keep = [l for l in rows if json.loads(l)["step"] <= step]
-  if len(keep) != len(rows):
-    path.write_text("".join(l + "\n" for l in keep))
-
-
-def _append(path: pathlib.Path, row: dict[str, Any]) -> None:
-  if jax.process_index() == 0:
-    with path.open("a") as f:
-      f.write(json.dumps(row) + "\n")
-
-
-def _checkpoint_manager(workdir: pathlib.Path):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.CheckpointManager(
-      (workdir / "checkpoints").absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
-def _restore_latest(mngr, state: State, *, fallback: bool = True) -> State:
-  """The newest intact checkpoint (checksums verified; see
-  `hwnas.supernet.checkpoint.restore`), or `state` if there is none."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  restored, _ = checkpoint.restore(mngr, abstract, fallback=fallback)
-  return state if restored is None else restored
-
-
-def _save(mngr, state: State, step: int) -> None:
-  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
-  if mngr.latest_step() != step:
-    checkpoint.save(mngr, step, state)  # waits, then records checksums
 
 
 # --------------------------------------------------------------- train --
@@ -337,61 +239,60 @@ def _progress(enabled: bool):
 def _check_finite(row: dict[str, Any], step: int) -> None:
   for k in ("train/loss", "train/grad_norm"):
     if not np.isfinite(row[k]):
-      raise HwnasError(f"step {step}: {k} is {row[k]}; lower --learning-rate "
-                       "or check the data")
+      raise HwnasError(f"step {step}: {k} is {row[k]}; lower "
+                       "optimizer.learning_rate or check the data")
 
 
-def train(spec: netspec_lib.NetSpec, config: TrainConfig,
+def train(spec: netspec_lib.NetSpec, config: Config,
           workdir: str | pathlib.Path, *, arch: Any = None,
-          progress: bool = False,
-          stop_after: int | None = None) -> dict[str, Any]:
+          progress: bool = False, stop_after: int | None = None,
+          ds: data_lib.Dataset | None = None) -> dict[str, Any]:
   """Trains (or resumes training) one architecture in `workdir`.
 
   Args:
     spec: The network to train (decoded architecture or reference).
-    config: Hyper-parameters.
+    config: The run config (`hwnas/configs/train.py`, `get_config`).
     workdir: Run directory; an existing checkpoint there is resumed.
     arch: The `ArchChoice` `spec` was decoded from (needed for
       `init="supernet:..."`; recorded in config.json).
     progress: Show a rich progress bar.
     stop_after: Stop after this many steps of this call (with a checkpoint);
-      a later call resumes. None trains to `config.steps`.
+      a later call resumes. None trains to `config.train.steps`.
+    ds: The dataset of `config`, already loaded (`load_data`); saves
+      loading it again when one process trains many architectures.
 
   Returns:
     `{"step", "finished"}` plus, when finished, `val/accuracy`, `val/loss`,
     `test/accuracy`, `test/loss`, `num_params` (also in result.json).
   """
   workdir = pathlib.Path(workdir)
-  ds = data_lib.load(config.dataset, val_fraction=config.val_fraction,
-                     seed=config.seed, data_dir=config.data_dir,
-                     manual_dir=config.manual_dir)
+  ds = ds if ds is not None else load_data(config)
   spec = resolve_spec(spec, config, ds.info)
   resolved = _config_json(config, spec, ds.info, arch)
-  _check_workdir(workdir, resolved)
+  wd_lib.check_workdir(workdir, resolved)
   model = init_model(spec, config, arch=arch)  # fails before writing files
   workdir.mkdir(parents=True, exist_ok=True)
   if jax.process_index() == 0:
     (workdir / "config.json").write_text(json.dumps(resolved, indent=1) + "\n")
     netspec_lib.save(spec, workdir / "netspec.json")
   graphdef, state = initial_state(model, config)
-  mngr = _checkpoint_manager(workdir)
+  mngr = wd_lib.checkpoint_manager(workdir)
   try:
-    state = _restore_latest(mngr, state)
+    state = wd_lib.restore_latest(mngr, state)
   except BaseException:
     mngr.close()  # stops Orbax's threads before the error is shown
     raise
-  mesh = _data_mesh(config.batch_size)
+  mesh = data_mesh(config.train.batch_size)
   state = jax.device_put(state, jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec()))
-  start = int(state["step"])
+  start, steps = int(state["step"]), config.train.steps
   metrics_path = workdir / "metrics.jsonl"
-  _truncate_metrics(metrics_path, start)
-  end = config.steps if stop_after is None else min(config.steps,
-                                                    start + stop_after)
+  wd_lib.truncate_metrics(metrics_path, start)
+  end = steps if stop_after is None else min(steps, start + stop_after)
   state = _run(state, ds, spec, config, graphdef, mesh, mngr,
                metrics_path, start, end, progress)
   mngr.wait_until_finished()
-  if end < config.steps:
+  if end < steps:
     mngr.close()
     return {"step": end, "finished": False}
   result = {"step": end, "finished": True,
@@ -400,22 +301,33 @@ def train(spec: netspec_lib.NetSpec, config: TrainConfig,
   for split in ("val", "test"):
     if ds.info.split_sizes[split]:
       result.update(evaluate(state, ds, split, graphdef=graphdef,
-                             batch_size=config.eval_batch_size,
+                             batch_size=config.eval.batch_size,
                              resolution=spec.resolution, mesh=mesh))
-  _append(metrics_path, {k: v for k, v in result.items() if k != "finished"})
+  wd_lib.append(metrics_path,
+                {k: v for k, v in result.items() if k != "finished"})
   if jax.process_index() == 0:
     (workdir / "result.json").write_text(json.dumps(result, indent=1) + "\n")
   mngr.close()
   return result
 
 
+def _jitted_train_step(graphdef: Any, config: Config):
+  """The jitted step of `config` (see `_cached_step`)."""
+  return _cached_step(graphdef, int(config.train.steps),
+                      float(config.train.label_smoothing),
+                      json.dumps(config.optimizer.to_dict(), sort_keys=True))
+
+
 @functools.lru_cache(maxsize=4)
-def _jitted_train_step(graphdef: Any, config: TrainConfig):
-  """The jitted step; cached so that a resumed run in one process (tests,
-  notebooks) does not compile again."""
+def _cached_step(graphdef: Any, steps: int, label_smoothing: float,
+                 optimizer_json: str):
+  """Cached on what the step depends on, so that a resumed run in one
+  process (tests, notebooks) does not compile again."""
+  opt = ml_collections.ConfigDict(json.loads(optimizer_json))
+  tx = optim.make_optimizer(opt, steps, key="optimizer.name")
   return jax.jit(functools.partial(
-      train_step, graphdef=graphdef, tx=make_optimizer(config),
-      label_smoothing=config.label_smoothing), donate_argnums=0)
+      train_step, graphdef=graphdef, tx=tx, label_smoothing=label_smoothing),
+      donate_argnums=0)
 
 
 def _run(state, ds, spec, config, graphdef, mesh, mngr, metrics_path,
@@ -423,39 +335,40 @@ def _run(state, ds, spec, config, graphdef, mesh, mngr, metrics_path,
   """The step loop from `start` to `end`, logging and checkpointing."""
   step_fn = _jitted_train_step(graphdef, config)
   lr = learning_rate_fn(config)
+  t = config.train
   it = data_lib.batches(
-      ds, "train", batch_size=config.batch_size, resolution=spec.resolution,
-      seed=config.seed, augment=config.augment, start_step=start,
+      ds, "train", batch_size=t.batch_size, resolution=spec.resolution,
+      seed=config.seed, augment=t.augment, start_step=start,
       process_index=jax.process_index(), process_count=jax.process_count())
   step, t0, n0 = start, time.perf_counter(), start
   with _progress(progress) as bar:
-    task = bar.add_task("train", total=config.steps, completed=start,
+    task = bar.add_task("train", total=t.steps, completed=start,
                         loss="-", speed="-")
     try:
       for step in range(start + 1, end + 1):
         state, m = step_fn(state, data_lib.shard_batch(next(it), mesh))
-        if step % config.log_every == 0 or step == end:
+        if step % t.log_every == 0 or step == end:
           row = {"step": step, **{k: float(v) for k, v in
                                   jax.device_get(m).items()}}
           _check_finite(row, step)
           dt = time.perf_counter() - t0
           row["train/learning_rate"] = float(lr(step - 1))
-          row["train/examples_per_sec"] = (step - n0) * config.batch_size / dt
-          _append(metrics_path, row)
+          row["train/examples_per_sec"] = (step - n0) * t.batch_size / dt
+          wd_lib.append(metrics_path, row)
           bar.update(task, loss=f"{row['train/loss']:.3f}",
                      speed=f"{row['train/examples_per_sec']:.0f}")
           t0, n0 = time.perf_counter(), step
-        if step % config.checkpoint_every == 0 or step == end:
-          _save(mngr, state, step)
-          if step % config.checkpoint_every == 0 and step < config.steps:
-            _append(metrics_path, {"step": step, **evaluate(
+        if step % t.checkpoint_every == 0 or step == end:
+          wd_lib.save(mngr, state, step)
+          if step % t.checkpoint_every == 0 and step < t.steps:
+            wd_lib.append(metrics_path, {"step": step, **evaluate(
                 state, ds, "val", graphdef=graphdef,
-                batch_size=config.eval_batch_size,
+                batch_size=config.eval.batch_size,
                 resolution=spec.resolution, mesh=mesh)})
         bar.update(task, completed=step)
     except KeyboardInterrupt:
       if int(state["step"]) == step:
-        _save(mngr, state, step)
+        wd_lib.save(mngr, state, step)
       mngr.wait_until_finished()
       raise
   return state
@@ -478,18 +391,23 @@ def restore(workdir: str | pathlib.Path) -> Network:
     raise HwnasError(f"{path}: no such file; is {workdir} a `hwnas train` "
                      "workdir?")
   saved = json.loads(path.read_text())
-  config = TrainConfig(**saved["config"])
+  try:
+    config = ml_collections.ConfigDict(saved["config"])
+    tx = make_optimizer(config)
+  except (KeyError, AttributeError):
+    raise HwnasError(f"{path}: not a config of this hwnas version (no "
+                     "optimizer/train sections); retrain it") from None
   spec = netspec_lib.NetSpec.from_dict(saved["netspec"], where=str(path))
   abstract = nnx.eval_shape(lambda: Network(spec, rngs=nnx.Rngs(0)))
   graphdef, params, rest = nnx.split(abstract, nnx.Param, ...)
   state = {"params": params, "rest": rest,
-           "opt_state": jax.eval_shape(make_optimizer(config).init, params),
+           "opt_state": jax.eval_shape(tx.init, params),
            "step": jax.ShapeDtypeStruct((), jnp.int32)}
-  mngr = _checkpoint_manager(workdir)
+  mngr = wd_lib.checkpoint_manager(workdir)
   if mngr.latest_step() is None:
     raise HwnasError(f"{workdir / 'checkpoints'}: no checkpoint; train first")
   try:
-    state = _restore_latest(mngr, state, fallback=False)
+    state = wd_lib.restore_latest(mngr, state, fallback=False)
   finally:
     mngr.close()
   return nnx.merge(graphdef, state["params"], state["rest"])

@@ -25,10 +25,8 @@ LAYERS = (
     # Foundations: import nothing of hwnas but each other. Helpers that every
     # layer's runs share go here: the optimiser and schedule builder both
     # the supernet and standalone training use ('optim'), workdir locking
-    # and checkpoint files ('workdir', 'train_workdir'), log filtering
-    # ('chatter').
-    ("errors", "resources", "configs", "optim", "workdir", "train_workdir",
-     "chatter"),
+    # and checksums ('workdir'), log filtering ('chatter').
+    ("errors", "resources", "configs", "optim", "workdir", "chatter"),
     # Values and I/O that know nothing of architectures or models.
     ("netspec", "space", "counting", "references", "data", "tflite",
      "edgetpu"),
@@ -38,9 +36,10 @@ LAYERS = (
     ("arch", "models", ""),
     # What uses architectures: latency tables, the search, the supernet.
     ("latency", "search", "supernet"),
-    # Training one standalone network, what builds on it (the supernet's
-    # rank check against standalone training), and export.
-    ("train_standalone", "rank_check", "export"),
+    # Training one standalone network (its workdir and checksummed
+    # checkpoints: 'train_workdir'), what builds on it (the supernet's rank
+    # check against standalone training), and export.
+    ("train_standalone", "train_workdir", "rank_check", "export"),
     # The pipeline stages the quickstart and the CLI share.
     ("pipeline", "quickstart"),
     # The command line.

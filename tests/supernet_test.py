@@ -360,7 +360,17 @@ def _params(workdir):
   return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
 
 
+@pytest.fixture(name="fast_compile")
+def _fast_compile():
+  """Tiny nets: XLA optimisations cost more compile time than they save."""
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_compile")
 def test_cli_train_resume_and_eval(tmp_path, capsys):
   """2-step `hwnas supernet train` on an image-folder dataset, with
   progressive shrinking entering the expansion phase (and so sorting

@@ -30,10 +30,11 @@ def _tiny():
 
 
 def _config(**kw):
-  base = dict(steps=4, batch_size=8, resolution=24, log_every=1,
-              checkpoint_every=100, warmup_steps=0, eval_batch_size=128)
+  base = {"train.steps": 4, "train.batch_size": 8, "resolution": 24,
+          "train.log_every": 1, "train.checkpoint_every": 100,
+          "optimizer.warmup_steps": 0, "eval.batch_size": 128}
   base.update(kw)
-  return ts.TrainConfig(**base)
+  return ts.get_config(**base)
 
 
 def _rows(workdir):
@@ -55,7 +56,7 @@ def test_smoke_run_writes_workdir(straight):
   assert r["finished"] and r["step"] == 4
   assert 0.0 <= r["test/accuracy"] <= 1.0 and 0.0 <= r["val/accuracy"] <= 1.0
   saved = json.loads((workdir / "config.json").read_text())
-  assert saved["config"]["steps"] == 4 and saved["arch"]["space"] == "tiny"
+  assert saved["config"]["train"]["steps"] == 4 and saved["arch"]["space"] == "tiny"
   assert saved["dataset"]["split_sizes"]["test"] == 360
   assert [row["step"] for row in _rows(workdir)] == [1, 2, 3, 4, 4]
   assert json.loads((workdir / "result.json").read_text()) == r
@@ -82,8 +83,9 @@ def test_resume_continues_the_same_run(tmp_path, straight):
 @pytest.mark.slow
 def test_workdir_of_another_run_is_refused(straight):
   a, spec = _tiny()
-  with pytest.raises(HwnasError, match="learning_rate"):
-    ts.train(spec, _config(learning_rate=0.5), straight[0], arch=a)
+  with pytest.raises(HwnasError, match="optimizer"):
+    ts.train(spec, _config(**{"optimizer.learning_rate": 0.5}), straight[0],
+             arch=a)
 
 
 def test_make_optimizer_decays_kernels_only():
@@ -93,9 +95,10 @@ def test_make_optimizer_decays_kernels_only():
   params = jax.tree.map(lambda p: np.ones(p.shape, p.dtype), params)
   zeros = jax.tree.map(np.zeros_like, params)
   for name in ("sgd", "adamw"):
-    tx = ts.make_optimizer(ts.TrainConfig(
-        steps=10, weight_decay=0.5, learning_rate=1.0, warmup_steps=0,
-        optimizer=name, grad_clip=1.0))
+    tx = ts.make_optimizer(ts.get_config(**{
+        "train.steps": 10, "optimizer.weight_decay": 0.5,
+        "optimizer.learning_rate": 1.0, "optimizer.warmup_steps": 0,
+        "optimizer.name": name, "optimizer.grad_clip": 1.0}))
     updates, _ = jax.jit(tx.update)(zeros, jax.jit(tx.init)(params), params)
     flat = jax.tree_util.tree_flatten_with_path(updates)[0]
     kernels = [v for p, v in flat if "kernel" in jax.tree_util.keystr(p)]
@@ -104,13 +107,13 @@ def test_make_optimizer_decays_kernels_only():
     assert all(float(abs(v).sum()) > 0 for v in kernels)
     assert all(float(abs(v).sum()) == 0 for v in others)  # BN, biases
   with pytest.raises(HwnasError, match="optimizer"):
-    ts.make_optimizer(ts.TrainConfig(optimizer="lamb"))
+    ts.make_optimizer(ts.get_config(**{"optimizer.name": "lamb"}))
 
 
 def test_schedule_warms_up_and_decays():
-  lr = ts.learning_rate_fn(ts.TrainConfig(steps=100, warmup_steps=10,
-                                          learning_rate=0.2,
-                                          final_lr_ratio=0.1))
+  lr = ts.learning_rate_fn(ts.get_config(**{
+      "train.steps": 100, "optimizer.warmup_steps": 10,
+      "optimizer.learning_rate": 0.2, "optimizer.final_lr_ratio": 0.1}))
   assert float(lr(0)) == 0.0 and float(lr(10)) == pytest.approx(0.2)
   assert float(lr(100)) == pytest.approx(0.02)
   assert float(lr(5)) < float(lr(10)) and float(lr(60)) < float(lr(10))
@@ -123,9 +126,11 @@ def test_cli_train_from_arch_file(tmp_path, capsys):
   path.write_text(arch.to_json(a))
   rc = cli_main(["train", "--arch", str(path), "--dataset", "digits",
                  "--workdir", str(tmp_path / "w"), "--steps", "4",
-                 "--batch-size", "8", "--resolution", "24", "--log-every",
-                 "1", "--checkpoint-every", "100", "--warmup-steps", "0",
-                 "--eval-batch-size", "128"])  # = _config(): no recompile
+                 "--resolution", "24", "--set", "train.batch_size=8",
+                 "--set", "train.log_every=1", "--set",
+                 "train.checkpoint_every=100", "--set",
+                 "optimizer.warmup_steps=0", "--set",
+                 "eval.batch_size=128"])  # = _config(): no recompile
   assert rc == 0
   out = capsys.readouterr().out
   assert "test accuracy" in out
@@ -137,16 +142,24 @@ def test_cli_train_from_arch_file(tmp_path, capsys):
 
 
 def test_cli_config_file_and_overrides(tmp_path):
+  import argparse  # pylint: disable=g-import-not-at-top
   from hwnas.cli import train as train_cli
-  path = tmp_path / "c.yaml"
-  path.write_text("steps: 7\noptimizer: adamw\nlearning_rate: 0.01\n")
-  cfg = train_cli.load_config(str(path), {"learning_rate": 0.5,
-                                          "seed": None})
-  assert (cfg.steps, cfg.optimizer, cfg.learning_rate, cfg.seed) == (
-      7, "adamw", 0.5, 0)
-  path.write_text("stepz: 7\n")
+  path = tmp_path / "c.py"
+  path.write_text("from hwnas.configs import train\n"
+                  "def get_config(arg=None):\n"
+                  "  c = train.get_config()\n"
+                  "  c.train.steps = 7\n"
+                  "  c.optimizer.name = arg or 'adamw'\n"
+                  "  return c\n")
+  args = argparse.Namespace(steps=None, seed=3, dataset=None, init=None,
+                            resolution=None)
+  cfg = train_cli.load_config(f"{path}:sgd", args,
+                              ["optimizer.learning_rate=0.5"])
+  assert (cfg.train.steps, cfg.optimizer.name, cfg.optimizer.learning_rate,
+          cfg.seed) == (7, "sgd", 0.5, 3)
+  assert train_cli.load_config("rank").train.steps < 1000
   with pytest.raises(HwnasError, match="stepz"):
-    train_cli.load_config(str(path), {})
+    train_cli.load_config(None, None, ["train.stepz=7"])
 
 
 _TWO_DEVICE_RUN = """
@@ -158,20 +171,20 @@ from hwnas import arch, space
 from hwnas import train_standalone as ts
 s = space.load("tiny")
 a = arch.smallest(s)
-cfg = ts.TrainConfig(**json.loads(sys.argv[2]))
+import ml_collections
+cfg = ml_collections.ConfigDict(json.loads(sys.argv[2]))
 print(json.dumps(ts.train(arch.decode(s, a), cfg, sys.argv[1], arch=a)))
 """
 
 
 @pytest.mark.slow
 def test_two_devices_train_like_one(tmp_path, straight):
-  import dataclasses  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  cfg = json.dumps(dataclasses.asdict(_config()))
+  cfg = _config().to_json()
   out = subprocess.run(
       [sys.executable, "-c", _TWO_DEVICE_RUN, str(tmp_path), cfg], env=env,
       capture_output=True, text=True, timeout=600, check=True)
@@ -200,10 +213,27 @@ def test_cli_init_from_supernet_copies_its_weights(tmp_path):
   (tmp_path / "a.json").write_text(arch.to_json(a))
   rc = cli_main(["train", "--arch", str(tmp_path / "a.json"), "--workdir",
                  str(tmp_path / "ft"), "--init", f"supernet:{tmp_path / 'sn'}",
-                 "--steps", "1", "--batch-size", "8", "--learning-rate", "0",
-                 "--eval-batch-size", "128"])
+                 "--steps", "1", "--set", "train.batch_size=8", "--set",
+                 "optimizer.learning_rate=0", "--set", "eval.batch_size=128"])
   assert rc == 0
   tuned = nnx.state(ts.restore(tmp_path / "ft"), nnx.Param)
   ref = nnx.state(extract_subnet(tmp_path / "sn", a, recalibrate=False),
                   nnx.Param)
   jax.tree.map(np.testing.assert_array_equal, tuned, ref)
+
+
+def test_digits_few_per_class_split():
+  """`digits-N`: N training images per class whatever the seed, the rest of
+  digits' training pool as val, digits' own test split."""
+  from hwnas import data  # pylint: disable=g-import-not-at-top
+  few = data.load("digits-20", seed=3)
+  full = data.load("digits")
+  assert few.info.split_sizes == {"train": 200, "val": 1237, "test": 360}
+  assert np.bincount(few.splits["train"].labels).tolist() == [20] * 10
+  np.testing.assert_array_equal(few.splits["test"].images,
+                                full.splits["test"].images)
+  again = data.load("digits-20", seed=0)
+  np.testing.assert_array_equal(few.splits["train"].images,
+                                again.splits["train"].images)
+  with pytest.raises(HwnasError, match="digits-N"):
+    data.load("digits-0")

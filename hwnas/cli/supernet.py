@@ -4,6 +4,8 @@
         [--steps N] [--config VARIANT | FILE.py[:VARIANT]] [--set K=V ...]
     hwnas supernet eval --workdir runs/sn (--arch A.json ... | --largest |
         --smallest)
+    hwnas supernet rank-check --workdir runs/sn [--samples 16] [--arch A.json]
+        [--set eval.bn_batches=8 ...]
 
 The config is an ml_collections `ConfigDict` from `hwnas/configs/supernet.py`
 (`get_config(variant)`; default: the `tiny` variant for the tiny space,
@@ -61,6 +63,29 @@ def register(sub) -> None:
                  "(default: the training dataset's val split)")
   e.add_argument("--json", action="store_true", help="print JSON")
   e.set_defaults(func=_eval)
+
+  r = ss.add_parser(
+      "rank-check", help="does the supernet rank architectures like "
+      "training them does? (Kendall tau vs standalone, noise ceiling)",
+      description="Sample architectures spread over MACs (largest, "
+      "smallest and --arch files included), train each from scratch with "
+      "a fixed recipe under 2 seeds, evaluate each with the supernet, and "
+      "report Kendall tau / Spearman rho, top-k agreement and the noise "
+      "ceiling (seed vs seed). Writes rank_check.json and rank_check.png; "
+      "resumes (finished architectures are never retrained).")
+  r.add_argument("--workdir", required=True, help="supernet workdir")
+  r.add_argument("--samples", type=int, help="architectures (default 16)")
+  r.add_argument("--arch", action="append", default=[], metavar="A.json",
+                 help="architecture that must be in the sample (repeatable)")
+  r.add_argument("--out", help="output directory (default: "
+                 "WORKDIR/rank_check)")
+  r.add_argument("--config", help="FILE.py[:VARIANT] with get_config(arg) "
+                 "(default: hwnas/configs/rank_check.py)")
+  r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config value, e.g. eval.bn_batches=8 or "
+                 "standalone.train.steps=500 (repeatable)")
+  r.add_argument("--no-progress", action="store_true", help="no progress bar")
+  r.set_defaults(func=_rank_check)
 
 
 # ---------------------------------------------------------------- config --
@@ -122,4 +147,48 @@ def _eval(args) -> int:
   else:
     for r in rows:
       print(f"{r['accuracy']:.4f}  {r['arch']}  {r['arch_string']}")
+  return 0
+
+
+def _rank_check(args) -> int:
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import rank_check  # pylint: disable=g-import-not-at-top
+  config = load_config(args.config, module="hwnas.configs.rank_check")
+  if args.samples is not None:
+    if args.samples < 2:
+      raise errors.HwnasError(f"--samples {args.samples}: must be >= 2")
+    config.samples = args.samples
+  config = override(config, args.set, source="hwnas/configs/rank_check.py")
+  include = []
+  if args.arch:
+    from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
+    from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
+    saved = checkpoint.read_config(args.workdir)
+    space = space_lib.load(saved.get("space_path") or
+                           saved["config"]["space"])
+    for path in args.arch:
+      a = arch_lib.load(path)
+      try:
+        arch_lib.validate(space, a)
+      except errors.HwnasError as e:
+        raise errors.HwnasError(f"--arch {path}: not an architecture of the "
+                                f"supernet's space {space.name} ({e})"
+                                ) from None
+      include.append(a)
+  result = rank_check.run(args.workdir, config, out=args.out,
+                          include=include,
+                          progress=not args.no_progress and
+                          sys.stderr.isatty())
+  s = result["summary"]
+  fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
+  print(f"{s['num_archs']} architectures x {s['num_seeds']} seeds on "
+        f"{result['dataset']} ({result['split']}, {result['split_size']} "
+        f"images): Kendall tau {fmt(s['kendall_tau'])}, Spearman rho "
+        f"{fmt(s['spearman_rho'])}, noise ceiling {fmt(s['noise_ceiling'])}"
+        f" (supernet vs one seed {fmt(s['kendall_tau_per_seed'])}); "
+        f"supernet's best in the standalone top {s['top_k']}: "
+        f"{'yes' if s['best_in_top_k'] else 'no'}; mean gap "
+        f"{s['mean_gap']:+.3f}")
+  out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "rank_check")
+  print(f"{out / 'rank_check.json'}, {out / 'rank_check.png'}")
   return 0

@@ -8,8 +8,11 @@
 ...                   augment=True)
 >>> b = next(it)  # image f32 [64,32,32,3], label i32 [64], mask f32 [64]
 
-Names: `digits` (scikit-learn, offline, in memory), `tfds:NAME` (a prepared
-tensorflow-datasets set; never downloads) and `folder:PATH` (image folders).
+Names: `digits` (scikit-learn, offline, in memory), `digits-N` (the same
+with N training images per class and the rest as validation: the offline
+setting where networks' accuracies differ enough to rank them),
+`tfds:NAME` (a prepared tensorflow-datasets set; never downloads) and
+`folder:PATH` (image folders).
 Splits are `train`, `val` (held out from the original training data; what
 search ranks on) and `test` (never used by search).
 
@@ -47,7 +50,7 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
   """Loads a dataset by name.
 
   Args:
-    name: `digits`, `tfds:NAME` (e.g. `tfds:cifar10`, `tfds:imagenette`,
+    name: `digits`, `digits-N`, `tfds:NAME` (e.g. `tfds:cifar10`, `tfds:imagenette`,
       `tfds:imagenet2012` with `manual_dir`) or `folder:PATH`.
     val_fraction: Fraction of the original training data held out as `val`.
     seed: Chooses the validation hold-out (digits, folders); the test split
@@ -68,6 +71,13 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
   if name == "digits":
     from hwnas.data import memory  # pylint: disable=g-import-not-at-top
     return memory.load_digits(val_fraction=val_fraction, seed=seed)
+  if name.startswith("digits-"):
+    n = name[len("digits-"):]
+    if not n.isdigit() or not 1 <= int(n) <= 100:
+      raise HwnasError(f"--dataset {name}: use digits-N with N training "
+                       "images per class, 1 <= N <= 100 (e.g. digits-20)")
+    from hwnas.data import memory  # pylint: disable=g-import-not-at-top
+    return memory.load_digits_few(int(n))
   kind, _, arg = name.partition(":")
   if kind == "tfds" and arg:
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
@@ -77,7 +87,7 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
     return tf_input.load_folder(arg, val_fraction=val_fraction, seed=seed)
   raise HwnasError(f"--dataset {name}: unknown dataset; use digits, "
-                   "tfds:NAME or folder:PATH")
+                   "digits-N, tfds:NAME or folder:PATH")
 
 
 def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,

@@ -6,11 +6,12 @@ and output agreement.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from hwnas import errors
+from hwnas.models.bn import recalibrate_bn  # the one BN recalibration
 
 
 def take_samples(ds, split: str, n: int, *, resolution: int, seed: int,
@@ -59,51 +60,6 @@ def predict(model, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
       x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
     outs.append(np.asarray(forward(state, x))[:b - pad])
   return np.concatenate(outs)
-
-
-def recalibrate_bn(model, batches: Iterable[np.ndarray]) -> int:
-  """Re-estimates every BatchNorm's running statistics on `batches`.
-
-  Each batch is run in train mode with momentum 0 (its own batch
-  statistics), and the running mean and variance become the average over
-  batches, as Once-for-All does for a subnet. Parameters are unchanged.
-
-  Args:
-    model: an NNX module with `nnx.BatchNorm` layers, called as
-      `model(x, train=True)`.
-    batches: float32 image batches `[b, R, R, C]` (normalised).
-
-  Returns:
-    The number of batches used.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  bns = [m for _, m in model.iter_modules() if isinstance(m, nnx.BatchNorm)]
-  momenta = [bn.momentum for bn in bns]
-  for bn in bns:
-    bn.momentum = 0.0
-  graphdef, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat,
-                                            ...)
-
-  @jax.jit
-  def batch_stats(params, stats, rest, x):
-    m = nnx.merge(graphdef, params, stats, rest, copy=True)
-    m(x, train=True)
-    return nnx.state(m, nnx.BatchStat)
-
-  total, count = None, 0
-  try:
-    for x in batches:
-      s = batch_stats(params, stats, rest, np.asarray(x, np.float32))
-      total = s if total is None else jax.tree.map(lambda a, b: a + b,
-                                                   total, s)
-      count += 1
-  finally:
-    for bn, mom in zip(bns, momenta):
-      bn.momentum = mom
-  if count:
-    nnx.update(model, jax.tree.map(lambda a: a / count, total))
-  return count
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:

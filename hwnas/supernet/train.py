@@ -43,7 +43,8 @@ import optax
 from flax import nnx
 
 from hwnas import arch as arch_lib
-from hwnas import errors
+from hwnas import optim
+from hwnas.models import bn as bn_lib
 from hwnas.space import SearchSpace
 from hwnas.supernet import model as model_lib
 
@@ -51,76 +52,21 @@ State = dict[str, Any]     # {"params", "stats", "opt_state", "step"}
 Metrics = dict[str, jax.Array]
 
 # ------------------------------------------------------------ optimiser --
-
-
-def warmup_cosine(peak_lr: float, steps: int, warmup_steps: int,
-                  final_lr_ratio: float) -> optax.Schedule:
-  """Linear warm-up (at most `steps - 1`), then cosine decay to
-  `final_lr_ratio * peak_lr` at `steps`."""
-  warmup = min(int(warmup_steps), max(steps - 1, 0))
-  return optax.schedules.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup,
-      decay_steps=max(steps, warmup + 1), end_value=peak_lr * final_lr_ratio)
+# The optimiser and schedule live in `hwnas.optim` (shared with standalone
+# training); these two read the supernet config's `optimizer` section.
 
 
 def make_schedule(config: ml_collections.ConfigDict, steps: int
                   ) -> optax.Schedule:
-  """`warmup_cosine` from `config.optimizer`."""
-  o = config.optimizer
-  return warmup_cosine(o.learning_rate, steps, o.warmup_steps,
-                       o.final_lr_ratio)
-
-
-def decay_mask(params):
-  """Weight decay on conv/dense kernels only (not BN, not biases).
-
-  Decided by rank (kernels have >= 2 dims; BN scales/offsets and biases
-  have 1): on an nnx.State the last path entry of every leaf is `.value`,
-  so matching on the name 'kernel' would select nothing.
-  """
-  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
-
-
-def build_optimizer(name: str, lr: optax.ScalarOrSchedule, *,
-                    momentum: float, nesterov: bool, b1: float, b2: float,
-                    weight_decay: float, grad_clip: float,
-                    key: str = "optimizer") -> optax.GradientTransformation:
-  """SGD (momentum, optionally Nesterov) or AdamW with weight decay on
-  kernels only (`decay_mask`), optionally clipped by global norm.
-
-  Shared by supernet training and standalone training (`hwnas.
-  train_standalone`); `key` names the setting in the error for an unknown
-  `name`.
-  """
-  if name == "sgd":
-    tx = optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=decay_mask),
-        optax.sgd(lr, momentum=momentum, nesterov=nesterov))
-  elif name == "adamw":
-    tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=weight_decay,
-                     mask=decay_mask)
-  else:
-    raise errors.HwnasError(f"{key} = {name!r}: use 'sgd' or 'adamw'")
-  if grad_clip:
-    tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
-  return tx
+  """`hwnas.optim.make_schedule` of `config.optimizer`."""
+  return optim.make_schedule(config.optimizer, steps)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps: int
                    ) -> optax.GradientTransformation:
-  """`build_optimizer` from `config.optimizer` on `make_schedule`.
-
-  Args:
-    config: the run config (`config.optimizer`: name 'sgd' | 'adamw',
-      learning_rate, momentum, nesterov, b1, b2, weight_decay, warmup_steps,
-      final_lr_ratio, grad_clip).
-    steps: total training steps (the length of the cosine).
-  """
-  o = config.optimizer
-  return build_optimizer(
-      o.name, make_schedule(config, steps), momentum=o.momentum,
-      nesterov=o.nesterov, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay,
-      grad_clip=o.grad_clip, key="config.optimizer.name")
+  """`hwnas.optim.make_optimizer` of `config.optimizer` (steps: the length
+  of the cosine)."""
+  return optim.make_optimizer(config.optimizer, steps)
 
 
 # ---------------------------------------------------------------- state --
@@ -255,19 +201,16 @@ def recalibrate(state: State, images: jax.Array, arch: dict[str, jax.Array],
 
   Returns:
     The state with running statistics equal to the average of the n batch
-    statistics (cumulative average, Once-for-All's recalibration).
+    statistics (`hwnas.models.bn.average_batch_statistics`, Once-for-All's
+    recalibration).
   """
-  def body(stats, xs):
-    x, i = xs
+  def batch_statistics(stats, x):
     model = nnx.merge(graphdef, state["params"], stats, copy=True)
-    model(x, arch, train=True, momentum=i / (i + 1.0))
-    return nnx.state(model, nnx.BatchStat), None
+    model(x, arch, train=True, momentum=0.0)
+    return nnx.state(model, nnx.BatchStat)
 
-  n = images.shape[0]
-  stats, _ = jax.lax.scan(body, state["stats"],
-                          (images, jnp.arange(n, dtype=jnp.float32)),
-                          unroll=True)
-  return {**state, "stats": stats}
+  return {**state, "stats": bn_lib.average_batch_statistics(
+      batch_statistics, state["stats"], images)}
 
 
 def eval_step(state: State, batch: dict[str, jax.Array],

@@ -1,0 +1,166 @@
+"""Tests of hwnas.rank_check and `hwnas supernet rank-check`: the statistics
+on a constructed case, the stratified sample, and an end-to-end run that is
+killed (SIGKILL) mid-way and resumed without retraining what finished."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hwnas import arch as arch_lib
+from hwnas import rank_check
+from hwnas import space as space_lib
+from hwnas.configs import rank_check as rank_config
+from hwnas.errors import HwnasError
+
+MICRO = """\
+format: 1
+name: micro
+version: 1
+description: a one-stage space for rank-check tests
+input_channels: 3
+num_classes: 10
+channel_divisor: 8
+se_ratio: 0.25
+resolutions: [16]
+stem: {channels: 8, kernel: 3, stride: 2, activation: relu}
+stages:
+  - name: s1
+    widths: [8, 16]
+    stride: 2
+    depths: [1, 2]
+    types: [ibn, skip]
+    kernels: [3, 5]
+    expansions: [2, 4]
+    se: [false]
+    activations: [relu]
+head: {expand_channels: 32, feature_channels: 0, activation: relu}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fast_compile():
+  """Tiny nets: XLA optimisations cost more compile time than they save."""
+  import jax  # pylint: disable=g-import-not-at-top
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+def test_summarize_constructed_case():
+  sn = [0.5, 0.6, 0.7, 0.8]
+  st = np.array([[0.10, 0.25], [0.20, 0.10], [0.30, 0.30], [0.40, 0.40]])
+  s = rank_check.summarize(sn, st, top_k=3)
+  # The mean over seeds orders 1 < 0 < 2 < 3: one of 6 pairs discordant.
+  assert s["kendall_tau"] == pytest.approx(4 / 6)
+  assert s["spearman_rho"] == pytest.approx(1 - 6 * 2 / (4 * 15))
+  # Seed 0 agrees fully with the supernet, seed 1 like the mean.
+  assert s["kendall_tau_per_seed"] == pytest.approx((1 + 4 / 6) / 2)
+  assert s["noise_ceiling"] == pytest.approx(4 / 6)   # seed 0 vs seed 1
+  assert s["ceiling_fraction"] == pytest.approx(1.25)
+  assert s["best_in_top_k"] is True          # index 3 is best in both
+  assert s["top_k_overlap"] == pytest.approx(2 / 3)   # {3,2,1} vs {3,2,0}
+  assert s["mean_gap"] == pytest.approx(np.mean(st.mean(1) - sn))
+  reversed_ = rank_check.summarize(sn[::-1], st, top_k=1)
+  assert reversed_["kendall_tau"] == pytest.approx(-4 / 6)
+  assert reversed_["best_in_top_k"] is False
+  one_seed = rank_check.summarize(sn, st[:, :1])
+  assert one_seed["noise_ceiling"] is None and one_seed["kendall_tau"] == 1
+
+
+def test_sample_includes_extremes_and_spreads_over_macs():
+  s = space_lib.load("tiny")
+  cost = rank_check.cost_function(s, "macs")
+  extra = arch_lib.sample(np.random.default_rng(7), s)
+  archs = rank_check.sample_architectures(s, 10, seed=0, cost=cost,
+                                          include=[extra], pool=300)
+  keys = [arch_lib.to_string(a) for a in archs]
+  assert len(archs) == 10 and len(set(keys)) == 10
+  big = arch_lib.to_string(arch_lib.largest(s))        # at 32, the largest
+  small = arch_lib.smallest(s)                          # at 24
+  assert keys[0] == big and archs[0].resolution == max(s.resolutions)
+  assert keys[1] == arch_lib.to_string(small)
+  assert keys[2] == arch_lib.to_string(extra)
+  costs = [cost(a) for a in archs]
+  assert max(costs) == costs[0] and min(costs) == costs[1]
+  pool = [cost(arch_lib.sample(np.random.default_rng(i), s))
+          for i in range(200)]
+  rest = costs[3:]
+  assert rest == sorted(rest)
+  assert min(rest) <= np.quantile(pool, 0.2)
+  assert max(rest) >= np.quantile(pool, 0.8)
+
+
+@pytest.fixture(scope="module")
+def supernet(tmp_path_factory):
+  """A 1-step micro supernet on digits-10 (weights barely trained: the
+  rank-check machinery, not the ranking, is under test)."""
+  from hwnas.configs import supernet as supernet_config
+  from hwnas.supernet import loop
+  root = tmp_path_factory.mktemp("rank")
+  (root / "micro.yaml").write_text(MICRO)
+  c = supernet_config.get_config("tiny")
+  c.space, c.dataset = str(root / "micro.yaml"), "digits-10"
+  c.train.steps, c.train.batch_size = 1, 8
+  c.eval.bn_batches, c.eval.batch_size = 1, 64
+  loop.train(c, root / "sn", progress=False)
+  return root / "sn"
+
+
+_SETTINGS = ["pool=40", "seeds=[0,1]", "standalone.train.steps=2",
+             "standalone.train.batch_size=8", "standalone.train.log_every=1",
+             "standalone.eval.batch_size=256"]
+
+
+def _config(samples):
+  from hwnas.cli import supernet as supernet_cli
+  c = rank_config.get_config()
+  c.samples = samples
+  return supernet_cli.override(c, _SETTINGS)
+
+
+@pytest.mark.slow
+def test_rank_check_resumes_after_kill(supernet, tmp_path):
+  """`hwnas supernet rank-check` killed with SIGKILL after its first
+  finished standalone run; the rerun reuses every finished run (its
+  result.json is untouched) and completes the report."""
+  out = tmp_path / "rc"
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  argv = [sys.executable, "-m", "hwnas", "supernet", "rank-check",
+          "--workdir", str(supernet), "--samples", "2", "--out", str(out),
+          "--no-progress"] + [x for s in _SETTINGS for x in ("--set", s)]
+  proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  first = out / "standalone" / "a00_s0" / "result.json"
+  deadline = time.time() + 300
+  while not first.is_file() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGKILL)
+  _, err = proc.communicate()
+  assert first.is_file(), err.decode()[-2000:]
+  assert not (out / "rank_check.json").exists()  # killed mid-way
+  done = {p.parent.name: p.stat().st_mtime_ns
+          for p in (out / "standalone").glob("*/result.json")}
+  result = rank_check.run(supernet, _config(2), out=out)
+  for name, mtime in done.items():
+    assert (out / "standalone" / name / "result.json").stat(
+        ).st_mtime_ns == mtime
+  rows = result["rows"]
+  assert len(rows) == 2 and all(len(r["standalone"]) == 2 for r in rows)
+  s = result["summary"]
+  assert -1 <= s["kendall_tau"] <= 1 and s["noise_ceiling"] is not None
+  saved = json.loads((out / "rank_check.json").read_text())
+  assert saved["summary"] == json.loads(json.dumps(s))
+  assert (out / "rank_check.png").stat().st_size > 1000
+  # A finished check is all reuse: nothing is trained again.
+  again = rank_check.run(supernet, _config(2), out=out)
+  assert again["timing"]["standalone_s"] == 0.0
+  with pytest.raises(HwnasError, match="another sample"):
+    rank_check.run(supernet, _config(3), out=out)
