@@ -295,9 +295,10 @@ def test_counts_and_batch_sizes(tmp_path, capsys):
   a = tmp_path / "a.json"
   a.write_text(arch_lib.to_json(arch_lib.smallest(space_lib.load("tiny"))))
   tr = ["train", "--arch", a, "--workdir", w]
-  fails(capsys, tr + ["--steps", "0"], "--steps 0: must be a positive")
-  fails(capsys, tr + ["--batch-size", "-4"], "--batch-size -4")
-  fails(capsys, tr + ["--eval-batch-size", "0"], "--eval-batch-size 0")
+  fails(capsys, tr + ["--steps", "0"], "train.steps = 0: must be a positive")
+  fails(capsys, tr + ["--set", "train.batch_size=-4"],
+        "train.batch_size = -4")
+  fails(capsys, tr + ["--set", "eval.batch_size=0"], "eval.batch_size = 0")
   fails(capsys, ["search", "--space", "tiny", "--cost", "mmacs", "--target",
                  "1", "--supernet", tmp_path, "--workdir", w,
                  "--eval-batch-size", "0"], "eval_batch_size is 0")
