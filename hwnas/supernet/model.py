@@ -52,6 +52,7 @@ cumulative average, Once-for-All's BN recalibration).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -90,6 +91,7 @@ class Slot:
   types: tuple[str, ...]         # non-skip types offered
   activations: tuple[str, ...]
   expand: str                    # 'always' | 'never' | 'dynamic'
+  mids: tuple[int, ...] = ()     # every mid width an architecture can pick
 
 
 def slots(space: SearchSpace) -> tuple[Slot, ...]:
@@ -119,7 +121,8 @@ def slots(space: SearchSpace) -> tuple[Slot, ...]:
                   if True in st.se else 0),
           max_kernel=max(st.kernels), kernels=tuple(sorted(st.kernels)),
           types=types,
-          activations=tuple(st.activations), expand=expand))
+          activations=tuple(st.activations), expand=expand,
+          mids=tuple(sorted({m for _, m in mids}))))
     prev_widths = st.widths
   return tuple(out)
 
@@ -175,15 +178,30 @@ def fit_channels(x: jax.Array, size: int) -> jax.Array:
   return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - c)])
 
 
-def conv2d(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
-  """'SAME' convolution with an HWIO kernel (1x1 becomes a matmul)."""
-  if w.shape[0] == 1 and w.shape[1] == 1:
-    if stride > 1:
-      x = x[:, ::stride, ::stride, :]
-    return jnp.einsum("bhwc,cd->bhwd", x, w[0, 0])
-  return jax.lax.conv_general_dilated(
-      x, w, (stride, stride), "SAME",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, *,
+           impl: str = "auto") -> jax.Array:
+  """'SAME' convolution with an HWIO kernel (`hwnas.models.layers.conv2d`)."""
+  return L.conv2d(x, w, stride, impl=impl)
+
+
+def choice_index(value: jax.Array, choices: tuple[int, ...]) -> jax.Array:
+  """Index of traced `value` in the ascending static `choices` (int32)."""
+  if len(choices) == 1:
+    return jnp.zeros((), jnp.int32)
+  return jnp.sum(value > jnp.asarray(choices[:-1])).astype(jnp.int32)
+
+
+def elastic_conv(x: jax.Array, w: jax.Array, k: jax.Array,
+                 sizes: tuple[int, ...], stride: int, *,
+                 impl: str = "auto") -> jax.Array:
+  """Dense conv with the centred k x k taps of `w` (k traced, one of the
+  ascending `sizes`): a `lax.switch` with one exact-size conv per size."""
+  if len(sizes) == 1:
+    return conv2d(x, _crop(w, sizes[0]), stride, impl=impl)
+  return jax.lax.switch(choice_index(k, sizes), [
+      functools.partial(lambda x, w, s: conv2d(x, _crop(w, s), stride,
+                                               impl=impl), s=s)
+      for s in sizes], x, w)
 
 
 def select_activation(x: jax.Array, names: tuple[str, ...],
@@ -235,6 +253,33 @@ class MaskedBatchNorm(nnx.Module):
     self.bias = nnx.Param(_const(0.0, channels))
     self.mean = nnx.BatchStat(_const(0.0, channels))
     self.var = nnx.BatchStat(_const(1.0, channels))
+
+  def apply(self, x: jax.Array, ctx: Context
+            ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+    """Normalises x [..., n] (n <= channels: the leading channels) without
+    touching the running statistics; returns (y, (batch mean, batch var)
+    zero-padded to all channels) in training, (y, None) in eval."""
+    n, size = x.shape[-1], self.scale.value.shape[0]
+    scale, bias = self.scale[...][:n], self.bias[...][:n]
+    if ctx.train:
+      mean = jnp.mean(x, axis=(0, 1, 2))
+      var = jnp.maximum(
+          jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean), 0.0)
+      stats = (jnp.pad(mean, (0, size - n)), jnp.pad(var, (0, size - n)))
+    else:
+      mean, var, stats = self.mean[...][:n], self.var[...][:n], None
+    mul = jax.lax.rsqrt(var + L.BN_EPSILON) * scale
+    return (x - mean) * mul + bias, stats
+
+  def update(self, stats: tuple[jax.Array, jax.Array], ctx: Context,
+             active: jax.Array) -> None:
+    """Running-average update with batch `stats` where `active` ([C])."""
+    m = ctx.momentum
+    mean, var = stats
+    self.mean[...] = jnp.where(active, m * self.mean[...] + (1 - m) * mean,
+                               self.mean[...])
+    self.var[...] = jnp.where(active, m * self.var[...] + (1 - m) * var,
+                              self.var[...])
 
   def __call__(self, x: jax.Array, ctx: Context, active: jax.Array
                ) -> jax.Array:
@@ -332,12 +377,15 @@ class SEWeights(nnx.Module):
     self.expand_bias = nnx.Param(_const(0.0, mid))
 
   def __call__(self, y: jax.Array, se_n: jax.Array) -> jax.Array:
+    """Gates y [..., mid] (mid <= the largest: leading channels) with the
+    first `se_n` hidden channels; identity where `se_n == 0`."""
+    mid = y.shape[-1]
     s = L.global_avg_pool(y)
-    s = jax.nn.relu(conv2d(s, self.reduce_kernel[...]) +
+    s = jax.nn.relu(conv2d(s, self.reduce_kernel[...][:, :, :mid]) +
                     self.reduce_bias[...])
     s = s * channel_mask(se_n, s.shape[-1])
-    g = L.hard_sigmoid(conv2d(s, self.expand_kernel[...]) +
-                       self.expand_bias[...])
+    g = L.hard_sigmoid(conv2d(s, self.expand_kernel[...][..., :mid]) +
+                       self.expand_bias[...][:mid])
     return jnp.where(se_n > 0, y * g, y)
 
 
@@ -362,42 +410,75 @@ class BlockWeights(nnx.Module):
                        if slot.max_se else None)
     self.project = ConvBNWeights(slot.max_mid, slot.max_out, 1, rngs=rngs)
 
-  def __call__(self, x: jax.Array, a: Mapping[str, jax.Array], on,
-               ctx: Context) -> jax.Array:
-    """x: [B, H, W, max_in] masked beyond a['in_ch']; -> [B, H', W', max_out].
-    `on`: whether this block (slot active and type chosen) runs."""
+  def __call__(self, x: jax.Array, a: Mapping[str, jax.Array], ctx: Context,
+               mid: int) -> tuple[jax.Array, dict[str, Any]]:
+    """The block at mid width `mid` (static; `a["mid"] == mid`).
+
+    Args:
+      x: [B, H, W, max_in], zero beyond a["in_ch"].
+      a: the slot's entries of `arch_arrays` (traced scalars).
+      ctx: train / eval settings.
+      mid: the exact mid width: only `mid` channels are computed.
+
+    Returns:
+      y [B, H', W', max_out] (zero beyond a["out_ch"]) and, in training,
+      the batch statistics of each BatchNorm ({'expand' | 'dw' | 'project':
+      (mean, var)}, zero-padded to the BatchNorm's size) for the caller to
+      fold into the running statistics: nothing is written here, so the
+      block can run inside `lax.switch`.
+    """
     sl = self.slot
-    mid_mask = channel_mask(a["mid"], sl.max_mid)
+    stats = {}
     act = lambda y: select_activation(y, sl.activations, a["act"])
 
-    def bn(weights, y, mask):
-      return weights.bn(y, ctx, on & (mask > 0))
+    def bn(name, weights, y):
+      y, st = weights.bn.apply(y, ctx)
+      if st is not None:
+        stats[name] = st
+      return y
 
-    y = fit_channels(x, sl.max_mid)          # no expansion: mid == in
+    y = fit_channels(x, mid)          # no expansion: mid == in
     if self.expand is not None:
-      w = (self.expand.elastic_kernel(a["kernel"]) if self.fused
-           else self.expand.kernel[...])
-      e = act(bn(self.expand, conv2d(x, w, sl.stride if self.fused else 1),
-                 mid_mask)) * mid_mask
+      if self.fused:
+        e = elastic_conv(x, self.expand.elastic_kernel(a["kernel"])[..., :mid],
+                         a["kernel"], sl.kernels, sl.stride,
+                         impl=self.depthwise)
+      else:
+        e = conv2d(x, self.expand.kernel[...][..., :mid])
+      e = act(bn("expand", self.expand, e))
       y = e if sl.expand == "always" else jnp.where(a["expand"] > 0, e, y)
     if self.dw is not None:
-      w = self.dw.elastic_kernel(a["kernel"])
+      w = self.dw.elastic_kernel(a["kernel"])[..., :mid]
       y = L.elastic_depthwise_conv(y, w, a["kernel"], sl.kernels, sl.stride,
                                    impl=self.depthwise)
-      y = act(bn(self.dw, y, mid_mask)) * mid_mask
+      y = act(bn("dw", self.dw, y))
     if self.se is not None:
       y = self.se(y, a["se"])
     stride = sl.stride if (self.fused and self.expand is None) else 1
     out_mask = channel_mask(a["out_ch"], sl.max_out)
-    y = bn(self.project, conv2d(y, self.project.kernel[...], stride),
-           out_mask) * out_mask
-    if sl.stride != 1:
-      return y
-    return jnp.where(a["residual"] > 0, y + fit_channels(x, sl.max_out), y)
+    y = bn("project", self.project,
+           conv2d(y, self.project.kernel[...][:, :, :mid], stride)) * out_mask
+    if sl.stride == 1:
+      y = jnp.where(a["residual"] > 0, y + fit_channels(x, sl.max_out), y)
+    return y, stats
+
+  def batch_norms(self) -> dict[str, MaskedBatchNorm]:
+    """{'expand' | 'dw' | 'project': BatchNorm} of the convs present."""
+    out = {"project": self.project.bn}
+    if self.expand is not None:
+      out["expand"] = self.expand.bn
+    if self.dw is not None:
+      out["dw"] = self.dw.bn
+    return out
 
 
 class SlotModule(nnx.Module):
-  """One block slot: weights per offered type; identity when inactive."""
+  """One block slot: weights per offered type; identity when inactive.
+
+  The slot runs ONE branch of a `lax.switch`: identity (inactive slot or
+  `skip`) or one (type, mid width) pair at exact shapes, so an architecture
+  costs its own compute (see the module docstring).
+  """
 
   def __init__(self, slot: Slot, *, rngs: nnx.Rngs, depthwise: str,
                kernel_transform: bool = False):
@@ -409,15 +490,47 @@ class SlotModule(nnx.Module):
 
   def __call__(self, x: jax.Array, a: Mapping[str, jax.Array],
                ctx: Context) -> jax.Array:
-    active = a["active"] > 0
+    sl = self.slot
     # The first slot of a stage is always active (depth >= 1, never skip).
-    always = self.slot.index == 0
-    out = None if always else fit_channels(x, self.slot.max_out)
-    for t, block in enumerate(self.blocks):
-      on = active & (a["type"] == t)
-      y = block(x, a, on, ctx)
-      out = y if out is None else jnp.where(on, y, out)
-    return out
+    always = sl.index == 0
+    norms = [b.batch_norms() for b in self.blocks]
+
+    def full_stats(t, stats):
+      """Every block's BN statistics (zeros except type t's)."""
+      if not ctx.train:
+        return {}
+      return {(u, name): (stats[name] if u == t else
+                          (jnp.zeros_like(bn.mean.value),) * 2)
+              for u, ns in enumerate(norms) for name, bn in ns.items()}
+
+    def identity(x):
+      return fit_channels(x, sl.max_out), full_stats(None, {})
+
+    def run(x, t, mid):
+      y, stats = self.blocks[t](x, a, ctx, mid)
+      return y, full_stats(t, stats)
+
+    branches = [] if always else [identity]
+    branches += [functools.partial(run, t=t, mid=m)
+                 for t in range(len(self.blocks)) for m in sl.mids]
+    index = a["type"] * len(sl.mids) + choice_index(a["mid"], sl.mids)
+    if not always:
+      index = jnp.where(a["active"] > 0, index + 1, 0)
+    if len(branches) == 1:
+      y, stats = branches[0](x)
+    else:
+      y, stats = jax.lax.switch(index, branches, x)
+    if ctx.train:
+      active = a["active"] > 0
+      for t, ns in enumerate(norms):
+        on = active & (a["type"] == t)
+        for name, bn in ns.items():
+          n = a["out_ch"] if name == "project" else a["mid"]
+          mask = on & (jnp.arange(bn.mean.value.shape[0]) < n)
+          if name == "expand" and sl.expand == "dynamic":
+            mask = mask & (a["expand"] > 0)
+          bn.update(stats[(t, name)], ctx, mask)
+    return y
 
 
 class Supernet(nnx.Module):
@@ -437,6 +550,7 @@ class Supernet(nnx.Module):
     self.num_classes = num_classes or space.num_classes
     self.dropout = dropout
     self.slot_info = slots(space)
+    self.depthwise = depthwise
     st = space.stem
     self.stem = ConvBNWeights(space.input_channels, st.channels, st.kernel,
                               rngs=rngs)
@@ -468,7 +582,8 @@ class Supernet(nnx.Module):
     ctx = Context(train=train, momentum=momentum)
     space = self.space
     on = jnp.asarray(True)
-    x = conv2d(x, self.stem.kernel[...], space.stem.stride)
+    x = conv2d(x, self.stem.kernel[...], space.stem.stride,
+               impl=self.depthwise)
     x = L.activation(space.stem.activation)(self.stem.bn(x, ctx, on))
     for i, slot in enumerate(self.slots):
       x = slot(x, {k: v[i] for k, v in arch.items()}, ctx)
