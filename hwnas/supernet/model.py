@@ -15,33 +15,41 @@ One set of weights serves every architecture of a `SearchSpace`:
 * squeeze-excite on/off and the activation per block;
 * elastic resolution: any input size (one compilation per resolution).
 
-How an architecture reaches the compiled code: masking
------------------------------------------------------
+How an architecture reaches the compiled code: branching
+---------------------------------------------------------
 The architecture enters `Supernet.__call__` as a small dict of int/bool
 arrays (`arch_arrays`, one entry per block slot), never as Python values, so
 ONE compilation of a train or eval step serves every architecture of a
-resolution (tests/supernet_test.py counts compilations over 50 archs).
-Inside, every block computes at its largest shape: channels beyond the
-chosen width / mid / SE size are multiplied by zero masks, a smaller kernel
-is the largest kernel times a centre mask, the activation, the type, SE,
-the expansion conv and the residual are selected with `jnp.where`, and an
-inactive slot passes its input through. One exception: the depthwise
-convolution branches on the kernel choice (`lax.switch` inside
-`hwnas.models.layers.elastic_depthwise_conv`, forward and backward), so a
-3x3 choice in a 7x7 slot runs 9 taps, not 49; on XLA:CPU this made the
-mobilenetv3 sandwich step ~25% faster (benchmarks/results/supernet.md).
+resolution (tests/supernet_test.py counts compilations). Inside, every slot
+is one `lax.switch` whose branches are the identity (an inactive slot or
+`skip`) and one branch per (block type, mid width) the slot offers, each at
+exact shapes: the chosen mid channels only (the leading ones, sorted by
+importance, `hwnas.supernet.channels`), and in the depthwise (and fused)
+convolution only the chosen kernel's taps (a nested switch,
+`hwnas.models.layers.elastic_depthwise_conv`). So an architecture costs its
+own compute, not the largest one's. What stays masked is cheap or absent
+in the shipped spaces: output widths below a stage's largest (zero
+channels carried between blocks), SE's hidden width and on/off, the
+activation (all offered ones computed, one selected).
 
-The alternative, exact slicing with the architecture as static Python
-values, computes only the chosen shapes but compiles once per architecture
-(12-27 s each for an Once-for-All-sized space on this CPU, FINDINGS section
-8): unusable for supernet training, where every step samples new
-architectures, and for search, which evaluates thousands. Its cost is kept
-where it is cheap: `extract_subnet` builds the exact standalone `Network`
-(hwnas.models) of one architecture for export and fine-tuning. The price of
-masking is that every architecture costs the compute of the largest one
-(except for depthwise kernel taps; plus both block types where a space
-offers both); see
-benchmarks/results/supernet.md for the measured cost.
+Two conditions make branching pay on XLA, both tested:
+* the arch reaches the switch as non-batched scalars (a `lax.scan` or an
+  unrolled loop over the sandwich's architectures, never `vmap`: under
+  `vmap` a switch becomes a select that runs every branch);
+* every convolution inside a branch stays on XLA:CPU's fast path: XLA:CPU
+  rewrites a weight-gradient convolution into a canonical one only at a
+  computation's top level, not inside conditional or loop bodies, where it
+  ran ~50x slower; `hwnas.models.layers.conv2d` writes that backward pass
+  in canonical form itself (this was also why a `lax.scan` over the
+  sandwich and a `lax.switch` over block types had looked slow).
+
+The costs: the compiled step holds one copy of a block per (type, mid
+width), so it compiles ~2-3x longer than a masked one, and a branch's
+reverse pass keeps the residuals of every branch of its switch
+(zero-filled where not taken). `extract_subnet` / `subnet` build the exact
+standalone `Network` (hwnas.models) of one architecture for export and
+fine-tuning; benchmarks/results/supernet.md measures the supernet step
+against it.
 
 BatchNorm: `MaskedBatchNorm` normalises with batch statistics in training and
 updates running statistics only for active blocks and channels, with a
@@ -210,6 +218,98 @@ def select_activation(x: jax.Array, names: tuple[str, ...],
   for i, name in enumerate(names[1:], 1):
     out = jnp.where(index == i, L.activation(name)(x), out)
   return out
+
+
+def _pack(leaves, size: int) -> jax.Array:
+  """Leaves (float32, int32 or bool) flattened into one float32 [size]."""
+  flat = []
+  for v in leaves:
+    v = jnp.ravel(v)
+    if v.dtype == jnp.bool_:
+      v = v.astype(jnp.float32)
+    elif v.dtype != jnp.float32:
+      v = jax.lax.bitcast_convert_type(v.astype(jnp.int32), jnp.float32)
+    flat.append(v)
+  n = sum(int(v.size) for v in flat)
+  buf = jnp.concatenate(flat) if flat else jnp.zeros((0,), jnp.float32)
+  return jnp.pad(buf, (0, size - n))
+
+
+def _unpack(buf: jax.Array, avals) -> list[jax.Array]:
+  out, pos = [], 0
+  for a in avals:
+    n = int(np.prod(a.shape))
+    v = buf[pos:pos + n].reshape(a.shape)
+    pos += n
+    if a.dtype == jnp.bool_:
+      v = v > 0.5
+    elif a.dtype != jnp.float32:
+      v = jax.lax.bitcast_convert_type(v, jnp.int32).astype(a.dtype)
+    out.append(v)
+  return out
+
+
+def switch_vjp(index: jax.Array, branches, x: jax.Array, params, arch):
+  """`lax.switch(index, branches, x, params, arch)`, differentiable in x and
+  params, whose reverse pass keeps only the taken branch's residuals.
+
+  Each branch returns (y, aux); aux gets no gradient. Differentiating a
+  plain `lax.switch` makes its forward pass output the residuals of EVERY
+  branch (zero-filled where not taken): with one branch per mid width that
+  was gigabytes of zeros written per step. Here each branch packs its own
+  residuals (`jax.vjp`) into one float32 buffer sized for the largest
+  branch, and the backward switch unpacks the taken branch's.
+  """
+  layouts = [None] * len(branches)   # (treedef, avals) per branch, at trace
+
+  def vjp_of(b, x, params, arch):
+    y, vjp_fn, aux = jax.vjp(lambda x, p: b(x, p, arch), x, params,
+                             has_aux=True)
+    return y, aux, vjp_fn
+
+  sizes = []
+  for i, b in enumerate(branches):
+    box = {}
+
+    def leaves_of(x, params, arch, b=b, box=box):
+      _, _, vjp_fn = vjp_of(b, x, params, arch)
+      leaves, box["treedef"] = jax.tree_util.tree_flatten(vjp_fn)
+      return leaves
+
+    avals = jax.eval_shape(leaves_of, x, params, arch)
+    layouts[i] = (box["treedef"], avals)
+    sizes.append(sum(int(np.prod(a.shape)) for a in avals))
+  size = max(sizes)
+
+  @jax.custom_vjp
+  def run(index, x, params, arch):
+    return jax.lax.switch(index, branches, x, params, arch)
+
+  def run_fwd(index, x, params, arch):
+    def fwd_branch(x, params, arch, b):
+      y, aux, vjp_fn = vjp_of(b, x, params, arch)
+      return (y, aux), _pack(jax.tree_util.tree_leaves(vjp_fn), size)
+    out, buf = jax.lax.switch(
+        index, [functools.partial(fwd_branch, b=b) for b in branches],
+        x, params, arch)
+    return out, (index, buf)
+
+  def run_bwd(res, g):
+    index, buf = res
+    gy, _ = g
+
+    def bwd_branch(buf, gy, i):
+      treedef, avals = layouts[i]
+      vjp_fn = jax.tree_util.tree_unflatten(treedef, _unpack(buf, avals))
+      return vjp_fn(gy)
+
+    dx, dp = jax.lax.switch(
+        index, [functools.partial(bwd_branch, i=i)
+                for i in range(len(branches))], buf, gy)
+    return None, dx, dp, None
+
+  run.defvjp(run_fwd, run_bwd)
+  return run(index, x, params, arch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -500,14 +600,18 @@ class SlotModule(nnx.Module):
       if not ctx.train:
         return {}
       return {(u, name): (stats[name] if u == t else
-                          (jnp.zeros_like(bn.mean.value),) * 2)
+                          (jnp.zeros(bn.mean.value.shape),) * 2)
               for u, ns in enumerate(norms) for name, bn in ns.items()}
 
-    def identity(x):
+    graphdef, weights = nnx.split(self)
+
+    def identity(x, weights, a):
+      del weights, a
       return fit_channels(x, sl.max_out), full_stats(None, {})
 
-    def run(x, t, mid):
-      y, stats = self.blocks[t](x, a, ctx, mid)
+    def run(x, weights, a, t, mid):
+      slot = nnx.merge(graphdef, weights, copy=True)
+      y, stats = slot.blocks[t](x, a, ctx, mid)
       return y, full_stats(t, stats)
 
     branches = [] if always else [identity]
@@ -516,10 +620,13 @@ class SlotModule(nnx.Module):
     index = a["type"] * len(sl.mids) + choice_index(a["mid"], sl.mids)
     if not always:
       index = jnp.where(a["active"] > 0, index + 1, 0)
+    a = dict(a)
     if len(branches) == 1:
-      y, stats = branches[0](x)
+      y, stats = branches[0](x, weights, a)
+    elif ctx.train:
+      y, stats = switch_vjp(index, branches, x, weights, a)
     else:
-      y, stats = jax.lax.switch(index, branches, x)
+      y, stats = jax.lax.switch(index, branches, x, weights, a)
     if ctx.train:
       active = a["active"] > 0
       for t, ns in enumerate(norms):
