@@ -117,6 +117,7 @@ def main():
   p.add_argument("--compare-autodiff", action="store_true")
   p.add_argument("--compare-kernel-transform", action="store_true")
   p.add_argument("--compare-masked-taps", action="store_true")
+  p.add_argument("--compare-recompute", action="store_true")
   a = p.parse_args()
   compiles = _Compiles()
   t_start = time.time()
@@ -169,22 +170,47 @@ def main():
   from hwnas.models import layers  # pylint: disable=g-import-not-at-top
   sandwich_arrays = model_lib.stack_arch_arrays(space, sandwich)
 
-  def variant(name, gd=graphdef, st=state, **swaps):
-    """The sandwich step of supernet (gd, st) with `layers` functions
-    swapped (benchmark only; the swap is traced into the executable)."""
-    saved = {k: getattr(layers, k) for k in swaps}
+  def variant(name, gd=graphdef, st=state, module=layers, archs=None,
+              **swaps):
+    """The sandwich step (or the one-arch step of `archs`) of supernet
+    (gd, st) with `module` attributes swapped (benchmark only; the swap is
+    traced into the executable)."""
+    saved = {k: getattr(module, k) for k in swaps}
     for k, v in swaps.items():
-      setattr(layers, k, v)
+      setattr(module, k, v)
+    arrays = (sandwich_arrays if archs is None else
+              model_lib.stack_arch_arrays(space, archs))
     try:
       fn = jax.jit(functools.partial(train_lib.train_step, graphdef=gd,
                                      tx=tx, resolution=a.resolution))
-      call = lambda: fn(st, batch, jax.random.key(0), sandwich_arrays)
+      call = lambda: fn(st, batch, jax.random.key(0), arrays)
       first, _ = timed_first(call)
     finally:
       for k, v in saved.items():
-        setattr(layers, k, v)
+        setattr(module, k, v)
     group.append((name, call, f"compile+first {first:.1f} s"))
+    return fn
 
+  if a.compare_recompute:
+    # The switches' reverse passes rerun the taken branch's forward instead
+    # of keeping its intermediate values (model.SWITCH_RESIDUALS); the
+    # sandwich and the one-arch step both traced with the swap.
+    saved = model_lib.SWITCH_RESIDUALS
+    model_lib.SWITCH_RESIDUALS = "recompute"
+    try:
+      fn = jax.jit(functools.partial(train_lib.train_step, graphdef=graphdef,
+                                     tx=tx, resolution=a.resolution))
+      calls = [("sandwich step", sandwich)] + [
+          (f"{n} subnet step (supernet)", [arch])
+          for n, arch in zip(names, sandwich)]
+      for name, archs in calls:
+        arrays = model_lib.stack_arch_arrays(space, archs)
+        call = functools.partial(fn, state, batch, jax.random.key(0), arrays)
+        first, n = timed_first(call)
+        group.append((f"{name}, switch residuals recomputed", call,
+                      f"first {first:.1f} s, {n} compile(s)"))
+    finally:
+      model_lib.SWITCH_RESIDUALS = saved
   if a.compare_kernel_transform:
     kt = model_lib.Supernet(space, rngs=nnx.Rngs(0), kernel_transform=True)
     variant("sandwich step, learned kernel transforms",
@@ -261,7 +287,16 @@ def main():
   print(f"| sandwich / sum of its 4 standalone steps | "
         f"{sw / sum(alone):.2f} |")
   for name, _, _ in group[9:]:
-    print(f"| {name} / sandwich step | {ms[name] / sw:.2f} |")
+    base = sw
+    for n, u, s in zip(names, under, alone):
+      if name.startswith(f"{n} subnet step"):
+        print(f"| {name} / standalone step | {ms[name] / s:.2f} |")
+        base = None
+    if name.startswith("sandwich step, switch residuals"):
+      print(f"| {name} / sum of the 4 standalone steps | "
+            f"{ms[name] / sum(alone):.2f} |")
+    if base:
+      print(f"| {name} / sandwich step | {ms[name] / base:.2f} |")
   print(f"\nXLA compilations: {train_compiles} before the timed rounds "
         f"(sandwich step, one-arch step, 4 standalone steps{', variants' if len(group) > 9 else ''}; "
         f"{compiles.secs:.0f} s compiling in all), none during them. "

@@ -249,6 +249,13 @@ def _unpack(buf: jax.Array, avals) -> list[jax.Array]:
   return out
 
 
+# How `switch_vjp`'s reverse pass gets a branch's intermediate values:
+# 'packed' keeps them (the taken branch's only, packed into one buffer),
+# 'recompute' keeps only the switch's inputs and reruns the taken branch's
+# forward pass in the backward one (no residual traffic, one more forward).
+SWITCH_RESIDUALS = "packed"
+
+
 def switch_vjp(index: jax.Array, branches, x: jax.Array, params, arch):
   """`lax.switch(index, branches, x, params, arch)`, differentiable in x and
   params, whose reverse pass keeps only the taken branch's residuals.
@@ -260,6 +267,8 @@ def switch_vjp(index: jax.Array, branches, x: jax.Array, params, arch):
   residuals (`jax.vjp`) into one float32 buffer sized for the largest
   branch, and the backward switch unpacks the taken branch's.
   """
+  if SWITCH_RESIDUALS == "recompute":
+    return _switch_recompute(index, branches, x, params, arch)
   layouts = [None] * len(branches)   # (treedef, avals) per branch, at trace
 
   def vjp_of(b, x, params, arch):
@@ -306,6 +315,34 @@ def switch_vjp(index: jax.Array, branches, x: jax.Array, params, arch):
     dx, dp = jax.lax.switch(
         index, [functools.partial(bwd_branch, i=i)
                 for i in range(len(branches))], buf, gy)
+    return None, dx, dp, None
+
+  run.defvjp(run_fwd, run_bwd)
+  return run(index, x, params, arch)
+
+
+def _switch_recompute(index, branches, x, params, arch):
+  """`switch_vjp` that saves only its inputs (see SWITCH_RESIDUALS)."""
+
+  @jax.custom_vjp
+  def run(index, x, params, arch):
+    return jax.lax.switch(index, branches, x, params, arch)
+
+  def run_fwd(index, x, params, arch):
+    return run(index, x, params, arch), (index, x, params, arch)
+
+  def run_bwd(res, g):
+    index, x, params, arch = res
+    gy, _ = g
+
+    def bwd_branch(x, params, arch, gy, b):
+      _, vjp_fn, _ = jax.vjp(lambda x, p: b(x, p, arch), x, params,
+                             has_aux=True)
+      return vjp_fn(gy)
+
+    dx, dp = jax.lax.switch(
+        index, [functools.partial(bwd_branch, b=b) for b in branches],
+        x, params, arch, gy)
     return None, dx, dp, None
 
   run.defvjp(run_fwd, run_bwd)
