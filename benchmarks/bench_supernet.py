@@ -18,7 +18,9 @@ sum of its four subnets' standalone steps. Also: XLA compilations counted
 (`jax.monitoring`), eval forward of the largest subnet, evaluation
 throughput (BN recalibration + val pass per architecture) and peak resident
 memory. Each `--compare-*` flag adds a variant of the sandwich step to the
-interleaved rounds: `--compare-autodiff` differentiates the shift-add
+interleaved rounds: `--compare-packed` keeps the switches' residuals (packed) instead of
+recomputing them (`model.SWITCH_RESIDUALS`), `--compare-autodiff`
+differentiates the shift-add
 depthwise by autodiff instead of its hand-written VJPs,
 `--compare-masked-taps` runs every tap of a slot's largest kernel whatever
 the kernel choice, `--compare-kernel-transform` trains a supernet with
@@ -117,7 +119,7 @@ def main():
   p.add_argument("--compare-autodiff", action="store_true")
   p.add_argument("--compare-kernel-transform", action="store_true")
   p.add_argument("--compare-masked-taps", action="store_true")
-  p.add_argument("--compare-recompute", action="store_true")
+  p.add_argument("--compare-packed", action="store_true")
   a = p.parse_args()
   compiles = _Compiles()
   t_start = time.time()
@@ -191,12 +193,13 @@ def main():
     group.append((name, call, f"compile+first {first:.1f} s"))
     return fn
 
-  if a.compare_recompute:
-    # The switches' reverse passes rerun the taken branch's forward instead
-    # of keeping its intermediate values (model.SWITCH_RESIDUALS); the
-    # sandwich and the one-arch step both traced with the swap.
+  if a.compare_packed:
+    # The switches' reverse passes keep the taken branch's intermediate
+    # values (packed) instead of rerunning its forward pass
+    # (model.SWITCH_RESIDUALS); sandwich and one-arch step both traced
+    # with the swap.
     saved = model_lib.SWITCH_RESIDUALS
-    model_lib.SWITCH_RESIDUALS = "recompute"
+    model_lib.SWITCH_RESIDUALS = "packed"
     try:
       fn = jax.jit(functools.partial(train_lib.train_step, graphdef=graphdef,
                                      tx=tx, resolution=a.resolution))
@@ -207,7 +210,7 @@ def main():
         arrays = model_lib.stack_arch_arrays(space, archs)
         call = functools.partial(fn, state, batch, jax.random.key(0), arrays)
         first, n = timed_first(call)
-        group.append((f"{name}, switch residuals recomputed", call,
+        group.append((f"{name}, switch residuals packed", call,
                       f"first {first:.1f} s, {n} compile(s)"))
     finally:
       model_lib.SWITCH_RESIDUALS = saved

@@ -253,7 +253,7 @@ def _unpack(buf: jax.Array, avals) -> list[jax.Array]:
 # 'packed' keeps them (the taken branch's only, packed into one buffer),
 # 'recompute' keeps only the switch's inputs and reruns the taken branch's
 # forward pass in the backward one (no residual traffic, one more forward).
-SWITCH_RESIDUALS = "packed"
+SWITCH_RESIDUALS = "recompute"
 
 
 def switch_vjp(index: jax.Array, branches, x: jax.Array, params, arch):
