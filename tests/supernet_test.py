@@ -99,7 +99,7 @@ def test_arch_arrays_encode_depth_and_skip(space):
 
 @pytest.mark.slow
 def test_evaluator_compiles_once_per_resolution(space):
-  """50 architectures, 2 resolutions: 2 compilations (tfds path, mocked)."""
+  """500 architectures, 2 resolutions: 2 compilations (tfds path, mocked)."""
   tfds = pytest.importorskip("tensorflow_datasets")
   with tfds.testing.mock_data(num_examples=24):
     ds = data_lib.load("tfds:cifar10")
@@ -110,12 +110,12 @@ def test_evaluator_compiles_once_per_resolution(space):
                                  bn_batch_size=8)
     fn = evaluate_lib._accuracy_fn(graphdef)  # pylint: disable=protected-access
     before = fn._cache_size()                  # pylint: disable=protected-access
-    archs = _archs(space, 50)
+    archs = _archs(space, 500)
     assert {a.resolution for a in archs} == {16, 24}
-    assert len({arch_lib.to_string(a) for a in archs}) > 25
+    assert len({arch_lib.to_string(a) for a in archs}) > 100
     accs = evaluate_lib.evaluate(state, archs, data, graphdef=graphdef,
                                  space=space)
-  assert len(accs) == 50 and all(0.0 <= a <= 1.0 for a in accs)
+  assert len(accs) == 500 and all(0.0 <= a <= 1.0 for a in accs)
   assert fn._cache_size() - before == 2      # pylint: disable=protected-access
 
 
@@ -167,16 +167,22 @@ def test_kernel_transform_is_learned_and_copied_to_the_subnet(space):
                                 for b in a.blocks[0][:a.depths[0]])]
   assert k3 and len(k3) < len(archs)
 
-  def run(model, a, params=None):
+  def forward(model):
+    """Jitted (params, arch arrays) -> logits of `model`, and its params."""
     graphdef, p, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
-    p = p if params is None else params
-    return nnx.merge(graphdef, p, stats)(x, model_lib.arch_arrays(space, a))
+    fn = jax.jit(lambda p, arr: nnx.merge(graphdef, p, stats)(x, arr))
+    return fn, p
 
+  arrays = {arch_lib.to_string(a): model_lib.arch_arrays(space, a)
+            for a in archs}
+  (f_net, params), (f_plain, plain_params) = forward(net), forward(plain)
   for a in archs:                                 # identity at init
-    np.testing.assert_allclose(run(net, a), run(plain, a), atol=1e-6)
+    arr = arrays[arch_lib.to_string(a)]
+    np.testing.assert_allclose(f_net(params, arr),
+                               f_plain(plain_params, arr), atol=1e-6)
 
-  _, params, _ = nnx.split(net, nnx.Param, nnx.BatchStat)
-  grads = jax.grad(lambda p: jnp.sum(jnp.square(run(net, k3[0], p))))(params)
+  grads = jax.grad(lambda p: jnp.sum(jnp.square(f_net(
+      p, arrays[arch_lib.to_string(k3[0])]))))(params)
   g = grads["slots"][0]["blocks"]
   assert any(float(jnp.abs(g[t][c]["transforms"][0][...]).max()) > 0
              for t, c in ((0, "dw"), (1, "expand")))
@@ -185,9 +191,11 @@ def test_kernel_transform_is_learned_and_copied_to_the_subnet(space):
     for conv in (blk.expand, blk.dw):
       for t in (conv.transforms or ()) if conv is not None else ():
         t.value = jnp.asarray(rng.normal(0, 0.3, t.value.shape), jnp.float32)
+  params = nnx.state(net, nnx.Param)
   for a in archs:
-    want = run(net, a)
-    changed = not np.allclose(want, run(plain, a), atol=1e-4)
+    arr = arrays[arch_lib.to_string(a)]
+    want = f_net(params, arr)
+    changed = not np.allclose(want, f_plain(plain_params, arr), atol=1e-4)
     assert changed == (a in k3), arch_lib.to_string(a)
     got = model_lib.subnet(net, a)(x, train=False)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
@@ -465,9 +473,11 @@ def test_cli_config_overrides():
 
 
 @pytest.mark.slow
-def test_train_step_compiles_once_over_50_architectures(space):
-  """The sandwich train step takes architectures as arrays: 50 different
-  sampled architectures (as 25 sandwiches) at one resolution compile once."""
+def test_steady_state_training_compiles_nothing():
+  """50 sandwich steps of the tiny space, each with freshly sampled
+  architectures (traced scalars that pick the slots' branches): after the
+  first step's compilation no XLA compilation happens at all."""
+  space = dataclasses.replace(space_lib.load("tiny"), resolutions=(16,))
   net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
   tx = train_lib.make_optimizer(_config(space), 10)
   graphdef, state = train_lib.create_state(net, tx)
@@ -477,12 +487,27 @@ def test_train_step_compiles_once_over_50_architectures(space):
   batch = {"image": jnp.asarray(rng.standard_normal((2, 16, 16, 3)),
                                 jnp.float32),
            "label": jnp.asarray([0, 1], jnp.int32)}
-  archs = [dataclasses.replace(a, resolution=16) for a in _archs(space, 50)]
-  assert len({arch_lib.to_string(a) for a in archs}) > 25
-  losses = []
-  for i in range(0, 50, 2):
-    arrays = model_lib.stack_arch_arrays(space, archs[i:i + 2])
-    state, metrics = step(state, batch, jax.random.key(i), arrays)
-    losses.append(float(metrics["train/loss"]))
+  compiles = []
+
+  def listen(event, secs, **kwargs):
+    del secs, kwargs
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  seen, losses, after_warmup = set(), [], None
+  try:
+    for i in range(50):
+      archs = train_lib.sandwich(rng, space, n_random=1, resolution=16)
+      seen.update(arch_lib.to_string(a) for a in archs[2:])
+      state, metrics = step(state, batch, jax.random.key(i),
+                            model_lib.stack_arch_arrays(space, archs))
+      losses.append(float(metrics["train/loss"]))
+      if i == 0:
+        after_warmup = len(compiles)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+  assert len(seen) > 40
+  assert after_warmup >= 1 and len(compiles) == after_warmup, compiles
   assert step._cache_size() == 1             # pylint: disable=protected-access
   assert all(np.isfinite(losses))

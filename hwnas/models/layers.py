@@ -295,6 +295,85 @@ def kernel_mask(k: jax.Array, size: int) -> jax.Array:
   return (m[:, None] * m[None, :])[:, :, None, None]
 
 
+# A dense k x k convolution whose backward pass stays on XLA:CPU's fast
+# convolution path inside control flow. At the top level of a computation
+# XLA:CPU rewrites the weight-gradient convolution (dimension labels
+# `f01b_i01o->01bf`) into transposes around a canonical NHWC / HWIO
+# convolution, which runs on its fast library path; inside a `lax.cond`,
+# `lax.switch` or `lax.scan` body (a nested HLO computation) it does not, and
+# that convolution falls back to a naive loop: 50x slower for a 5x5 conv of
+# a [32, 16, 16, 24] map to 96 channels (HLO dumps with `XLA_FLAGS=
+# --xla_dump_to`; benchmarks/results/supernet.md). Here the backward pass is
+# written with the transposes explicit, so every convolution XLA sees is
+# canonical wherever it is.
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_forward(x, w, stride):
+  (ph0, ph1), (pw0, pw1) = (same_padding(x.shape[1], w.shape[0], stride),
+                            same_padding(x.shape[2], w.shape[1], stride))
+  return jax.lax.conv_general_dilated(
+      x, w, (stride, stride), ((ph0, ph1), (pw0, pw1)),
+      dimension_numbers=_NHWC)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_canonical(x, w, stride):
+  return _conv_forward(x, w, stride)
+
+
+def _conv_canonical_fwd(x, w, stride):
+  return _conv_forward(x, w, stride), (x, w)
+
+
+def _conv_canonical_bwd(stride, res, g):
+  x, w = res
+  _, h, wd, _ = x.shape
+  kh, kw = w.shape[0], w.shape[1]
+  (ph0, ph1), (pw0, pw1) = (same_padding(h, kh, stride),
+                            same_padding(wd, kw, stride))
+  ho, wo = g.shape[1], g.shape[2]
+  # dW[i, j, c, d] = sum_{b, y, x} xpad[b, s*y + i, s*x + j, c] g[b, y, x, d]:
+  # a convolution with the channels as batch and the batch as features.
+  xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
+  xp = xp[:, :kh + stride * (ho - 1), :kw + stride * (wo - 1)]
+  dw = jax.lax.conv_general_dilated(
+      jnp.transpose(xp, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)),
+      (1, 1), "VALID", rhs_dilation=(stride, stride),
+      dimension_numbers=_NHWC)
+  dw = jnp.transpose(dw, (1, 2, 0, 3))
+  # dx: the stride-dilated g convolved with the flipped, io-swapped kernel.
+  wf = jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2))
+  pad = ((kh - 1 - ph0, h - stride * (ho - 1) - 1 + ph0),
+         (kw - 1 - pw0, wd - stride * (wo - 1) - 1 + pw0))
+  dx = jax.lax.conv_general_dilated(
+      g, wf, (1, 1), pad, lhs_dilation=(stride, stride),
+      dimension_numbers=_NHWC)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_conv_canonical.defvjp(_conv_canonical_fwd, _conv_canonical_bwd)
+
+
+def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, *,
+           impl: str = "auto") -> jax.Array:
+  """'SAME' convolution of NHWC `x` with an HWIO kernel `w`, no bias.
+
+  A 1x1 kernel is a matrix product. Larger kernels: `impl='shift'` (what
+  'auto' picks on the CPU backend; the name follows `depthwise_conv`) uses
+  a hand-written backward pass made of canonical convolutions (see above),
+  'lax' XLA's own; both give the same values.
+  """
+  if w.shape[0] == 1 and w.shape[1] == 1:
+    if stride > 1:
+      x = x[:, ::stride, ::stride, :]
+    return jnp.einsum("bhwc,cd->bhwd", x, w[0, 0])
+  if resolve_depthwise_impl(impl) == "shift":
+    return _conv_canonical(x, w, stride)
+  return _conv_forward(x, w, stride)
+
+
 # -------------------------------------------------------------- modules --
 
 

@@ -15,33 +15,41 @@ One set of weights serves every architecture of a `SearchSpace`:
 * squeeze-excite on/off and the activation per block;
 * elastic resolution: any input size (one compilation per resolution).
 
-How an architecture reaches the compiled code: masking
------------------------------------------------------
+How an architecture reaches the compiled code: branching
+---------------------------------------------------------
 The architecture enters `Supernet.__call__` as a small dict of int/bool
 arrays (`arch_arrays`, one entry per block slot), never as Python values, so
 ONE compilation of a train or eval step serves every architecture of a
-resolution (tests/supernet_test.py counts compilations over 50 archs).
-Inside, every block computes at its largest shape: channels beyond the
-chosen width / mid / SE size are multiplied by zero masks, a smaller kernel
-is the largest kernel times a centre mask, the activation, the type, SE,
-the expansion conv and the residual are selected with `jnp.where`, and an
-inactive slot passes its input through. One exception: the depthwise
-convolution branches on the kernel choice (`lax.switch` inside
-`hwnas.models.layers.elastic_depthwise_conv`, forward and backward), so a
-3x3 choice in a 7x7 slot runs 9 taps, not 49; on XLA:CPU this made the
-mobilenetv3 sandwich step ~25% faster (benchmarks/results/supernet.md).
+resolution (tests/supernet_test.py counts compilations). Inside, every slot
+is one `lax.switch` whose branches are the identity (an inactive slot or
+`skip`) and one branch per (block type, mid width) the slot offers, each at
+exact shapes: the chosen mid channels only (the leading ones, sorted by
+importance, `hwnas.supernet.channels`), and in the depthwise (and fused)
+convolution only the chosen kernel's taps (a nested switch,
+`hwnas.models.layers.elastic_depthwise_conv`). So an architecture costs its
+own compute, not the largest one's. What stays masked is cheap or absent
+in the shipped spaces: output widths below a stage's largest (zero
+channels carried between blocks), SE's hidden width and on/off, the
+activation (all offered ones computed, one selected).
 
-The alternative, exact slicing with the architecture as static Python
-values, computes only the chosen shapes but compiles once per architecture
-(12-27 s each for an Once-for-All-sized space; docs/stack_notes.md, section
-7): unusable for supernet training, where every step samples new
-architectures, and for search, which evaluates thousands. Its cost is kept
-where it is cheap: `extract_subnet` builds the exact standalone `Network`
-(hwnas.models) of one architecture for export and fine-tuning. The price of
-masking is that every architecture costs the compute of the largest one
-(except for depthwise kernel taps; plus both block types where a space
-offers both); see
-benchmarks/results/supernet.md for the measured cost.
+Two conditions make branching pay on XLA, both tested:
+* the arch reaches the switch as non-batched scalars (a `lax.scan` or an
+  unrolled loop over the sandwich's architectures, never `vmap`: under
+  `vmap` a switch becomes a select that runs every branch);
+* every convolution inside a branch stays on XLA:CPU's fast path: XLA:CPU
+  rewrites a weight-gradient convolution into a canonical one only at a
+  computation's top level, not inside conditional or loop bodies, where it
+  ran ~50x slower; `hwnas.models.layers.conv2d` writes that backward pass
+  in canonical form itself (this was also why a `lax.scan` over the
+  sandwich and a `lax.switch` over block types had looked slow).
+
+The costs: the compiled step holds one copy of a block per (type, mid
+width), so it compiles ~2-3x longer than a masked one, and a branch's
+reverse pass keeps the residuals of every branch of its switch
+(zero-filled where not taken). `extract_subnet` / `subnet` build the exact
+standalone `Network` (hwnas.models) of one architecture for export and
+fine-tuning; benchmarks/results/supernet.md measures the supernet step
+against it.
 
 BatchNorm: `MaskedBatchNorm` normalises with batch statistics in training and
 updates running statistics only for active blocks and channels, with a
@@ -52,6 +60,7 @@ cumulative average, Once-for-All's BN recalibration).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -90,6 +99,7 @@ class Slot:
   types: tuple[str, ...]         # non-skip types offered
   activations: tuple[str, ...]
   expand: str                    # 'always' | 'never' | 'dynamic'
+  mids: tuple[int, ...] = ()     # every mid width an architecture can pick
 
 
 def slots(space: SearchSpace) -> tuple[Slot, ...]:
@@ -119,7 +129,8 @@ def slots(space: SearchSpace) -> tuple[Slot, ...]:
                   if True in st.se else 0),
           max_kernel=max(st.kernels), kernels=tuple(sorted(st.kernels)),
           types=types,
-          activations=tuple(st.activations), expand=expand))
+          activations=tuple(st.activations), expand=expand,
+          mids=tuple(sorted({m for _, m in mids}))))
     prev_widths = st.widths
   return tuple(out)
 
@@ -175,15 +186,30 @@ def fit_channels(x: jax.Array, size: int) -> jax.Array:
   return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - c)])
 
 
-def conv2d(x: jax.Array, w: jax.Array, stride: int = 1) -> jax.Array:
-  """'SAME' convolution with an HWIO kernel (1x1 becomes a matmul)."""
-  if w.shape[0] == 1 and w.shape[1] == 1:
-    if stride > 1:
-      x = x[:, ::stride, ::stride, :]
-    return jnp.einsum("bhwc,cd->bhwd", x, w[0, 0])
-  return jax.lax.conv_general_dilated(
-      x, w, (stride, stride), "SAME",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv2d(x: jax.Array, w: jax.Array, stride: int = 1, *,
+           impl: str = "auto") -> jax.Array:
+  """'SAME' convolution with an HWIO kernel (`hwnas.models.layers.conv2d`)."""
+  return L.conv2d(x, w, stride, impl=impl)
+
+
+def choice_index(value: jax.Array, choices: tuple[int, ...]) -> jax.Array:
+  """Index of traced `value` in the ascending static `choices` (int32)."""
+  if len(choices) == 1:
+    return jnp.zeros((), jnp.int32)
+  return jnp.sum(value > jnp.asarray(choices[:-1])).astype(jnp.int32)
+
+
+def elastic_conv(x: jax.Array, w: jax.Array, k: jax.Array,
+                 sizes: tuple[int, ...], stride: int, *,
+                 impl: str = "auto") -> jax.Array:
+  """Dense conv with the centred k x k taps of `w` (k traced, one of the
+  ascending `sizes`): a `lax.switch` with one exact-size conv per size."""
+  if len(sizes) == 1:
+    return conv2d(x, _crop(w, sizes[0]), stride, impl=impl)
+  return jax.lax.switch(choice_index(k, sizes), [
+      functools.partial(lambda x, w, s: conv2d(x, _crop(w, s), stride,
+                                               impl=impl), s=s)
+      for s in sizes], x, w)
 
 
 def select_activation(x: jax.Array, names: tuple[str, ...],
@@ -192,6 +218,135 @@ def select_activation(x: jax.Array, names: tuple[str, ...],
   for i, name in enumerate(names[1:], 1):
     out = jnp.where(index == i, L.activation(name)(x), out)
   return out
+
+
+def _pack(leaves, size: int) -> jax.Array:
+  """Leaves (float32, int32 or bool) flattened into one float32 [size]."""
+  flat = []
+  for v in leaves:
+    v = jnp.ravel(v)
+    if v.dtype == jnp.bool_:
+      v = v.astype(jnp.float32)
+    elif v.dtype != jnp.float32:
+      v = jax.lax.bitcast_convert_type(v.astype(jnp.int32), jnp.float32)
+    flat.append(v)
+  n = sum(int(v.size) for v in flat)
+  buf = jnp.concatenate(flat) if flat else jnp.zeros((0,), jnp.float32)
+  return jnp.pad(buf, (0, size - n))
+
+
+def _unpack(buf: jax.Array, avals) -> list[jax.Array]:
+  out, pos = [], 0
+  for a in avals:
+    n = int(np.prod(a.shape))
+    v = buf[pos:pos + n].reshape(a.shape)
+    pos += n
+    if a.dtype == jnp.bool_:
+      v = v > 0.5
+    elif a.dtype != jnp.float32:
+      v = jax.lax.bitcast_convert_type(v, jnp.int32).astype(a.dtype)
+    out.append(v)
+  return out
+
+
+# How `switch_vjp`'s reverse pass gets a branch's intermediate values:
+# 'packed' keeps them (the taken branch's only, packed into one buffer),
+# 'recompute' keeps only the switch's inputs and reruns the taken branch's
+# forward pass in the backward one (no residual traffic, one more forward).
+SWITCH_RESIDUALS = "recompute"
+
+
+def switch_vjp(index: jax.Array, branches, x: jax.Array, params, arch):
+  """`lax.switch(index, branches, x, params, arch)`, differentiable in x and
+  params, whose reverse pass keeps only the taken branch's residuals.
+
+  Each branch returns (y, aux); aux gets no gradient. Differentiating a
+  plain `lax.switch` makes its forward pass output the residuals of EVERY
+  branch (zero-filled where not taken): with one branch per mid width that
+  was gigabytes of zeros written per step. Here each branch packs its own
+  residuals (`jax.vjp`) into one float32 buffer sized for the largest
+  branch, and the backward switch unpacks the taken branch's.
+  """
+  if SWITCH_RESIDUALS == "recompute":
+    return _switch_recompute(index, branches, x, params, arch)
+  layouts = [None] * len(branches)   # (treedef, avals) per branch, at trace
+
+  def vjp_of(b, x, params, arch):
+    y, vjp_fn, aux = jax.vjp(lambda x, p: b(x, p, arch), x, params,
+                             has_aux=True)
+    return y, aux, vjp_fn
+
+  sizes = []
+  for i, b in enumerate(branches):
+    box = {}
+
+    def leaves_of(x, params, arch, b=b, box=box):
+      _, _, vjp_fn = vjp_of(b, x, params, arch)
+      leaves, box["treedef"] = jax.tree_util.tree_flatten(vjp_fn)
+      return leaves
+
+    avals = jax.eval_shape(leaves_of, x, params, arch)
+    layouts[i] = (box["treedef"], avals)
+    sizes.append(sum(int(np.prod(a.shape)) for a in avals))
+  size = max(sizes)
+
+  @jax.custom_vjp
+  def run(index, x, params, arch):
+    return jax.lax.switch(index, branches, x, params, arch)
+
+  def run_fwd(index, x, params, arch):
+    def fwd_branch(x, params, arch, b):
+      y, aux, vjp_fn = vjp_of(b, x, params, arch)
+      return (y, aux), _pack(jax.tree_util.tree_leaves(vjp_fn), size)
+    out, buf = jax.lax.switch(
+        index, [functools.partial(fwd_branch, b=b) for b in branches],
+        x, params, arch)
+    return out, (index, buf)
+
+  def run_bwd(res, g):
+    index, buf = res
+    gy, _ = g
+
+    def bwd_branch(buf, gy, i):
+      treedef, avals = layouts[i]
+      vjp_fn = jax.tree_util.tree_unflatten(treedef, _unpack(buf, avals))
+      return vjp_fn(gy)
+
+    dx, dp = jax.lax.switch(
+        index, [functools.partial(bwd_branch, i=i)
+                for i in range(len(branches))], buf, gy)
+    return None, dx, dp, None
+
+  run.defvjp(run_fwd, run_bwd)
+  return run(index, x, params, arch)
+
+
+def _switch_recompute(index, branches, x, params, arch):
+  """`switch_vjp` that saves only its inputs (see SWITCH_RESIDUALS)."""
+
+  @jax.custom_vjp
+  def run(index, x, params, arch):
+    return jax.lax.switch(index, branches, x, params, arch)
+
+  def run_fwd(index, x, params, arch):
+    return run(index, x, params, arch), (index, x, params, arch)
+
+  def run_bwd(res, g):
+    index, x, params, arch = res
+    gy, _ = g
+
+    def bwd_branch(x, params, arch, gy, b):
+      _, vjp_fn, _ = jax.vjp(lambda x, p: b(x, p, arch), x, params,
+                             has_aux=True)
+      return vjp_fn(gy)
+
+    dx, dp = jax.lax.switch(
+        index, [functools.partial(bwd_branch, b=b) for b in branches],
+        x, params, arch, gy)
+    return None, dx, dp, None
+
+  run.defvjp(run_fwd, run_bwd)
+  return run(index, x, params, arch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,6 +390,33 @@ class MaskedBatchNorm(nnx.Module):
     self.bias = nnx.Param(_const(0.0, channels))
     self.mean = nnx.BatchStat(_const(0.0, channels))
     self.var = nnx.BatchStat(_const(1.0, channels))
+
+  def apply(self, x: jax.Array, ctx: Context
+            ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+    """Normalises x [..., n] (n <= channels: the leading channels) without
+    touching the running statistics; returns (y, (batch mean, batch var)
+    zero-padded to all channels) in training, (y, None) in eval."""
+    n, size = x.shape[-1], self.scale.value.shape[0]
+    scale, bias = self.scale[...][:n], self.bias[...][:n]
+    if ctx.train:
+      mean = jnp.mean(x, axis=(0, 1, 2))
+      var = jnp.maximum(
+          jnp.mean(jnp.square(x), axis=(0, 1, 2)) - jnp.square(mean), 0.0)
+      stats = (jnp.pad(mean, (0, size - n)), jnp.pad(var, (0, size - n)))
+    else:
+      mean, var, stats = self.mean[...][:n], self.var[...][:n], None
+    mul = jax.lax.rsqrt(var + L.BN_EPSILON) * scale
+    return (x - mean) * mul + bias, stats
+
+  def update(self, stats: tuple[jax.Array, jax.Array], ctx: Context,
+             active: jax.Array) -> None:
+    """Running-average update with batch `stats` where `active` ([C])."""
+    m = ctx.momentum
+    mean, var = stats
+    self.mean[...] = jnp.where(active, m * self.mean[...] + (1 - m) * mean,
+                               self.mean[...])
+    self.var[...] = jnp.where(active, m * self.var[...] + (1 - m) * var,
+                              self.var[...])
 
   def __call__(self, x: jax.Array, ctx: Context, active: jax.Array
                ) -> jax.Array:
@@ -332,12 +514,15 @@ class SEWeights(nnx.Module):
     self.expand_bias = nnx.Param(_const(0.0, mid))
 
   def __call__(self, y: jax.Array, se_n: jax.Array) -> jax.Array:
+    """Gates y [..., mid] (mid <= the largest: leading channels) with the
+    first `se_n` hidden channels; identity where `se_n == 0`."""
+    mid = y.shape[-1]
     s = L.global_avg_pool(y)
-    s = jax.nn.relu(conv2d(s, self.reduce_kernel[...]) +
+    s = jax.nn.relu(conv2d(s, self.reduce_kernel[...][:, :, :mid]) +
                     self.reduce_bias[...])
     s = s * channel_mask(se_n, s.shape[-1])
-    g = L.hard_sigmoid(conv2d(s, self.expand_kernel[...]) +
-                       self.expand_bias[...])
+    g = L.hard_sigmoid(conv2d(s, self.expand_kernel[...][..., :mid]) +
+                       self.expand_bias[...][:mid])
     return jnp.where(se_n > 0, y * g, y)
 
 
@@ -362,42 +547,75 @@ class BlockWeights(nnx.Module):
                        if slot.max_se else None)
     self.project = ConvBNWeights(slot.max_mid, slot.max_out, 1, rngs=rngs)
 
-  def __call__(self, x: jax.Array, a: Mapping[str, jax.Array], on,
-               ctx: Context) -> jax.Array:
-    """x: [B, H, W, max_in] masked beyond a['in_ch']; -> [B, H', W', max_out].
-    `on`: whether this block (slot active and type chosen) runs."""
+  def __call__(self, x: jax.Array, a: Mapping[str, jax.Array], ctx: Context,
+               mid: int) -> tuple[jax.Array, dict[str, Any]]:
+    """The block at mid width `mid` (static; `a["mid"] == mid`).
+
+    Args:
+      x: [B, H, W, max_in], zero beyond a["in_ch"].
+      a: the slot's entries of `arch_arrays` (traced scalars).
+      ctx: train / eval settings.
+      mid: the exact mid width: only `mid` channels are computed.
+
+    Returns:
+      y [B, H', W', max_out] (zero beyond a["out_ch"]) and, in training,
+      the batch statistics of each BatchNorm ({'expand' | 'dw' | 'project':
+      (mean, var)}, zero-padded to the BatchNorm's size) for the caller to
+      fold into the running statistics: nothing is written here, so the
+      block can run inside `lax.switch`.
+    """
     sl = self.slot
-    mid_mask = channel_mask(a["mid"], sl.max_mid)
+    stats = {}
     act = lambda y: select_activation(y, sl.activations, a["act"])
 
-    def bn(weights, y, mask):
-      return weights.bn(y, ctx, on & (mask > 0))
+    def bn(name, weights, y):
+      y, st = weights.bn.apply(y, ctx)
+      if st is not None:
+        stats[name] = st
+      return y
 
-    y = fit_channels(x, sl.max_mid)          # no expansion: mid == in
+    y = fit_channels(x, mid)          # no expansion: mid == in
     if self.expand is not None:
-      w = (self.expand.elastic_kernel(a["kernel"]) if self.fused
-           else self.expand.kernel[...])
-      e = act(bn(self.expand, conv2d(x, w, sl.stride if self.fused else 1),
-                 mid_mask)) * mid_mask
+      if self.fused:
+        e = elastic_conv(x, self.expand.elastic_kernel(a["kernel"])[..., :mid],
+                         a["kernel"], sl.kernels, sl.stride,
+                         impl=self.depthwise)
+      else:
+        e = conv2d(x, self.expand.kernel[...][..., :mid])
+      e = act(bn("expand", self.expand, e))
       y = e if sl.expand == "always" else jnp.where(a["expand"] > 0, e, y)
     if self.dw is not None:
-      w = self.dw.elastic_kernel(a["kernel"])
+      w = self.dw.elastic_kernel(a["kernel"])[..., :mid]
       y = L.elastic_depthwise_conv(y, w, a["kernel"], sl.kernels, sl.stride,
                                    impl=self.depthwise)
-      y = act(bn(self.dw, y, mid_mask)) * mid_mask
+      y = act(bn("dw", self.dw, y))
     if self.se is not None:
       y = self.se(y, a["se"])
     stride = sl.stride if (self.fused and self.expand is None) else 1
     out_mask = channel_mask(a["out_ch"], sl.max_out)
-    y = bn(self.project, conv2d(y, self.project.kernel[...], stride),
-           out_mask) * out_mask
-    if sl.stride != 1:
-      return y
-    return jnp.where(a["residual"] > 0, y + fit_channels(x, sl.max_out), y)
+    y = bn("project", self.project,
+           conv2d(y, self.project.kernel[...][:, :, :mid], stride)) * out_mask
+    if sl.stride == 1:
+      y = jnp.where(a["residual"] > 0, y + fit_channels(x, sl.max_out), y)
+    return y, stats
+
+  def batch_norms(self) -> dict[str, MaskedBatchNorm]:
+    """{'expand' | 'dw' | 'project': BatchNorm} of the convs present."""
+    out = {"project": self.project.bn}
+    if self.expand is not None:
+      out["expand"] = self.expand.bn
+    if self.dw is not None:
+      out["dw"] = self.dw.bn
+    return out
 
 
 class SlotModule(nnx.Module):
-  """One block slot: weights per offered type; identity when inactive."""
+  """One block slot: weights per offered type; identity when inactive.
+
+  The slot runs ONE branch of a `lax.switch`: identity (inactive slot or
+  `skip`) or one (type, mid width) pair at exact shapes, so an architecture
+  costs its own compute (see the module docstring).
+  """
 
   def __init__(self, slot: Slot, *, rngs: nnx.Rngs, depthwise: str,
                kernel_transform: bool = False):
@@ -409,15 +627,54 @@ class SlotModule(nnx.Module):
 
   def __call__(self, x: jax.Array, a: Mapping[str, jax.Array],
                ctx: Context) -> jax.Array:
-    active = a["active"] > 0
+    sl = self.slot
     # The first slot of a stage is always active (depth >= 1, never skip).
-    always = self.slot.index == 0
-    out = None if always else fit_channels(x, self.slot.max_out)
-    for t, block in enumerate(self.blocks):
-      on = active & (a["type"] == t)
-      y = block(x, a, on, ctx)
-      out = y if out is None else jnp.where(on, y, out)
-    return out
+    always = sl.index == 0
+    norms = [b.batch_norms() for b in self.blocks]
+
+    def full_stats(t, stats):
+      """Every block's BN statistics (zeros except type t's)."""
+      if not ctx.train:
+        return {}
+      return {(u, name): (stats[name] if u == t else
+                          (jnp.zeros(bn.mean.value.shape),) * 2)
+              for u, ns in enumerate(norms) for name, bn in ns.items()}
+
+    graphdef, weights = nnx.split(self)
+
+    def identity(x, weights, a):
+      del weights, a
+      return fit_channels(x, sl.max_out), full_stats(None, {})
+
+    def run(x, weights, a, t, mid):
+      slot = nnx.merge(graphdef, weights, copy=True)
+      y, stats = slot.blocks[t](x, a, ctx, mid)
+      return y, full_stats(t, stats)
+
+    branches = [] if always else [identity]
+    branches += [functools.partial(run, t=t, mid=m)
+                 for t in range(len(self.blocks)) for m in sl.mids]
+    index = a["type"] * len(sl.mids) + choice_index(a["mid"], sl.mids)
+    if not always:
+      index = jnp.where(a["active"] > 0, index + 1, 0)
+    a = dict(a)
+    if len(branches) == 1:
+      y, stats = branches[0](x, weights, a)
+    elif ctx.train:
+      y, stats = switch_vjp(index, branches, x, weights, a)
+    else:
+      y, stats = jax.lax.switch(index, branches, x, weights, a)
+    if ctx.train:
+      active = a["active"] > 0
+      for t, ns in enumerate(norms):
+        on = active & (a["type"] == t)
+        for name, bn in ns.items():
+          n = a["out_ch"] if name == "project" else a["mid"]
+          mask = on & (jnp.arange(bn.mean.value.shape[0]) < n)
+          if name == "expand" and sl.expand == "dynamic":
+            mask = mask & (a["expand"] > 0)
+          bn.update(stats[(t, name)], ctx, mask)
+    return y
 
 
 class Supernet(nnx.Module):
@@ -437,6 +694,7 @@ class Supernet(nnx.Module):
     self.num_classes = num_classes or space.num_classes
     self.dropout = dropout
     self.slot_info = slots(space)
+    self.depthwise = depthwise
     st = space.stem
     self.stem = ConvBNWeights(space.input_channels, st.channels, st.kernel,
                               rngs=rngs)
@@ -468,7 +726,8 @@ class Supernet(nnx.Module):
     ctx = Context(train=train, momentum=momentum)
     space = self.space
     on = jnp.asarray(True)
-    x = conv2d(x, self.stem.kernel[...], space.stem.stride)
+    x = conv2d(x, self.stem.kernel[...], space.stem.stride,
+               impl=self.depthwise)
     x = L.activation(space.stem.activation)(self.stem.bn(x, ctx, on))
     for i, slot in enumerate(self.slots):
       x = slot(x, {k: v[i] for k, v in arch.items()}, ctx)

@@ -158,14 +158,14 @@ def train_step(state: State, batch: dict[str, jax.Array], key: jax.Array,
     return (grads, new_stats, teacher), (loss, ce, acc)
 
   zeros = jax.tree.map(jnp.zeros_like, params)
-  num_classes = graphdef_num_classes(graphdef, state)
+  num_classes = num_classes_of(state)
   teacher0 = jnp.zeros((labels.shape[0], num_classes), jnp.float32)
   keys = jax.random.split(key, n)
-  # `unroll` is a measured, per-space choice on XLA:CPU: for the tiny space
-  # (16x16 maps, 5x5 fused convs) the scan's while loop ran 20x slower than
-  # the unrolled step (7.7 s vs 0.37 s, batch 32, 2 archs); for mobilenetv3
-  # at 32 px the scan was faster (1025 vs 2031 ms for 4 archs) and compiled
-  # 4x faster (35 vs 139 s).
+  # The architectures run one after another (scan, or unrolled with
+  # `unroll`), each with its own scalars, so the slots' `lax.switch`es
+  # branch (under `vmap` they would become selects that run every branch).
+  # `unroll` compiles one copy of the supernet per architecture; the scan
+  # one. benchmarks/results/supernet.md measures both.
   (grads, stats, _), (losses, ces, accs) = jax.lax.scan(
       body, (zeros, state["stats"], teacher0),
       (arch_batch, jnp.arange(n), keys), unroll=bool(unroll))
@@ -180,9 +180,8 @@ def train_step(state: State, batch: dict[str, jax.Array], key: jax.Array,
   return new_state, metrics
 
 
-def graphdef_num_classes(graphdef, state: State) -> int:
+def num_classes_of(state: State) -> int:
   """Classifier width, read from the (abstract) parameter shapes."""
-  del graphdef
   return jax.tree.leaves(state["params"]["classifier"]["bias"])[0].shape[-1]
 
 
