@@ -15,13 +15,14 @@ from hwnas.latency.backends import cpu_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The sessions' machines changed under the sections' feet; say which ran what.
-HOSTS = ("Hosts: sections run on 2026-11-25 (latency tables, Edge TPU model, "
-         "search, export, data) ran on a 2-core AMD EPYC; those run on "
-         "2026-12-02 (supernet speed and acceptance, quickstart) on a 2-core "
-         "Intel Xeon (and the one validation of a shipped table there that says "
-         "so). Each section gives its run date.")
-ORDER = ["latency", "edgetpu_model", "supernet", "search", "export",
-         "quickstart"]
+HOSTS = ("Hosts: sections run on 2026-11-25 ran on a 2-core AMD EPYC, those "
+         "run on 2026-12-02 on a 2-core Intel Xeon, and those run on "
+         "2026-12-05 (Edge TPU model v2, supernet branching, search, int8, "
+         "rank fidelity) on a 2-core AMD EPYC shared with other jobs (load "
+         "10-20: compare ratios within a section, not absolute times "
+         "across sections). Each section gives its run date.")
+ORDER = ["latency", "edgetpu_model", "supernet", "rank_fidelity", "search",
+         "search_tabular", "int8", "export", "quickstart"]
 
 
 def _versions() -> str:
