@@ -804,7 +804,8 @@ def subnet(supernet: Supernet, arch: arch_lib.ArchChoice, *,
 
   Exact shapes: only the chosen blocks, channels and kernel taps (centre
   crops, learned kernel transforms applied, and leading channels of the
-  shared weights), BatchNorm statistics included, so in eval mode it computes what `supernet(x, arch)` computes.
+  shared weights), BatchNorm statistics included, so in eval mode it
+  computes what `supernet(x, arch)` computes.
 
   Args:
     supernet: the trained supernet.
