@@ -2,7 +2,7 @@
 standalone steps of the same subnets, compiles, eval, memory.
 
   python benchmarks/bench_supernet.py [--space mobilenetv3] [--resolution 64]
-      [--batch 64] [--repeats 5] [--compare-autodiff]
+      [--batch 64] [--repeats 5] [--compare-packed] [--compare-autodiff]
       [--compare-kernel-transform] [--compare-masked-taps]
 
 Prints a markdown section (benchmarks/results/supernet.md holds runs). The
@@ -18,10 +18,10 @@ sum of its four subnets' standalone steps. Also: XLA compilations counted
 (`jax.monitoring`), eval forward of the largest subnet, evaluation
 throughput (BN recalibration + val pass per architecture) and peak resident
 memory. Each `--compare-*` flag adds a variant of the sandwich step to the
-interleaved rounds: `--compare-packed` keeps the switches' residuals (packed) instead of
-recomputing them (`model.SWITCH_RESIDUALS`), `--compare-autodiff`
-differentiates the shift-add
-depthwise by autodiff instead of its hand-written VJPs,
+interleaved rounds: `--compare-packed` keeps the switches' residuals
+(packed) instead of recomputing them (`model.SWITCH_RESIDUALS`; also its
+four one-architecture steps), `--compare-autodiff` differentiates the
+shift-add depthwise by autodiff instead of its hand-written VJPs,
 `--compare-masked-taps` runs every tap of a slot's largest kernel whatever
 the kernel choice, `--compare-kernel-transform` trains a supernet with
 Once-for-All's learned kernel transforms.
@@ -301,7 +301,8 @@ def main():
     if base:
       print(f"| {name} / sandwich step | {ms[name] / base:.2f} |")
   print(f"\nXLA compilations: {train_compiles} before the timed rounds "
-        f"(sandwich step, one-arch step, 4 standalone steps{', variants' if len(group) > 9 else ''}; "
+        "(sandwich step, one-arch step, 4 standalone steps"
+        f"{', variants' if len(group) > 9 else ''}; "
         f"{compiles.secs:.0f} s compiling in all), none during them. "
         f"Peak resident memory: {peak:.2f} GiB.")
 

@@ -99,7 +99,8 @@ def test_arch_arrays_encode_depth_and_skip(space):
 
 @pytest.mark.slow
 def test_evaluator_compiles_once_per_resolution(space):
-  """500 architectures, 2 resolutions: 2 compilations (tfds path, mocked)."""
+  """50 architectures, 2 resolutions: 2 compilations (tfds path, mocked;
+  500 architectures also gave 2, in a slower run of this test)."""
   tfds = pytest.importorskip("tensorflow_datasets")
   with tfds.testing.mock_data(num_examples=24):
     ds = data_lib.load("tfds:cifar10")
@@ -110,12 +111,12 @@ def test_evaluator_compiles_once_per_resolution(space):
                                  bn_batch_size=8)
     fn = evaluate_lib._accuracy_fn(graphdef)  # pylint: disable=protected-access
     before = fn._cache_size()                  # pylint: disable=protected-access
-    archs = _archs(space, 500)
+    archs = _archs(space, 50)
     assert {a.resolution for a in archs} == {16, 24}
-    assert len({arch_lib.to_string(a) for a in archs}) > 100
+    assert len({arch_lib.to_string(a) for a in archs}) > 25
     accs = evaluate_lib.evaluate(state, archs, data, graphdef=graphdef,
                                  space=space)
-  assert len(accs) == 500 and all(0.0 <= a <= 1.0 for a in accs)
+  assert len(accs) == 50 and all(0.0 <= a <= 1.0 for a in accs)
   assert fn._cache_size() - before == 2      # pylint: disable=protected-access
 
 
@@ -511,3 +512,38 @@ def test_steady_state_training_compiles_nothing():
   assert after_warmup >= 1 and len(compiles) == after_warmup, compiles
   assert step._cache_size() == 1             # pylint: disable=protected-access
   assert all(np.isfinite(losses))
+
+
+@pytest.mark.slow
+def test_switch_gradients_equal_plain_switch(space, monkeypatch):
+  """The slots' custom-VJP switches (residuals recomputed or packed) give
+  the gradients and BatchNorm statistics of a plain `lax.switch`."""
+  space = dataclasses.replace(space, resolutions=(16,))
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
+  graphdef, params, stats = nnx.split(net, nnx.Param, nnx.BatchStat)
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+
+  def loss(p, arr):
+    m = nnx.merge(graphdef, p, stats, copy=True)
+    return jnp.sum(jnp.sin(m(x, arr, train=True))), nnx.state(
+        m, nnx.BatchStat)
+
+  archs = [arch_lib.largest(space), arch_lib.smallest(space),
+           *_archs(space, 2, seed=7)]
+  arrays = [model_lib.arch_arrays(space, dataclasses.replace(a,
+                                                             resolution=16))
+            for a in archs]
+  results = {}
+  for mode in ("plain", "recompute", "packed"):
+    if mode == "plain":
+      monkeypatch.setattr(model_lib, "switch_vjp", lambda i, b, *ops:
+                          jax.lax.switch(i, b, *ops))
+    else:
+      monkeypatch.undo()
+      monkeypatch.setattr(model_lib, "SWITCH_RESIDUALS", mode)
+    grad = jax.jit(jax.grad(loss, has_aux=True))
+    results[mode] = [grad(params, arr) for arr in arrays]
+  for mode in ("recompute", "packed"):
+    for want, got in zip(results["plain"], results[mode]):
+      for u, v in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)

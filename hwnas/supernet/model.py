@@ -43,13 +43,17 @@ Two conditions make branching pay on XLA, both tested:
   in canonical form itself (this was also why a `lax.scan` over the
   sandwich and a `lax.switch` over block types had looked slow).
 
-The costs: the compiled step holds one copy of a block per (type, mid
-width), so it compiles ~2-3x longer than a masked one, and a branch's
-reverse pass keeps the residuals of every branch of its switch
-(zero-filled where not taken). `extract_subnet` / `subnet` build the exact
-standalone `Network` (hwnas.models) of one architecture for export and
-fine-tuning; benchmarks/results/supernet.md measures the supernet step
-against it.
+Differentiating a plain `lax.switch` would make its forward pass output the
+intermediate values of every branch, zero-filled where not taken; the
+slots' switches have a custom VJP instead (`switch_vjp`) whose backward
+pass reruns the taken branch's forward pass from the switch's inputs.
+
+The costs: one extra forward pass per block in the backward pass, and the
+compiled step holds one copy of a block per (type, mid width), so it
+compiles several times longer than a masked one did.
+`extract_subnet` / `subnet` build the exact standalone `Network`
+(hwnas.models) of one architecture for export and fine-tuning;
+benchmarks/results/supernet.md measures the supernet step against it.
 
 BatchNorm: `MaskedBatchNorm` normalises with batch statistics in training and
 updates running statistics only for active blocks and channels, with a
@@ -253,6 +257,11 @@ def _unpack(buf: jax.Array, avals) -> list[jax.Array]:
 # 'packed' keeps them (the taken branch's only, packed into one buffer),
 # 'recompute' keeps only the switch's inputs and reruns the taken branch's
 # forward pass in the backward one (no residual traffic, one more forward).
+# 'recompute' was faster in every measurement (benchmarks/results/
+# supernet.md); 'packed' is kept for that comparison only: with the batch
+# sharded over two devices its parameter update differed from the one-
+# device update by 5e-3 (tests/supernet_test.py's two-device check), so do
+# not train with it.
 SWITCH_RESIDUALS = "recompute"
 
 
@@ -795,7 +804,8 @@ def subnet(supernet: Supernet, arch: arch_lib.ArchChoice, *,
 
   Exact shapes: only the chosen blocks, channels and kernel taps (centre
   crops, learned kernel transforms applied, and leading channels of the
-  shared weights), BatchNorm statistics included, so in eval mode it computes what `supernet(x, arch)` computes.
+  shared weights), BatchNorm statistics included, so in eval mode it
+  computes what `supernet(x, arch)` computes.
 
   Args:
     supernet: the trained supernet.
