@@ -236,6 +236,27 @@ def _table_provenance(t) -> dict[str, Any]:
               "statistic") if k in t.header}}
 
 
+def _annotate_best(workdir: pathlib.Path, space, best_arch, table) -> None:
+  """Adds to best.json what only this stage knows: the user's space file
+  (so `hwnas arch stats best.json` finds it) and, for a table with an
+  uncertainty band (estimated Edge TPU tables), the band of the best
+  architecture's latency."""
+  import json  # pylint: disable=g-import-not-at-top
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas.search import history  # pylint: disable=g-import-not-at-top
+  path = workdir / "best.json"
+  d = json.loads(path.read_text())
+  d["arch"] = arch_lib.to_dict(best_arch, space=space)
+  band = (table.predict_band(arch_lib.decode(space, best_arch))
+          if table is not None else None)
+  if band is not None:
+    d["latency_band_ms"] = {
+        "low": band[0], "high": band[1],
+        "what": "leave-one-network-out band of the estimate "
+                "(docs/edgetpu.md); use `high` for a conservative target"}
+  history.write_json_atomic(path, d)
+
+
 def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            costs: Sequence[str] = (), target_ms: float | None = None,
            target: float | None = None, evaluator: str = "supernet",
@@ -311,6 +332,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
                  candidates=settings.candidates or None,
                  provenance=provenance, sources=sources, references=refs,
                  progress=progress, **run_options)
+    if result.best is not None:
+      _annotate_best(pathlib.Path(workdir), space, result.best.arch,
+                     loaded[0] if loaded else None)
   if not progress and result.best is not None:
     echo(f"best: accuracy {result.best.accuracy:.4f}, "
          f"{dict(result.best.costs)} ({workdir}/best.json)")

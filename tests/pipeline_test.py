@@ -58,6 +58,11 @@ def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compiles):
   # ... and its predicted latency meets the target on the shipped table.
   table = load_table("edgetpu-usb3/tiny")
   assert table.predict(arch.decode(s, a)) <= settings.target_ms + 1e-9
+  # The estimated table's band is carried into best.json around it.
+  band = best["latency_band_ms"]
+  assert band["low"] < best["latency_ms"] < band["high"]
+  assert [band["low"], band["high"]] == list(
+      table.predict_band(arch.decode(s, a)))
   assert out["meets_target"]
   for f in ("search/pareto.png", "search/history.jsonl", "export/report.md",
             "supernet/metrics.jsonl", "quickstart.json"):
