@@ -47,6 +47,7 @@ from hwnas import optim
 from hwnas import train_workdir as wd_lib
 from hwnas.configs import train as train_config
 from hwnas.errors import HwnasError
+from hwnas.mesh import data_mesh
 from hwnas.models import Network
 
 State = dict[str, Any]
@@ -189,15 +190,6 @@ def resolve_spec(spec: netspec_lib.NetSpec, config: Config,
     raise HwnasError(f"--dataset {info.name}: {info.image_shape[2]}-channel "
                      f"images but {spec.name} takes {spec.in_channels}")
   return spec
-
-
-def data_mesh(batch_size: int) -> jax.sharding.Mesh:
-  """A 1-D `data` mesh over all devices (the batch must divide evenly)."""
-  devices = np.asarray(jax.devices())
-  if batch_size % devices.size:
-    raise HwnasError(f"train.batch_size = {batch_size}: must be a multiple "
-                     f"of the {devices.size} devices")
-  return jax.sharding.Mesh(devices, ("data",))
 
 
 def initial_state(model: Network, config: Config) -> tuple[Any, State]:

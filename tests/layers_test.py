@@ -26,7 +26,8 @@ LAYERS = (
     # layer's runs share go here: the optimiser and schedule builder both
     # the supernet and standalone training use ('optim'), workdir locking
     # and checksums ('workdir'), log filtering ('chatter').
-    ("errors", "resources", "configs", "optim", "workdir", "chatter"),
+    ("errors", "resources", "configs", "optim", "workdir", "chatter",
+     "mesh"),
     # Values and I/O that know nothing of architectures or models.
     ("netspec", "space", "counting", "references", "data", "tflite",
      "edgetpu"),

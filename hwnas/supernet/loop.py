@@ -23,23 +23,13 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from hwnas import arch as arch_lib
 from hwnas import errors
+from hwnas.mesh import data_mesh
 from hwnas import space as space_lib
 from hwnas import workdir as workdir_lib
 from hwnas.supernet import channels, checkpoint
 from hwnas.supernet.checkpoint import build
 from hwnas.supernet.evaluate import EvalData, evaluate as evaluate_archs
 from hwnas.supernet import model as model_lib, train as train_lib
-
-
-def data_mesh(batch_size: int) -> jax.sharding.Mesh:
-  """A 1-D mesh ('data') over all devices (all hosts after
-  jax.distributed.initialize())."""
-  devices = np.asarray(jax.devices())
-  if batch_size % devices.size:
-    raise errors.HwnasError(
-        f"config.train.batch_size = {batch_size}: must be a multiple of the "
-        f"{devices.size} devices")
-  return jax.sharding.Mesh(devices, ("data",))
 
 
 def _progress(enabled: bool):
@@ -125,7 +115,7 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
   if jax.process_index() == 0:
     space_lib.dump(space, workdir / "space.yaml")
 
-  mesh = data_mesh(tc.batch_size)
+  mesh = data_mesh(tc.batch_size, what="config.train.batch_size")
   state = jax.device_put(state, NamedSharding(mesh, P()))
   steps_fn = {r: train_lib.jit_train_step(
       graphdef, tx, resolution=r, label_smoothing=tc.label_smoothing,
