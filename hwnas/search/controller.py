@@ -10,6 +10,11 @@ Generation g draws all its randomness from `np.random.default_rng([seed,
 g])` and from the records before it, so a resumed run (see
 `hwnas.search.history`) replays the recorded generations without
 evaluating them and ends exactly like an uninterrupted run.
+
+Size: about 500 lines: the run loop, its resume/replay checks and the
+budget-aware defaults belong together (a resume must rebuild exactly the
+settings the defaults chose); the operators (`evolution`), surrogate
+(`predictor`), history and outputs (`report`) are already separate.
 """
 
 from __future__ import annotations

@@ -59,6 +59,12 @@ BatchNorm: `MaskedBatchNorm` normalises with batch statistics in training and
 updates running statistics only for active blocks and channels, with a
 momentum that can be traced (`recalibrate` in hwnas.supernet.train uses a
 cumulative average, Once-for-All's BN recalibration).
+
+Size: one module (about 850 lines) on purpose: the slot switch, its custom
+VJP, the masked BatchNorm and the standalone extraction share private
+shape conventions (slot info, mid buckets, channel order) that a split
+would have to make public; `channels`, `train`, `evaluate` and `quant`
+already live beside it.
 """
 
 from __future__ import annotations
