@@ -162,5 +162,10 @@ def test_rank_check_resumes_after_kill(supernet, tmp_path):
   # A finished check is all reuse: nothing is trained again.
   again = rank_check.run(supernet, _config(2), out=out)
   assert again["timing"]["standalone_s"] == 0.0
+  # The command itself ends with the report's summary line (all reuse).
+  cli = subprocess.run(argv, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert cli.returncode == 0, cli.stderr[-2000:]
+  assert str(out / "rank_check.json") in cli.stdout
   with pytest.raises(HwnasError, match="another sample"):
     rank_check.run(supernet, _config(3), out=out)

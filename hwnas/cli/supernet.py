@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pathlib
 import sys
 
 from hwnas import errors, pipeline
@@ -131,13 +132,7 @@ def _eval(args) -> int:
     archs.append(arch_lib.smallest(space))
     names.append("smallest")
   for path in args.arch:
-    a = arch_lib.load(path)
-    try:
-      arch_lib.validate(space, a)
-    except errors.HwnasError as e:
-      raise errors.HwnasError(f"--arch {path}: not an architecture of the "
-                              f"supernet's space {space.name} ({e})") from None
-    archs.append(a)
+    archs.append(_load_arch_of(path, space))
     names.append(path)
   accs = fn(archs)
   rows = [{"arch": n, "arch_string": arch_lib.to_string(a), "accuracy": acc}
@@ -150,8 +145,20 @@ def _eval(args) -> int:
   return 0
 
 
-def _rank_check(args) -> int:
+def _load_arch_of(path: str, space):
+  """The architecture of `--arch path`, which must belong to the supernet's
+  space (one error line naming the file otherwise)."""
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  a = arch_lib.load(path)
+  try:
+    arch_lib.validate(space, a)
+  except errors.HwnasError as e:
+    raise errors.HwnasError(f"--arch {path}: not an architecture of the "
+                            f"supernet's space {space.name} ({e})") from None
+  return a
+
+
+def _rank_check(args) -> int:
   from hwnas import rank_check  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, module="hwnas.configs.rank_check")
   if args.samples is not None:
@@ -166,15 +173,7 @@ def _rank_check(args) -> int:
     saved = checkpoint.read_config(args.workdir)
     space = space_lib.load(saved.get("space_path") or
                            saved["config"]["space"])
-    for path in args.arch:
-      a = arch_lib.load(path)
-      try:
-        arch_lib.validate(space, a)
-      except errors.HwnasError as e:
-        raise errors.HwnasError(f"--arch {path}: not an architecture of the "
-                                f"supernet's space {space.name} ({e})"
-                                ) from None
-      include.append(a)
+    include = [_load_arch_of(path, space) for path in args.arch]
   result = rank_check.run(args.workdir, config, out=args.out,
                           include=include,
                           progress=not args.no_progress and

@@ -14,7 +14,6 @@ command resumes the run from its workdir.
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import sys
 
