@@ -2,7 +2,35 @@
 
 import os
 
+import pytest
+
 # Quiet TF's C++ logs; keep JAX on the CPU even where an accelerator exists
 # so that tests are deterministic and comparable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def _most_optimizations_off():
+  import jax  # pylint: disable=g-import-not-at-top
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  return lambda: jax.config.update("jax_disable_most_optimizations", old)
+
+
+
+@pytest.fixture
+def fast_compile():
+  """XLA with most optimisations off: tiny nets compile for less time than
+  the optimisations would save (for tests of wiring, not of speed)."""
+  restore = _most_optimizations_off()
+  yield
+  restore()
+
+
+@pytest.fixture(scope="module")
+def fast_compile_module():
+  """`fast_compile` for every test of a module (use with
+  `pytestmark = pytest.mark.usefixtures("fast_compile_module")`)."""
+  restore = _most_optimizations_off()
+  yield
+  restore()

@@ -3,25 +3,14 @@
 import json
 import shlex
 
-import jax
 import pytest
 
 from hwnas import arch, cli, quickstart, space
 from hwnas.latency import load_table
 
 
-@pytest.fixture
-def fast_compiles():
-  """XLA with most optimisations off: compiles ~40% less CPU time here, and
-  this test checks the wiring of the stages, not speed or exact numbers."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
-
-
 @pytest.mark.slow
-def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compiles):
+def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compile):
   settings = quickstart.Settings(
       target_ms=0.5, budget=6, population=4, train_steps=2,
       export_formats="flax,tflite-int8", latency_repeats=5,

@@ -43,14 +43,8 @@ head: {expand_channels: 32, feature_channels: 0, activation: relu}
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  """Tiny nets: XLA optimisations cost more compile time than they save."""
-  import jax  # pylint: disable=g-import-not-at-top
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+# Tiny nets: XLA optimisations cost more compile time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
 
 
 def test_summarize_constructed_case():

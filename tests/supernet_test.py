@@ -13,7 +13,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -367,15 +366,6 @@ def test_two_device_step_equals_one_device_step(tmp_path):
 def _params(workdir):
   _, _, state, _ = evaluate_lib.load_workdir(workdir)
   return [np.asarray(x) for x in jax.tree.leaves(state["params"])]
-
-
-@pytest.fixture(name="fast_compile")
-def _fast_compile():
-  """Tiny nets: XLA optimisations cost more compile time than they save."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
 
 
 @pytest.mark.slow

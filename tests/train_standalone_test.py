@@ -14,13 +14,8 @@ from hwnas.errors import HwnasError
 from hwnas.models import Network
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fast_compile():
-  """Tiny nets: XLA optimisations cost more compile time than they save."""
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+# Tiny nets: XLA optimisations cost more compile time than they save.
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
 
 
 def _tiny():

@@ -11,6 +11,8 @@ space on digits, a few minutes on a 2-core CPU; tests run it with 2 steps).
 
 import ml_collections
 
+from hwnas.configs import common
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The supernet config of variant `arg` ('' or 'tiny')."""
@@ -45,17 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "sgd"         # sgd (Nesterov) | adamw
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.999
-  c.optimizer.weight_decay = 4e-5
-  c.optimizer.warmup_steps = 500
-  c.optimizer.final_lr_ratio = 0.0
-  c.optimizer.grad_clip = 0.0
+  c.optimizer = common.optimizer(warmup_steps=500)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 128

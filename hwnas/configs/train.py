@@ -15,6 +15,8 @@ architecture with).
 
 import ml_collections
 
+from hwnas.configs import common
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The standalone training config of variant `arg` ('' or 'rank')."""
@@ -35,17 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.log_every = 50           # steps between metrics rows
   c.train.checkpoint_every = 250   # steps between checkpoints + val passes
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "sgd"         # sgd (Nesterov) | adamw
-  c.optimizer.learning_rate = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.999
-  c.optimizer.weight_decay = 4e-5
-  c.optimizer.warmup_steps = 50
-  c.optimizer.final_lr_ratio = 0.0
-  c.optimizer.grad_clip = 0.0
+  c.optimizer = common.optimizer(warmup_steps=50)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 128
