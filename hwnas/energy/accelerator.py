@@ -68,7 +68,7 @@ class Accelerator:
   cost: tuple[float, float, float, float, float] = (200.0, 6.0, 2.0, 1.0,
                                                     1.0)
   ops: tuple[tuple[str, float], ...] = (("mac", 1.0),)
-  mac_pj: float = 1.6
+  mac_pj: float = 2.2
   rlc: bool = False
 
   @property
