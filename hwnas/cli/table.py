@@ -327,7 +327,8 @@ def _energy(args) -> int:
       args.accelerator != "eyeriss-v1") else ""
   t = energy_table.write_table(
       args.space, out, accelerator=args.accelerator,
-      command=f"hwnas table energy --space {args.space}{acc} --out {out}")
+      command=f"hwnas table energy --space {args.space}{acc}" + (
+          f" --out {args.out}" if args.out else ""))
   print(f"wrote {out}: {len(t)} entries, {t.describe()}")
   return 0
 

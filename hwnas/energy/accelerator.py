@@ -32,7 +32,7 @@ RF_KINDS = ("filter", "ifmap", "psum")
 SHIPPED = {"eyeriss-v1": "eyeriss_v1.yaml"}
 
 _KEYS = ("name", "pe_rows", "pe_cols", "rf_words", "glb_kb", "word_bits",
-         "batch", "cost", "ops", "mac_pj", "rlc")
+         "batch", "cost", "ops", "mac_pj", "rlc", "zero_gating")
 
 
 class AcceleratorError(errors.HwnasError):
@@ -54,6 +54,8 @@ class Accelerator:
     ops: normalised energy per datapath operation, {'mac': 1, ...}.
     mac_pj: energy of one normalised unit in picojoules.
     rlc: run-length compression of feature maps on the DRAM link.
+    zero_gating: skip the filter read, MAC and psum update of a zero ifmap
+      value (Eyeriss's zero buffer).
   """
 
   name: str = "eyeriss-v1"
@@ -68,8 +70,9 @@ class Accelerator:
   cost: tuple[float, float, float, float, float] = (200.0, 6.0, 2.0, 1.0,
                                                     1.0)
   ops: tuple[tuple[str, float], ...] = (("mac", 1.0),)
-  mac_pj: float = 2.2
+  mac_pj: float = 3.5
   rlc: bool = False
+  zero_gating: bool = False
 
   @property
   def glb_words(self) -> int:
@@ -104,7 +107,8 @@ class Accelerator:
                          "psum": self.rf_psum},
             "glb_kb": self.glb_kb, "word_bits": self.word_bits,
             "batch": self.batch, "cost": self.costs, "ops": dict(self.ops),
-            "mac_pj": self.mac_pj, "rlc": self.rlc}
+            "mac_pj": self.mac_pj, "rlc": self.rlc,
+            "zero_gating": self.zero_gating}
 
   def sha256(self) -> str:
     """Hash of the canonical description (what a table header records)."""
@@ -171,10 +175,11 @@ def from_dict(d: Any, *, path: str = "<accelerator>") -> Accelerator:
     kw["glb_kb"] = _num(d, "glb_kb", path)
   if "mac_pj" in d:
     kw["mac_pj"] = _num(d, "mac_pj", path)
-  if "rlc" in d:
-    if not isinstance(d["rlc"], bool):
-      _fail(path, "rlc", f"must be true or false, got {d['rlc']!r}")
-    kw["rlc"] = d["rlc"]
+  for k in ("rlc", "zero_gating"):
+    if k in d:
+      if not isinstance(d[k], bool):
+        _fail(path, k, f"must be true or false, got {d[k]!r}")
+      kw[k] = d[k]
   if "rf_words" in d:
     rf = _section(d, "rf_words", RF_KINDS, path)
     for k in RF_KINDS:

@@ -27,7 +27,9 @@ way Eyeriss maps it (Chen et al., ISCA 2016 / JSSC 2017):
 Counted accesses (words), by level and data type:
 
 * RF: per MAC one filter read, one ifmap read, one psum read and one psum
-  write (4 per MAC; deliveries into the RF are charged to the NoC).
+  write (4 per MAC; deliveries into the RF are charged to the NoC). With
+  zero gating (`Accelerator.zero_gating`) a zero ifmap value costs only its
+  own read: no filter read, MAC or psum update.
 * NoC: every word moved GLB/DRAM -> PE or PE -> PE: ifmap rows to each
   PE that needs them (R*E rows per channel and image, once per filter-set
   and filter pass), filter rows to the e PEs of a set row, psums up a
@@ -201,6 +203,7 @@ def _counts(shape: ConvShape, acc: Accelerator, cand, geom):
   psum_glb = out * 2 * kc
   psum_noc = out * kc * (height - 1 + rc - 1) + out * (2 * kc - 1)
   macs = shape.macs // g
+  gate = 1.0 - shape.zeros_in if acc.zero_gating else 1.0
   zin = _rlc(shape.zeros_in) if acc.rlc else 1.0
   zout = _rlc(shape.zeros_out) if acc.rlc else 1.0
   acc_ = {
@@ -208,8 +211,8 @@ def _counts(shape: ConvShape, acc: Accelerator, cand, geom):
                "psum": out * zout + 0 * p},
       "glb": {"ifmap": ifmap_glb, "filter": 0 * p, "psum": psum_glb},
       "noc": {"ifmap": ifmap_noc, "filter": filter_noc, "psum": psum_noc},
-      "rf": {"ifmap": macs + 0 * p, "filter": macs + 0 * p,
-             "psum": 2.0 * macs + 0 * p},
+      "rf": {"ifmap": macs + 0 * p, "filter": gate * macs + 0 * p,
+             "psum": 2.0 * gate * macs + 0 * p},
   }
   rg = np.maximum(1, nsets // (rc * rm * rs))
   rg = np.minimum(rg, g)
@@ -219,10 +222,11 @@ def _counts(shape: ConvShape, acc: Accelerator, cand, geom):
       cycles, fits, resident, rg
 
 
-def _energy(acc: Accelerator, accesses, macs: float, op: str):
+def _energy(acc: Accelerator, accesses, macs: float, op: str,
+            gate: float = 1.0):
   costs = acc.costs
   out = {lv: costs[lv] * sum(accesses[lv].values()) for lv in LEVELS}
-  out["mac"] = costs["mac"] * acc.op_cost(op) * macs
+  out["mac"] = costs["mac"] * acc.op_cost(op) * macs * gate
   return out
 
 
@@ -255,7 +259,8 @@ def map_conv(shape: ConvShape, acc: Accelerator, *,
       raise ValueError(f"no mapping of {shape} keeps {pes} PEs busy")
     cand = {k: v[keep] for k, v in cand.items()}
   accesses, cycles, fits, resident, rg = _counts(shape, acc, cand, geom)
-  energy = _energy(acc, accesses, shape.macs, shape.op)
+  gate = 1.0 - shape.zeros_in if acc.zero_gating else 1.0
+  energy = _energy(acc, accesses, shape.macs, shape.op, gate)
   total = sum(energy.values())
   if not fits.any():
     fits = np.zeros_like(fits)
