@@ -150,6 +150,17 @@ def main() -> None:
   validate(lines, chip_pes=False)
   res = validate(lines, chip_pes=True)
   power(lines, res)
+  lines += ["", "Acceptance (per layer within 25%, totals within 15%): with "
+            "the chip's active PEs the totals hold (table above); the "
+            "global-buffer counts of CONV1 and CONV4 fall outside 25% "
+            "because the chip's table does not give the per-PE "
+            "interleaving or how its sets split channels and filters, and "
+            "mappings with equal PEs differ up to 2x in psum round trips "
+            "to the buffer (docs/energy.md, 'How well it matches the "
+            "chip'). Power: the remaining per-layer spread is what one "
+            "constant cannot absorb (clock and control power do not scale "
+            "with accesses). Worked-example searches: "
+            "benchmarks/results/energy_search.md (bench_energy_search.py)."]
   speed(lines)
   text = "\n".join(lines) + "\n"
   print(text)

@@ -154,7 +154,8 @@ def _count_costs(names, space):
 def _describe(table) -> str:
   line = table.describe()
   p = table.provenance
-  if p.get("kind") == "estimated" and "measure" not in line:
+  if p.get("kind") == "estimated" and "measure" not in line and (
+      table.units == "ms"):
     line += ("; " + p["measure_real"]) if p.get("measure_real") else (
         "; measure a real table with `hwnas table measure --space S "
         "--backend B --out T`")
@@ -349,7 +350,8 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   provenance = refs = None
   if loaded:
     t = loaded[0]
-    echo(f"latency table {t.path}: {_describe(t)}")
+    what = "energy" if t.units == "uJ" else "latency"
+    echo(f"{what} table {t.path}: {_describe(t)}")
     provenance = _table_provenance(t)
     refs = _references(t, references, space)
   evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
