@@ -206,3 +206,23 @@ def test_reward_multiplies_a_term_per_target():
                         {"latency_ms": 2.0, "energy_uj": 100.0})
   got = objectives.fitness(obj, 0.8, {"latency_ms": 4.0, "energy_uj": 50.0})
   assert got == pytest.approx(0.8 * 2 ** -0.07 * 0.5 ** -0.07)
+
+
+def test_cli_shows_and_breaks_down_a_shipped_energy_table(tmp_path, capsys):
+  from hwnas.cli import main
+  assert main(["table", "show"]) == 0
+  assert "energy/tiny" in capsys.readouterr().out.split()
+  f = tmp_path / "a.json"
+  f.write_text(arch.to_json(arch.largest(SPACE), space=SPACE))
+  assert main(["arch", "stats", str(f), "--json", "--table",
+               "energy/tiny"]) == 0
+  out = json.loads(capsys.readouterr().out)
+  e = out["energy"]
+  assert set(e["by_level_uj"]) == {"dram", "glb", "noc", "rf", "mac"}
+  assert len(e["layers"]) == len(out["layers"])
+  assert e["total_uj"] == pytest.approx(sum(r["uj"] for r in e["layers"]))
+  # Export compares measured latency with a table: an energy table is
+  # refused in one line.
+  from hwnas.export import writer
+  with pytest.raises(errors.HwnasError, match="energy table"):
+    writer._load_table("energy/tiny")
