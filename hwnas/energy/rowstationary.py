@@ -206,20 +206,21 @@ def _counts(shape: ConvShape, acc: Accelerator, cand, geom):
   gate = 1.0 - shape.zeros_in if acc.zero_gating else 1.0
   zin = _rlc(shape.zeros_in) if acc.rlc else 1.0
   zout = _rlc(shape.zeros_out) if acc.rlc else 1.0
-  acc_ = {
+  per = np.ones_like(p)   # a count that is the same for every candidate
+  counts = {
       "dram": {"ifmap": ifmap_dram * zin, "filter": filter_dram,
-               "psum": out * zout + 0 * p},
-      "glb": {"ifmap": ifmap_glb, "filter": 0 * p, "psum": psum_glb},
+               "psum": out * zout * per},
+      "glb": {"ifmap": ifmap_glb, "filter": 0 * per, "psum": psum_glb},
       "noc": {"ifmap": ifmap_noc, "filter": filter_noc, "psum": psum_noc},
-      "rf": {"ifmap": macs + 0 * p, "filter": gate * macs + 0 * p,
-             "psum": 2.0 * gate * macs + 0 * p},
+      "rf": {"ifmap": macs * per, "filter": gate * macs * per,
+             "psum": 2.0 * gate * macs * per},
   }
   rg = np.maximum(1, nsets // (rc * rm * rs))
   rg = np.minimum(rg, g)
   cycles = (np.ceil(g / rg) * steps * kn * km * kc * nb * p * q * height *
             e_out)
-  return {lv: {k: v * g for k, v in d.items()} for lv, d in acc_.items()}, \
-      cycles, fits, resident, rg
+  total = {lv: {k: v * g for k, v in d.items()} for lv, d in counts.items()}
+  return total, cycles, fits, resident, rg
 
 
 def _energy(acc: Accelerator, accesses, macs: float, op: str,
@@ -277,5 +278,5 @@ def map_conv(shape: ConvShape, acc: Accelerator, *,
   return ConvEnergy(
       shape, mapping,
       {lv: {k: pick(v) for k, v in d.items()} for lv, d in accesses.items()},
-      shape.macs, float(cycles[best]) * 1.0,
+      shape.macs, float(cycles[best]),
       {k: pick(v) for k, v in energy.items()}, acc.num_pes)

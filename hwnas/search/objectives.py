@@ -86,8 +86,10 @@ def make(kind: str, cost_names: list[str], target: float |
                               f"number, got {t}")
   obj = Objective(kind, cost_names[0], targets, float(reward_weight))
   if kind in ("constraint", "reward") and obj.target is None:
+    flag = ("--target-uj" if cost_names[0].startswith("energy_uj") else
+            "--target-ms")
     raise errors.HwnasError(f"objective {kind} needs a target on "
-                            f"{cost_names[0]} (--target-ms)")
+                            f"{cost_names[0]} ({flag})")
   return obj
 
 
