@@ -110,6 +110,9 @@ def main() -> None:
            "| run | best: MMACs | ms | µJ | fused share | mean kernel | "
            "mean expansion | front size | front fused share |",
            "|---|---|---|---|---|---|---|---|---|"]
+  levels = ["", "Energy of each best architecture by level, and the "
+            "architecture:", "", "| run | DRAM | GLB | NoC | RF | MAC | "
+            "architecture |", "|---|---|---|---|---|---|---|"]
   with tempfile.TemporaryDirectory() as tmp:
     for i, (name, kw) in enumerate(runs.items()):
       wd = pathlib.Path(tmp) / str(i)
@@ -126,6 +129,13 @@ def main() -> None:
           f"| {name} | none met the target | | | | | | {len(front)} | |")
       if kw.get("objective") == "pareto":
         shutil.copy(wd / "pareto.png", out_dir / "pareto.png")
+      elif b is not None:
+        split = energy_table.breakdown(en, arch.decode(s, b))
+        tot = split["total_uj"]
+        levels.append(f"| {name} | " + " | ".join(
+            f"{100 * v / tot:.0f}%" for v in split["by_level_uj"].values())
+            + f" | {arch.to_string(b)} |")
+  lines += levels
   pr = _pair_ratios(s, lat, en)
   lines += ["", f"Same position, same shapes, fused_ibn against ibn "
             f"({pr['pairs']} pairs of table entries, medians): energy "
