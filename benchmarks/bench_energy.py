@@ -117,6 +117,27 @@ def _rate(table, s, archs) -> tuple[float, float]:
           len(archs) / (time.process_time() - c0))
 
 
+def mobilenet(lines: list[str]) -> None:
+  """Order-of-magnitude check against Eyeriss v2's figure for v1."""
+  from hwnas import references  # pylint: disable=g-import-not-at-top
+  ref_mj = 1e3 / pub.V1_MOBILENET_INFERENCES_PER_J
+  lines += ["", f"MobileNet on Eyeriss v1 at batch 1: the Eyeriss v2 paper's "
+            f"abstract implies about {pub.V1_MOBILENET_INFERENCES_PER_J:.0f}"
+            f" inferences/J ({ref_mj:.2f} mJ) for v1; it does not name the "
+            "width and resolution there, so this is an order-of-magnitude "
+            "check, not a validation:", "",
+            "| network | MMACs | on-chip mJ (model) | with DRAM mJ | "
+            "on-chip vs v2's figure for v1 |", "|---|---|---|---|---|"]
+  for name, res in (("mobilenet_v1_0.5", 128), ("mobilenet_v1_1.0", 224)):
+    spec = references.load(name, resolution=res)
+    layers = energy.network_energy(spec, energy.DEFAULT)
+    total = sum(le.total_uj for le in layers) / 1e3
+    onchip = total - sum(le.by_level_uj["dram"] for le in layers) / 1e3
+    macs = sum(le.macs for le in layers) / 1e6
+    lines.append(f"| {name} @ {res} px | {macs:.0f} | {onchip:.2f} | "
+                 f"{total:.2f} | x{onchip / ref_mj:.1f} |")
+
+
 def speed(lines: list[str]) -> None:
   lines += ["", "Speed of `make_cost_fn` (20,000 random architectures, "
             "one process), energy table and the shipped XLA latency table "
@@ -167,6 +188,7 @@ def main() -> None:
             "constant cannot absorb (clock and control power do not scale "
             "with accesses). Worked-example searches: "
             "benchmarks/results/energy_search.md (bench_energy_search.py)."]
+  mobilenet(lines)
   speed(lines)
   text = "\n".join(lines) + "\n"
   print(text)

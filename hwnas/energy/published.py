@@ -68,6 +68,11 @@ TOTAL = {"power_mw": 278, "latency_ms": 115.3, "processing_ms": 103.5,
 POWER_SHARE = {"CONV1": {"spads": 0.425, "mac": 0.089},
                "CONV5": {"spads": 0.331, "mac": 0.030}}
 
+# Eyeriss v2 (JETCAS 2019) abstract: with sparse MobileNet at batch 1, v2
+# reaches 2560.3 inferences/J, 2.5x the original Eyeriss on MobileNet; so
+# Eyeriss v1 ran MobileNet at about 1024 inferences/J (on-chip energy).
+V1_MOBILENET_INFERENCES_PER_J = 2560.3 / 2.5
+
 # ISCA 2016 (Chen, Emer, Sze), Table IV: energy per access normalised to
 # one MAC in a 65 nm process — the defaults of `Accelerator.cost`.
 NORMALISED_COST = {"dram": 200, "glb": 6, "noc": 2, "rf": 1, "mac": 1}
