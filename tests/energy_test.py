@@ -34,6 +34,22 @@ def test_pointwise_conv_counts_by_hand():
   assert ce.cycles == 4 * 2 * 1 * 4      # p * q * R * E per PE
 
 
+def test_compression_and_zero_gating_by_hand():
+  # Half the ifmap values and a quarter of the ofmap values are zero: RLC
+  # sends 4/3 words per non-zero (never more than raw), zero gating skips
+  # the filter read, psum update and MAC of each zero ifmap value.
+  shape = ConvShape(1, 1, 4, 2, 4, 1, zeros_in=0.5, zeros_out=0.25)
+  ce = map_conv(shape, ACC.replace(rlc=True, zero_gating=True))
+  assert ce.accesses["dram"] == pytest.approx(
+      {"ifmap": 32 * 4 / 3 * 0.5, "filter": 8, "psum": 64})
+  assert ce.accesses["rf"] == pytest.approx(
+      {"ifmap": 128, "filter": 64, "psum": 128})
+  assert ce.energy["mac"] == pytest.approx(64)
+  plain = map_conv(shape, ACC)   # both off: the zeros change nothing
+  assert plain.accesses["dram"]["ifmap"] == 32
+  assert plain.energy["mac"] == 128
+
+
 def test_depthwise_counts_by_hand_and_its_poor_reuse():
   # 3x3 depthwise over 4 channels of 6x6 (SAME, padded to 8x8): each
   # group is its own 3x6 set, no filter or ifmap shared between groups.
