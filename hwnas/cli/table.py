@@ -238,6 +238,11 @@ def _validate(args) -> int:
   if args.rounds is not None:
     errors.positive(args.rounds, "--rounds")
   t = load_table(args.table)
+  if t.units == "uJ":
+    raise errors.HwnasError(
+        f"--table {args.table}: an energy table; `table validate` times "
+        "networks against latency tables. The energy model's check against "
+        "the Eyeriss chip is `python benchmarks/bench_energy.py`")
   s = space_lib.load(args.space)
   plot = args.plot or str(pathlib.Path(t.path).with_suffix(".fidelity.png"))
   rep = fidelity.validate(

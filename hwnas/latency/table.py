@@ -57,7 +57,7 @@ from typing import Any, Iterable, Mapping
 
 from hwnas import errors, resources
 from hwnas.latency.table_schema import (  # the format, validated there
-    SCHEMA, Entry, TableError, _cell, _fail, _validate_header,
+    SCHEMA, UNITS, Entry, TableError, _cell, _fail, _validate_header,
     network_model_kind, parse_entry)
 from hwnas.netspec import Layer, NetSpec
 
@@ -274,7 +274,8 @@ class LatencyTable:
     extras = sorted({x for e in self.entries.values() for x in e.extras})
     cols = ["key", "type", "input_size", "in_channels", "out_channels",
             "mid_channels", "kernel", "stride", "se_channels", "activation",
-            "residual", "latency_ms", "p10_ms", "p90_ms", "count"] + extras
+            "residual", UNITS[self.units], "p10_ms", "p90_ms",
+            "count"] + extras
     w = csv.writer(out)
     w.writerow(cols)
     for key in sorted(self.entries):
