@@ -173,7 +173,8 @@ def main() -> None:
            "(shared host, under load). Published figures: Eyeriss JSSC 2017 "
            "Table V (docs/energy_sources.md). GLB and DRAM accesses in MB "
            "of 16-bit words; DRAM includes the chip's run-length "
-           "compression of feature maps (modelled: `rlc: true`)."]
+           "compression of feature maps (modelled: `rlc: true`); the chip's "
+           "zero gating is on too (`zero_gating: true`)."]
   validate(lines, chip_pes=False)
   res = validate(lines, chip_pes=True)
   power(lines, res)
@@ -183,9 +184,10 @@ def main() -> None:
             "because the chip's table does not give the per-PE "
             "interleaving or how its sets split channels and filters, and "
             "mappings with equal PEs differ up to 2x in psum round trips "
-            "to the buffer (docs/energy.md, 'How well it matches the "
-            "chip'). Power: the remaining per-layer spread is what one "
-            "constant cannot absorb (clock and control power do not scale "
+            "to the buffer; CONV4's DRAM count (+25.2%) too, as our "
+            "mapping re-reads its ifmaps from DRAM for each filter pass "
+            "(docs/energy.md, 'How well it matches the chip'). Power: the "
+            "remaining per-layer spread is what one constant cannot absorb (clock and control power do not scale "
             "with accesses). Worked-example searches: "
             "benchmarks/results/energy_search.md (bench_energy_search.py)."]
   mobilenet(lines)
