@@ -49,7 +49,8 @@ def validate(lines: list[str], *, chip_pes: bool) -> dict[str, float]:
           "free mapping search (lowest modelled energy)")
   lines += [f"", f"AlexNet CONV1-5, batch 4, RLC on — {what}:", "",
             "| layer | mapping (p, q, rc, rm, strips side by side) | busy "
-            "PEs, average (chip's active PEs) | GLB MB published | predicted | error | DRAM MB "
+            "PEs, average (chip's active PEs) | GLB MB published | "
+            "predicted | error | DRAM MB "
             "published | predicted | error | cycles ms @200 MHz (chip, "
             "incl. DRAM) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -187,7 +188,8 @@ def main() -> None:
             "to the buffer; CONV4's DRAM count (+25.2%) too, as our "
             "mapping re-reads its ifmaps from DRAM for each filter pass "
             "(docs/energy.md, 'How well it matches the chip'). Power: the "
-            "remaining per-layer spread is what one constant cannot absorb (clock and control power do not scale "
+            "remaining per-layer spread is what one constant cannot absorb "
+            "(clock and control power do not scale "
             "with accesses). Worked-example searches: "
             "benchmarks/results/energy_search.md (bench_energy_search.py)."]
   mobilenet(lines)

@@ -133,8 +133,8 @@ def _num(d: Mapping[str, Any], key: str, path: str, where: str = "",
   ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and
         math.isfinite(v) and (v >= 0 if zero_ok else v > 0))
   if not ok:
-    _fail(path, where + key, f"must be a {'non-negative' if zero_ok else 'positive'} "
-          f"number, got {v!r}")
+    kind = "non-negative" if zero_ok else "positive"
+    _fail(path, where + key, f"must be a {kind} number, got {v!r}")
   return float(v)
 
 
