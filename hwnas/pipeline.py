@@ -80,12 +80,34 @@ def _table_costs(tables, space):
   for i, name in enumerate(tables):
     t = latency.load_table(name)
     loaded.append(t)
-    key = "latency_ms" if i == 0 else f"latency_ms@{t.backend}"
+    # The first table of each quantity (latency_ms, energy_uj) is plain.
+    key = t.cost_name
     if key in costs:
-      key = f"latency_ms@{i}"
+      key = f"{t.cost_name}@{t.backend}"
+    if key in costs:
+      key = f"{t.cost_name}@{i}"
     costs[key] = latency.make_cost_fn(t, space)
     sources[key] = {"table": str(t.path), "sha256": _sha256([t.path])}
   return costs, loaded, sources
+
+
+def _targets(cost_fns, target_ms, target_uj, target):
+  """The run's target: a bare number (the primary cost's) or, with an
+  energy target, {cost name: bound}."""
+  if target_uj is None:
+    if target_ms is not None and next(iter(cost_fns)) != "latency_ms":
+      return {"latency_ms": float(target_ms)}  # primary is another cost
+    return target_ms if target_ms is not None else target
+  for flag, name, v in (("--target-uj", "energy_uj", target_uj),
+                        ("--target-ms", "latency_ms", target_ms)):
+    if v is not None and name not in cost_fns:
+      what = "an energy table (`hwnas table energy`)" if "energy" in name \
+          else "a latency table"
+      raise errors.HwnasError(f"{flag} needs {what} among --table")
+  out = {"energy_uj": float(target_uj)}
+  if target_ms is not None:
+    out["latency_ms"] = float(target_ms)
+  return out
 
 
 def _sha256(paths) -> str:
@@ -132,7 +154,8 @@ def _count_costs(names, space):
 def _describe(table) -> str:
   line = table.describe()
   p = table.provenance
-  if p.get("kind") == "estimated" and "measure" not in line:
+  if p.get("kind") == "estimated" and "measure" not in line and (
+      table.units == "ms"):
     line += ("; " + p["measure_real"]) if p.get("measure_real") else (
         "; measure a real table with `hwnas table measure --space S "
         "--backend B --out T`")
@@ -146,6 +169,10 @@ def _reference_ms(table, spec) -> float:
     return float(table.predict(spec))
   except errors.HwnasError:
     p = table.provenance
+    if table.units == "uJ":   # an energy table: the same model, whole net
+      from hwnas import energy  # pylint: disable=g-import-not-at-top
+      from hwnas.latency import energy_table  # pylint: disable=g-import-not-at-top
+      return energy.total_uj(spec, energy_table.accelerator_of(table))
     if p.get("model") != "edgetpu-model":
       raise
     from hwnas.edgetpu import cost_model  # pylint: disable=g-import-not-at-top
@@ -263,7 +290,8 @@ def _annotate_best(workdir: pathlib.Path, space, best_arch, table) -> None:
 
 def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            costs: Sequence[str] = (), target_ms: float | None = None,
-           target: float | None = None, evaluator: str = "supernet",
+           target: float | None = None, target_uj: float | None = None,
+           evaluator: str = "supernet",
            supernet: PathLike | None = None, predictor: PathLike | None = None,
            references: Sequence[str] | None = None, progress: bool = True,
            accuracy: str = "float", echo: Echo = print, **run_options):
@@ -274,7 +302,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     workdir: the search workdir (resumed when it holds a run).
     tables: latency table names or paths; the first is the target's.
     costs: extra costs counted from the network, of `COUNT_COSTS`.
-    target_ms: latency target on the first table.
+    target_ms: latency target on the first latency table.
+    target_uj: energy target (µJ) on the first energy table
+      (`hwnas table energy`); with `target_ms`, both must hold.
     target: target on the primary cost when there is no table.
     evaluator: 'supernet' (with `supernet`, a workdir of
       `train_supernet`) or 'predictor' (with `predictor`, a directory of
@@ -316,10 +346,12 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   if target_ms is not None and not loaded:
     raise errors.HwnasError("--target-ms needs --table; without a table use "
                             "--target on the first --cost")
+  goal = _targets(cost_fns, target_ms, target_uj, target)
   provenance = refs = None
   if loaded:
     t = loaded[0]
-    echo(f"latency table {t.path}: {_describe(t)}")
+    what = "energy" if t.units == "uJ" else "latency"
+    echo(f"{what} table {t.path}: {_describe(t)}")
     provenance = _table_provenance(t)
     refs = _references(t, references, space)
   evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
@@ -328,7 +360,7 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   echo(search_lib.describe_settings(algorithm, settings, budget))
   with workdir_lib.lock(workdir):  # one search per workdir
     result = run(space, evaluate_fn, cost_fns, workdir=str(workdir),
-                 target=target_ms if target_ms is not None else target,
+                 target=goal,
                  budget=budget, algorithm=algorithm,
                  population=settings.population,
                  sample_size=settings.sample_size,

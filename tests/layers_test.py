@@ -29,8 +29,9 @@ LAYERS = (
     ("errors", "resources", "configs", "optim", "workdir", "chatter",
      "mesh"),
     # Values and I/O that know nothing of architectures or models.
+    # 'energy': the row-stationary energy model (needs only netspec).
     ("netspec", "space", "counting", "references", "data", "tflite",
-     "edgetpu"),
+     "edgetpu", "energy"),
     # Architectures and the standalone models they become. The package root
     # (hwnas/__init__.py) re-exports the light core (arch, space, ...), so
     # it sits here: `from hwnas import __version__` is fine from above.

@@ -23,3 +23,5 @@ def test_wheel_contains_search_spaces_and_tables(tmp_path):
   assert any(n.startswith("hwnas/_data/search_spaces/references/")
              for n in names)
   assert "hwnas/resources.py" in names
+  assert "hwnas/energy/eyeriss_v1.yaml" in names   # default accelerator
+  assert "hwnas/_data/latency_tables/energy/tiny.json" in names

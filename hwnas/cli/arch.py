@@ -107,8 +107,11 @@ def _stats(args) -> int:
          "params": total.params, "trainable_params": total.trainable_params,
          "int8_weight_bytes": total.int8_bytes, "layers": rows}
   if args.table:
-    from hwnas.cli import _latency_stats
-    out["latency"] = _latency_stats.predict(args.table, spec)
+    from hwnas.cli import _energy_stats, _latency_stats
+    if _energy_stats.is_energy(args.table):
+      out["energy"] = _energy_stats.predict(args.table, spec)
+    else:
+      out["latency"] = _latency_stats.predict(args.table, spec)
   if args.json:
     print(json.dumps(out, indent=1))
     return 0
@@ -125,4 +128,7 @@ def _stats(args) -> int:
   if "latency" in out:
     from hwnas.cli import _latency_stats
     _latency_stats.print_latency(out["latency"])
+  if "energy" in out:
+    from hwnas.cli import _energy_stats
+    _energy_stats.print_energy(out["energy"])
   return 0

@@ -26,6 +26,9 @@ def register(sub) -> None:
   g.add_argument("--target", type=float,
                  help="target on the primary cost when searching without a "
                  "table (e.g. --cost mmacs --target 300)")
+  p.add_argument("--target-uj", type=float,
+                 help="energy target in µJ on the first energy table "
+                 "(`hwnas table energy`); combines with --target-ms")
   p.add_argument("--supernet", help="supernet workdir (--evaluator supernet)")
   p.add_argument("--evaluator", choices=("supernet", "predictor"),
                  default="supernet")
@@ -72,7 +75,8 @@ def register(sub) -> None:
 def _search(args) -> int:
   result = pipeline.search(
       args.space, args.workdir, tables=args.table, costs=args.cost,
-      target_ms=args.target_ms, target=args.target, evaluator=args.evaluator,
+      target_ms=args.target_ms, target=args.target,
+      target_uj=args.target_uj, evaluator=args.evaluator,
       supernet=args.supernet, predictor=args.predictor,
       accuracy=args.accuracy,
       references=args.reference, progress=not args.no_progress,

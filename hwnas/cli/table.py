@@ -97,6 +97,16 @@ def register(sub) -> None:
                  help="replace an existing --out table")
   q.set_defaults(func=_import)
 
+  q = t.add_parser("energy", help="estimated energy table (µJ) of a space "
+                   "on an Eyeriss-like accelerator (docs/energy.md)")
+  q.add_argument("--space", required=True, help="space name or YAML file")
+  q.add_argument("--accelerator", default="eyeriss-v1",
+                 help="accelerator YAML/JSON file (default: eyeriss-v1, "
+                 "the shipped Eyeriss v1 description)")
+  q.add_argument("--out", help="output JSON (default: the shipped "
+                 "latency_tables/energy/<space>.json)")
+  q.set_defaults(func=_energy)
+
   q = t.add_parser("show", help="header and a summary of a table")
   q.add_argument("table", nargs="?", help="table name or file (omit: list "
                  "shipped tables)")
@@ -228,6 +238,11 @@ def _validate(args) -> int:
   if args.rounds is not None:
     errors.positive(args.rounds, "--rounds")
   t = load_table(args.table)
+  if t.units == "uJ":
+    raise errors.HwnasError(
+        f"--table {args.table}: an energy table; `table validate` times "
+        "networks against latency tables. The energy model's check against "
+        "the Eyeriss chip is `python benchmarks/bench_energy.py`")
   s = space_lib.load(args.space)
   plot = args.plot or str(pathlib.Path(t.path).with_suffix(".fidelity.png"))
   rep = fidelity.validate(
@@ -305,7 +320,21 @@ def _show(args) -> int:
     by_type.setdefault(e.layer.type, []).append(e.latency_ms)
   print(f"entries: {len(t)}")
   for k, v in sorted(by_type.items()):
-    print(f"  {k:10s} {len(v):5d}  {min(v):.4f} .. {max(v):.4f} ms")
+    print(f"  {k:10s} {len(v):5d}  {min(v):.4f} .. {max(v):.4f} {t.units}")
+  return 0
+
+
+def _energy(args) -> int:
+  from hwnas.latency import energy_table
+  out = args.out or str(energy_table.default_out(
+      pathlib.Path(args.space).stem))
+  acc = f" --accelerator {args.accelerator}" if (
+      args.accelerator != "eyeriss-v1") else ""
+  t = energy_table.write_table(
+      args.space, out, accelerator=args.accelerator,
+      command=f"hwnas table energy --space {args.space}{acc}" + (
+          f" --out {args.out}" if args.out else ""))
+  print(f"wrote {out}: {len(t)} entries, {t.describe()}")
   return 0
 
 

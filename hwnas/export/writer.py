@@ -48,9 +48,14 @@ def _load_table(table):
   if table is None:
     return None
   from hwnas import latency  # pylint: disable=g-import-not-at-top
-  if isinstance(table, latency.LatencyTable):
-    return table
-  return latency.load_table(table)
+  t = table if isinstance(table, latency.LatencyTable) else (
+      latency.load_table(table))
+  if t.units != "ms":
+    raise errors.HwnasError(
+        f"--table {t.path or table}: an energy table ({t.units}); export "
+        "compares the measured latency with a latency table, give one "
+        "(`hwnas table show` lists them) or none")
+  return t
 
 
 def _predict_latency(table, spec: NetSpec) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 """Latency lookup tables: format, prediction, coverage, measurement, import.
 
 Importing this package loads no JAX or TensorFlow: backends import them
-when they build a model. `fidelity` (validate) and `ofa_import` are
-submodules.
+when they build a model. `fidelity` (validate), `ofa_import` and
+`energy_table` (energy tables in µJ: `hwnas table energy`) are submodules.
 
 The two name look-ups of the package are explicit mappings, re-exported
 here, and nothing else registers anything: `BACKENDS` (`hwnas table

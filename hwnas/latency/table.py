@@ -57,7 +57,7 @@ from typing import Any, Iterable, Mapping
 
 from hwnas import errors, resources
 from hwnas.latency.table_schema import (  # the format, validated there
-    SCHEMA, Entry, TableError, _cell, _fail, _validate_header,
+    SCHEMA, UNITS, Entry, TableError, _cell, _fail, _validate_header,
     network_model_kind, parse_entry)
 from hwnas.netspec import Layer, NetSpec
 
@@ -101,6 +101,16 @@ class LatencyTable:
     return self.header.get("network_model") or None
 
   @property
+  def units(self) -> str:
+    """'ms' (a latency table) or 'uJ' (an energy table)."""
+    return str(self.header["units"])
+
+  @property
+  def cost_name(self) -> str:
+    """What a search calls this table's cost: latency_ms / energy_uj."""
+    return "energy_uj" if self.units == "uJ" else "latency_ms"
+
+  @property
   def name(self) -> str:
     return pathlib.Path(self.path).stem if self.path else "<table>"
 
@@ -135,10 +145,13 @@ class LatencyTable:
     keys = ", ".join(l.key() for l in missing[:3]) + (
         f", ... ({len(missing) - 3} more; `hwnas table check` lists them)"
         if len(missing) > 3 else "")
+    fix = (f"make the table again with `hwnas table energy --space S "
+           f"--out {self.path or 'T'}`" if self.units == "uJ" else
+           f"measure them with `hwnas table measure --space S --backend "
+           f"{self.backend} --out {self.path or 'T'}`")
     return (f"{self.path or '<table>'}: {len(missing)} signature(s) missing"
-            f"{' for ' + what if what else ''}: {keys}; measure them with "
-            f"`hwnas table measure --space S --backend {self.backend} --out "
-            f"{self.path or 'T'}` or check coverage with `hwnas table check`")
+            f"{' for ' + what if what else ''}: {keys}; {fix} or check "
+            "coverage with `hwnas table check`")
 
   def layer_sum(self, spec: NetSpec) -> float:
     """Uncalibrated sum of the entries of `spec`'s layers (ms)."""
@@ -261,7 +274,8 @@ class LatencyTable:
     extras = sorted({x for e in self.entries.values() for x in e.extras})
     cols = ["key", "type", "input_size", "in_channels", "out_channels",
             "mid_channels", "kernel", "stride", "se_channels", "activation",
-            "residual", "latency_ms", "p10_ms", "p90_ms", "count"] + extras
+            "residual", UNITS[self.units], "p10_ms", "p90_ms",
+            "count"] + extras
     w = csv.writer(out)
     w.writerow(cols)
     for key in sorted(self.entries):
@@ -321,7 +335,8 @@ def from_dict(d: Any, *, path: str = "<table>") -> LatencyTable:
   entries = d.get("entries")
   if not isinstance(entries, dict):
     _fail(path, "entries", "missing or not an object keyed by signature")
-  parsed = {k: parse_entry(k, v, path) for k, v in entries.items()}
+  units = d["header"]["units"]
+  parsed = {k: parse_entry(k, v, path, units) for k, v in entries.items()}
   return LatencyTable(dict(d["header"]), parsed, path)
 
 

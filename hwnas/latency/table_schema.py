@@ -18,9 +18,14 @@ from hwnas import errors
 from hwnas.netspec import Layer
 
 SCHEMA = "hwnas/latency-table@1"
-PRECISIONS = ("float32", "int8")
+PRECISIONS = ("float32", "int8", "int16")
 STATISTICS = ("median", "mean")
 PROVENANCE_KINDS = ("measured", "estimated", "imported")
+# header.units -> the entry key holding each layer's value. Latency tables
+# are in ms; energy tables (hwnas.latency.energy_table) in µJ, and an
+# Entry's `latency_ms` then holds microjoules (the field keeps its name:
+# every latency code path reads it).
+UNITS = {"ms": "latency_ms", "uJ": "energy_uj"}
 CALIBRATION_TYPES = ("none", "linear")
 
 
@@ -41,6 +46,7 @@ class Entry:
   p90_ms: float | None = None
   count: int = 0
   extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  units: str = "ms"          # 'uJ': an energy table's entry
 
   @property
   def key(self) -> str:
@@ -48,7 +54,7 @@ class Entry:
 
   def to_dict(self) -> dict[str, Any]:
     d: dict[str, Any] = {"layer": self.layer.to_dict(),
-                         "latency_ms": _round(self.latency_ms)}
+                         UNITS[self.units]: _round(self.latency_ms)}
     if self.p10_ms is not None:
       d["p10_ms"] = _round(self.p10_ms)
     if self.p90_ms is not None:
@@ -119,9 +125,9 @@ def _validate_header(h: Any, path: str) -> None:
   if unknown:
     _fail(path, f"header.{unknown[0]}", "unknown key; allowed: " +
           ", ".join(_REQUIRED_HEADER + _OPTIONAL_HEADER))
-  if h["units"] != "ms":
-    _fail(path, "header.units", f"must be 'ms', got {h['units']!r}; convert "
-          "the table to milliseconds")
+  if h["units"] not in UNITS:
+    _fail(path, "header.units", f"must be 'ms' (latency) or 'uJ' (energy), "
+          f"got {h['units']!r}; convert the table to milliseconds")
   if h["precision"] not in PRECISIONS:
     _fail(path, "header.precision", f"{h['precision']!r} is not one of "
           f"{', '.join(PRECISIONS)}")
@@ -179,11 +185,17 @@ def _validate_calibration(cal: Any, path: str) -> None:
 _ENTRY_KEYS = {"layer", "latency_ms", "p10_ms", "p90_ms", "count", "extras"}
 
 
-def parse_entry(key: str, d: Any, path: str) -> Entry:
+def parse_entry(key: str, d: Any, path: str, units: str = "ms") -> Entry:
   """Validates one entry of a table (or journal) file."""
   where = f"entries[{key!r}]"
   if not isinstance(d, dict):
     _fail(path, where, "must be a JSON object")
+  if units != "ms":   # an energy entry: its value key, read as the value
+    value_key = UNITS[units]
+    if "latency_ms" in d or value_key not in d:
+      _fail(path, f"{where}.{value_key}", f"missing; a {units} table's "
+            f"entries give {value_key}, not latency_ms")
+    d = {("latency_ms" if k == value_key else k): v for k, v in d.items()}
   unknown = sorted(set(d) - _ENTRY_KEYS)
   if unknown:
     _fail(path, f"{where}.{unknown[0]}", "unknown key; allowed: " +
@@ -216,7 +228,7 @@ def parse_entry(key: str, d: Any, path: str) -> Entry:
   if not isinstance(extras, dict):
     _fail(path, f"{where}.extras", "must be a JSON object")
   return Entry(layer, float(d["latency_ms"]), _opt(d.get("p10_ms")),
-               _opt(d.get("p90_ms")), count, extras)
+               _opt(d.get("p90_ms")), count, extras, units)
 
 
 def _opt(v: Any) -> float | None:

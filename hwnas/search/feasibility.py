@@ -168,6 +168,8 @@ def check_target(space: SearchSpace, name: str, target: float,
     u = name.rsplit("_", 1)[1] if "_" in name else name
     what = "latency" if "latency" in name else name
     flag = "--target-ms" if "latency" in name else f"the target on {name}"
+    if name.startswith("energy_uj"):
+      what, u, flag = "energy", "µJ", "--target-uj"
     raise errors.HwnasError(
         f"target {target:g} {u} is below the lowest {what} found in "
         f"space {space.id} ({c:.4g} {u}, arch {arch_lib.to_string(a)}); "

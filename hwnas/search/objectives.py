@@ -4,7 +4,8 @@
   infeasible architecture is never evaluated.
 * `reward`: maximise MnasNet's soft reward ACC * (LAT / T) ** w (Tan et al.
   2019, w = -0.07 by default): every architecture is allowed, slower ones are
-  penalised smoothly.
+  penalised smoothly. With targets on several costs (latency and energy)
+  the reward multiplies one such term per target.
 * `pareto`: the accuracy-cost front over all cost functions at once (several
   devices' tables = several costs). Ranked by non-dominated sorting; an
   optional target only marks the plot and picks `best`.
@@ -85,8 +86,10 @@ def make(kind: str, cost_names: list[str], target: float |
                               f"number, got {t}")
   obj = Objective(kind, cost_names[0], targets, float(reward_weight))
   if kind in ("constraint", "reward") and obj.target is None:
+    flag = ("--target-uj" if cost_names[0].startswith("energy_uj") else
+            "--target-ms")
     raise errors.HwnasError(f"objective {kind} needs a target on "
-                            f"{cost_names[0]} (--target-ms)")
+                            f"{cost_names[0]} ({flag})")
   return obj
 
 
@@ -102,8 +105,10 @@ def fitness(obj: Objective, accuracy: float,
   For 'pareto' this is the accuracy; the front is ranked elsewhere.
   """
   if obj.kind == "reward":
-    ratio = max(costs[obj.primary], 1e-12) / obj.target
-    return accuracy * ratio ** obj.reward_weight
+    out = accuracy
+    for name, t in obj.targets:
+      out *= (max(costs[name], 1e-12) / t) ** obj.reward_weight
+    return out
   return accuracy
 
 

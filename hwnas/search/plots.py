@@ -32,6 +32,7 @@ def axis_label(cost_name: str) -> str:
   if "_" not in name:
     return cost_name
   what, unit = name.rsplit("_", 1)
+  unit = {"uj": "µJ"}.get(unit, unit)
   unit = f"{unit}, {where}" if where else unit
   return f"{what.replace('_', ' ')} ({unit})"
 
