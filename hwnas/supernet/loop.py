@@ -76,10 +76,7 @@ def _train(config, workdir: pathlib.Path, space, progress: bool,
   """`train` inside the workdir lock."""
   from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
   if dataset is None:
-    dataset = data_lib.load(config.dataset, val_fraction=config.val_fraction,
-                            seed=config.seed,
-                            data_dir=config.data_dir or None,
-                            manual_dir=config.manual_dir or None)
+    dataset = data_lib.load_for(config)
   info = dataset.info
   if info.image_shape[2] != space.input_channels:
     raise errors.HwnasError(
