@@ -25,7 +25,8 @@ This package is the one facade. Behind it:
   export directory back.
 """
 
-from hwnas.export.flax_io import load_exported, load_spec, restore_flax, save_flax
+from hwnas.export.flax_io import (load_exported, load_spec, restore_flax,
+                                  save_flax)
 from hwnas.export.options import (FORMATS, ExportOptions, OutDir, check_out_dir,
                                   parse_formats)
 from hwnas.export.sources import (export_arch, export_network, export_spec,
