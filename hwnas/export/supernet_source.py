@@ -16,23 +16,18 @@ from typing import Any
 from hwnas import errors
 
 
-def _check_workdir(workdir: pathlib.Path) -> None:
-  if not workdir.is_dir():
-    raise errors.HwnasError(f"{workdir}: no such supernet workdir; fix: pass "
-                            "the --workdir of `hwnas supernet train`")
-  if not (workdir / "config.json").is_file():
-    raise errors.HwnasError(f"{workdir / 'config.json'}: missing; not a "
-                            "supernet workdir (train one with `hwnas "
-                            "supernet train --workdir ...`)")
-  if not (workdir / "checkpoints").is_dir():
-    raise errors.HwnasError(f"{workdir / 'checkpoints'}: missing; train the "
-                            "supernet first")
-
-
 def load(supernet_dir: str | os.PathLike[str]) -> tuple[Any, Any, Any]:
   """`(space, Supernet with trained weights, run config)` of a workdir."""
   workdir = pathlib.Path(supernet_dir)
-  _check_workdir(workdir)
+  # load_workdir checks config.json and the checkpoint itself; these two
+  # come first so that a wrong path reads as one, and so that Orbax's
+  # manager does not create checkpoints/ in a directory that has none.
+  if not workdir.is_dir():
+    raise errors.HwnasError(f"{workdir}: no such supernet workdir; fix: pass "
+                            "the --workdir of `hwnas supernet train`")
+  if not (workdir / "checkpoints").is_dir():
+    raise errors.HwnasError(f"{workdir / 'checkpoints'}: missing; train the "
+                            "supernet first")
   from hwnas.supernet import load_workdir  # pylint: disable=g-import-not-at-top
   from hwnas.supernet import train as train_lib  # pylint: disable=g-import-not-at-top
   try:

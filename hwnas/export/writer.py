@@ -302,7 +302,7 @@ def _report_skeleton(spec: NetSpec, shape, *, arch, source, ds, options,
       "normalisation": None if ds is None else {
           "dataset": ds.info.name, "mean": list(ds.info.mean),
           "std": list(ds.info.std),
-          "pixel_max": float(getattr(ds.info, "pixel_max", 255.0)),
+          "pixel_max": float(ds.info.pixel_max),
           "formula": "(raw / pixel_max - mean) / std"},
       "bn_recalibration": bn_recalibration,
       "checks": {}, "latency": {"predicted": predicted, "measured": {}},
