@@ -232,12 +232,12 @@ def _check_space(space: SearchSpace, given: SearchSpace | None,
 
 
 def eval_data(config: ml_collections.ConfigDict,
-              dataset: str | data_lib.Dataset | None = None) -> EvalData:
-  """The `EvalData` of a run config (`config.eval`, its dataset's val)."""
-  if dataset is None or isinstance(dataset, str):
-    dataset = data_lib.load_for(config, dataset=dataset)
+              dataset: str | None = None) -> EvalData:
+  """The `EvalData` of a run config (`config.eval`, its dataset's val, or
+  `dataset`'s with the same hold-out)."""
   e = config.eval
-  return EvalData(dataset, batch_size=e.batch_size, bn_batches=e.bn_batches,
+  return EvalData(data_lib.load_for(config, dataset=dataset),
+                  batch_size=e.batch_size, bn_batches=e.bn_batches,
                   val_batches=e.get("val_batches", 0), seed=config.seed)
 
 
