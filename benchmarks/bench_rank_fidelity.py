@@ -99,14 +99,14 @@ def train_shard(root: pathlib.Path, args) -> None:
   """Trains the standalone runs of shard `i` of `n` (`--shard i/n`): several
   processes share a loaded CPU's time without touching the same run; the
   main invocation then finds every run finished (rank-check reuses them)."""
-  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import arch as arch_lib, data  # pylint: disable=g-import-not-at-top
   from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
   i, n = (int(x) for x in args.shard.split("/"))
   wd, _ = train_supernet(root, "base", args)
   c = rank_config.get_config()
   c.samples = args.samples
   space, _, _, sn_config = evaluate.load_workdir(wd)
-  ds = evaluate.load_dataset(sn_config)
+  ds = data.load_for(sn_config)
   out = root / "rank_check"
   archs = rank_check._load_sample(out, rank_check.sample_architectures(  # pylint: disable=protected-access
       space, c.samples, seed=c.seed,

@@ -376,18 +376,6 @@ def to_dict(arch: ArchChoice, *, space: SearchSpace | None = None
   return d
 
 
-def space_of_file(path: str | os.PathLike[str], given: str | None = None
-                  ) -> str:
-  """`space_source` of an architecture JSON file (see there)."""
-  if given:
-    return given
-  try:
-    d = json.loads(errors.read_text(path, what="architecture JSON file"))
-  except json.JSONDecodeError as e:
-    raise errors.SpaceError(f"{path}: invalid JSON ({e})") from None
-  return space_source(d, where=str(path))
-
-
 def _shipped(path: str) -> bool:
   from hwnas import resources  # pylint: disable=g-import-not-at-top
   p = pathlib.Path(path).absolute()
@@ -452,6 +440,17 @@ def to_json(arch: ArchChoice, indent: int | None = None, *,
   return json.dumps(to_dict(arch, space=space), indent=indent)
 
 
+def _read_json(path: str | os.PathLike[str]) -> tuple[pathlib.Path, Any]:
+  p = pathlib.Path(path)
+  if not p.is_file():
+    raise errors.SpaceError(f"{p}: no such architecture file")
+  text = errors.read_text(p, what="architecture JSON file")
+  try:
+    return p, json.loads(text)
+  except json.JSONDecodeError as e:
+    raise errors.SpaceError(f"{p}: invalid JSON ({e})") from None
+
+
 def from_json(text: str, *, where: str = "<arch>") -> ArchChoice:
   try:
     d = json.loads(text)
@@ -461,11 +460,16 @@ def from_json(text: str, *, where: str = "<arch>") -> ArchChoice:
 
 
 def load(path: str | os.PathLike[str]) -> ArchChoice:
-  p = pathlib.Path(path)
-  if not p.is_file():
-    raise errors.SpaceError(f"{p}: no such architecture file")
-  return from_json(errors.read_text(p, what="architecture JSON file"),
-                   where=str(p))
+  p, d = _read_json(path)
+  return from_dict(d, where=str(p))
+
+
+def load_with_space(path: str | os.PathLike[str]) -> tuple[ArchChoice, str]:
+  """An architecture file, read once: the choice and the space to load for
+  it (`space_source`: the user's space file it records, else the shipped
+  space it names)."""
+  p, d = _read_json(path)
+  return from_dict(d, where=str(p)), space_source(d, where=str(p))
 
 
 _ACT_SHORT = {"relu": "r", "relu6": "r6", "hswish": "hs", "swish": "sw"}

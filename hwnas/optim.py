@@ -6,7 +6,9 @@ optimiser here, from the `optimizer` section of their ConfigDict
 (`hwnas/configs/supernet.py`, `hwnas/configs/train.py`):
 
 - SGD with (Nesterov) momentum or AdamW;
-- decoupled weight decay on conv/dense kernels only (`decay_mask`);
+- weight decay on conv/dense kernels only (`decay_mask`): for SGD an L2
+  term added to the gradient before momentum (coupled, as PyTorch's SGD
+  `weight_decay`), for AdamW decoupled from the adaptive step;
 - optional global-norm gradient clipping;
 - linear warm-up, then cosine decay to `final_lr_ratio * learning_rate`.
 
@@ -51,6 +53,10 @@ def build_optimizer(name: str, lr: optax.ScalarOrSchedule, *,
                     key: str = "optimizer") -> optax.GradientTransformation:
   """SGD (momentum, optionally Nesterov) or AdamW with weight decay on
   kernels only (`decay_mask`), optionally clipped by global norm.
+
+  SGD's decay is coupled L2 (`weight_decay * param` joins the gradient
+  before momentum and the learning rate); AdamW's is decoupled (scaled by
+  the learning rate, outside the adaptive moments).
 
   `key` names the setting in the error for an unknown `name`.
   """

@@ -205,10 +205,7 @@ def make_supernet_evaluator(workdir: PathLike, space,
                                 also=("float",))
   if accuracy != "float":
     raise errors.HwnasError(f"--accuracy {accuracy}: use float or int8")
-  import importlib  # pylint: disable=g-import-not-at-top
-  # import_module, not `from hwnas.supernet import evaluate`: the package
-  # may re-export a function of that name, shadowing the module.
-  evaluate = importlib.import_module("hwnas.supernet.evaluate")
+  from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
   return evaluate.make_evaluator(workdir, space=space)
 
 
@@ -421,7 +418,6 @@ def export(out: PathLike, *, arch: PathLike | None = None,
   if "latency_repeats" in options and "latency_warmup" not in options:
     options["latency_warmup"] = min(20, options["latency_repeats"])
   opts = export_lib.ExportOptions(**options)
-  _check_out_dir(out, overwrite=opts.overwrite)
   if supernet:
     report = export_lib.export_arch(arch, supernet, out, options=opts,
                                     table=table)
@@ -435,11 +431,6 @@ def export(out: PathLike, *, arch: PathLike | None = None,
   return report
 
 
-def _check_out_dir(out: PathLike, *, overwrite: bool) -> None:
-  from hwnas.export import pipeline as export_pipeline  # pylint: disable=g-import-not-at-top
-  export_pipeline.check_out_dir(out, overwrite=overwrite)
-
-
 def _export_source(arch, reference, netspec, resolution):
   """(NetSpec, ArchChoice or None, report source) of what to export."""
   # pylint: disable=g-import-not-at-top
@@ -449,9 +440,8 @@ def _export_source(arch, reference, netspec, resolution):
   from hwnas import space as space_lib
   # pylint: enable=g-import-not-at-top
   if arch:
-    choice = arch_lib.load(arch)
-    space = space_lib.load(arch_lib.space_of_file(arch))
-    arch_lib.validate(space, choice)
+    choice, space_name = arch_lib.load_with_space(arch)
+    space = space_lib.load(space_name)
     return (arch_lib.decode(space, choice), choice,
             {"kind": "arch", "description": f"{arch} ({space.name})"})
   if reference:

@@ -43,7 +43,8 @@ _EXPORT_DEFAULTS = {"calibration_steps": 100, "eval_samples": 500,
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-  """Quickstart knobs (defaults finish in well under 15 min on 2 cores)."""
+  """Quickstart knobs (the defaults are sized to finish in minutes on a
+  small CPU; measured times are in benchmarks/RESULTS.md)."""
 
   target_ms: float = 0.46       # about the median of the tiny space's archs
   budget: int = 150             # architectures evaluated by the search

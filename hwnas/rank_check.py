@@ -40,6 +40,7 @@ import numpy as np
 
 from hwnas import arch as arch_lib
 from hwnas import counting
+from hwnas import data as data_lib
 from hwnas import train_standalone
 from hwnas.errors import HwnasError
 from hwnas.space import SearchSpace
@@ -255,7 +256,7 @@ def run(supernet_workdir: str | pathlib.Path, config: Config, *,
       raise HwnasError(f"included architecture {n + 1} "
                        f"({arch_lib.to_string(a)}): not in the supernet's "
                        f"space {space.name} ({e})") from None
-  ds = evaluate.load_dataset(sn_config)
+  ds = data_lib.load_for(sn_config)
   resolutions = tuple(sn_config.train.resolutions) or space.resolutions
   cost = cost or cost_function(space, config.stratify)
   archs = _load_sample(out, sample_architectures(

@@ -7,7 +7,7 @@ deprecated `experimental_from_jax`).
 Full-integer int8 uses a representative dataset and int8 input/output, as the
 Edge TPU compiler requires.
 
-Inspection (`op_list`, `tensor_dtypes`, `has_float_ops`) parses the
+Inspection (`op_list`, `tensor_dtypes`, `float_ops`) parses the
 flatbuffer with the schema that ships in `ai_edge_litert`, so the list is the
 model's own operators, without the `DELEGATE` nodes an interpreter adds after
 `allocate_tensors()`.
@@ -15,7 +15,8 @@ model's own operators, without the `DELEGATE` nodes an interpreter adds after
 `Runner` runs and times a model with `ai_edge_litert.interpreter` (not the
 deprecated `tf.lite.Interpreter`) on one thread (docs/stack_notes.md, 6).
 
-TensorFlow is imported inside the functions that need it: it takes ~4 s.
+TensorFlow is imported inside the functions that need it: its import
+takes seconds.
 """
 
 from __future__ import annotations
@@ -197,11 +198,6 @@ def float_ops(model_bytes: bytes) -> list[str]:
            for j in ids):
       out.append(f"{names[i]}#{i}")
   return out
-
-
-def has_float_ops(model_bytes: bytes) -> bool:
-  """Whether any operator reads or writes a floating-point tensor."""
-  return bool(float_ops(model_bytes))
 
 
 # ------------------------------------------------------------------- running

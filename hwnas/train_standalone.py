@@ -200,13 +200,6 @@ def initial_state(model: Network, config: Config) -> tuple[Any, State]:
                     "step": jnp.zeros((), jnp.int32)}
 
 
-def load_data(config: Config) -> data_lib.Dataset:
-  """The dataset of `config` (its val hold-out drawn with `config.seed`)."""
-  return data_lib.load(config.dataset, val_fraction=config.val_fraction,
-                       seed=config.seed, data_dir=config.data_dir or None,
-                       manual_dir=config.manual_dir or None)
-
-
 def _config_json(config: Config, spec: netspec_lib.NetSpec,
                  info: data_lib.DatasetInfo, arch: Any) -> dict[str, Any]:
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
@@ -250,7 +243,7 @@ def train(spec: netspec_lib.NetSpec, config: Config,
     progress: Show a rich progress bar.
     stop_after: Stop after this many steps of this call (with a checkpoint);
       a later call resumes. None trains to `config.train.steps`.
-    ds: The dataset of `config`, already loaded (`load_data`); saves
+    ds: The dataset of `config`, already loaded (`hwnas.data.load_for`); saves
       loading it again when one process trains many architectures.
 
   Returns:
@@ -258,7 +251,7 @@ def train(spec: netspec_lib.NetSpec, config: Config,
     `test/accuracy`, `test/loss`, `num_params` (also in result.json).
   """
   workdir = pathlib.Path(workdir)
-  ds = ds if ds is not None else load_data(config)
+  ds = ds if ds is not None else data_lib.load_for(config)
   spec = resolve_spec(spec, config, ds.info)
   resolved = _config_json(config, spec, ds.info, arch)
   wd_lib.check_workdir(workdir, resolved)

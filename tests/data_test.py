@@ -252,3 +252,43 @@ def test_tfds_prepared_dataset_real_path(tmp_path):
   two = [next(data.batches(ds, "train", batch_size=4, resolution=8, seed=0,
                            process_index=i, process_count=2)) for i in range(2)]
   assert all(t["image"].shape == (2, 8, 8, 3) for t in two)
+
+
+# --- run configs: one place decides the validation hold-out ------------------
+
+def _contents(ds, split):
+  """The stored images of a split: pixel bytes (in memory) or the encoded
+  file bytes (folders)."""
+  s = ds[split]
+  if isinstance(s, data.ArraySplit):
+    return [r.tobytes() for r in s.images.reshape(len(s), -1)]
+  return [bytes(e["image"].numpy()) for e in s.make(0, 1)]
+
+
+@pytest.mark.parametrize("kind", ["digits", "folder"])
+def test_load_for_keeps_train_and_val_apart(kind, tmp_path):
+  from hwnas.configs import supernet as supernet_config
+  from hwnas.configs import train as train_config
+  name = "digits"
+  if kind == "folder":
+    pytest.importorskip("tensorflow")
+    _write_pngs(tmp_path / "f", "train", ["a", "b", "c"], 8, 8, 5)
+    name = f"folder:{tmp_path / 'f'}"
+  for seed, fraction in ((0, 0.1), (3, 0.25)):
+    loaded = []
+    for c in (supernet_config.get_config("tiny"), train_config.get_config()):
+      c.dataset, c.seed, c.val_fraction = name, seed, fraction
+      loaded.append(data.load_for(c))
+    train, val = (_contents(loaded[0], s) for s in ("train", "val"))
+    assert len(set(train)) == len(train) and val
+    assert not set(train) & set(val), (seed, fraction)
+    # The supernet and a standalone run of the same settings rank on the
+    # same images (the rank check compares the two).
+    assert _contents(loaded[1], "val") == val
+
+
+def test_load_for_names_a_missing_config_key():
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  c = ml_collections.ConfigDict({"dataset": "digits", "seed": 0})
+  with pytest.raises(HwnasError, match="val_fraction"):
+    data.load_for(c)

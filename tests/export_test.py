@@ -13,8 +13,8 @@ from flax import nnx
 
 from hwnas import arch, errors, space, tflite
 from hwnas.cli import main as cli_main
-from hwnas.export import checks, pipeline
-from hwnas.export import load_exported
+from hwnas import export
+from hwnas.export import checks, load_exported
 from hwnas.models import Network
 
 FAST = dict(calibration_steps=8, eval_samples=24, bn_batches=2, batch_size=8,
@@ -43,9 +43,9 @@ def relu_export(tmp_path_factory):
   spec = arch.decode(s, a)
   model = Network(spec, rngs=nnx.Rngs(3), depthwise="lax")
   out = tmp_path_factory.mktemp("exp") / "relu"
-  report = pipeline.export_network(
+  report = export.export_network(
       model, out, arch=a, source={"kind": "test", "description": "test"},
-      options=pipeline.ExportOptions(dataset="digits", **FAST))
+      options=export.ExportOptions(dataset="digits", **FAST))
   return model, a, out, report
 
 
@@ -88,7 +88,7 @@ def test_float_tflite_matches_flax(relu_export):
 def test_int8_is_edgetpu_clean(relu_export):
   _, _, out, report = relu_export
   int8 = (out / "model_int8.tflite").read_bytes()
-  assert not tflite.has_float_ops(int8)
+  assert not tflite.float_ops(int8)
   e = report["edgetpu"]
   assert e["edgetpu_ready"] and e["ops"]["all_mapped"]
   assert e["ops"]["unmappable"] == [] and e["float_ops"] == []
@@ -173,9 +173,9 @@ def test_hard_swish_export_reports_fallback(tmp_path, monkeypatch):
   arch.validate(s, a)
   spec = arch.decode(s, a)
   table = _table(spec, tmp_path / "t.json")
-  report = pipeline.export_spec(
+  report = export.export_spec(
       spec, tmp_path / "hs", arch=a, table=str(tmp_path / "t.json"),
-      options=pipeline.ExportOptions(formats=("tflite-int8",), **FAST))
+      options=export.ExportOptions(formats=("tflite-int8",), **FAST))
   pred = report["latency"]["predicted"]
   assert pred["ms"] == pytest.approx(table.predict(spec))
   assert pred["provenance"] == table.describe()
@@ -280,21 +280,21 @@ def test_table_without_the_arch_writes_nothing(tmp_path):
   spec = arch.decode(s, arch.smallest(s))
   _table(spec, tmp_path / "t.json", layers=spec.layers[:2])
   with pytest.raises(errors.HwnasError, match="missing"):
-    pipeline.export_spec(spec, tmp_path / "out", table=tmp_path / "t.json",
-                         options=pipeline.ExportOptions(**FAST))
+    export.export_spec(spec, tmp_path / "out", table=tmp_path / "t.json",
+                       options=export.ExportOptions(**FAST))
   assert _leftovers(tmp_path) == ["t.json"]
 
 
 def test_existing_out_is_refused(tmp_path):
   (tmp_path / "out").mkdir()
   with pytest.raises(errors.HwnasError, match="already exists"):
-    pipeline.check_out_dir(tmp_path / "out", overwrite=False)
+    export.check_out_dir(tmp_path / "out", overwrite=False)
 
 
 def test_bad_formats():
   with pytest.raises(errors.HwnasError, match="allowed"):
-    pipeline.parse_formats("tflite,onnx")
-  assert pipeline.parse_formats("flax, tflite,flax") == ("flax", "tflite")
+    export.parse_formats("tflite,onnx")
+  assert export.parse_formats("flax, tflite,flax") == ("flax", "tflite")
 
 
 def test_supernet_export_rejects_foreign_arch(tmp_path):
@@ -304,8 +304,8 @@ def test_supernet_export_rejects_foreign_arch(tmp_path):
   a = arch.smallest(s)
   bad = dataclasses.replace(a, depths=(a.depths[0], 7))
   with pytest.raises(errors.SpaceError, match="depths"):
-    pipeline.export_supernet(sn, bad, tmp_path / "out",
-                             options=pipeline.ExportOptions(**FAST))
+    export.export_supernet(sn, bad, tmp_path / "out",
+                           options=export.ExportOptions(**FAST))
   assert _leftovers(tmp_path) == []
 
 
@@ -363,8 +363,8 @@ def test_export_arch_from_supernet_workdir(supernet_workdir, tmp_path):
   a = arch.sample(np.random.default_rng(11), s)
   (tmp_path / "best.json").write_text(json.dumps({"arch": arch.to_dict(a)}))
   out = tmp_path / "out"
-  report = pipeline.export_arch(
-      tmp_path / "best.json", workdir, out, options=pipeline.ExportOptions(
+  report = export.export_arch(
+      tmp_path / "best.json", workdir, out, options=export.ExportOptions(
           formats=("flax", "tflite"), **{**FAST, "bn_batches": 0}))
   assert report["source"]["kind"] == "supernet"
   assert report["checks"]["accuracy"]["dataset"] == "digits"
@@ -418,8 +418,8 @@ def test_export_arch_outside_supernet_space_writes_nothing(
   a = arch.smallest(_tiny())
   bad = dataclasses.replace(a, resolution=40)
   with pytest.raises(errors.SpaceError, match="not in the supernet's space"):
-    pipeline.export_arch(bad, workdir, tmp_path / "out",
-                         options=pipeline.ExportOptions(**FAST))
+    export.export_arch(bad, workdir, tmp_path / "out",
+                       options=export.ExportOptions(**FAST))
   assert _leftovers(tmp_path) == []
 
 
@@ -510,8 +510,8 @@ def test_cli_int8_gate_passes_fails_and_is_accepted(tmp_path, capsys):
   bad = _linear_probe(Network(spec, rngs=nnx.Rngs(0), depthwise="lax"))
   bad.layers[-1].linear.bias.value = bad.layers[-1].linear.bias.value + 1e3
   for name, m in (("good", good), ("bad", bad)):
-    pipeline.export_network(m, tmp_path / f"w_{name}", options=(
-        pipeline.ExportOptions(formats=("flax",), **FAST)))
+    export.export_network(m, tmp_path / f"w_{name}", options=(
+        export.ExportOptions(formats=("flax",), **FAST)))
   common = ["export", "--arch", str(tmp_path / "a.json"), "--formats",
             "tflite-int8", "--dataset", "digits", "--eval-samples", "64",
             "--calibration-steps", "64", "--bn-batches", "0",

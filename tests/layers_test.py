@@ -3,9 +3,11 @@
 Every module under hwnas/ is parsed (not imported) and each of its imports
 of hwnas code is collected, wherever it is written (module top, inside a
 function, or `importlib.import_module("hwnas....")` with a literal name).
-Each module belongs to one layer (docs/architecture.md); a module may import
-only from its own layer or below, and no set of modules may import each
-other in a circle.
+An import whose target is computed (`import_module(f"hwnas.{name}")`,
+`__import__(name)`) cannot be checked, so none is allowed: a lazy
+re-export would climb layers unseen. Each module belongs to one layer
+(docs/architecture.md); a module may import only from its own layer or
+below, and no set of modules may import each other in a circle.
 """
 
 import ast
@@ -80,6 +82,24 @@ def _resolve(name: str, modules) -> str | None:
   return None
 
 
+def _is_import_call(node: ast.AST) -> bool:
+  """`importlib.import_module(x)`, `import_module(x)` or `__import__(x)`."""
+  return (isinstance(node, ast.Call) and bool(node.args)
+          and getattr(node.func, "attr", getattr(node.func, "id", None))
+          in ("import_module", "__import__"))
+
+
+def _literal(arg: ast.AST) -> bool:
+  return isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+
+
+def _computed_imports(path: pathlib.Path) -> list[int]:
+  """Line numbers of the imports in `path` whose target is computed."""
+  tree = ast.parse(path.read_text(), filename=str(path))
+  return [node.lineno for node in ast.walk(tree)
+          if _is_import_call(node) and not _literal(node.args[0])]
+
+
 def _imports(module: str, path: pathlib.Path, modules) -> set[str]:
   """The hwnas modules that `module` imports, anywhere in its source."""
   tree = ast.parse(path.read_text(), filename=str(path))
@@ -99,11 +119,7 @@ def _imports(module: str, path: pathlib.Path, modules) -> set[str]:
         # else the name y of hwnas.x.
         names.append(f"{base}.{a.name}" if f"{base}.{a.name}" in modules
                      else base)
-    elif (isinstance(node, ast.Call) and node.args
-          and isinstance(node.args[0], ast.Constant)
-          and isinstance(node.args[0].value, str)
-          and getattr(node.func, "attr", getattr(node.func, "id", None))
-          == "import_module"):
+    elif _is_import_call(node) and _literal(node.args[0]):
       names.append(node.args[0].value)
   out = set()
   for name in names:
@@ -194,6 +210,15 @@ def test_no_import_from_a_higher_layer():
   assert not bad, "imports against the layer order:\n" + "\n".join(bad)
 
 
+def test_no_computed_import_targets():
+  bad = [f"{p.relative_to(ROOT)}:{line}" for p in _modules().values()
+         for line in _computed_imports(p)]
+  assert not bad, (
+      f"{bad}: import_module/__import__ with a computed name; the layer "
+      "test cannot see its target: write plain imports (an explicit tuple "
+      "of modules instead of a list of names)")
+
+
 def test_no_import_cycles():
   cycles = _cycles(_graph())
   new = [sorted(c) for c in cycles if c not in KNOWN_CYCLES]
@@ -222,13 +247,16 @@ def test_imports_found_in_functions_relative_and_import_module(tmp_path):
       "def f():\n"
       "  from hwnas.supernet.loop import train\n"
       "  import importlib\n"
-      "  return importlib.import_module('hwnas.export.pipeline')\n")
+      "  return importlib.import_module('hwnas.export.sources')\n"
+      "def g(name):\n"
+      "  return __import__(f'hwnas.{name}')\n")
   modules = {"hwnas", "hwnas.errors", "hwnas.latency", "hwnas.latency.m",
              "hwnas.latency.table", "hwnas.supernet", "hwnas.supernet.loop",
-             "hwnas.export", "hwnas.export.pipeline"}
+             "hwnas.export", "hwnas.export.sources"}
   assert _imports("hwnas.latency.m", src, modules) == {
       "hwnas", "hwnas.errors", "hwnas.latency.table", "hwnas.supernet.loop",
-      "hwnas.export.pipeline"}
+      "hwnas.export.sources"}
+  assert _computed_imports(src) == [9]
 
 
 @pytest.mark.parametrize("module, layer", [
@@ -236,7 +264,7 @@ def test_imports_found_in_functions_relative_and_import_module(tmp_path):
     ("hwnas.edgetpu.ops", 1),
     ("hwnas", 2), ("hwnas.models.layers", 2), ("hwnas.supernet.loop", 3),
     ("hwnas.optim", 0), ("hwnas.train_standalone", 4),
-    ("hwnas.export.pipeline", 4),
+    ("hwnas.export.sources", 4),
     ("hwnas.pipeline", 5), ("hwnas.quickstart", 5), ("hwnas.cli.search", 6),
     ("hwnas.newthing", None)])
 def test_layer_lookup(module, layer):

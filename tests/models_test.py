@@ -191,7 +191,9 @@ def test_network_train_and_impls_agree():
   y_train = net(x, train=True)  # updates BN statistics
   assert y_train.shape == (4, 10) and bool(jnp.all(jnp.isfinite(y_train)))
   y_shift = net(x)
-  standalone.set_depthwise_impl(net, "lax")
-  np.testing.assert_allclose(net(x), y_shift, atol=1e-4, rtol=1e-4)
+  lax = nnx.eval_shape(lambda: standalone.Network(spec, rngs=nnx.Rngs(0),
+                                                  depthwise="lax"))
+  nnx.update(lax, nnx.state(net))
+  np.testing.assert_allclose(lax(x), y_shift, atol=1e-4, rtol=1e-4)
   with pytest.raises(ValueError, match="input shape"):
     net(jnp.zeros((1, 8, 8, 3)))

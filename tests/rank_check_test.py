@@ -113,10 +113,10 @@ _SETTINGS = ["pool=40", "seeds=[0,1]", "standalone.train.steps=2",
 
 
 def _config(samples):
-  from hwnas.cli import supernet as supernet_cli
+  from hwnas.configs import loader
   c = rank_config.get_config()
   c.samples = samples
-  return supernet_cli.override(c, _SETTINGS)
+  return loader.override(c, _SETTINGS)
 
 
 @pytest.mark.slow

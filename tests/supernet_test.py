@@ -6,7 +6,6 @@ JAX compilations they need stay short on a 2-core CPU.
 """
 
 import dataclasses
-import importlib
 import json
 import os
 import pathlib
@@ -25,10 +24,12 @@ from hwnas import data as data_lib
 from hwnas import errors
 from hwnas import space as space_lib
 from hwnas.cli import main as cli_main
+from hwnas.configs import loader
+from hwnas.supernet import channels
+from hwnas.supernet import evaluate as evaluate_lib
+from hwnas.supernet import loop
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
-
-evaluate_lib = importlib.import_module("hwnas.supernet.evaluate")
 
 MICRO = """\
 format: 1
@@ -205,11 +206,9 @@ def test_kernel_transform_is_learned_and_copied_to_the_subnet(space):
 def test_kernel_transform_is_a_config_switch(space):
   """`--set kernel_transform=true` adds the transforms to the run's state;
   a workdir config without the key (older runs) builds without them."""
-  cli = importlib.import_module("hwnas.cli.supernet")
-  loop = importlib.import_module("hwnas.supernet.loop")
-  config = cli.load_config("tiny")
+  config = loader.load("tiny")
   assert config.kernel_transform is False
-  cli.override(config, ["kernel_transform=true"])
+  loader.override(config, ["kernel_transform=true"])
   _, state, _ = loop.build(space, config, 10)
   paths = [p for p, _ in state["params"].flat_state()]
   assert any("transforms" in p for p in paths)
@@ -232,7 +231,6 @@ def test_sort_channels_keeps_the_largest_and_reorders_the_rest(space):
   """Importance sorting relabels the largest subnet's channels (same
   function), puts the most important channels first (which changes smaller
   expansions) and moves optimiser moments with their channels."""
-  channels = importlib.import_module("hwnas.supernet.channels")
   net = model_lib.Supernet(space, rngs=nnx.Rngs(2))
   _random_stats(net, 1)
   # Random biases and BN scales too (zeros and ones hide a lost permutation).
@@ -335,8 +333,7 @@ print(json.dumps({"loss1": float(m1["train/loss"]),
 
 def _config(space):
   del space
-  cli = importlib.import_module("hwnas.cli.supernet")
-  return cli.load_config("tiny")
+  return loader.load("tiny")
 
 
 @pytest.mark.slow
@@ -446,21 +443,20 @@ def test_corrupt_checkpoint_names_path(tmp_path):
 
 
 def test_cli_config_overrides():
-  cli = importlib.import_module("hwnas.cli.supernet")
-  c = cli.load_config(None, space="tiny")
-  cli.override(c, ["optimizer.learning_rate=0.05", "train.resolutions=[24]",
+  c = loader.load(None, space="tiny")
+  loader.override(c, ["optimizer.learning_rate=0.05", "train.resolutions=[24]",
                    "dataset=tfds:cifar10", "optimizer.nesterov=false"])
   assert c.optimizer.learning_rate == 0.05
   assert tuple(c.train.resolutions) == (24,)
   assert c.dataset == "tfds:cifar10" and c.optimizer.nesterov is False
   with pytest.raises(errors.HwnasError, match="no config key"):
-    cli.override(c, ["optimizer.nope=1"])
+    loader.override(c, ["optimizer.nope=1"])
   with pytest.raises(errors.HwnasError, match="KEY=VALUE"):
-    cli.override(c, ["steps"])
+    loader.override(c, ["steps"])
   with pytest.raises(errors.HwnasError):
-    cli.override(c, ["train.steps=abc"])
+    loader.override(c, ["train.steps=abc"])
   with pytest.raises(errors.HwnasError, match="no such file"):
-    cli.load_config("missing.py:tiny")
+    loader.load("missing.py:tiny")
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ finished run reuses it.
 
 from __future__ import annotations
 
-import importlib
 import json
 import pathlib
 import sys
@@ -91,12 +90,6 @@ def register(sub) -> None:
 
 # ---------------------------------------------------------------- config --
 
-# The config loaders live in the library (`hwnas.configs.loader`); these
-# names stay for callers of this module.
-load_config = loader.load
-override = loader.override
-
-
 def resolve_config(args):
   """The run config from --config, --space, --dataset, --steps, --set."""
   return pipeline.supernet_config(args.config, space=args.space,
@@ -117,8 +110,7 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
-  # The module, not the function the package re-exports under its name.
-  evaluate = importlib.import_module("hwnas.supernet.evaluate")
+  from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
   if not (args.arch or args.largest or args.smallest):
     raise errors.HwnasError("supernet eval: give --arch A.json, --largest or "
                             "--smallest")
@@ -160,12 +152,14 @@ def _load_arch_of(path: str, space):
 
 def _rank_check(args) -> int:
   from hwnas import rank_check  # pylint: disable=g-import-not-at-top
-  config = load_config(args.config, module="hwnas.configs.rank_check")
+  from hwnas.configs import rank_check as rank_check_config  # pylint: disable=g-import-not-at-top
+  config = loader.load(args.config, module=rank_check_config)
   if args.samples is not None:
     if args.samples < 2:
       raise errors.HwnasError(f"--samples {args.samples}: must be >= 2")
     config.samples = args.samples
-  config = override(config, args.set, source="hwnas/configs/rank_check.py")
+  config = loader.override(config, args.set,
+                           source="hwnas/configs/rank_check.py")
   include = []
   if args.arch:
     from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top

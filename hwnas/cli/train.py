@@ -18,7 +18,8 @@ import pathlib
 import sys
 
 from hwnas import errors
-from hwnas.cli import supernet as supernet_cli
+from hwnas.configs import loader
+from hwnas.configs import train as train_config
 
 # The shortcut flags: flag -> config key.
 _SHORTCUTS = {"dataset": "dataset", "init": "init", "steps": "train.steps",
@@ -59,7 +60,7 @@ def register(sub) -> None:
 
 def load_config(spec: str | None, args=None, items=()):
   """The train ConfigDict: `--config`, shortcut flags of `args`, `--set`."""
-  config = supernet_cli.load_config(spec, module="hwnas.configs.train")
+  config = loader.load(spec, module=train_config)
   for flag, key in _SHORTCUTS.items():
     value = getattr(args, flag, None) if args is not None else None
     if value is not None:
@@ -68,8 +69,7 @@ def load_config(spec: str | None, args=None, items=()):
       for p in parents:
         node = node[p]
       node[leaf] = value
-  config = supernet_cli.override(config, items,
-                                 source="hwnas/configs/train.py")
+  config = loader.override(config, items, source="hwnas/configs/train.py")
   for section, key in (("train", "steps"), ("train", "batch_size"),
                        ("eval", "batch_size"), ("train", "log_every"),
                        ("train", "checkpoint_every")):
@@ -77,20 +77,13 @@ def load_config(spec: str | None, args=None, items=()):
   return config
 
 
-def load_arch_and_spec(path: str | None, *, reference: str | None,
-                       space: str | None, resolution: int | None):
-  """(ArchChoice or None, NetSpec) of an --arch file or --reference."""
-  from hwnas.cli import arch as arch_cli  # pylint: disable=g-import-not-at-top
-  return arch_cli.load_arch_and_spec(path, reference=reference, space=space,
-                                     resolution=resolution)
-
-
 def _train(args) -> int:
   from hwnas import train_standalone  # pylint: disable=g-import-not-at-top
+  from hwnas.cli import arch as arch_cli  # pylint: disable=g-import-not-at-top
   config = load_config(args.config, args, args.set)
-  arch, spec = load_arch_and_spec(args.arch, reference=args.reference,
-                                  space=args.space,
-                                  resolution=config.resolution or None)
+  arch, spec = arch_cli.load_arch_and_spec(
+      args.arch, reference=args.reference, space=args.space,
+      resolution=config.resolution or None)
   print(f"training {spec.name} on {config.dataset} for "
         f"{config.train.steps} steps (init {config.init}) in {args.workdir}")
   from hwnas import workdir  # pylint: disable=g-import-not-at-top

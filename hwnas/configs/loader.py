@@ -10,12 +10,13 @@ command line's `--set a.b=v` (values parsed as YAML scalars). Both raise
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import pathlib
+import types
 from typing import Sequence
 
 from hwnas import errors
+from hwnas.configs import supernet as supernet_config
 
 
 def _space_name(space: str | None) -> str:
@@ -23,13 +24,13 @@ def _space_name(space: str | None) -> str:
 
 
 def load(spec: str | None, *, space: str | None = None,
-         module: str = "hwnas.configs.supernet"):
+         module: types.ModuleType = supernet_config):
   """The `ConfigDict` of `--config` (variant or FILE.py[:VARIANT]).
 
   Without `spec`: the `tiny` variant for the tiny space, otherwise the
-  default variant of `module` (the supernet's config unless named).
+  default variant of `module` (a config module of `hwnas.configs`; the
+  supernet's unless given).
   """
-  module = importlib.import_module(module)
   arg = spec
   path, _, variant = (spec or "").partition(":")
   if path.endswith(".py"):

@@ -8,6 +8,10 @@
 ...                   augment=True)
 >>> b = next(it)  # image f32 [64,32,32,3], label i32 [64], mask f32 [64]
 
+A run (supernet or standalone training, evaluation, export from a
+workdir) loads through `load_for(config)`, which reads the dataset and the
+validation hold-out from the run config in one place.
+
 Names: `digits` (scikit-learn, offline, in memory), `digits-N` (the same
 with N training images per class and the rest as validation: the offline
 setting where networks' accuracies differ enough to rank them),
@@ -36,12 +40,15 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.data.core import (SPLITS, ArraySplit, Dataset, DatasetInfo, TfSplit,
-                             steps_per_epoch)
+from hwnas.data.core import SPLITS, ArraySplit, Dataset, DatasetInfo, TfSplit
 from hwnas.errors import HwnasError
 
 __all__ = ["SPLITS", "ArraySplit", "Dataset", "DatasetInfo", "TfSplit",
-           "batches", "load", "shard_batch", "steps_per_epoch"]
+           "batches", "load", "load_for", "shard_batch"]
+
+# The keys of a run config (`hwnas.configs.supernet`, `hwnas.configs.train`)
+# that decide which data a run sees; `load_for` reads exactly these.
+CONFIG_KEYS = ("dataset", "val_fraction", "seed", "data_dir", "manual_dir")
 
 
 def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
@@ -88,6 +95,37 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
     return tf_input.load_folder(arg, val_fraction=val_fraction, seed=seed)
   raise HwnasError(f"--dataset {name}: unknown dataset; use digits, "
                    "digits-N, tfds:NAME or folder:PATH")
+
+
+def load_for(config: Any, *, dataset: str | None = None) -> Dataset:
+  """Loads the dataset of a run config, with the run's validation hold-out.
+
+  Every caller that starts from a run config (supernet training, its
+  evaluation, export from a supernet workdir, standalone training, the rank
+  check) loads through here. The hold-out depends on `(config.seed,
+  config.val_fraction)`, so deciding it in one place keeps the images a run
+  trained on out of the split search ranks on.
+
+  Args:
+    config: A run config (`ConfigDict`, e.g. a workdir's config.json) with
+      the keys `CONFIG_KEYS`.
+    dataset: Load this dataset instead of `config.dataset`, with the same
+      hold-out settings (evaluation or export on another set).
+
+  Returns:
+    The `Dataset`.
+
+  Raises:
+    HwnasError: The config lacks one of `CONFIG_KEYS`, or `load` fails.
+  """
+  missing = [k for k in CONFIG_KEYS if k not in config]
+  if missing:
+    raise HwnasError(f"run config: no {', '.join(missing)}; fix: use a "
+                     "config from hwnas.configs (or a workdir's config.json)")
+  return load(dataset or config.dataset,
+              val_fraction=float(config.val_fraction), seed=int(config.seed),
+              data_dir=config.data_dir or None,
+              manual_dir=config.manual_dir or None)
 
 
 def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,

@@ -108,9 +108,3 @@ class Dataset:
   def __getitem__(self, split: str) -> ArraySplit | TfSplit:
     return self.splits[split]
 
-
-def steps_per_epoch(ds: Dataset, split: str, *, batch_size: int,
-                    drop_remainder: bool = True) -> int:
-  """Number of batches one pass over `split` yields."""
-  n = ds.info.split_sizes[split]
-  return n // batch_size if drop_remainder else -(-n // batch_size)

@@ -1,7 +1,8 @@
 """What an export is asked to do and where it writes: `ExportOptions`,
-the file names of an export directory, and the staging directory that
-makes an export atomic (everything is built beside `out` and renamed into
-place only when the whole export succeeded).
+the file names of an export directory, the checked output directory
+(`OutDir`) and the staging directory that makes an export atomic
+(everything is built beside `out` and renamed into place only when the
+whole export succeeded).
 """
 
 from __future__ import annotations
@@ -81,17 +82,33 @@ class ExportOptions:
       raise errors.HwnasError("--int8-min-agreement must be in [0, 1]")
 
 
-def check_out_dir(out: str | os.PathLike[str], *, overwrite: bool
-                  ) -> pathlib.Path:
-  """Validates the output directory before any work is done."""
+@dataclasses.dataclass(frozen=True)
+class OutDir:
+  """An export directory that `check_out_dir` accepted.
+
+  Attributes:
+    path: where the export goes.
+    overwrite: `path` may exist and is replaced (only after success).
+  """
+
+  path: pathlib.Path
+  overwrite: bool
+
+
+def check_out_dir(out: str | os.PathLike[str], *, overwrite: bool) -> OutDir:
+  """Validates the output directory before any work is done.
+
+  Every export entry point calls this once and hands the `OutDir` down;
+  nothing below re-checks it (`staging` only guards against a directory
+  that appears while the export runs).
+  """
   p = pathlib.Path(out)
   if p.exists() and not overwrite:
     raise errors.HwnasError(f"{p}: already exists; fix: choose a new --out "
                             "or pass --overwrite")
   if p.exists() and not p.is_dir():
     raise errors.HwnasError(f"{p}: exists and is not a directory")
-  return p
-
+  return OutDir(p, overwrite)
 
 
 def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -105,25 +122,26 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
   return formats
 
 
-
 @contextlib.contextmanager
-def staging(out: pathlib.Path, overwrite: bool):
-  """Yields a temp dir beside `out`; renames it to `out` on success only."""
-  out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-",
-                                      dir=out.parent))
+def staging(out: OutDir):
+  """Yields a temp dir beside `out.path`; renames it there on success only."""
+  path = out.path
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-",
+                                      dir=path.parent))
   try:
     yield tmp
-    if out.exists():
-      if not overwrite:
-        raise errors.HwnasError(f"{out}: appeared during export; not replaced")
-      trash = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.old-",
-                                            dir=out.parent))
-      os.replace(out, trash / out.name)
-      os.replace(tmp, out)
+    if path.exists():
+      if not out.overwrite:
+        raise errors.HwnasError(f"{path}: appeared during export; not "
+                                "replaced")
+      trash = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.old-",
+                                            dir=path.parent))
+      os.replace(path, trash / path.name)
+      os.replace(tmp, path)
       shutil.rmtree(trash, ignore_errors=True)
     else:
-      os.replace(tmp, out)
+      os.replace(tmp, path)
   finally:
     if tmp.exists():
       shutil.rmtree(tmp, ignore_errors=True)

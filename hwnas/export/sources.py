@@ -1,12 +1,15 @@
-"""Where an exported network and its weights come from, validated before
-anything heavy runs, then handed to the artifact writer
-(`hwnas.export.writer.export_network`):
+"""The export entry points, one per kind of source. Each validates its
+inputs once, before anything heavy runs (the output directory, the
+architecture, the dataset), and hands the typed values to the artifact
+writer (`hwnas.export.writer.write`), which does not check them again:
 
 * `export_arch`: an architecture of a trained supernet's space; weights are
   inherited from the supernet and BatchNorm is recalibrated on training data.
 * `export_supernet`: the same from an in-memory supernet.
-* `export_spec`: any `NetSpec` (a reference network, a network-spec file)
-  with random or given weights, e.g. for Edge TPU compile checks.
+* `export_spec`: any `NetSpec` (a reference network, a network-spec file,
+  a decoded architecture) with random or given weights, e.g. for Edge TPU
+  compile checks.
+* `export_network`: a built standalone network, weights as they are.
 """
 
 from __future__ import annotations
@@ -21,6 +24,48 @@ from hwnas.export import checks, flax_io, writer
 from hwnas.export import options as options_lib
 from hwnas.export.options import ExportOptions
 from hwnas.netspec import NetSpec
+
+
+def _named_dataset(name: str | None):
+  """`hwnas.data.load(name)`, or None without a name (`options.dataset` of
+  a source that has no run config)."""
+  if name is None:
+    return None
+  from hwnas import data  # pylint: disable=g-import-not-at-top
+  return data.load(name)
+
+
+def export_network(model, out: str | os.PathLike[str], *,
+                   arch=None, source: dict[str, Any] | None = None,
+                   options: ExportOptions = ExportOptions(),
+                   table=None, dataset=None,
+                   bn_recalibration: dict[str, Any] | None = None,
+                   random_weights: bool = False) -> dict[str, Any]:
+  """Exports a built `hwnas.models.Network` (weights as they are).
+
+  Args:
+    model: the standalone network (not modified).
+    out: export directory; must not exist unless `options.overwrite`.
+    arch: the `ArchChoice` it was decoded from, if any.
+    source: `{"kind": ..., "description": ...}` for the report.
+    options: see `ExportOptions`.
+    table: latency table (path, shipped name or `LatencyTable`) whose
+      prediction the report compares with the measured latency.
+    dataset: a loaded `hwnas.data.Dataset` (default: load
+      `options.dataset`).
+    bn_recalibration: how BatchNorm was recalibrated, for the report.
+    random_weights: the weights are a random initialisation: the int8 gate
+      is recorded but not enforced.
+
+  Returns:
+    The report dict (also written to `out/report.json` and `report.md`).
+  """
+  out_dir = options_lib.check_out_dir(out, overwrite=options.overwrite)
+  ds = dataset if dataset is not None else _named_dataset(options.dataset)
+  return writer.write(model, out_dir, dataset=ds, arch=arch, source=source,
+                      options=options, table=table,
+                      bn_recalibration=bn_recalibration,
+                      random_weights=random_weights)
 
 
 def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
@@ -46,8 +91,8 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from hwnas.models import Network  # pylint: disable=g-import-not-at-top
   o = options
-  options_lib.check_out_dir(out, overwrite=o.overwrite)
-  ds = writer.load_dataset(o.dataset)
+  out_dir = options_lib.check_out_dir(out, overwrite=o.overwrite)
+  ds = _named_dataset(o.dataset)
   if weights is None and ds is not None and (
       spec.num_classes != ds.info.num_classes):
     spec = netspec.with_num_classes(spec, ds.info.num_classes)
@@ -62,10 +107,9 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   source = dict(source or {"kind": "netspec"})
   source["description"] = (f"{source.get('description', spec.name)}; "
                            f"{init}")
-  return writer.export_network(model, out, arch=arch, source=source,
-                               options=o, table=table, dataset=ds,
-                               bn_recalibration=bn,
-                               random_weights=weights is None)
+  return writer.write(model, out_dir, dataset=ds, arch=arch, source=source,
+                      options=o, table=table, bn_recalibration=bn,
+                      random_weights=weights is None)
 
 
 def _load_weights(model, w: pathlib.Path):
@@ -102,13 +146,39 @@ def _recalibrate(model, ds, spec: NetSpec, o: ExportOptions
           "split": "train", "method": "hwnas.export.checks.recalibrate_bn"}
 
 
-def load_arch_for(arch_or_path, space) -> Any:
-  """Loads an architecture file (or takes a choice) and validates it against
-  `space`; raises a one-line SpaceError when it is not a member."""
-  a = (arch_lib.load(arch_or_path)
-       if isinstance(arch_or_path, (str, os.PathLike)) else arch_or_path)
-  arch_lib.validate(space, a)
-  return a
+def _choice(arch_or_path) -> arch_lib.ArchChoice:
+  """An `ArchChoice`, or the one an architecture file holds (read once)."""
+  if isinstance(arch_or_path, (str, os.PathLike)):
+    return arch_lib.load(arch_or_path)
+  return arch_or_path
+
+
+def _subnet(supernet, choice, where: str | None):
+  """The standalone network of `choice` with `supernet`'s shared weights.
+
+  Membership of the supernet's space is checked once, by the subnet's
+  decode; `where` (the workdir's config.json) prefixes that error.
+  """
+  from hwnas.supernet import subnet  # pylint: disable=g-import-not-at-top
+  try:
+    return subnet(supernet, choice, depthwise="lax")
+  except errors.SpaceError as e:
+    if where is None:
+      raise
+    raise errors.SpaceError(f"{where}: the architecture is not in the "
+                            f"supernet's space ({e})") from None
+
+
+def _write_subnet(model, choice, out_dir: options_lib.OutDir, *,
+                  options: ExportOptions, table, dataset,
+                  source: dict[str, Any]) -> dict[str, Any]:
+  """Recalibrates BatchNorm of a supernet's subnet (with a dataset) and
+  writes it."""
+  bn = (_recalibrate(model, dataset, model.spec, options)
+        if dataset is not None else None)
+  return writer.write(model, out_dir, dataset=dataset, arch=choice,
+                      source=source, options=options, table=table,
+                      bn_recalibration=bn)
 
 
 def export_supernet(supernet, arch_or_path, out: str | os.PathLike[str], *,
@@ -118,25 +188,20 @@ def export_supernet(supernet, arch_or_path, out: str | os.PathLike[str], *,
   """Exports one architecture of an in-memory `hwnas.supernet` Supernet.
 
   The standalone network gets the supernet's shared weights (exact shapes,
-  `hwnas.supernet.model.subnet`); its BatchNorm statistics are then
-  recalibrated on `options.bn_batches` training batches when a dataset is
-  given (cumulative average, as Once-for-All), and kept otherwise.
+  `hwnas.supernet.subnet`); its BatchNorm statistics are then recalibrated
+  on `options.bn_batches` training batches when a dataset is given
+  (cumulative average, as Once-for-All), and kept otherwise.
 
   Raises:
     SpaceError: the architecture is not a member of the supernet's space.
   """
-  from hwnas.supernet import model as supernet_model  # pylint: disable=g-import-not-at-top
-  o = options
-  options_lib.check_out_dir(out, overwrite=o.overwrite)
-  choice = load_arch_for(arch_or_path, supernet.space)
-  ds = dataset if dataset is not None else writer.load_dataset(o.dataset)
-  model = supernet_model.subnet(supernet, choice, depthwise="lax")
-  bn = (_recalibrate(model, ds, model.spec, o) if ds is not None else None)
-  source = dict(source or {"kind": "supernet",
-                           "description": "in-memory supernet"})
-  return writer.export_network(model, out, arch=choice, source=source,
-                               options=o, table=table, dataset=ds,
-                               bn_recalibration=bn)
+  out_dir = options_lib.check_out_dir(out, overwrite=options.overwrite)
+  choice = _choice(arch_or_path)
+  model = _subnet(supernet, choice, where=None)
+  ds = dataset if dataset is not None else _named_dataset(options.dataset)
+  source = source or {"kind": "supernet", "description": "in-memory supernet"}
+  return _write_subnet(model, choice, out_dir, options=options, table=table,
+                       dataset=ds, source=source)
 
 
 def export_arch(arch_or_path, supernet: str | os.PathLike[str],
@@ -152,7 +217,8 @@ def export_arch(arch_or_path, supernet: str | os.PathLike[str],
       checkpoints).
     out: export directory.
     options: see `ExportOptions`; `options.dataset` defaults to the dataset
-      the supernet was trained on (same validation hold-out).
+      the supernet was trained on (same validation hold-out:
+      `hwnas.data.load_for`).
     table: latency table for the predicted-vs-measured comparison.
 
   Returns:
@@ -162,21 +228,17 @@ def export_arch(arch_or_path, supernet: str | os.PathLike[str],
     HwnasError: missing/corrupt workdir or checkpoint, or an architecture
       that is not in the supernet's space; nothing is written to `out`.
   """
+  from hwnas import data  # pylint: disable=g-import-not-at-top
   from hwnas.export import supernet_source  # pylint: disable=g-import-not-at-top
-  options_lib.check_out_dir(out, overwrite=options.overwrite)
-  if isinstance(arch_or_path, (str, os.PathLike)):
-    arch_or_path = arch_lib.load(arch_or_path)
+  out_dir = options_lib.check_out_dir(out, overwrite=options.overwrite)
+  choice = _choice(arch_or_path)
   space, net, config = supernet_source.load(supernet)
-  try:
-    arch_lib.validate(space, arch_or_path)
-  except errors.HwnasError as e:
-    raise errors.SpaceError(
-        f"{pathlib.Path(supernet) / 'config.json'}: the architecture is not "
-        f"in the supernet's space ({e})") from None
-  ds = supernet_source.load_dataset(config, options.dataset)
+  model = _subnet(net, choice, where=str(pathlib.Path(supernet) /
+                                         "config.json"))
+  ds = data.load_for(config, dataset=options.dataset)
   source = {"kind": "supernet", "supernet": str(supernet),
             "description": f"supernet {supernet} (space {space.name}, "
                            f"dataset {ds.info.name}); shared weights of the "
                            "architecture"}
-  return export_supernet(net, arch_or_path, out, options=options,
-                         table=table, dataset=ds, source=source)
+  return _write_subnet(model, choice, out_dir, options=options, table=table,
+                       dataset=ds, source=source)

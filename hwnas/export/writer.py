@@ -4,7 +4,8 @@ an export directory (`flax/`, `saved_model/`, TFLite float and int8,
 the int8 gate, measured vs predicted latency, Edge TPU operators) and
 `report.json` / `report.md`, written atomically (`options.staging`).
 
-Where the network and its weights come from is `hwnas.export.sources`.
+The entry points (`hwnas.export.sources`) decide where the network and its
+weights come from and validate the inputs; `write` takes them as they are.
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ def with_lax_depthwise(model):
                                         depthwise="lax"))
   nnx.update(copy, nnx.state(model))
   return copy
-
-
-def load_dataset(name: str | None):
-  """`hwnas.data.load(name)`, or None without a name."""
-  if name is None:
-    return None
-  from hwnas import data  # pylint: disable=g-import-not-at-top
-  return data.load(name)
 
 
 def _load_table(table):
@@ -140,27 +133,28 @@ def _files(tmp: pathlib.Path) -> list[str]:
   return out + ["report.json", "report.md"]
 
 
-def export_network(model, out: str | os.PathLike[str], *,
-                   arch=None, source: dict[str, Any] | None = None,
-                   options: ExportOptions = ExportOptions(),
-                   table=None, dataset=None,
-                   bn_recalibration: dict[str, Any] | None = None,
-                   random_weights: bool = False) -> dict[str, Any]:
-  """Exports a built `hwnas.models.Network` (weights as they are).
+def write(model, out: options_lib.OutDir, *, dataset, arch=None,
+          source: dict[str, Any] | None = None,
+          options: ExportOptions = ExportOptions(), table=None,
+          bn_recalibration: dict[str, Any] | None = None,
+          random_weights: bool = False) -> dict[str, Any]:
+  """Writes every artifact of a built `hwnas.models.Network`, checks them
+  and writes the report (the entry points in `hwnas.export.sources` have
+  validated `out`, the architecture and the dataset).
 
   Args:
     model: the standalone network (not modified: the export runs a copy
       with the 'lax' depthwise conv, which TFLite converts to one
       DEPTHWISE_CONV_2D; the shift-add version becomes dozens of slices).
-    out: export directory; must not exist unless `options.overwrite`.
+    out: the checked export directory.
+    dataset: the loaded `hwnas.data.Dataset`, or None (random calibration
+      inputs, no accuracy).
     arch: the `ArchChoice` it was decoded from, if any (written as
       arch.json and shown in the report).
     source: `{"kind": ..., "description": ...}` for the report.
     options: see `ExportOptions`.
     table: latency table (path, shipped name or `LatencyTable`) whose
       prediction the report compares with the measured latency.
-    dataset: a loaded `hwnas.data.Dataset` (default: load
-      `options.dataset`).
     bn_recalibration: how BatchNorm was recalibrated, for the report.
     random_weights: the weights are a random initialisation: the int8 gate
       is recorded but not enforced.
@@ -168,12 +162,10 @@ def export_network(model, out: str | os.PathLike[str], *,
   Returns:
     The report dict (also written to `out/report.json` and `report.md`).
   """
-  o = options
-  out_p = options_lib.check_out_dir(out, overwrite=o.overwrite)
+  o, ds, out_p = options, dataset, out.path
   spec: NetSpec = model.spec
   table = _load_table(table)
   predicted = _predict_latency(table, spec)
-  ds = dataset if dataset is not None else load_dataset(o.dataset)
   if ds is not None and ds.info.num_classes != spec.num_classes:
     raise errors.HwnasError(
         f"{spec.name}: {spec.num_classes} outputs but dataset "
@@ -185,7 +177,7 @@ def export_network(model, out: str | os.PathLike[str], *,
   r = _report_skeleton(spec, shape, arch=arch, source=source, ds=ds,
                        options=o, predicted=predicted,
                        bn_recalibration=bn_recalibration)
-  with options_lib.staging(out_p, o.overwrite) as tmp:
+  with options_lib.staging(out) as tmp:
     float_bytes, int8_bytes = _write_models(tmp, r, model, fn, shape, arch,
                                             ds, o)
     _run_checks(r, model, float_bytes, int8_bytes, ds, spec, o,
@@ -315,7 +307,7 @@ def _report_skeleton(spec: NetSpec, shape, *, arch, source, ds, options,
       "normalisation": None if ds is None else {
           "dataset": ds.info.name, "mean": list(ds.info.mean),
           "std": list(ds.info.std),
-          "pixel_max": float(getattr(ds.info, "pixel_max", 255.0)),
+          "pixel_max": float(ds.info.pixel_max),
           "formula": "(raw / pixel_max - mean) / std"},
       "bn_recalibration": bn_recalibration,
       "checks": {}, "latency": {"predicted": predicted, "measured": {}},

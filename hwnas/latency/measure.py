@@ -143,7 +143,7 @@ def measure_space(space: SearchSpace, backend: str | Backend,
     out: the table to write; `<out>.partial.jsonl` holds progress.
     resolutions: a subset of the space's resolutions (default: all).
     batch_size, threads, warmup, repeats: timing settings (in the header).
-    timer: 'wall' or 'cpu' (process CPU time; see timing.time_calls).
+    timer: 'wall' or 'cpu' (process CPU time; see timing.time_interleaved).
     rounds: timing rounds; `chunk` layers are built, then timed together
       in `rounds` interleaved rounds (timing.time_interleaved).
     seed: initialisation and input seed.

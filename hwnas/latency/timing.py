@@ -169,14 +169,6 @@ def time_interleaved(prepared: Sequence[Prepared], *, warmup: int,
   return out
 
 
-def time_calls(call: Callable[[], Any], *, warmup: int, repeats: int,
-               timer: str = "wall",
-               extras: Mapping[str, Any] | None = None) -> Timing:
-  """Times one `call()` (see `time_interleaved`)."""
-  return time_interleaved([Prepared(call, extras or {})], warmup=warmup,
-                          repeats=repeats, timer=timer)[0]
-
-
 def _r(x: float) -> float:
   return float(f"{x:.6g}")
 

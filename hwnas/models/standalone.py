@@ -50,15 +50,6 @@ class Network(nnx.Module):
     return x
 
 
-def set_depthwise_impl(model: nnx.Module, impl: str) -> None:
-  """Switches every depthwise conv of `model` to `impl` (e.g. 'lax' before
-  export); the weights are shared by all implementations."""
-  layers_lib.resolve_depthwise_impl(impl)
-  for _, m in model.iter_modules():
-    if isinstance(m, layers_lib.DepthwiseConv):
-      m.impl = impl
-
-
 def num_params(model: nnx.Module) -> int:
   """Number of trainable values (nnx.Param), BatchNorm scale/offset included."""
   return sum(int(jnp.size(v)) for v in

@@ -167,12 +167,13 @@ def train(space: SearchSpace, archs: Sequence[ArchChoice],
 
 
 class Encoder:
-  """`arch.encode` for architectures known to be valid, ~30x faster.
+  """`arch.encode` for architectures known to be valid, without
+  re-validating each one.
 
   The search encodes hundreds of candidates per generation, and
-  `arch.encode` re-validates each one (1.4 ms per mobilenetv3 architecture
-  measured, 0.6 s per generation of 400 candidates). Same vector, same gene
-  order (`feasibility.genes`).
+  `arch.encode`'s validation of every one of them dominated the
+  predictor's time per generation. Same vector, same gene order
+  (`feasibility.genes`).
   """
 
   def __init__(self, space: SearchSpace):
@@ -275,8 +276,8 @@ def fit_ridge(space: SearchSpace, archs: Sequence[ArchChoice] | None,
                             f"of equal count, got {len(x)} and {len(y)}")
   y_mean, y_std = float(y.mean()), float(y.std() + 1e-8)
   yn = (y - y_mean) / y_std
-  # One BLAS thread: these matrices are small, and a threaded SVD of a
-  # 200 x 142 matrix took 0.2 s instead of 8 ms on a busy 2-core machine.
+  # One BLAS thread: these matrices are small, and a threaded SVD of one
+  # spends most of its time waiting for busy cores.
   import threadpoolctl
   with threadpoolctl.threadpool_limits(1, user_api="blas"):
     alpha, _ = _ridge_path(x, yn, alphas)

@@ -231,22 +231,13 @@ def _check_space(space: SearchSpace, given: SearchSpace | None,
                      "--space or another supernet workdir")
 
 
-def load_dataset(config: ml_collections.ConfigDict,
-                 dataset: str | None = None) -> data_lib.Dataset:
-  """The dataset of a run config (or `dataset` with the same split)."""
-  return data_lib.load(dataset or config.dataset,
-                       val_fraction=config.val_fraction, seed=config.seed,
-                       data_dir=config.get("data_dir") or None,
-                       manual_dir=config.get("manual_dir") or None)
-
-
 def eval_data(config: ml_collections.ConfigDict,
-              dataset: str | data_lib.Dataset | None = None) -> EvalData:
-  """The `EvalData` of a run config (`config.eval`, its dataset's val)."""
-  if dataset is None or isinstance(dataset, str):
-    dataset = load_dataset(config, dataset)
+              dataset: str | None = None) -> EvalData:
+  """The `EvalData` of a run config (`config.eval`, its dataset's val, or
+  `dataset`'s with the same hold-out)."""
   e = config.eval
-  return EvalData(dataset, batch_size=e.batch_size, bn_batches=e.bn_batches,
+  return EvalData(data_lib.load_for(config, dataset=dataset),
+                  batch_size=e.batch_size, bn_batches=e.bn_batches,
                   val_batches=e.get("val_batches", 0), seed=config.seed)
 
 
@@ -300,7 +291,7 @@ def extract_subnet(workdir: str | os.PathLike[str],
   if recalibrate:
     res = spec.resolution if spec is not None else arch.resolution
     e = config.eval
-    calib = calibration_images(load_dataset(config), res,
+    calib = calibration_images(data_lib.load_for(config), res,
                                batches=e.bn_batches,
                                batch_size=min(int(e.batch_size), 64),
                                seed=config.seed)
@@ -310,5 +301,3 @@ def extract_subnet(workdir: str | os.PathLike[str],
   net = train_lib.merge(graphdef, state)
   return model_lib.subnet(net, arch, spec=spec, depthwise=depthwise)
 
-
-load_state = load_workdir

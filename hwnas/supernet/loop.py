@@ -57,7 +57,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
-          *, progress: bool = True, dataset: Any = None) -> dict[str, Any]:
+          *, progress: bool = True) -> dict[str, Any]:
   """Trains (or resumes) a supernet; returns the final metrics row.
 
   The final row holds `eval/top1_largest` and `eval/top1_smallest`: val
@@ -68,18 +68,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str],
   check_config(config)
   space = space_lib.load(config.space)
   with workdir_lib.lock(workdir, enabled=jax.process_index() == 0):
-    return _train(config, pathlib.Path(workdir), space, progress, dataset)
+    return _train(config, pathlib.Path(workdir), space, progress)
 
 
-def _train(config, workdir: pathlib.Path, space, progress: bool,
-           dataset: Any) -> dict[str, Any]:
+def _train(config, workdir: pathlib.Path, space, progress: bool
+           ) -> dict[str, Any]:
   """`train` inside the workdir lock."""
   from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
-  if dataset is None:
-    dataset = data_lib.load(config.dataset, val_fraction=config.val_fraction,
-                            seed=config.seed,
-                            data_dir=config.data_dir or None,
-                            manual_dir=config.manual_dir or None)
+  dataset = data_lib.load_for(config)  # the run's data and val hold-out
   info = dataset.info
   if info.image_shape[2] != space.input_channels:
     raise errors.HwnasError(
