@@ -266,7 +266,8 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            target: float | None = None, evaluator: str = "supernet",
            supernet: PathLike | None = None, predictor: PathLike | None = None,
            references: Sequence[str] | None = None, progress: bool = True,
-           accuracy: str = "float", echo: Echo = print, **run_options):
+           accuracy: str = "float", allow_cpu_fallback: bool = False,
+           echo: Echo = print, **run_options):
   """Searches `space` against latency `tables` and/or counted `costs`.
 
   Args:
@@ -282,6 +283,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     references: reference networks to mark on pareto.png (None: every
       shipped one the first table can predict).
     accuracy: rank by 'float' or simulated 'int8' supernet accuracy.
+    allow_cpu_fallback: with an Edge TPU table, also search networks part
+      of which the Edge TPU compiler leaves on the CPU (by default the
+      search keeps to the space's choices that map: `edgetpu_search_space`).
     progress: show a progress bar.
     echo: where lines for the user go.
     **run_options: passed on to `hwnas.search.run` (budget, objective,
@@ -316,6 +320,10 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   if target_ms is not None and not loaded:
     raise errors.HwnasError("--target-ms needs --table; without a table use "
                             "--target on the first --cost")
+  search_space = edgetpu_search_space(space, loaded, allow_cpu_fallback,
+                                      echo=echo)
+  if search_space is not space:
+    sources["edgetpu_mapped_only"] = True
   provenance = refs = None
   if loaded:
     t = loaded[0]
@@ -327,7 +335,7 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   sources["evaluator"] = _evaluator_source(evaluator, supernet, predictor)
   echo(search_lib.describe_settings(algorithm, settings, budget))
   with workdir_lib.lock(workdir):  # one search per workdir
-    result = run(space, evaluate_fn, cost_fns, workdir=str(workdir),
+    result = run(search_space, evaluate_fn, cost_fns, workdir=str(workdir),
                  target=target_ms if target_ms is not None else target,
                  budget=budget, algorithm=algorithm,
                  population=settings.population,
@@ -343,6 +351,36 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     echo(f"best: accuracy {result.best.accuracy:.4f}, "
          f"{dict(result.best.costs)} ({workdir}/best.json)")
   return result
+
+
+def edgetpu_search_space(space, tables, allow_cpu_fallback: bool = False,
+                         *, echo: Echo = print):
+  """The space a search against `tables` explores.
+
+  For an Edge TPU table (estimated or measured) and unless
+  `allow_cpu_fallback`, `space` less the choices that table's compiler
+  version does not map (`hwnas.edgetpu.ops.mapped_only_space`, the operator
+  table the export check reads), so that no architecture the search
+  returns falls back to the CPU; otherwise `space` itself.
+  """
+  from hwnas.edgetpu import ops  # pylint: disable=g-import-not-at-top
+  from hwnas.latency import edgetpu_table  # pylint: disable=g-import-not-at-top
+  out = space
+  for t in tables:
+    if not edgetpu_table.is_edgetpu_table(t):
+      continue
+    compiler = edgetpu_table.compiler_of(t)
+    dropped = ops.fallback_choices(space, compiler)
+    if not dropped:
+      continue
+    if allow_cpu_fallback:
+      echo(f"{t.path}: CPU fallback allowed: {'; '.join(dropped)} "
+           f"(Edge TPU compiler {compiler}) stay in the search")
+      continue
+    out = ops.mapped_only_space(out, compiler)
+    echo(f"{t.path}: Edge TPU mapped-only search (compiler {compiler}): "
+         f"left out {'; '.join(dropped)}; --allow-cpu-fallback keeps them")
+  return out
 
 
 # ----------------------------------------------------------------- export --

@@ -89,14 +89,15 @@ def test_hswish_falls_back_to_cpu_from_its_layer_on():
   assert [l.on_tpu for l in b.layers] == ["yes", "yes", "partly", "no", "no",
                                           "no"]
   assert b.cpu_fallback_ms > 0 and b.total_ms > a.total_ms
-  # The penalty is host time of the ops after the cut minus their Edge TPU
-  # time, so compute (the per-layer sum a table stores) is unchanged.
+  # The penalty is, per op after the cut, its host time less its Edge TPU
+  # time floored at zero, so compute (the per-layer sum a table stores) is
+  # unchanged and the term is never negative.
   assert b.compute_ms == pytest.approx(a.compute_ms)
   ops = em.layer_ops(hsw.layers[2])[1:] + tuple(
       o for l in hsw.layers[3:] for o in em.layer_ops(l))
   p = em.DEFAULTS
-  expected = sum(o.macs for o in ops) / p.host_macs_per_ms("usb3") - sum(
-      em.op_ms(o, p, "max") for o in ops)
+  expected = sum(max(0.0, o.macs / p.host_macs_per_ms("usb3")
+                     - em.op_ms(o, p, "max")) for o in ops)
   assert b.cpu_fallback_ms == pytest.approx(expected, rel=1e-9)
 
 
