@@ -320,6 +320,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   if target_ms is not None and not loaded:
     raise errors.HwnasError("--target-ms needs --table; without a table use "
                             "--target on the first --cost")
+  from hwnas.latency import host_calibration  # pylint: disable=g-import-not-at-top
+  for t in loaded:
+    host_calibration.warn_if_other_host(t, space.name)
   search_space = edgetpu_search_space(space, loaded, allow_cpu_fallback,
                                       echo=echo)
   if search_space is not space:

@@ -11,7 +11,9 @@ def predict(table_path: str, spec: NetSpec) -> dict[str, Any]:
   """The table's breakdown of `spec` as a JSON-ready dict (see
   `LatencyTable.predict_breakdown`)."""
   from hwnas.latency import load_table  # pylint: disable=g-import-not-at-top
+  from hwnas.latency import host_calibration  # pylint: disable=g-import-not-at-top
   t = load_table(table_path)
+  host_calibration.warn_if_other_host(t)
   d = t.predict_breakdown(spec)
   d["layers"] = [{"key": k, "ms": ms} for k, ms in d["layers"]]
   d["table"] = t.path

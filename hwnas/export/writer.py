@@ -167,6 +167,9 @@ def export_network(model, out: str | os.PathLike[str], *,
   out_p = options_lib.check_out_dir(out, overwrite=o.overwrite)
   spec: NetSpec = model.spec
   table = _load_table(table)
+  if table is not None:
+    from hwnas.latency import host_calibration  # pylint: disable=g-import-not-at-top
+    host_calibration.warn_if_other_host(table)
   predicted = _predict_latency(table, spec)
   ds = dataset if dataset is not None else load_dataset(o.dataset)
   if ds is not None and ds.info.num_classes != spec.num_classes:

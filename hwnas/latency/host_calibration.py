@@ -194,3 +194,24 @@ def host_warning(table: tbl.LatencyTable, space: str = "S") -> str | None:
           "latencies do not transfer between hosts (their ranking does); "
           f"adapt the table here with `hwnas table calibrate --table "
           f"{table.path or 'T'} --space {space}`")
+
+
+# Tables already warned about in this process: a command that loads a
+# table several times (search, then export, in the quickstart) warns once.
+_WARNED: set[str] = set()
+
+
+def warn_if_other_host(table: tbl.LatencyTable, space: str = "S") -> bool:
+  """Prints `host_warning` to stderr once per table and process.
+
+  Returns:
+    Whether the table is from another host (warned now or before).
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  w = host_warning(table, space)
+  if w is None:
+    return False
+  if table.path not in _WARNED:
+    _WARNED.add(table.path)
+    print(w, file=sys.stderr)
+  return True
