@@ -69,6 +69,10 @@ def register(sub) -> None:
                  help="with an Edge TPU table, also search choices the Edge "
                  "TPU compiler leaves on the CPU (e.g. hard-swish); by "
                  "default such networks are left out (docs/search.md)")
+  p.add_argument("--conservative", action="store_true",
+                 help="use the upper end of an estimated table's latency "
+                 "band for the target and the reward (recorded in "
+                 "best.json)")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar; print one summary line at the end")
   p.set_defaults(func=_search)
@@ -80,6 +84,7 @@ def _search(args) -> int:
       target_ms=args.target_ms, target=args.target, evaluator=args.evaluator,
       supernet=args.supernet, predictor=args.predictor,
       accuracy=args.accuracy, allow_cpu_fallback=args.allow_cpu_fallback,
+      conservative=args.conservative,
       references=args.reference, progress=not args.no_progress,
       budget=args.budget, objective=args.objective, seed=args.seed,
       algorithm=args.algorithm, population=args.population,

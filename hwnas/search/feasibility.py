@@ -167,7 +167,9 @@ def check_target(space: SearchSpace, name: str, target: float,
   if c > target:
     u = name.rsplit("_", 1)[1] if "_" in name else name
     what = "latency" if "latency" in name else name
-    flag = "--target-ms" if "latency" in name else f"the target on {name}"
+    flag = ("the target (CLI: --target-ms; Python API: target=)"
+            if "latency" in name else
+            f"the target on {name} (CLI: --target; Python API: target=)")
     raise errors.HwnasError(
         f"target {target:g} {u} is below the lowest {what} found in "
         f"space {space.id} ({c:.4g} {u}, arch {arch_lib.to_string(a)}); "
