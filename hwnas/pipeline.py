@@ -194,11 +194,13 @@ def _evaluator(evaluator, space, *, supernet, predictor, echo,
     return evaluator
   if evaluator == "predictor":
     if accuracy != "float":
-      raise errors.HwnasError("--accuracy int8 needs --evaluator supernet "
-                              "(the predictor was trained on float accuracy)")
+      raise errors.HwnasError(
+          "--accuracy int8 (API: accuracy='int8') needs --evaluator "
+          "supernet (the predictor was trained on float accuracy)")
     if not predictor:
-      raise errors.HwnasError("--evaluator predictor needs --predictor P "
-                              "(train one with `hwnas predictor train`)")
+      raise errors.HwnasError(
+          "--evaluator predictor needs --predictor P (API: predictor=P; "
+          "train one with `hwnas predictor train`)")
     from hwnas.search import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
     p = predictor_lib.load(predictor)
     held = p.metrics.get("heldout", {})
@@ -208,11 +210,13 @@ def _evaluator(evaluator, space, *, supernet, predictor, echo,
            f"(n={held['n']})")
     return predictor_lib.make_evaluator(p, space)
   if evaluator != "supernet":
-    raise errors.HwnasError(f"--evaluator {evaluator}: use supernet or "
-                            "predictor")
+    raise errors.HwnasError(
+        f"--evaluator {evaluator}: use supernet or predictor (API: "
+        "evaluator='supernet' | 'predictor' | your evaluate_fn)")
   if not supernet:
-    raise errors.HwnasError("--evaluator supernet needs --supernet W (a "
-                            "supernet workdir from `hwnas supernet train`)")
+    raise errors.HwnasError(
+        "--evaluator supernet needs --supernet W (API: supernet=W; a "
+        "supernet workdir from `hwnas supernet train`)")
   if not pathlib.Path(supernet).exists():
     raise errors.HwnasError(f"--supernet {supernet}: no such directory;"
                             " train one with `hwnas supernet train`")
@@ -315,8 +319,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   if isinstance(space, (str, os.PathLike)):
     space = space_lib.load(space)
   if not tables and not costs:
-    raise errors.HwnasError("give a latency table (--table T) or a cost "
-                            "(--cost mmacs)")
+    raise errors.HwnasError("give a latency table (--table T; API: "
+                            "tables=[T]) or a cost (--cost mmacs; API: "
+                            "costs=['mmacs'])")
   from hwnas import search as search_lib  # pylint: disable=g-import-not-at-top
   budget = run_options.pop("budget", 1000)
   objective = run_options.get("objective", "constraint")
@@ -334,8 +339,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     sources["conservative"] = True
   cost_fns.update(_count_costs(costs, space))
   if target_ms is not None and not loaded:
-    raise errors.HwnasError("--target-ms needs --table; without a table use "
-                            "--target on the first --cost")
+    raise errors.HwnasError(
+        "--target-ms (API: target_ms=) needs --table (API: tables=); "
+        "without a table use --target (API: target=) on the first --cost")
   from hwnas.latency import host_calibration  # pylint: disable=g-import-not-at-top
   for t in loaded:
     host_calibration.warn_if_other_host(t, space.name)
