@@ -368,7 +368,8 @@ def test_arch_stats_shows_band_and_extrapolations(tmp_path, capsys):
   s = space.load("tiny")
   a = arch.smallest(s)
   (tmp_path / "a.json").write_text(arch.to_json(a))
-  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+  assert cli_main(["arch", "stats", "--arch", str(tmp_path / "a.json"),
+                   "--table",
                    "edgetpu-usb3/tiny", "--json"]) == 0
   d = json.loads(capsys.readouterr().out)["latency"]
   t = load_table("edgetpu-usb3/tiny")
@@ -376,7 +377,8 @@ def test_arch_stats_shows_band_and_extrapolations(tmp_path, capsys):
       arch.decode(s, a))))
   assert d["calibration_range"]["resolution"] == [224, 240]
   assert any("small-network regime" in x for x in d["extrapolated"])
-  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+  assert cli_main(["arch", "stats", "--arch", str(tmp_path / "a.json"),
+                   "--table",
                    "edgetpu-usb3/tiny"]) == 0
   out = capsys.readouterr().out
   assert "leave-one-out" in out and "! extrapolated:" in out

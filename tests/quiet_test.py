@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 from hwnas import chatter, progress
-from hwnas.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,3 +99,19 @@ def test_table_measure_with_stdout_redirected_prints_progress(tmp_path):
            if l.startswith("edgetpu-model tiny@1: ")]
   assert len(lines) >= 10 and "/441" in lines[0]
   assert "wrote" in r.stdout
+
+
+def test_every_flag_of_every_command_has_help_text():
+  import argparse
+  from hwnas.cli import build_parser
+  missing = []
+
+  def walk(parser, path):
+    for a in parser._actions:  # pylint: disable=protected-access
+      if isinstance(a, argparse._SubParsersAction):  # pylint: disable=protected-access
+        for name, sub in a.choices.items():
+          walk(sub, f"{path} {name}")
+      elif not a.help and not isinstance(a, argparse._HelpAction):  # pylint: disable=protected-access
+        missing.append(f"{path} {a.option_strings or a.dest}")
+  walk(build_parser(), "hwnas")
+  assert not missing, missing

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         continue  # a command group this build does not ship
       raise
     module.register(sub)
+  from hwnas.cli import _help  # pylint: disable=g-import-not-at-top
+  _help.fill(parser)   # help text for the flags registered without one
   return parser
 
 

@@ -75,7 +75,10 @@ def register(sub) -> None:
   q.add_argument("--plot", help="scatter PNG (default: <table>.fidelity.png)")
   q.add_argument("--out", help="write the calibrated table here instead of "
                  "updating --table")
-  q.add_argument("--json", help="write the report as JSON here")
+  q.add_argument("--report-json", metavar="FILE",
+                 help="write the report as JSON to FILE")
+  q.add_argument("--json", dest="json_path", metavar="FILE",
+                 help="deprecated spelling of --report-json")
   q.set_defaults(func=_validate)
 
   q = t.add_parser("calibrate", help="adapt a measured table to this host "
@@ -133,12 +136,14 @@ def register(sub) -> None:
   q.set_defaults(func=_import)
 
   q = t.add_parser("show", help="header and a summary of a table")
-  q.add_argument("table", nargs="?", help="table name or file (omit: list "
-                 "shipped tables)")
+  q.add_argument("--table", dest="table_flag", help="table name or file "
+                 "(omit: list shipped tables)")
+  q.add_argument("table", nargs="?", help="deprecated spelling of --table")
   q.set_defaults(func=_show)
 
   q = t.add_parser("export-csv", help="write a table as CSV")
-  q.add_argument("table")
+  q.add_argument("--table", dest="table_flag", help="table name or file")
+  q.add_argument("table", nargs="?", help="deprecated spelling of --table")
   q.add_argument("--out", help="CSV file (default: stdout)")
   q.set_defaults(func=_export_csv)
 
@@ -272,8 +277,9 @@ def _validate(args) -> int:
       rounds=args.rounds, chunk=args.chunk)
   print(fidelity.format_report(rep))
   _warn_high_mape(rep, args)
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))
+  report_json = _report_json(args)
+  if report_json:
+    pathlib.Path(report_json).write_text(json.dumps(rep.to_dict(), indent=1))
   if args.fit_calibration or args.out:
     out = args.out or t.path
     why = fidelity.calibration_harm(rep)
@@ -406,8 +412,34 @@ def _import(args) -> int:
   return 0
 
 
+def _report_json(args) -> str | None:
+  if args.json_path and not args.report_json:
+    from hwnas.cli import _help
+    _help.deprecated("table validate --json FILE",
+                     "table validate --report-json FILE")
+  return args.report_json or args.json_path
+
+
+def _table_arg(args, command: str, required: bool = False) -> str | None:
+  """`--table T`, or the old positional spelling (with a note)."""
+  from hwnas import errors
+  if args.table and args.table_flag and args.table != args.table_flag:
+    raise errors.HwnasError(f"table {command}: give the table once "
+                            f"(--table {args.table_flag})")
+  if args.table and not args.table_flag:
+    from hwnas.cli import _help
+    _help.deprecated(f"hwnas table {command} TABLE",
+                     f"hwnas table {command} --table TABLE")
+  name = args.table_flag or args.table
+  if required and not name:
+    raise errors.HwnasError(f"table {command}: give --table T (a shipped "
+                            "name or a JSON file)")
+  return name
+
+
 def _show(args) -> int:
   from hwnas.latency import list_tables, load_table
+  args.table = _table_arg(args, "show")
   if not args.table:
     for name in list_tables():
       print(name)
@@ -427,7 +459,7 @@ def _show(args) -> int:
 
 def _export_csv(args) -> int:
   from hwnas.latency import load_table
-  text = load_table(args.table).to_csv()
+  text = load_table(_table_arg(args, "export-csv", required=True)).to_csv()
   if args.out:
     pathlib.Path(args.out).write_text(text)
   else:
