@@ -5,7 +5,6 @@ evaluator, shipped tables)."""
 import io
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 from rich.console import Console

@@ -6,9 +6,9 @@ here (default 20), fits `measured ~= a * sum(entries) + b + c * layers`
 on them (`fidelity.fit_linear_calibration`, whole-network terms of the
 table kept as they are), and scores the table as is and calibrated on
 further held-out networks (default 30). `harm` says why a calibration must
-not be stored (`fidelity.harm`): it worsens held-out fidelity (MAPE up, or
-fewer networks within +-10%) or makes a prediction non-positive. Storing a refused
-calibration is impossible through `apply`; `drop` removes a calibration.
+not be stored (`fidelity.harm`): it worsens held-out fidelity (MAPE up,
+or fewer networks within +-10%) or makes a prediction non-positive.
+`apply` never stores a refused calibration; `drop` removes one.
 
 `host_warning` is the one-line warning that a measured CPU table was made
 on another CPU than the running one, naming the command that adapts it.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
