@@ -44,6 +44,13 @@ class LineProgress:
       if t["completed"] != t["printed"]:
         self._print(i)
 
+  def start(self) -> None:
+    """Nothing to draw (rich's `Progress.start`)."""
+
+  def stop(self) -> None:
+    """The last line of every task (rich's `Progress.stop`)."""
+    self.__exit__()
+
   def add_task(self, description: str, total: float | None = None,
                completed: float = 0, **fields: Any) -> int:
     now = self.clock()

@@ -510,8 +510,12 @@ def _progress(enabled: bool, budget: int, done: int, console):
   from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                              TextColumn, TimeElapsedColumn,
                              TimeRemainingColumn)
-  p = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+  from hwnas import progress as progress_lib  # pylint: disable=g-import-not-at-top
+  make = lambda: Progress(TextColumn("search"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(),
+                          TimeRemainingColumn(), console=console)
+  # Plain lines when stdout is a file or pipe (a given console: rich).
+  p = make() if console is not None else progress_lib.make(True, make)
   task = p.add_task("search", total=budget, completed=min(done, budget))
   p.start()
   return p, task
