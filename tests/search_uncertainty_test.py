@@ -71,3 +71,13 @@ def test_two_devices_get_two_panels_and_an_untruncated_table(tmp_path):
   assert "…" not in text
   assert "latency_ms@litert-int8" in text.replace(" ", "") or all(
       part in text for part in ("latency_ms@", "litert-int8"))
+
+
+def test_an_int8_search_labels_its_accuracy_column():
+  from hwnas.search.history import Record
+  base = dict(index=0, generation=0, arch=None, costs={"latency_ms": 1.0},
+              macs=1, params=1)
+  r = Record(accuracy=0.8, metrics={"accuracy_int8": 0.8,
+                                    "accuracy_float": 0.9}, **base)
+  assert report._accuracy_label([r]) == "accuracy (int8)"
+  assert report._accuracy_label([Record(accuracy=0.8, **base)]) == "accuracy"

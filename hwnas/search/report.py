@@ -127,6 +127,17 @@ def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
                       obj, fastest)
 
 
+def _accuracy_label(records: Sequence[Record]) -> str:
+  """'accuracy (int8)' / 'accuracy (float)' when the evaluator gave both
+  kinds (`Record.metrics`) and the search ranked by one, else 'accuracy'."""
+  both = [r for r in records if len(getattr(r, "metrics", None) or {}) > 1]
+  for kind in ("int8", "float"):
+    if both and all(r.metrics.get(f"accuracy_{kind}") == r.accuracy
+                    for r in both):
+      return f"accuracy ({kind})"
+  return "accuracy"
+
+
 def print_summary(result, console=None) -> None:
   """A short rich table: best architecture, its accuracy and costs."""
   from rich.console import Console
@@ -138,7 +149,8 @@ def print_summary(result, console=None) -> None:
   # Nothing a user must read is cut to '…': cost names keep their width,
   # and long cells wrap (fold) instead of being truncated.
   t.add_column("", overflow="fold")
-  t.add_column("accuracy", justify="right", overflow="fold")
+  t.add_column(_accuracy_label(result.records), justify="right",
+               overflow="fold")
   names = list(result.records[0].costs) if result.records else []
   for k in names:
     t.add_column(k, justify="right", overflow="fold", min_width=len(k))
