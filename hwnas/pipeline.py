@@ -274,7 +274,7 @@ def _annotate_best(workdir: pathlib.Path, space, best_arch, table,
 
 def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            costs: Sequence[str] = (), target_ms: float | None = None,
-           target: float | None = None, evaluator: str = "supernet",
+           target: float | None = None, evaluator: Any = "supernet",
            supernet: PathLike | None = None, predictor: PathLike | None = None,
            references: Sequence[str] | None = None, progress: bool = True,
            accuracy: str = "float", allow_cpu_fallback: bool = False,
