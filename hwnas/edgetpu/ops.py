@@ -53,10 +53,10 @@ EDGETPU_OPS: frozenset[str] = frozenset({
 
 # The mapped operators per Edge TPU compiler major version. No public
 # report shows versions 15 and 16 differing on an operator a hwnas network
-# uses (HARD_SWISH and LEAKY_RELU fail under both: google-coral/edgetpu
-# #272 was filed against 15.0, later comments and #597 are on 16.0), so both
-# hold the documented list; a version that maps more gets its own set here
-# and every user of `is_mapped` follows.
+# uses (google-coral/edgetpu#272, against 15.0, asks for HARD_SWISH and
+# LEAKY_RELU and is still open; #597, from the 16.0 era, still calls
+# LeakyReLU unsupported), so both hold the documented list; a version that
+# maps more gets its own set here and every user of `is_mapped` follows.
 MAPPED_BY_COMPILER: dict[str, frozenset[str]] = {
     "15": EDGETPU_OPS,
     "16": EDGETPU_OPS,
