@@ -9,8 +9,9 @@ that is not known chatter (so real errors still show), and replays all of
 it if the call raised. Some chatter comes at any time from C++ threads:
 XLA's "Very slow compile?" alarm during a long first compile, LiteRT's
 delegate INFO lines. `install()` (the `hwnas` command calls it) filters
-fd 2 for the rest of the process through a pipe and a reader thread that
-forwards every other line at once. `HWNAS_VERBOSE=1` (the CLI's
+fd 2 for the rest of the process through a pipe read by a forked
+forwarder process that passes every other line on at once (a process,
+not a thread: it still drains the pipe when the command crashes). `HWNAS_VERBOSE=1` (the CLI's
 `--verbose`) turns both filters off.
 
 Lowest layer: imports nothing of hwnas.
@@ -24,8 +25,9 @@ import logging
 import os
 import re
 import sys
+import signal
 import tempfile
-import threading
+import time
 from typing import Iterator
 
 ENV = "HWNAS_VERBOSE"
@@ -91,7 +93,7 @@ def native() -> Iterator[None]:
         sys.stderr.flush()
 
 
-_installed: dict[str, object] = {}
+_installed: dict[str, int] = {}
 
 
 def _pump(read_fd: int, out_fd: int) -> None:
@@ -100,6 +102,8 @@ def _pump(read_fd: int, out_fd: int) -> None:
   while True:
     try:
       chunk = os.read(read_fd, 65536)
+    except InterruptedError:
+      continue
     except OSError:
       chunk = b""
     if not chunk:
@@ -115,13 +119,18 @@ def _pump(read_fd: int, out_fd: int) -> None:
       os.write(out_fd, out)
   if pending and not is_chatter(pending.decode("utf-8", "replace")):
     os.write(out_fd, pending)
-  os.close(read_fd)
 
 
 def install() -> None:
   """Filters chatter from fd 2 for the rest of the process (not with
-  `--verbose`; once). Undone at exit, after the last line is forwarded."""
-  if verbose() or _installed:
+  `--verbose`; once; call it before starting threads).
+
+  A forked child reads the pipe that fd 2 becomes and forwards every other
+  line to the real stderr, so what a crashing process wrote last (an abort
+  message, a fatal-error traceback) still arrives: the child drains the
+  pipe after its writer died. Undone at exit, after the last line.
+  """
+  if verbose() or _installed or not hasattr(os, "fork"):
     return
   try:
     sys.stderr.flush()
@@ -129,25 +138,47 @@ def install() -> None:
   except (OSError, ValueError):
     return
   read_fd, write_fd = os.pipe()
+  pid = os.fork()
+  if pid == 0:   # the forwarder: no stdin/stdout, deaf to Ctrl-C
+    code = 0
+    try:
+      signal.signal(signal.SIGINT, signal.SIG_IGN)
+      signal.signal(signal.SIGTERM, signal.SIG_IGN)
+      os.close(write_fd)
+      for fd in (0, 1, 2):
+        try:
+          os.close(fd)
+        except OSError:
+          pass
+      _pump(read_fd, saved)
+    except BaseException:  # pylint: disable=broad-except
+      code = 1
+    finally:
+      os._exit(code)  # pylint: disable=protected-access
+  os.close(read_fd)
   os.dup2(write_fd, 2)
   os.close(write_fd)
-  thread = threading.Thread(target=_pump, args=(read_fd, saved),
-                            name="hwnas-chatter", daemon=True)
-  thread.start()
-  _installed.update(saved=saved, thread=thread)
+  _installed.update(saved=saved, pid=pid)
   atexit.register(uninstall)
 
 
 def uninstall() -> None:
-  """Restores fd 2 and waits for the filter to forward what it holds."""
+  """Restores fd 2 and waits (up to 5 s) for the forwarder to finish."""
   if not _installed:
     return
   try:
     sys.stderr.flush()
   except (OSError, ValueError):
     pass
-  saved = _installed["saved"]
-  os.dup2(saved, 2)            # closes the pipe's last writer: EOF
-  _installed["thread"].join(timeout=5)
+  saved, pid = _installed["saved"], _installed["pid"]
+  os.dup2(saved, 2)            # closes our end of the pipe: EOF
   os.close(saved)
   _installed.clear()
+  for _ in range(500):
+    try:
+      done, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+      return
+    if done:
+      return
+    time.sleep(0.01)

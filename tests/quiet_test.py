@@ -115,3 +115,13 @@ def test_every_flag_of_every_command_has_help_text():
         missing.append(f"{path} {a.option_strings or a.dest}")
   walk(build_parser(), "hwnas")
   assert not missing, missing
+
+
+def test_what_a_crashing_command_wrote_last_still_arrives():
+  code = ("import os, sys\nfrom hwnas import chatter\nchatter.install()\n"
+          "os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate\\n')\n"
+          "os.write(2, b'F1207 check failed: the real cause\\n')\n"
+          "os.abort()\n")
+  r = _run(code)
+  assert r.returncode != 0
+  assert "the real cause" in r.stderr and "XNNPACK" not in r.stderr
