@@ -119,8 +119,11 @@ def _sha256(paths) -> str:
   return h.hexdigest()
 
 
-def _evaluator_source(evaluator: str, supernet, predictor) -> dict[str, Any]:
+def _evaluator_source(evaluator, supernet, predictor) -> dict[str, Any]:
   """Identity of the evaluator, so a resume against another is refused."""
+  if callable(evaluator):
+    return {"callable": getattr(evaluator, "__qualname__",
+                                type(evaluator).__name__)}
   if evaluator == "predictor":
     from hwnas.search import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
     d = pathlib.Path(predictor)
@@ -211,13 +214,17 @@ def make_supernet_evaluator(workdir: PathLike, space,
 
 def _evaluator(evaluator, space, *, supernet, predictor, echo,
                accuracy="float"):
+  if callable(evaluator):
+    return evaluator
   if evaluator == "predictor":
     if accuracy != "float":
-      raise errors.HwnasError("--accuracy int8 needs --evaluator supernet "
-                              "(the predictor was trained on float accuracy)")
+      raise errors.HwnasError(
+          "--accuracy int8 (API: accuracy='int8') needs --evaluator "
+          "supernet (the predictor was trained on float accuracy)")
     if not predictor:
-      raise errors.HwnasError("--evaluator predictor needs --predictor P "
-                              "(train one with `hwnas predictor train`)")
+      raise errors.HwnasError(
+          "--evaluator predictor needs --predictor P (API: predictor=P; "
+          "train one with `hwnas predictor train`)")
     from hwnas.search import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
     p = predictor_lib.load(predictor)
     held = p.metrics.get("heldout", {})
@@ -227,11 +234,13 @@ def _evaluator(evaluator, space, *, supernet, predictor, echo,
            f"(n={held['n']})")
     return predictor_lib.make_evaluator(p, space)
   if evaluator != "supernet":
-    raise errors.HwnasError(f"--evaluator {evaluator}: use supernet or "
-                            "predictor")
+    raise errors.HwnasError(
+        f"--evaluator {evaluator}: use supernet or predictor (API: "
+        "evaluator='supernet' | 'predictor' | your evaluate_fn)")
   if not supernet:
-    raise errors.HwnasError("--evaluator supernet needs --supernet W (a "
-                            "supernet workdir from `hwnas supernet train`)")
+    raise errors.HwnasError(
+        "--evaluator supernet needs --supernet W (API: supernet=W; a "
+        "supernet workdir from `hwnas supernet train`)")
   if not pathlib.Path(supernet).exists():
     raise errors.HwnasError(f"--supernet {supernet}: no such directory;"
                             " train one with `hwnas supernet train`")
@@ -264,7 +273,8 @@ def _table_provenance(t) -> dict[str, Any]:
               "statistic") if k in t.header}}
 
 
-def _annotate_best(workdir: pathlib.Path, space, best_arch, table) -> None:
+def _annotate_best(workdir: pathlib.Path, space, best_arch, table,
+                   conservative: bool = False) -> None:
   """Adds to best.json what only this stage knows: the user's space file
   (so `hwnas arch stats best.json` finds it) and, for a table with an
   uncertainty band (estimated Edge TPU tables), the band of the best
@@ -275,6 +285,7 @@ def _annotate_best(workdir: pathlib.Path, space, best_arch, table) -> None:
   path = workdir / "best.json"
   d = json.loads(path.read_text())
   d["arch"] = arch_lib.to_dict(best_arch, space=space)
+  d["conservative"] = conservative
   band = (table.predict_band(arch_lib.decode(space, best_arch))
           if table is not None else None)
   if band is not None:
@@ -288,10 +299,11 @@ def _annotate_best(workdir: pathlib.Path, space, best_arch, table) -> None:
 def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            costs: Sequence[str] = (), target_ms: float | None = None,
            target: float | None = None, target_uj: float | None = None,
-           evaluator: str = "supernet",
+           evaluator: Any = "supernet",
            supernet: PathLike | None = None, predictor: PathLike | None = None,
            references: Sequence[str] | None = None, progress: bool = True,
-           accuracy: str = "float", echo: Echo = print, **run_options):
+           accuracy: str = "float", allow_cpu_fallback: bool = False,
+           conservative: bool = False, echo: Echo = print, **run_options):
   """Searches `space` against latency `tables` and/or counted `costs`.
 
   Args:
@@ -304,11 +316,18 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
       (`hwnas table energy`); with `target_ms`, both must hold.
     target: target on the primary cost when there is no table.
     evaluator: 'supernet' (with `supernet`, a workdir of
-      `train_supernet`) or 'predictor' (with `predictor`, a directory of
-      `hwnas predictor train`).
+      `train_supernet`), 'predictor' (with `predictor`, a directory of
+      `hwnas predictor train`) or your own `evaluate_fn(archs) ->
+      accuracies`.
     references: reference networks to mark on pareto.png (None: every
       shipped one the first table can predict).
     accuracy: rank by 'float' or simulated 'int8' supernet accuracy.
+    allow_cpu_fallback: with an Edge TPU table, also search networks part
+      of which the Edge TPU compiler leaves on the CPU (by default the
+      search keeps to the space's choices that map: `edgetpu_search_space`).
+    conservative: the latency costs of tables with an uncertainty band
+      (estimated Edge TPU tables) are the band's upper end, for the target
+      and the reward alike; recorded in best.json.
     progress: show a progress bar.
     echo: where lines for the user go.
     **run_options: passed on to `hwnas.search.run` (budget, objective,
@@ -327,8 +346,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
   if isinstance(space, (str, os.PathLike)):
     space = space_lib.load(space)
   if not tables and not costs:
-    raise errors.HwnasError("give a latency table (--table T) or a cost "
-                            "(--cost mmacs)")
+    raise errors.HwnasError("give a latency table (--table T; API: "
+                            "tables=[T]) or a cost (--cost mmacs; API: "
+                            "costs=['mmacs'])")
   from hwnas import search as search_lib  # pylint: disable=g-import-not-at-top
   budget = run_options.pop("budget", 1000)
   objective = run_options.get("objective", "constraint")
@@ -339,24 +359,41 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
       batch_size=run_options.pop("batch_size", None),
       mutation_prob=run_options.get("mutation_prob", 0.1))
   cost_fns, loaded, sources = _table_costs(tables, space)
+  table_keys = list(cost_fns)
+  bands, conservative_note = _bands(cost_fns, table_keys, loaded, space,
+                                    conservative)
+  if conservative:
+    sources["conservative"] = True
   cost_fns.update(_count_costs(costs, space))
   if target_ms is not None and not loaded:
-    raise errors.HwnasError("--target-ms needs --table; without a table use "
-                            "--target on the first --cost")
+    raise errors.HwnasError(
+        "--target-ms (API: target_ms=) needs --table (API: tables=); "
+        "without a table use --target (API: target=) on the first --cost")
   goal = _targets(cost_fns, target_ms, target_uj, target)
+  from hwnas.latency import host_calibration  # pylint: disable=g-import-not-at-top
+  for t in loaded:
+    host_calibration.warn_if_other_host(t, space.name)
+  search_space = edgetpu_search_space(space, loaded, allow_cpu_fallback,
+                                      echo=echo)
+  if search_space is not space:
+    sources["edgetpu_mapped_only"] = True
   provenance = refs = None
   if loaded:
     t = loaded[0]
-    what = "energy" if t.units == "uJ" else "latency"
-    echo(f"{what} table {t.path}: {_describe(t)}")
+    for key, other in zip(table_keys, loaded):
+      what = "energy" if other.units == "uJ" else "latency"
+      echo(f"{what} table {other.path} ({key}): {_describe(other)}")
     provenance = _table_provenance(t)
+    if conservative_note:
+      provenance["conservative"] = conservative_note
+      echo(conservative_note)
     refs = _references(t, references, space)
   evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
                            predictor=predictor, echo=echo, accuracy=accuracy)
   sources["evaluator"] = _evaluator_source(evaluator, supernet, predictor)
   echo(search_lib.describe_settings(algorithm, settings, budget))
   with workdir_lib.lock(workdir):  # one search per workdir
-    result = run(space, evaluate_fn, cost_fns, workdir=str(workdir),
+    result = run(search_space, evaluate_fn, cost_fns, workdir=str(workdir),
                  target=goal,
                  budget=budget, algorithm=algorithm,
                  population=settings.population,
@@ -364,14 +401,75 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
                  batch_size=settings.batch_size,
                  candidates=settings.candidates or None,
                  provenance=provenance, sources=sources, references=refs,
+                 bands=bands, titles=_panel_titles(table_keys, loaded),
                  progress=progress, **run_options)
     if result.best is not None:
       _annotate_best(pathlib.Path(workdir), space, result.best.arch,
-                     loaded[0] if loaded else None)
+                     loaded[0] if loaded else None, conservative)
   if not progress and result.best is not None:
     echo(f"best: accuracy {result.best.accuracy:.4f}, "
          f"{dict(result.best.costs)} ({workdir}/best.json)")
   return result
+
+
+def _bands(cost_fns, keys, tables, space, conservative: bool):
+  """({cost name: band fn} of the tables that have a band, the note that
+  says what `conservative` changed); with `conservative`, replaces those
+  tables' cost functions by the band's upper end (in place)."""
+  from hwnas import latency  # pylint: disable=g-import-not-at-top
+  bands = {}
+  for key, t in zip(keys, tables):
+    band = latency.make_band_fn(t, space)
+    if band is not None:
+      bands[key] = band
+      if conservative:
+        cost_fns[key] = lambda a, band=band: band(a)[1]
+  if not conservative:
+    return bands, None
+  if not bands:
+    raise errors.HwnasError(
+        "--conservative (API: conservative=True) needs a latency table with "
+        "an uncertainty band (the estimated Edge TPU tables, e.g. "
+        "edgetpu-usb3/tiny); measured tables have none")
+  return bands, (f"conservative: {', '.join(bands)} use the upper end of "
+                 "the table's uncertainty band (target, reward and the "
+                 "recorded costs)")
+
+
+def _panel_titles(keys, tables) -> dict[str, str]:
+  from hwnas.search import report  # pylint: disable=g-import-not-at-top
+  return {k: report.plot_title({"table": t.path, **dict(t.provenance)})
+          for k, t in zip(keys, tables)}
+
+
+def edgetpu_search_space(space, tables, allow_cpu_fallback: bool = False,
+                         *, echo: Echo = print):
+  """The space a search against `tables` explores.
+
+  For an Edge TPU table (estimated or measured) and unless
+  `allow_cpu_fallback`, `space` less the choices that table's compiler
+  version does not map (`hwnas.edgetpu.ops.mapped_only_space`, the operator
+  table the export check reads), so that no architecture the search
+  returns falls back to the CPU; otherwise `space` itself.
+  """
+  from hwnas.edgetpu import ops  # pylint: disable=g-import-not-at-top
+  from hwnas.latency import edgetpu_table  # pylint: disable=g-import-not-at-top
+  out = space
+  for t in tables:
+    if not edgetpu_table.is_edgetpu_table(t):
+      continue
+    compiler = edgetpu_table.compiler_of(t)
+    dropped = ops.fallback_choices(space, compiler)
+    if not dropped:
+      continue
+    if allow_cpu_fallback:
+      echo(f"{t.path}: CPU fallback allowed: {'; '.join(dropped)} "
+           f"(Edge TPU compiler {compiler}) stay in the search")
+      continue
+    out = ops.mapped_only_space(out, compiler)
+    echo(f"{t.path}: Edge TPU mapped-only search (compiler {compiler}): "
+         f"left out {'; '.join(dropped)}; --allow-cpu-fallback keeps them")
+  return out
 
 
 # ----------------------------------------------------------------- export --

@@ -217,11 +217,12 @@ def _train_one(space, a, cfg, workdir: pathlib.Path, ds) -> dict[str, Any]:
 
 
 def _progress(enabled: bool):
+  from hwnas import progress as progress_lib  # pylint: disable=g-import-not-at-top
   from rich import progress as rp  # pylint: disable=g-import-not-at-top
-  return rp.Progress(
+  return progress_lib.make(enabled, lambda: rp.Progress(
       rp.TextColumn("rank-check"), rp.BarColumn(), rp.MofNCompleteColumn(),
       rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
-      rp.TextColumn("{task.fields[what]}"), disable=not enabled)
+      rp.TextColumn("{task.fields[what]}"), disable=not enabled))
 
 
 def run(supernet_workdir: str | pathlib.Path, config: Config, *,

@@ -212,13 +212,14 @@ def _config_json(config: Config, spec: netspec_lib.NetSpec,
 # --------------------------------------------------------------- train --
 
 def _progress(enabled: bool):
+  from hwnas import progress as progress_lib  # pylint: disable=g-import-not-at-top
   from rich import progress as rp  # pylint: disable=g-import-not-at-top
-  return rp.Progress(
+  return progress_lib.make(enabled, lambda: rp.Progress(
       rp.TextColumn("train"), rp.BarColumn(), rp.MofNCompleteColumn(),
       rp.TimeElapsedColumn(), rp.TimeRemainingColumn(),
       rp.TextColumn("loss {task.fields[loss]}"),
       rp.TextColumn("{task.fields[speed]} img/s"), disable=not enabled,
-      transient=False)
+      transient=False))
 
 
 def _check_finite(row: dict[str, Any], step: int) -> None:

@@ -36,7 +36,8 @@ def test_arch_sample_then_stats(tmp_path, capsys):
   assert code == 0
   a = arch.load(out)
   assert a.space == "tiny"
-  code, stdout, _ = run(capsys, "arch", "stats", str(out), "--json")
+  code, stdout, _ = run(capsys, "arch", "stats", "--arch", str(out),
+                        "--json")
   stats = json.loads(stdout)
   assert stats["macs"] == counting.macs(arch.decode(space.load("tiny"), a))
 
@@ -51,6 +52,6 @@ def test_arch_stats_reference_at_other_resolution(capsys):
 def test_arch_stats_bad_file_is_one_line(tmp_path):
   p = tmp_path / "bad.json"
   p.write_text('{"space": "tiny"}')
-  r = hwnas("arch", "stats", str(p))
+  r = hwnas("arch", "stats", "--arch", str(p))
   assert r.returncode == 2
   assert r.stderr.count("\n") == 1 and "missing key" in r.stderr

@@ -89,14 +89,15 @@ def test_hswish_falls_back_to_cpu_from_its_layer_on():
   assert [l.on_tpu for l in b.layers] == ["yes", "yes", "partly", "no", "no",
                                           "no"]
   assert b.cpu_fallback_ms > 0 and b.total_ms > a.total_ms
-  # The penalty is host time of the ops after the cut minus their Edge TPU
-  # time, so compute (the per-layer sum a table stores) is unchanged.
+  # The penalty is, per op after the cut, its host time less its Edge TPU
+  # time floored at zero, so compute (the per-layer sum a table stores) is
+  # unchanged and the term is never negative.
   assert b.compute_ms == pytest.approx(a.compute_ms)
   ops = em.layer_ops(hsw.layers[2])[1:] + tuple(
       o for l in hsw.layers[3:] for o in em.layer_ops(l))
   p = em.DEFAULTS
-  expected = sum(o.macs for o in ops) / p.host_macs_per_ms("usb3") - sum(
-      em.op_ms(o, p, "max") for o in ops)
+  expected = sum(max(0.0, o.macs / p.host_macs_per_ms("usb3")
+                     - em.op_ms(o, p, "max")) for o in ops)
   assert b.cpu_fallback_ms == pytest.approx(expected, rel=1e-9)
 
 
@@ -367,7 +368,8 @@ def test_arch_stats_shows_band_and_extrapolations(tmp_path, capsys):
   s = space.load("tiny")
   a = arch.smallest(s)
   (tmp_path / "a.json").write_text(arch.to_json(a))
-  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+  assert cli_main(["arch", "stats", "--arch", str(tmp_path / "a.json"),
+                   "--table",
                    "edgetpu-usb3/tiny", "--json"]) == 0
   d = json.loads(capsys.readouterr().out)["latency"]
   t = load_table("edgetpu-usb3/tiny")
@@ -375,7 +377,8 @@ def test_arch_stats_shows_band_and_extrapolations(tmp_path, capsys):
       arch.decode(s, a))))
   assert d["calibration_range"]["resolution"] == [224, 240]
   assert any("small-network regime" in x for x in d["extrapolated"])
-  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+  assert cli_main(["arch", "stats", "--arch", str(tmp_path / "a.json"),
+                   "--table",
                    "edgetpu-usb3/tiny"]) == 0
   out = capsys.readouterr().out
   assert "leave-one-out" in out and "! extrapolated:" in out

@@ -190,6 +190,11 @@ def test_hard_swish_export_reports_fallback(tmp_path, monkeypatch):
   seq = report["operators"]["tflite int8"]["sequence"]
   assert e["ops"]["first_fallback"] == seq.index("HARD_SWISH")
   assert e["ops"]["ops_on_cpu"] == len(seq) - seq.index("HARD_SWISH")
+  # The cost model reads the same operator table: it cuts at the same op.
+  from hwnas.edgetpu import layer_cost  # pylint: disable=g-import-not-at-top
+  cut = layer_cost.first_unmapped(spec)
+  assert layer_cost.unsupported_op(spec.layers[cut]) == seq[
+      e["ops"]["first_fallback"]]
   assert "HARD_SWISH" in (tmp_path / "hs" / "report.md").read_text()
   assert report["int8_calibration"].endswith("(no dataset)")
   comp = e["compiler"]

@@ -103,7 +103,10 @@ def test_validate_reports_and_stores_calibration(tmp_path, small_xla):
   stored = fidelity.store(t, rep)
   stored.save(out)
   again = load_table(out)
-  assert again.calibration["type"] == "linear"
+  # Stored only when it does not hurt the held-out half (else said why).
+  why = fidelity.calibration_harm(rep)
+  assert (again.calibration is None) == (why is not None)
+  assert again.header["fidelity"].get("calibration_refused") == why
   assert again.header["fidelity"]["samples"] == 4
   assert "MAPE" in fidelity.format_report(rep)
 

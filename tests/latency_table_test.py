@@ -237,13 +237,15 @@ def test_arch_stats_prints_table_prediction(tmp_path, capsys):
   t.save(tmp_path / "t.json")
   a = arch.smallest(s)
   (tmp_path / "a.json").write_text(arch.to_json(a))
-  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+  assert cli_main(["arch", "stats", "--arch", str(tmp_path / "a.json"),
+                   "--table",
                    str(tmp_path / "t.json"), "--json"]) == 0
   d = json.loads(capsys.readouterr().out)
   # Saved entries keep 6 significant digits: predict with the saved table.
   want = load_table(tmp_path / "t.json").predict(arch.decode(s, a))
   assert d["latency"]["total_ms"] == pytest.approx(want)
-  assert cli_main(["arch", "stats", str(tmp_path / "a.json"), "--table",
+  assert cli_main(["arch", "stats", "--arch", str(tmp_path / "a.json"),
+                   "--table",
                    str(tmp_path / "t.json")]) == 0
   out = capsys.readouterr().out
   assert f"{want:.3f} ms" in out and "calibrated" in out

@@ -27,9 +27,10 @@ LAYERS = (
     # Foundations: import nothing of hwnas but each other. Helpers that every
     # layer's runs share go here: the optimiser and schedule builder both
     # the supernet and standalone training use ('optim'), workdir locking
-    # and checksums ('workdir'), log filtering ('chatter').
+    # and checksums ('workdir'), log filtering ('chatter'), progress lines
+    # when stdout is not a terminal ('progress').
     ("errors", "resources", "configs", "optim", "workdir", "chatter",
-     "mesh"),
+     "mesh", "progress"),
     # Values and I/O that know nothing of architectures or models.
     # 'energy': the row-stationary energy model (needs only netspec).
     ("netspec", "space", "counting", "references", "data", "tflite",

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
   for group in (space, arch, table, supernet, predictor, search, train,
                 export, quickstart):
     group.register(sub)
+  from hwnas.cli import _help  # pylint: disable=g-import-not-at-top
+  _help.fill(parser)   # help text for the flags registered without one
   return parser
 
 
@@ -59,8 +61,12 @@ def _verbosity(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
+  own_process = argv is None   # `hwnas ...`, not a call from Python code
   argv = _config_overrides(list(sys.argv[1:] if argv is None else argv))
   argv = _verbosity(argv)
+  if own_process:
+    from hwnas import chatter  # pylint: disable=g-import-not-at-top
+    chatter.install()   # XLA / LiteRT lines from C++ threads at any time
   args = parser.parse_args(argv)
   try:
     return int(args.func(args) or 0)

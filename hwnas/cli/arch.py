@@ -28,8 +28,9 @@ def register(sub) -> None:
                  "printing it)")
   q.set_defaults(func=_sample)
   q = s.add_parser("stats", help="MACs, params and a per-layer table")
-  q.add_argument("arch", nargs="?",
+  q.add_argument("--arch", dest="arch_flag",
                  help="architecture JSON (choice, best.json or network spec)")
+  q.add_argument("arch", nargs="?", help="deprecated spelling of --arch")
   q.add_argument("--reference", choices=references.names(),
                  help="a shipped reference network instead of a file")
   q.add_argument("--space", help="space of the architecture (default: the "
@@ -67,7 +68,8 @@ def load_arch_and_spec(path: str | None, *, reference: str | None = None,
                        ) -> tuple[arch_lib.ArchChoice | None, netspec.NetSpec]:
   """(ArchChoice or None, NetSpec) of an arch/netspec file or a reference."""
   if bool(path) == bool(reference):
-    raise errors.HwnasError("give an architecture file or --reference NAME")
+    raise errors.HwnasError("give an architecture file (--arch FILE) or "
+                            "--reference NAME")
   if reference:
     return None, references.load(reference, resolution=resolution,
                                  num_classes=num_classes)
@@ -94,6 +96,13 @@ def load_arch_and_spec(path: str | None, *, reference: str | None = None,
 
 
 def _stats(args) -> int:
+  if args.arch and args.arch_flag:
+    raise errors.HwnasError("arch stats: give the architecture once "
+                            f"(--arch {args.arch_flag})")
+  if args.arch:
+    from hwnas.cli import _help  # pylint: disable=g-import-not-at-top
+    _help.deprecated("hwnas arch stats FILE", "hwnas arch stats --arch FILE")
+  args.arch = args.arch_flag or args.arch
   spec = load_spec(args.arch, reference=args.reference, space=args.space,
                    resolution=args.resolution, num_classes=args.num_classes)
   rows = []

@@ -68,7 +68,16 @@ def register(sub) -> None:
   p.add_argument("--eval-batch-size", type=int,
                  help="architectures per evaluator call (default: a "
                  "generation)")
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--allow-cpu-fallback", action="store_true",
+                 help="with an Edge TPU table, also search choices the Edge "
+                 "TPU compiler leaves on the CPU (e.g. hard-swish); by "
+                 "default such networks are left out (docs/search.md)")
+  p.add_argument("--conservative", action="store_true",
+                 help="use the upper end of an estimated table's latency "
+                 "band for the target and the reward (recorded in "
+                 "best.json)")
+  p.add_argument("--no-progress", action="store_true",
+                 help="no progress bar; print one summary line at the end")
   p.set_defaults(func=_search)
 
 
@@ -78,7 +87,8 @@ def _search(args) -> int:
       target_ms=args.target_ms, target=args.target,
       target_uj=args.target_uj, evaluator=args.evaluator,
       supernet=args.supernet, predictor=args.predictor,
-      accuracy=args.accuracy,
+      accuracy=args.accuracy, allow_cpu_fallback=args.allow_cpu_fallback,
+      conservative=args.conservative,
       references=args.reference, progress=not args.no_progress,
       budget=args.budget, objective=args.objective, seed=args.seed,
       algorithm=args.algorithm, population=args.population,

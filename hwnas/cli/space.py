@@ -75,4 +75,19 @@ def _show(args) -> int:
         f"{info['max_params'] / 1e6:.2f}M")
   print(f"  smallest: {info['smallest']}")
   print(f"  largest:  {info['largest']}")
+  print(_edgetpu_line(space))
   return 0
+
+
+def _edgetpu_line(space) -> str:
+  """Which choices the Edge TPU compiler leaves on the CPU."""
+  from hwnas.edgetpu import ops  # pylint: disable=g-import-not-at-top
+  lines = ops.fallback_choices(space)
+  head = f"  Edge TPU (compiler {ops.DEFAULT_COMPILER}):"
+  if not lines:
+    return f"{head} every choice maps"
+  every = any("fixed" in l or "only choice" in l for l in lines)
+  what = ("every network falls back: an Edge TPU search is refused" if every
+          else "an Edge TPU search leaves these out")
+  return (f"{head} falls back to the CPU with {'; '.join(lines)} ({what} "
+          "unless --allow-cpu-fallback)")

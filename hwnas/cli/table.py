@@ -10,7 +10,7 @@ import sys
 
 def register(sub) -> None:
   p = sub.add_parser("table", help="latency lookup tables: measure, check, "
-                     "validate, import, show, export")
+                     "validate, calibrate, import, show, export")
   t = p.add_subparsers(dest="table_command", metavar="SUBCOMMAND")
   t.required = True
 
@@ -75,8 +75,46 @@ def register(sub) -> None:
   q.add_argument("--plot", help="scatter PNG (default: <table>.fidelity.png)")
   q.add_argument("--out", help="write the calibrated table here instead of "
                  "updating --table")
-  q.add_argument("--json", help="write the report as JSON here")
+  q.add_argument("--report-json", metavar="FILE",
+                 help="write the report as JSON to FILE")
+  q.add_argument("--json", dest="json_path", metavar="FILE",
+                 help="deprecated spelling of --report-json")
   q.set_defaults(func=_validate)
+
+  q = t.add_parser("calibrate", help="adapt a measured table to this host "
+                   "from whole-network timings (refuses a calibration that "
+                   "hurts)")
+  q.add_argument("--table", required=True, help="table name or file")
+  q.add_argument("--space", help="space to sample networks from (default: "
+                 "the table's first space)")
+  q.add_argument("--networks", type=int, default=20,
+                 help="networks timed here to fit on (default 20)")
+  q.add_argument("--holdout", type=int, default=30,
+                 help="further networks timed to score before/after "
+                 "(default 30)")
+  g = q.add_mutually_exclusive_group()
+  g.add_argument("--out", help="calibrated table to write (default: "
+                 "<device dir>-<table>.calibrated.json here)")
+  g.add_argument("--in-place", action="store_true",
+                 help="update --table itself (never a shipped table)")
+  q.add_argument("--drop", action="store_true",
+                 help="remove the table's calibration instead (times "
+                 "nothing); writes --out, or --table with --in-place")
+  q.add_argument("--seed", type=int, default=0,
+                 help="seed of the network sample (default 0)")
+  q.add_argument("--warmup", type=int, default=10,
+                 help="untimed runs per network (default 10)")
+  q.add_argument("--repeats", type=int, default=50,
+                 help="timed runs per network (default 50)")
+  q.add_argument("--rounds", type=int,
+                 help="interleaved timing rounds (default: the table's)")
+  q.add_argument("--chunk", type=int, default=0,
+                 help="networks built, then timed together (default 0: all)")
+  q.add_argument("--report-json", metavar="FILE",
+                 help="write the report (timings, fit, before/after) as JSON")
+  q.add_argument("--no-progress", action="store_true",
+                 help="no progress bar")
+  q.set_defaults(func=_calibrate)
 
   q = t.add_parser("retime", help="re-read a measured table with the other "
                    "clock recorded in the same runs (wall | cpu)")
@@ -108,12 +146,14 @@ def register(sub) -> None:
   q.set_defaults(func=_energy)
 
   q = t.add_parser("show", help="header and a summary of a table")
-  q.add_argument("table", nargs="?", help="table name or file (omit: list "
-                 "shipped tables)")
+  q.add_argument("--table", dest="table_flag", help="table name or file "
+                 "(omit: list shipped tables)")
+  q.add_argument("table", nargs="?", help="deprecated spelling of --table")
   q.set_defaults(func=_show)
 
   q = t.add_parser("export-csv", help="write a table as CSV")
-  q.add_argument("table")
+  q.add_argument("--table", dest="table_flag", help="table name or file")
+  q.add_argument("table", nargs="?", help="deprecated spelling of --table")
   q.add_argument("--out", help="CSV file (default: stdout)")
   q.set_defaults(func=_export_csv)
 
@@ -252,13 +292,95 @@ def _validate(args) -> int:
       rounds=args.rounds, chunk=args.chunk)
   print(fidelity.format_report(rep))
   _warn_high_mape(rep, args)
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(rep.to_dict(), indent=1))
+  report_json = _report_json(args)
+  if report_json:
+    pathlib.Path(report_json).write_text(json.dumps(rep.to_dict(), indent=1))
   if args.fit_calibration or args.out:
     out = args.out or t.path
+    why = fidelity.calibration_harm(rep)
     fidelity.store(t, rep).save(out)
-    print(f"stored calibration and fidelity summary in {out}")
+    if why:
+      print(f"refused: not storing the fitted calibration: {why}; stored the "
+            f"fidelity summary only in {out} (the table's own calibration "
+            "stays)", file=sys.stderr)
+    else:
+      print(f"stored calibration and fidelity summary in {out}")
   return 0
+
+
+def _calibrated_out(t, args) -> str:
+  """Where `table calibrate` writes (never into the installed package)."""
+  from hwnas import errors
+  if args.in_place:
+    if _shipped(t.path):
+      raise errors.HwnasError(
+          f"--in-place: {t.path} is a shipped table inside the package; "
+          "write a copy with --out FILE instead")
+    return t.path
+  if args.out:
+    out = args.out
+  else:
+    p = pathlib.Path(t.path)
+    out = f"{p.parent.name}-{p.stem}.calibrated.json"
+  if pathlib.Path(out).exists() and pathlib.Path(out).resolve() != \
+      pathlib.Path(t.path).resolve():
+    raise errors.HwnasError(f"--out {out}: exists; calibrate it with "
+                            f"--table {out} --in-place, or pick another --out")
+  if _shipped(out):
+    raise errors.HwnasError(f"--out {out}: inside the installed package; "
+                            "write outside it")
+  return out
+
+
+def _calibrate(args) -> int:
+  import numpy as np
+  from hwnas import errors
+  from hwnas import space as space_lib
+  from hwnas.latency import host_calibration, load_table
+  t = load_table(args.table)
+  out = _calibrated_out(t, args)
+  if args.drop:
+    host_calibration.drop(t).save(out)
+    print(f"wrote {out}: {t.path} without its calibration")
+    return 0
+  for flag in ("networks", "holdout", "repeats"):
+    errors.positive(getattr(args, flag), "--" + flag)
+  errors.positive(args.warmup, "--warmup", zero_ok=True)
+  if t.provenance.get("kind") != "measured":
+    raise errors.HwnasError(
+        f"{t.path}: a {t.provenance.get('kind')} table; only measured "
+        "tables are calibrated to a host (an estimated Edge TPU table does "
+        "not depend on the host)")
+  s = space_lib.load(args.space or t.header["spaces"][0].split("@")[0])
+  r = host_calibration.calibrate(
+      t, s, networks=args.networks, holdout=args.holdout,
+      rng=np.random.default_rng(args.seed), warmup=args.warmup,
+      repeats=args.repeats, rounds=args.rounds, chunk=args.chunk,
+      progress=not args.no_progress)
+  c = r.calibration
+  print(f"table: {t.path}\n  {t.describe()}\nhost: {r.host}\n"
+        f"machine: {r.load}")
+  print(f"fit on {args.networks} networks: measured ≈ {c['a']:.4f}·sum "
+        f"{c['b']:+.4f} ms {c['c_per_layer']:+.4f} ms·layers ({c['form']})")
+  print(f"held out ({args.holdout}), as is:      "
+        f"{fidelity_line(r.before)}")
+  print(f"held out ({args.holdout}), calibrated: {fidelity_line(r.after)}")
+  if args.report_json:
+    pathlib.Path(args.report_json).write_text(
+        json.dumps(r.to_dict(), indent=1))
+  if not r.accepted:
+    print(f"refused: not storing the calibration: {r.refused}; {t.path} "
+          "is unchanged", file=sys.stderr)
+    return 1
+  host_calibration.apply(t, r).save(out)
+  print(f"wrote {out}: calibrated for this host (drop it with `hwnas table "
+        f"calibrate --table {out} --drop --in-place`)")
+  return 0
+
+
+def fidelity_line(m) -> str:
+  return (f"MAPE {m['mape_pct']:.1f}%, within ±10% {m['within_10_pct']:.0f}%"
+          f", Kendall tau {m['kendall_tau']:.3f}")
 
 
 # Above this validation error a table's sums do not describe whole networks
@@ -305,8 +427,34 @@ def _import(args) -> int:
   return 0
 
 
+def _report_json(args) -> str | None:
+  if args.json_path and not args.report_json:
+    from hwnas.cli import _help
+    _help.deprecated("table validate --json FILE",
+                     "table validate --report-json FILE")
+  return args.report_json or args.json_path
+
+
+def _table_arg(args, command: str, required: bool = False) -> str | None:
+  """`--table T`, or the old positional spelling (with a note)."""
+  from hwnas import errors
+  if args.table and args.table_flag and args.table != args.table_flag:
+    raise errors.HwnasError(f"table {command}: give the table once "
+                            f"(--table {args.table_flag})")
+  if args.table and not args.table_flag:
+    from hwnas.cli import _help
+    _help.deprecated(f"hwnas table {command} TABLE",
+                     f"hwnas table {command} --table TABLE")
+  name = args.table_flag or args.table
+  if required and not name:
+    raise errors.HwnasError(f"table {command}: give --table T (a shipped "
+                            "name or a JSON file)")
+  return name
+
+
 def _show(args) -> int:
   from hwnas.latency import list_tables, load_table
+  args.table = _table_arg(args, "show")
   if not args.table:
     for name in list_tables():
       print(name)
@@ -340,7 +488,7 @@ def _energy(args) -> int:
 
 def _export_csv(args) -> int:
   from hwnas.latency import load_table
-  text = load_table(args.table).to_csv()
+  text = load_table(_table_arg(args, "export-csv", required=True)).to_csv()
   if args.out:
     pathlib.Path(args.out).write_text(text)
   else:

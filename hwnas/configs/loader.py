@@ -52,10 +52,41 @@ def load(spec: str | None, *, space: str | None = None,
     raise errors.HwnasError(f"--config {spec}: {e}") from None
 
 
+def _keys(node, prefix: str = "") -> list[str]:
+  """Every dotted key of a (nested) ConfigDict."""
+  out = []
+  for k in node.keys():
+    full = f"{prefix}{k}"
+    out.append(full)
+    child = node[k]
+    if hasattr(child, "keys") and callable(child.keys):
+      out += _keys(child, full + ".")
+  return out
+
+
+def _did_you_mean(config, key: str) -> str:
+  import difflib  # pylint: disable=g-import-not-at-top
+  keys = _keys(config)
+  close = difflib.get_close_matches(key, keys, n=1, cutoff=0.7)
+  if not close:  # a typo in the last part only: compare leaves
+    leaf = key.rsplit(".", 1)[-1]
+    close = [k for k in keys if difflib.get_close_matches(
+        leaf, [k.rsplit(".", 1)[-1]], n=1, cutoff=0.75)][:1]
+  return f"; did you mean {close[0]!r}?" if close \
+      else ""
+
+
+def _module_name(source: str) -> str:
+  """'hwnas/configs/train.py' or 'hwnas.configs.train' -> the module name
+  (what a pip install has, unlike a checkout path)."""
+  return source.removesuffix(".py").replace("/", ".")
+
+
 def override(config, items: Sequence[str], *,
-             source: str = "hwnas/configs/supernet.py"):
+             source: str = "hwnas.configs.supernet"):
   """Applies `key.sub=value` overrides (YAML values) in place; `source`
-  names the config file an unknown key's error points to."""
+  names the config module an unknown key's error points to (with the
+  closest existing keys)."""
   import yaml  # pylint: disable=g-import-not-at-top
   for item in items:
     key, sep, text = item.partition("=")
@@ -69,8 +100,11 @@ def override(config, items: Sequence[str], *,
         node = node[p]
       old = node[leaf]
     except (KeyError, TypeError, AttributeError):
-      raise errors.HwnasError(f"--set {item}: no config key {key.strip()!r};"
-                              f" see {source}") from None
+      raise errors.HwnasError(
+          f"--set {item}: no config key {key.strip()!r}"
+          f"{_did_you_mean(config, key.strip())}; the keys are listed by "
+          f"`python -c \"import {_module_name(source)} as c; "
+          "print(c.get_config())\"`") from None
     try:
       value = yaml.safe_load(text)
     except yaml.YAMLError:

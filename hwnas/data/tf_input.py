@@ -79,10 +79,10 @@ def _builder(name: str, data_dir: str | None, manual_dir: str | None) -> Any:
       "downloads); on a machine with internet run `python -c \"import "
       f"tensorflow_datasets as t; t.builder('{name}').download_and_prepare()"
       "\"`, then copy ~/tensorflow_datasets here or point to it with "
-      "`--set data_dir=DIR` (supernet train) or `--data-dir DIR` (hwnas "
-      "train)" + (
+      "`--set data_dir=DIR` (hwnas supernet train, hwnas train; Python API: "
+      "data.load(name, data_dir=DIR))" + (
           "; or prepare it from the manual download with `--set "
-          "manual_dir=DIR` / `--manual-dir DIR`"
+          "manual_dir=DIR` (Python API: manual_dir=DIR)"
           if builder.MANUAL_DOWNLOAD_INSTRUCTIONS else ""))
 
 

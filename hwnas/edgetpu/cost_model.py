@@ -30,11 +30,14 @@ batch 1, full int8) as named parts:
   This is a whole-network term: whether a layer's weights are cached depends
   on every other layer.
 * `cpu_fallback`: the compiler maps ops until the first one the Edge TPU
-  cannot run (the fused HARD_SWISH that TFLite makes of `hswish`) and
-  leaves that op and *everything after it* on the host CPU. The term is the
-  host time of those ops (MACs over a host rate) minus the Edge TPU compute
-  they would have taken, so `compute` stays the per-layer sum a latency
-  table stores.
+  cannot run (the fused HARD_SWISH that TFLite makes of `hswish`; which
+  ops map, per compiler version, is `hwnas.edgetpu.ops`, the table the
+  export's operator check reads too) and leaves that op and *everything
+  after it* on the host CPU. The term is, per op left on the CPU, its host
+  time (MACs over a host rate re-derived from the public reports of
+  fallen-back networks) less the Edge TPU compute it would have taken,
+  floored at zero per op, so `compute` stays the per-layer sum a latency
+  table stores and the term is never negative.
 
 The constants in `DEFAULTS` come from `hwnas.edgetpu.calibration`
 (published whole-model latencies in `hwnas.edgetpu.published`); the facts
@@ -123,10 +126,10 @@ def _layer_bytes(layer: Layer) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _split(spec: NetSpec) -> _Split:
+def _split(spec: NetSpec, compiler: str | None = None) -> _Split:
   """Where the compiler cuts the graph: the first unmappable op (its
   layer's first op stays on the Edge TPU; all later ops run on the host)."""
-  cut = first_unmapped(spec)
+  cut = first_unmapped(spec, compiler)
   if cut is None:
     return _Split(sum(_layer_bytes(l) for l in spec.layers),
                   spec.num_classes, None, 0)
@@ -140,10 +143,12 @@ def _split(spec: NetSpec) -> _Split:
 @functools.lru_cache(maxsize=1 << 16)
 def _fallback_ms(layer: Layer, skip_first: bool, p: EdgeTPUParams,
                  link: str, clock: str) -> float:
-  """Host time minus Edge TPU time of a layer's ops left on the CPU."""
+  """Host time over Edge TPU time of a layer's ops left on the CPU (each
+  op at least 0: an op is never faster for falling back)."""
   ops = layer_ops(layer)[1 if skip_first else 0:]
   host = p.host_macs_per_ms(link)
-  return math.fsum(o.macs / host - op_ms(o, p, clock) for o in ops)
+  return math.fsum(max(0.0, o.macs / host - op_ms(o, p, clock))
+                   for o in ops)
 
 
 def _terms(spec: NetSpec, p: EdgeTPUParams, link: str, clock: str,
@@ -168,7 +173,8 @@ def _terms(spec: NetSpec, p: EdgeTPUParams, link: str, clock: str,
 
 def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
              harness: str = DEFAULT_HARNESS,
-             params: EdgeTPUParams | None = None) -> EdgeTPUEstimate:
+             params: EdgeTPUParams | None = None,
+             compiler: str | None = None) -> EdgeTPUEstimate:
   """Estimates the Coral Edge TPU latency of a network, in named parts.
 
   Args:
@@ -180,6 +186,8 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
     harness: 'python' (`interpreter.invoke` from Python: what a user's
       Python code sees) or 'cpp' (Coral's C++ benchmark figures).
     params: model constants; the calibrated `DEFAULTS` when None.
+    compiler: Edge TPU compiler version whose operator table decides what
+      falls back (`hwnas.edgetpu.ops.DEFAULT_COMPILER` when None).
 
   Returns:
     An EdgeTPUEstimate whose parts add up to `total_ms`.
@@ -192,7 +200,7 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
   """
   p = params or DEFAULTS
   _check_link(link), _check_clock(clock), _check_harness(harness)
-  split = _split(spec)
+  split = _split(spec, compiler)
   cut = split.first_unmapped
   layers, unmapped = [], []
   for i, layer in enumerate(spec.layers):
@@ -205,7 +213,7 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
   if cut is not None:
     l = spec.layers[cut]
     unmapped.append(
-        f"layers[{cut}] {l.type} ({l.key()}): {unsupported_op(l)} "
+        f"layers[{cut}] {l.type} ({l.key()}): {unsupported_op(l, compiler)} "
         f"({l.activation}) is not supported by the Edge TPU; it and the "
         f"{split.num_cpu_ops} ops after it run on the host CPU")
   terms = _terms(spec, p, link, clock, harness, split)
@@ -228,7 +236,8 @@ def estimate(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
 
 def total_ms(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
              harness: str = DEFAULT_HARNESS,
-             params: EdgeTPUParams | None = None) -> float:
+             params: EdgeTPUParams | None = None,
+             compiler: str | None = None) -> float:
   """`estimate(...).total_ms` without the per-layer report (the fast path
   that calibration and uncertainty bands evaluate many times)."""
   p = params or DEFAULTS
@@ -242,7 +251,7 @@ def total_ms(spec: NetSpec, *, link: str = "usb3", clock: str = "max",
   compute = (math.fsum(v / eff[k] for k, v in scaled.items()) / rate
              + n_ops * p.op_overhead_us * 1e-3
              + act_bytes / (p.activation_gbs * 1e6))
-  terms = _terms(spec, p, link, clock, harness, _split(spec))
+  terms = _terms(spec, p, link, clock, harness, _split(spec, compiler))
   return compute + math.fsum(terms.values())
 
 
@@ -272,16 +281,19 @@ def network_terms(spec: NetSpec, params: Mapping[str, Any]
   """The table network model: whole-network parts, as `{name: ms}`.
 
   `params` is the table header's `network_model.params`: the model
-  constants plus `link`, `clock` and `harness` (tables written before the
-  harness term have none and get no `harness_ms`). It is
+  constants plus `link`, `clock`, `harness` (tables written before the
+  harness term have none and get no `harness_ms`) and `compiler` (the
+  operator table's version; the default when absent). It is
   `hwnas.latency.NETWORK_MODELS['edgetpu-model'].terms`.
   """
   p = _params_from_header(tuple(sorted(params.items())))
   link = _check_link(str(params.get("link", "usb3")))
   clock = _check_clock(str(params.get("clock", "max")))
   harness = params.get("harness")
+  compiler = params.get("compiler")
   return _terms(spec, p, link, clock,
-                None if harness is None else str(harness), _split(spec))
+                None if harness is None else str(harness),
+                _split(spec, None if compiler is None else str(compiler)))
 
 
 # ---------------------------------------------------- what is not validated --
@@ -311,9 +323,9 @@ def extrapolations(e: EdgeTPUEstimate,
   if e.cpu_fallback_ms > 0:
     out.append(
         f"extrapolated: cpu_fallback {e.cpu_fallback_ms:.3f} ms is not "
-        "validated (no fitted network falls back to the CPU; the one public "
-        "report, google-coral/edgetpu#353, is far slower than this term: "
-        "docs/edgetpu.md)")
+        "validated (no fitted network falls back to the CPU; its host rate "
+        "comes from two public reports, google-coral/edgetpu#272 and #353: "
+        "docs/edgetpu_sources.md)")
   per_invoke = e.fixed_ms + e.harness_ms + e.transfer_ms
   if per_invoke > SMALL_NETWORK_SHARE * e.total_ms:
     out.append(

@@ -16,6 +16,7 @@ import math
 from typing import Any, Mapping
 
 from hwnas import errors
+from hwnas.edgetpu import ops as ops_lib
 from hwnas.netspec import Layer, NetSpec
 
 MODEL_NAME = "edgetpu-model"
@@ -30,8 +31,6 @@ MACS_PER_CYCLE = 4096          # 4 TOPS int8 at 500 MHz (Coral datasheet)
 LANES = 16                     # rows, columns and tiles of the MAC array
 CACHE_BYTES = int(7.7 * 2**20)  # compiler's usual parameter budget (MiB)
 HOST_OF_LINK = {"usb3": "x86", "pcie": "arm", "usb2": "arm"}
-# TFLite ops the Edge TPU compiler cannot map (issues #272, #353).
-UNSUPPORTED_ACTIVATIONS = {"hswish": "HARD_SWISH", "leaky_relu": "LEAKY_RELU"}
 MEASURE_HINT = ("estimated, not measured: measure a real table on a Coral "
                 "device with `hwnas table measure --backend edgetpu --space "
                 "S --out T`")
@@ -56,8 +55,20 @@ class EdgeTPUParams:
   bandwidth_gbs_usb3: float = 0.4
   bandwidth_gbs_usb2: float = 0.033
   bandwidth_gbs_pcie: float = 0.35
-  host_gmacs_x86: float = 10.0    # host CPU rate for fallen-back ops
+  host_gmacs_x86: float = 10.0    # host CPU rate, whole network on the CPU
   host_gmacs_arm: float = 2.0
+  # How much slower an op runs on the host after the graph was cut than
+  # in a CPU-only network (not fitted: no published Coral row falls back).
+  # Re-derived from the public reports of networks that fall back from
+  # their first layers on (docs/edgetpu_sources.md, "CPU fallback"):
+  # x86, google-coral/edgetpu#272: YOLOv5s with hard-swish ran about
+  # 2.2 G MACs in 370 ms (320 px) and 3.7 G MACs in 600 ms (416 px), ~6 G
+  # MAC/s against the 12 G MAC/s of Coral's CPU-only column: 2.0. Arm,
+  # #353: Keras MobileNetV3-Small (56.5 M MACs) in 200 ms, 0.28 G MAC/s
+  # against 3.18: 11.2 (the host is not named; its 12 ms for an all-mapped
+  # MobileNet V3 points to an Arm board).
+  fallback_slowdown_x86: float = 2.0
+  fallback_slowdown_arm: float = 11.2
   python_ms_x86: float = 0.3      # Python invoke over the C++ figure
   python_ms_arm: float = 0.5
   cache_bytes: int = CACHE_BYTES
@@ -76,8 +87,10 @@ class EdgeTPUParams:
     return getattr(self, f"python_ms_{HOST_OF_LINK[_check_link(link)]}")
 
   def host_macs_per_ms(self, link: str) -> float:
+    """Host rate of ops left on the CPU by a cut (MACs per ms)."""
     host = HOST_OF_LINK[_check_link(link)]
-    return getattr(self, f"host_gmacs_{host}") * 1e6
+    return (getattr(self, f"host_gmacs_{host}") * 1e6
+            / getattr(self, f"fallback_slowdown_{host}"))
 
   def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -237,15 +250,19 @@ def layer_compute_ms(layer: Layer, *, clock: str = "max",
   return math.fsum(op_ms(o, p, _check_clock(clock)) for o in layer_ops(layer))
 
 
-def unsupported_op(layer: Layer) -> str | None:
-  """The TFLite op of `layer` the Edge TPU cannot map, or None."""
-  return UNSUPPORTED_ACTIVATIONS.get(layer.activation)
+def unsupported_op(layer: Layer, compiler: str | None = None) -> str | None:
+  """The TFLite op of `layer` the Edge TPU compiler cannot map, or None.
+
+  Asks `hwnas.edgetpu.ops` (the one operator table, per compiler version),
+  as the export's operator check does.
+  """
+  return ops_lib.unmapped_activation_op(layer.activation, compiler)
 
 
-def first_unmapped(spec: NetSpec) -> int | None:
+def first_unmapped(spec: NetSpec, compiler: str | None = None) -> int | None:
   """Index of the first layer holding an op the Edge TPU cannot map."""
   for i, layer in enumerate(spec.layers):
-    if unsupported_op(layer):
+    if unsupported_op(layer, compiler):
       return i
   return None
 

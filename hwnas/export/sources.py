@@ -79,7 +79,9 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
     spec: the network.
     out: export directory.
     weights: an export directory (or its `flax/` checkpoint) or a `hwnas
-      train` workdir of the same network; None: random initialisation from
+      train` workdir of the same network (then, unless `options.dataset`
+      names one, the dataset that workdir was trained on, with the same
+      validation hold-out); None: random initialisation from
       `options.seed`. With random weights and a dataset, the classifier is
       resized to the dataset's classes and BatchNorm is recalibrated on its
       training split.
@@ -93,6 +95,8 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   o = options
   out_dir = options_lib.check_out_dir(out, overwrite=o.overwrite)
   ds = _named_dataset(o.dataset)
+  if ds is None and weights is not None:
+    ds = train_workdir_dataset(pathlib.Path(weights))
   if weights is None and ds is not None and (
       spec.num_classes != ds.info.num_classes):
     spec = netspec.with_num_classes(spec, ds.info.num_classes)
@@ -110,6 +114,24 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   return writer.write(model, out_dir, dataset=ds, arch=arch, source=source,
                       options=o, table=table, bn_recalibration=bn,
                       random_weights=weights is None)
+
+
+def train_workdir_dataset(w: pathlib.Path):
+  """The dataset a `hwnas train` workdir recorded (its config.json), or None
+  when `w` is not such a workdir."""
+  if not ((w / "config.json").is_file() and (w / "checkpoints").is_dir()):
+    return None
+  import json  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from hwnas import data  # pylint: disable=g-import-not-at-top
+  path = w / "config.json"
+  try:
+    config = ml_collections.ConfigDict(json.loads(path.read_text())["config"])
+    config.dataset  # pylint: disable=pointless-statement
+  except (KeyError, AttributeError, ValueError):
+    raise errors.HwnasError(f"{path}: no config.dataset; pass --dataset "
+                            "(API: dataset=) to export") from None
+  return data.load_for(config)
 
 
 def _load_weights(model, w: pathlib.Path):

@@ -90,13 +90,21 @@ def _calibration_samples(ds, spec: NetSpec, o: ExportOptions
 
 
 def _edgetpu_section(int8_bytes: bytes, tmp: pathlib.Path,
-                     out: pathlib.Path, o: ExportOptions) -> dict[str, Any]:
+                     out: pathlib.Path, o: ExportOptions,
+                     table=None) -> dict[str, Any]:
   from hwnas import edgetpu  # pylint: disable=g-import-not-at-top
-  ops = edgetpu.check_ops(tflite.op_list(int8_bytes))
+  from hwnas.latency import edgetpu_table  # pylint: disable=g-import-not-at-top
+  # The operator table of the compiler version the latency table follows
+  # (the one its cost model and the search used), else the default.
+  compiler = (edgetpu_table.compiler_of(table) if table is not None
+              and edgetpu_table.is_edgetpu_table(table) else None)
+  ops = edgetpu.check_ops(tflite.op_list(int8_bytes), compiler)
   float_ops = tflite.float_ops(int8_bytes)
   command = " ".join(edgetpu.compiler_command(out / options_lib.INT8_TFLITE,
                                               out / options_lib.EDGETPU_DIR))
   section: dict[str, Any] = {"ops": ops.to_dict(), "float_ops": float_ops,
+                             "operator_table": "edgetpu_compiler "
+                             f"{edgetpu.ops.compiler_key(compiler)}",
                              "compile_command": command, "compiler": None}
   if o.compile_edgetpu and edgetpu.find_compiler():
     try:
@@ -165,6 +173,9 @@ def write(model, out: options_lib.OutDir, *, dataset, arch=None,
   o, ds, out_p = options, dataset, out.path
   spec: NetSpec = model.spec
   table = _load_table(table)
+  if table is not None:
+    from hwnas.latency import host_calibration  # pylint: disable=g-import-not-at-top
+    host_calibration.warn_if_other_host(table)
   predicted = _predict_latency(table, spec)
   if ds is not None and ds.info.num_classes != spec.num_classes:
     raise errors.HwnasError(
@@ -190,7 +201,8 @@ def write(model, out: options_lib.OutDir, *, dataset, arch=None,
                                 "total": len(tflite.op_list(b)),
                                 "sequence": tflite.op_list(b)}
     if int8_bytes is not None:
-      r["edgetpu"] = _edgetpu_section(int8_bytes, tmp, out_p.absolute(), o)
+      r["edgetpu"] = _edgetpu_section(int8_bytes, tmp, out_p.absolute(), o,
+                                      table)
     r["files"] = _files(tmp)
     r["out"] = str(out_p)
     r["hwnas_version"] = _version()

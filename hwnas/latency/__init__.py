@@ -23,8 +23,8 @@ from hwnas.latency.measure import MeasureResult, measure_space
 from hwnas.latency.network_models import (NETWORK_MODELS, NetworkModel,
                                           network_model)
 from hwnas.latency.space_layers import (
-    Origin, describe_missing, enumerate_layers, layer_origins, make_cost_fn,
-    slot_layers)
+    Origin, describe_missing, enumerate_layers, layer_origins, make_band_fn,
+    make_cost_fn, slot_layers)
 from hwnas.latency.table import (LatencyTable, from_dict, list_tables,
                                  load_table, new_table, resolve_table_path)
 from hwnas.latency.table_schema import SCHEMA, Entry, TableError, make_header
@@ -35,7 +35,7 @@ __all__ = [
     "NetworkModel", "Prepared", "SCHEMA", "Entry", "LatencyTable", "Origin",
     "TableError", "Timing", "backend_names", "get_backend",
     "measure_space", "describe_missing", "enumerate_layers", "from_dict",
-    "layer_origins", "list_tables", "load_table", "make_cost_fn",
-    "make_header", "network_model", "new_table", "resolve_table_path",
+    "layer_origins", "list_tables", "load_table", "make_band_fn",
+    "make_cost_fn", "make_header", "network_model", "new_table", "resolve_table_path",
     "slot_layers",
 ]

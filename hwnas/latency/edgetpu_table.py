@@ -21,6 +21,7 @@ import numpy as np
 
 from hwnas import errors
 from hwnas.edgetpu import calibration
+from hwnas.edgetpu import ops as ops_lib
 from hwnas.edgetpu import published as pub
 from hwnas.edgetpu.cost_model import (
     CLOCKS_MHZ, DEFAULT_HARNESS, DEFAULTS, FITTED, MEASURE_HINT, MODEL_NAME,
@@ -60,8 +61,10 @@ def _provenance(link: str, clock: str, harness: str, space_name: str = "S"
                      "held-out-predicted ratio of the calibration networks")},
       "extrapolated": [
           "cpu_fallback: not validated by any fitted row (no published "
-          "Coral network falls back); google-coral/edgetpu#353 suggests "
-          "it is far too low",
+          "Coral network falls back); its host rates come from "
+          "google-coral/edgetpu#272 and #353 (docs/edgetpu_sources.md); "
+          "searches on Edge TPU tables exclude fallen-back networks unless "
+          "--allow-cpu-fallback",
           f"networks below {rng['macs'][0] / 1e6:.0f} M MACs, outside "
           f"{rng['param_bytes'][0] / 2**20:.1f}-"
           f"{rng['param_bytes'][1] / 2**20:.0f} MiB of int8 parameters or "
@@ -84,16 +87,19 @@ def _device(link: str, clock: str, harness: str) -> str:
 
 
 def _network_model_header(p: EdgeTPUParams, link: str, clock: str,
-                          harness: str) -> dict[str, Any]:
+                          harness: str, compiler: str | None = None
+                          ) -> dict[str, Any]:
   return {"kind": MODEL_NAME, "version": MODEL_VERSION,
           "params": {**p.to_dict(), "link": link, "clock": clock,
-                     "harness": harness},
+                     "harness": harness,
+                     "compiler": ops_lib.compiler_key(compiler)},
           "band": calibration.default_band().to_dict()}
 
 
 def make_table(space, *, link: str = "usb3", clock: str = "max",
                harness: str = DEFAULT_HARNESS,
-               params: EdgeTPUParams | None = None, path: str = ""):
+               params: EdgeTPUParams | None = None, path: str = "",
+               compiler: str | None = None):
   """An estimated LatencyTable for every layer reachable in `space`.
 
   Entries are per-layer Edge TPU compute (`layer_compute_ms`); the header's
@@ -109,6 +115,8 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
     harness: 'python' (default: what Python code sees) | 'cpp'.
     params: model constants (`DEFAULTS` when None).
     path: where the table will be saved (recorded in the value only).
+    compiler: Edge TPU compiler version whose operator table decides the
+      CPU fallback (`hwnas.edgetpu.ops.DEFAULT_COMPILER` when None).
 
   Returns:
     A hwnas.latency.table.LatencyTable (not yet saved).
@@ -123,7 +131,7 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
       runtime_version=MODEL_VERSION, precision="int8", batch_size=1,
       threads=1, warmup=0, repeats=0, spaces=[space.id],
       provenance=_provenance(link, clock, harness, space.name),
-      network_model=_network_model_header(p, link, clock, harness),
+      network_model=_network_model_header(p, link, clock, harness, compiler),
       notes=MEASURE_HINT)
   return tbl.new_table(header, entries, path)
 
@@ -168,7 +176,29 @@ def estimate_for_table(table, spec: NetSpec) -> EdgeTPUEstimate:
   return estimate(spec, link=str(prm.get("link", "usb3")),
                   clock=str(prm.get("clock", "max")),
                   harness=str(prm.get("harness", "cpp")),
-                  params=EdgeTPUParams.from_dict(prm))
+                  params=EdgeTPUParams.from_dict(prm),
+                  compiler=compiler_of(table))
+
+
+def is_edgetpu_table(table) -> bool:
+  """Whether `table` is for the Edge TPU (estimated by the model or
+  measured with `--backend edgetpu`)."""
+  nm = table.network_model or {}
+  return (table_schema.network_model_kind(nm) == MODEL_NAME if nm else
+          False) or table.backend in (MODEL_NAME, "edgetpu")
+
+
+def compiler_of(table) -> str:
+  """The Edge TPU compiler version (an `hwnas.edgetpu.ops` key) a table's
+  operator mapping follows: its model's `compiler` parameter, the version
+  a measured table was compiled with, or the default."""
+  prm = (table.network_model or {}).get("params", {})
+  if prm.get("compiler"):
+    return ops_lib.compiler_key(str(prm["compiler"]))
+  runtime = str(table.header.get("runtime_version", ""))
+  if runtime.startswith("edgetpu_compiler "):
+    return ops_lib.compiler_key(runtime.split()[1].rstrip(","))
+  return ops_lib.DEFAULT_COMPILER
 
 
 def validate_published(table=None, *, link: str | None = None
@@ -235,7 +265,9 @@ class EdgeTPUModelBackend:
   """`hwnas table measure --backend edgetpu-model`: estimates, not timings.
 
   Options (`--option k=v`, `--link`): link ('usb3' | 'usb2' | 'pcie'),
-  clock ('max' | 'std') and harness ('python' | 'cpp').
+  clock ('max' | 'std'), harness ('python' | 'cpp') and compiler (the
+  Edge TPU compiler version whose operator table decides CPU fallback,
+  e.g. '15'; default `hwnas.edgetpu.ops.DEFAULT_COMPILER`).
   """
 
   name = MODEL_NAME
@@ -243,16 +275,18 @@ class EdgeTPUModelBackend:
 
   def __init__(self, threads: int = 0, seed: int = 0, link: str = "usb3",
                clock: str = "max", harness: str = DEFAULT_HARNESS,
-               params: EdgeTPUParams | None = None, **unused: Any):
+               params: EdgeTPUParams | None = None,
+               compiler: str | None = None, **unused: Any):
     if unused:
       raise errors.HwnasError(
           f"--backend {MODEL_NAME} takes no option(s) "
-          f"{', '.join(sorted(unused))}; it takes link=, clock= and "
-          "harness=")
+          f"{', '.join(sorted(unused))}; it takes link=, clock=, harness= "
+          "and compiler=")
     del threads, seed  # nothing is timed
     self.link, self.clock = _check_link(link), _check_clock(clock)
     self.harness = _check_harness(harness)
     self.params = params or DEFAULTS
+    self.compiler = ops_lib.compiler_key(compiler)
 
   def header_fields(self) -> dict[str, Any]:
     return {
@@ -260,7 +294,8 @@ class EdgeTPUModelBackend:
         "runtime": MODEL_NAME, "runtime_version": MODEL_VERSION,
         "provenance": _provenance(self.link, self.clock, self.harness),
         "network_model": _network_model_header(self.params, self.link,
-                                               self.clock, self.harness),
+                                               self.clock, self.harness,
+                                               self.compiler),
         "notes": MEASURE_HINT}
 
   def time_layer(self, layer: Layer, *, batch_size: int = 1,
@@ -274,7 +309,8 @@ class EdgeTPUModelBackend:
                    warmup: int = 0, repeats: int = 0):
     _check_batch(batch_size)
     e = estimate(spec, link=self.link, clock=self.clock,
-                 harness=self.harness, params=self.params)
+                 harness=self.harness, params=self.params,
+                 compiler=self.compiler)
     return Timing(e.total_ms, None, None, 0,
                   {**e.parts(), "off_chip_bytes": e.off_chip_bytes,
                    "unmapped": list(e.unmapped)})

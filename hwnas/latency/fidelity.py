@@ -93,7 +93,9 @@ def fit_linear_calibration(layer_sums: Sequence[float],
           "loo_mape_pct": round(100 * best[0], 3) if best else None}
 
 
-def _apply(cal: dict[str, Any], s: np.ndarray, n: np.ndarray) -> np.ndarray:
+def apply_calibration(cal: dict[str, Any], s: np.ndarray,
+                      n: np.ndarray) -> np.ndarray:
+  """A `linear` calibration applied to layer sums `s` of `n`-layer nets."""
   return cal["a"] * s + cal["b"] + cal.get("c_per_layer", 0.0) * n
 
 
@@ -125,7 +127,9 @@ class FidelityReport:
     return dataclasses.asdict(self)
 
 
-def _resolutions(table: tbl.LatencyTable, space: SearchSpace) -> list[int]:
+def table_resolutions(table: tbl.LatencyTable,
+                      space: SearchSpace) -> list[int]:
+  """The resolutions a table was measured at for `space`."""
   res = table.header.get("resolutions", {})
   got = res.get(space.id) if isinstance(res, dict) else None
   return sorted(got) if got else list(space.resolutions)
@@ -146,8 +150,8 @@ def sample_archs(space: SearchSpace, n: int, rng: np.random.Generator,
   return out
 
 
-def _time_networks(be, archs, specs, h, warmup, repeats, rounds, chunk,
-                   progress) -> list[Timing]:
+def time_networks(be, archs, specs, h, warmup, repeats, rounds, chunk,
+                  progress) -> list[Timing]:
   """Times whole networks like `measure` times layers: `chunk` networks
   built, then timed in interleaved rounds, with the table's timer."""
   from hwnas.latency.measure import _progress  # pylint: disable=g-import-not-at-top
@@ -208,7 +212,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
     raise errors.HwnasError("--samples must be at least 4 to fit a "
                             "calibration on half and test on the rest")
   h = table.header
-  archs = sample_archs(space, samples, rng, _resolutions(table, space))
+  archs = sample_archs(space, samples, rng, table_resolutions(table, space))
   specs = [arch_lib.decode(space, a) for a in archs]
   missing = table.missing(l for s in specs for l in s.layers)
   if missing:
@@ -221,7 +225,7 @@ def validate(table: tbl.LatencyTable, space: SearchSpace, samples: int, *,
   sums = np.array([table.layer_sum(s) for s in specs])
   nl = np.array([len(s.layers) for s in specs])
   pred = np.array([table.predict(s) for s in specs])
-  timings = _time_networks(be, archs, specs, h, warmup, repeats, rounds,
+  timings = time_networks(be, archs, specs, h, warmup, repeats, rounds,
                            chunk, progress)
   meas = np.array([t.latency_ms for t in timings])
   p10 = [t.p10_ms if t.p10_ms is not None else math.nan for t in timings]
@@ -255,7 +259,8 @@ def _with_fitted_calibration(rep: FidelityReport, rng: np.random.Generator,
       rep, calibration=cal, fit_idx=tuple(fit.tolist()),
       holdout_idx=tuple(hold.tolist()),
       holdout_before=metrics(pred[hold], meas[hold]),
-      holdout_after=metrics(_apply(cal, sums[hold], nl[hold]), meas[hold]))
+      holdout_after=metrics(apply_calibration(cal, sums[hold], nl[hold]),
+                            meas[hold]))
 
 
 
@@ -268,7 +273,7 @@ def plot(rep: FidelityReport, path: str) -> None:
   fig, ax = plt.subplots(figsize=(5.5, 5))
   ax.scatter(m, rep.predicted, s=14, label="table as is", alpha=0.8)
   if rep.calibration:
-    cal = _apply(rep.calibration, np.asarray(rep.layer_sums),
+    cal = apply_calibration(rep.calibration, np.asarray(rep.layer_sums),
                  np.asarray(rep.num_layers))
     hold = list(rep.holdout_idx)
     ax.scatter(m[hold], cal[hold], s=14, marker="x",
@@ -317,22 +322,61 @@ def format_report(rep: FidelityReport) -> str:
   return "\n".join(lines)
 
 
+def harm(before: dict[str, float], after: dict[str, float],
+         predictions: Sequence[float]) -> str | None:
+  """Why a fitted calibration must not be stored, or None when it may.
+
+  Args:
+    before, after: held-out `metrics` of the table as is and calibrated.
+    predictions: calibrated predictions (ms) of every network checked.
+  """
+  low = min(predictions) if len(predictions) else math.inf
+  if not all(math.isfinite(p) and p > 0 for p in predictions):
+    return (f"it makes a prediction non-positive ({low:.4g} ms): the fitted "
+            "offset is larger than the smallest network")
+  if (after["mape_pct"] > before["mape_pct"]
+      or after["within_10_pct"] < before["within_10_pct"]):
+    return (f"it worsens held-out fidelity (MAPE {before['mape_pct']:.1f}% "
+            f"-> {after['mape_pct']:.1f}%, within ±10% "
+            f"{before['within_10_pct']:.0f}% -> "
+            f"{after['within_10_pct']:.0f}%)")
+  return None
+
+
+def calibration_harm(rep: FidelityReport) -> str | None:
+  """`harm` of a report's fitted calibration (None without one)."""
+  if not rep.calibration:
+    return None
+  if rep.calibration["a"] <= 0:
+    return "the fitted slope a is not positive"
+  pred = apply_calibration(rep.calibration, np.asarray(rep.layer_sums),
+                           np.asarray(rep.num_layers))
+  return harm(rep.holdout_before, rep.holdout_after, pred.tolist())
+
+
 def store(table: tbl.LatencyTable, rep: FidelityReport) -> tbl.LatencyTable:
-  """The table with the fitted calibration and a fidelity summary."""
+  """The table with a fidelity summary and the fitted calibration, unless
+  `calibration_harm` refuses it (then the table's own calibration stays
+  and the summary says why)."""
   summary = {"space": rep.space, "samples": len(rep.measured),
              "as_is": rep.metrics, "load": rep.load}
   updates: dict[str, Any] = {}
   if rep.calibration:
     summary.update(holdout_as_is=rep.holdout_before,
                    holdout_calibrated=rep.holdout_after)
-    updates["calibration"] = rep.calibration
-  updates["fidelity"] = _json_safe(summary)
+    why = calibration_harm(rep)
+    if why:
+      summary["calibration_refused"] = why
+    else:
+      updates["calibration"] = rep.calibration
+  updates["fidelity"] = json_safe(summary)
   return table.with_header(**updates)
 
 
-def _json_safe(x):
+def json_safe(x):
+  """`x` with non-finite floats as None and floats to 6 digits."""
   if isinstance(x, dict):
-    return {k: _json_safe(v) for k, v in x.items()}
+    return {k: json_safe(v) for k, v in x.items()}
   if isinstance(x, float) and not math.isfinite(x):
     return None
   if isinstance(x, float):

@@ -116,12 +116,13 @@ def _append(path: pathlib.Path, entry: tbl.Entry) -> None:
 
 
 def _progress(enabled: bool):
+  from hwnas import progress as progress_lib  # pylint: disable=g-import-not-at-top
   from rich import progress as rp  # pylint: disable=g-import-not-at-top
-  return rp.Progress(
+  return progress_lib.make(enabled, lambda: rp.Progress(
       rp.TextColumn("[bold]{task.description}"), rp.BarColumn(),
       rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), rp.TextColumn("eta"),
       rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[key]}"),
-      disable=not enabled, transient=False)
+      disable=not enabled, transient=False))
 
 
 def measure_space(space: SearchSpace, backend: str | Backend,

@@ -287,6 +287,33 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
   return fast
 
 
+def make_band_fn(table, space: SearchSpace
+                 ) -> Callable[[ArchChoice], tuple[float, float]] | None:
+  """`fn(arch) -> (low, high) ms`, the table's uncertainty band of
+  `decode(arch)` (cached by architecture), or None when the table has no
+  band (measured tables)."""
+  nm = table.network_model
+  if nm is None or not nm.get("band"):
+    return None
+  plan = _Plan(table, space)
+  cache: dict[ArchChoice, tuple[float, float]] = {}
+
+  def band(a: ArchChoice) -> tuple[float, float]:
+    v = cache.get(a)
+    if v is None:
+      try:
+        if a.space != space.name:
+          raise KeyError(a.space)
+        spec = plan.spec(a)
+      except (KeyError, IndexError, TypeError):
+        spec = arch_lib.decode(space, a)
+      got = table.predict_band(spec)
+      v = got if got is not None else (table.predict(spec),) * 2
+      cache[a] = v
+    return v
+  return band
+
+
 def describe_missing(table, space: SearchSpace,
                      resolutions: tuple[int, ...] | None = None
                      ) -> dict[str, Any]:

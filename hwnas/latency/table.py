@@ -145,10 +145,17 @@ class LatencyTable:
     keys = ", ".join(l.key() for l in missing[:3]) + (
         f", ... ({len(missing) - 3} more; `hwnas table check` lists them)"
         if len(missing) > 3 else "")
-    fix = (f"make the table again with `hwnas table energy --space S "
-           f"--out {self.path or 'T'}`" if self.units == "uJ" else
-           f"measure them with `hwnas table measure --space S --backend "
-           f"{self.backend} --out {self.path or 'T'}`")
+    if self.units == "uJ":
+      fix = (f"make the table again with `hwnas table energy --space S "
+             f"--out {self.path or 'T'}`")
+    elif is_shipped(self.path):   # never suggest writing into the package
+      name = f"my_{pathlib.Path(self.path).parent.name}_{self.name}.json"
+      fix = (f"copy the shipped table and extend the copy: `cp {self.path} "
+             f"{name} && hwnas table measure --space S --backend "
+             f"{self.backend} --out {name}`")
+    else:
+      fix = (f"measure them with `hwnas table measure --space S --backend "
+             f"{self.backend} --out {self.path or 'T'}`")
     return (f"{self.path or '<table>'}: {len(missing)} signature(s) missing"
             f"{' for ' + what if what else ''}: {keys}; {fix} or check "
             "coverage with `hwnas table check`")
@@ -291,6 +298,17 @@ class LatencyTable:
     header = {**self.header, **updates}
     _validate_header(header, self.path or "<table>")
     return LatencyTable(header, dict(self.entries), self.path)
+
+
+def is_shipped(path: str | os.PathLike[str]) -> bool:
+  """Whether `path` lies inside the installed package's data (a shipped
+  table or anything under site-packages): never a place to write to."""
+  if not path:
+    return False
+  from hwnas import resources  # pylint: disable=g-import-not-at-top
+  p = pathlib.Path(path).resolve()
+  root = resources.latency_tables_dir().resolve()
+  return "site-packages" in p.parts or root == p or root in p.parents
 
 
 def checked_ms(table: LatencyTable, ms: float, what: str) -> float:

@@ -316,7 +316,9 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
         sources: Mapping[str, Any] | None = None,
         references: Mapping[str, tuple[float, float | None]] | None = None,
         plot: bool = True, progress: bool = True,
-        console: Any = None) -> SearchResult:
+        console: Any = None,
+        bands: Mapping[str, Callable[[ArchChoice], Any]] | None = None,
+        titles: Mapping[str, str] | None = None) -> SearchResult:
   """Runs (or resumes) an evolutionary architecture search.
 
   Args:
@@ -359,6 +361,10 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
     plot: write pareto.png.
     progress: show a progress bar and the summary table.
     console: a rich Console (default: a new one on stdout).
+    bands: {cost name: arch -> (low, high) or None} for costs with an
+      uncertainty band (estimated tables), drawn on pareto.png.
+    titles: {cost name: panel title} for pareto.png's further panels (one
+      per latency cost).
 
   Returns:
     A `SearchResult`.
@@ -403,7 +409,7 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
   result = report.finish(search.records, obj, evaluated=evaluated,
                          workdir=workdir, fastest=fastest,
                          provenance=provenance, references=references,
-                         plot=plot)
+                         plot=plot, bands=bands, titles=titles)
   if progress:
     report.print_summary(result, console=console)
   return result
@@ -504,8 +510,12 @@ def _progress(enabled: bool, budget: int, done: int, console):
   from rich.progress import (BarColumn, MofNCompleteColumn, Progress,
                              TextColumn, TimeElapsedColumn,
                              TimeRemainingColumn)
-  p = Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+  from hwnas import progress as progress_lib  # pylint: disable=g-import-not-at-top
+  make = lambda: Progress(TextColumn("search"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(),
+                          TimeRemainingColumn(), console=console)
+  # Plain lines when stdout is a file or pipe (a given console: rich).
+  p = make() if console is not None else progress_lib.make(True, make)
   task = p.add_task("search", total=budget, completed=min(done, budget))
   p.start()
   return p, task

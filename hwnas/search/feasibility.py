@@ -167,9 +167,11 @@ def check_target(space: SearchSpace, name: str, target: float,
   if c > target:
     u = name.rsplit("_", 1)[1] if "_" in name else name
     what = "latency" if "latency" in name else name
-    flag = "--target-ms" if "latency" in name else f"the target on {name}"
+    flag = ("the target (CLI: --target-ms; Python API: target=)"
+            if "latency" in name else
+            f"the target on {name} (CLI: --target; Python API: target=)")
     if name.startswith("energy_uj"):
-      what, u, flag = "energy", "µJ", "--target-uj"
+      what, u, flag = "energy", "µJ", "the target (CLI: --target-uj; Python API: target_uj=)"
     raise errors.HwnasError(
         f"target {target:g} {u} is below the lowest {what} found in "
         f"space {space.id} ({c:.4g} {u}, arch {arch_lib.to_string(a)}); "

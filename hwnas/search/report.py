@@ -105,8 +105,9 @@ def plot_title(provenance: Mapping[str, Any] | None) -> str | None:
 
 def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
            workdir: pathlib.Path, fastest, provenance, references,
-           plot: bool):
-  """Writes best.json, pareto.json (and pareto.png); returns the result."""
+           plot: bool, bands=None, titles=None):
+  """Writes best.json, pareto.json (and pareto.png: one panel per latency
+  cost, with the band of estimated tables); returns the result."""
   cost_names = list(records[0].costs) if records else [obj.primary]
   best = select_best(records, obj)
   fr = front(records, cost_names)
@@ -116,11 +117,25 @@ def finish(records: Sequence[Record], obj: Objective, *, evaluated: int,
       records, fr, obj, cost_names))
   if plot and records:
     from hwnas.search import plots
+    panels = [k for k in cost_names
+              if k != obj.primary and k.startswith("latency_")]
     plots.plot_front(workdir / PLOT, records, fr, cost_name=obj.primary,
                      target=obj.target, best=best, references=references,
-                     title=plot_title(provenance))
+                     title=plot_title(provenance), panels=panels,
+                     bands=bands, titles=titles)
   return SearchResult(best, tuple(fr), tuple(records), evaluated, workdir,
                       obj, fastest)
+
+
+def _accuracy_label(records: Sequence[Record]) -> str:
+  """'accuracy (int8)' / 'accuracy (float)' when the evaluator gave both
+  kinds (`Record.metrics`) and the search ranked by one, else 'accuracy'."""
+  both = [r for r in records if len(getattr(r, "metrics", None) or {}) > 1]
+  for kind in ("int8", "float"):
+    if both and all(r.metrics.get(f"accuracy_{kind}") == r.accuracy
+                    for r in both):
+      return f"accuracy ({kind})"
+  return "accuracy"
 
 
 def print_summary(result, console=None) -> None:
@@ -131,12 +146,15 @@ def print_summary(result, console=None) -> None:
   console = console or Console()
   t = Table(title=f"search ({result.objective.kind}, "
             f"{len(result.records)} evaluations, {result.evaluated} new)")
-  t.add_column("")
-  t.add_column("accuracy", justify="right")
+  # Nothing a user must read is cut to '…': cost names keep their width,
+  # and long cells wrap (fold) instead of being truncated.
+  t.add_column("", overflow="fold")
+  t.add_column(_accuracy_label(result.records), justify="right",
+               overflow="fold")
   names = list(result.records[0].costs) if result.records else []
   for k in names:
-    t.add_column(k, justify="right")
-  t.add_column("architecture")
+    t.add_column(k, justify="right", overflow="fold", min_width=len(k))
+  t.add_column("architecture", overflow="fold", min_width=12)
   rows = [("best", result.best)] if result.best else []
   rows += [(f"front {i}", r) for i, r in enumerate(result.front[:3])]
   for label, r in rows:

@@ -33,13 +33,14 @@ from hwnas.supernet import model as model_lib, train as train_lib
 
 
 def _progress(enabled: bool):
+  from hwnas import progress as progress_lib  # pylint: disable=g-import-not-at-top
   from rich import progress as rp  # pylint: disable=g-import-not-at-top
-  return rp.Progress(
+  return progress_lib.make(enabled, lambda: rp.Progress(
       rp.TextColumn("[bold]supernet"), rp.BarColumn(), rp.MofNCompleteColumn(),
       rp.TextColumn("loss {task.fields[loss]:.3f}"),
       rp.TextColumn("{task.fields[ips]:.0f} img/s"),
       rp.TimeRemainingColumn(), rp.TextColumn("{task.fields[status]}"),
-      disable=not enabled)
+      disable=not enabled))
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
