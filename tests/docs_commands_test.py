@@ -52,7 +52,7 @@ class Expect:
 
 
 def _target(source: str) -> float:
-  return float(re.search(r"target=([\d.]+)", source).group(1))
+  return float(re.search(r"target(?:_ms)?=([\d.]+)", source).group(1))
 
 
 def _best_within_target(stdout: str, source: str) -> None:
@@ -72,6 +72,12 @@ def _reference_json(stdout: str, source: str) -> None:
   d = json.loads(stdout)
   assert d["name"] == source.split("--reference ")[1].split()[0]
   assert d["macs"] > 0 and d["params"] > 0 and d["layers"]
+
+
+def _energy_table_written(stdout: str, source: str) -> None:
+  del stdout
+  out = pathlib.Path(source.split("--out ")[1].split()[0])
+  assert '"units": "uJ"' in out.read_text()
 
 
 _ARCH_STATS = (r"# layer\s+MACs\s+params", r"^  total: [\d.]+M MACs")
@@ -101,8 +107,8 @@ COMMANDS: list[tuple[str, Expect | str]] = [
             files=(("a.json", r'"schema": "hwnas/arch@1"'),))),
     (r"^hwnas arch sample --space tiny --largest --out largest\.json$",
      Expect(out=(r"^wrote largest\.json: r32 ",), check=_is_largest)),
-    (r"^hwnas arch stats a\.json$", Expect(out=_ARCH_STATS)),
-    (r"^hwnas arch stats (a|largest)\.json --table edgetpu-usb3/",
+    (r"^hwnas arch stats (--arch )?a\.json$", Expect(out=_ARCH_STATS)),
+    (r"^hwnas arch stats (--arch )?(a|largest)\.json --table edgetpu-usb3/",
      Expect(out=_ARCH_STATS + _LATENCY_PARTS
             + (r"estimated by edgetpu-model",))),
     (r"^hwnas arch stats --reference mobilenet_edgetpu_1\.0 --json$",
@@ -110,7 +116,7 @@ COMMANDS: list[tuple[str, Expect | str]] = [
     (r"^hwnas arch stats --reference mobilenet_v3_large_1\.0$",
      Expect(out=(r"^mobilenet_v3_large_1\.0$",) + _ARCH_STATS)),
     (r"^hwnas table show$", Expect(out=_TABLES)),
-    (r"^hwnas table show xla/mobilenetv3$",
+    (r"^hwnas table show (--table )?xla/mobilenetv3$",
      Expect(out=(r"^measured: xla float32 batch 1", r'^  backend: "xla"',
                  r"^entries: \d+"))),
     (r"^hwnas table check --table xla/\w+ --space \w+", Expect(out=_CHECK)),
@@ -131,8 +137,25 @@ COMMANDS: list[tuple[str, Expect | str]] = [
      Expect(out=(r"^wrote imported\.json: \d+ entries mapped from \d+ keys",
                  r"^  not mapped: "),
             files=(("imported.json", r'"kind": "imported"'),))),
-    (r"^hwnas table export-csv xla/tiny --out tiny\.csv$",
+    (r"^hwnas table export-csv (--table )?xla/tiny --out tiny\.csv$",
      Expect(files=(("tiny.csv", r'^# backend: "xla"'),))),
+    (r"^hwnas table show (--table )?energy/tiny$",
+     Expect(out=(r"estimated by eyeriss-rs", r'^  backend: "eyeriss-rs"'))),
+    (r"^hwnas table energy --space tiny --out (my_)?tiny_energy\.json$",
+     Expect(out=(r"^wrote (my_)?tiny_energy\.json: \d+ entries, estimated "
+                 r"by eyeriss-rs",),
+            check=_energy_table_written)),
+    (r"^hwnas arch sample --space tiny --out a\.json$",
+     Expect(out=(r"^wrote a\.json: r\d+ ",))),
+    (r"^hwnas arch stats (--arch )?a\.json --table energy/tiny$",
+     Expect(out=_ARCH_STATS + (r"^  energy: [\d.]+ µJ per image",
+                               r"by level \(µJ\): DRAM [\d.]+",
+                               r"rough latency: [\d,]+ cycles"))),
+    (r"^hwnas table calibrate --table xla/tiny --drop --out "
+     r"tiny_uncalibrated\.json$",
+     Expect(out=(r"^wrote tiny_uncalibrated\.json: .*without its "
+                 r"calibration",),
+            files=(("tiny_uncalibrated.json", r'"backend": "xla"'),))),
     # --- not run here, with the reason ---
     (r"^pip install ", "installs packages (needs the network)"),
     (r"^python benchmarks/", "a benchmark: minutes of timing (its results "
@@ -154,7 +177,7 @@ COMMANDS: list[tuple[str, Expect | str]] = [
     (r"^hwnas (supernet train|train|search|predictor train|supernet "
      r"rank-check) ", _TRAINS),
     (r"^hwnas (supernet eval|predictor eval|export) .*runs/", _NEEDS_RUN),
-    (r"^hwnas arch stats runs/", _NEEDS_RUN),
+    (r"^hwnas arch stats (--arch )?runs/", _NEEDS_RUN),
 ]
 
 # (document, index of its ```python block) -> Expect or why not run.
