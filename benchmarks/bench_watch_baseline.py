@@ -44,7 +44,8 @@ def features(split: data.SeriesSplit, info: data.DatasetInfo) -> np.ndarray:
 
 
 def _models():
-  from sklearn import ensemble, linear_model, pipeline, preprocessing  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from sklearn import ensemble, linear_model, pipeline, preprocessing
   return {
       "logistic regression": pipeline.make_pipeline(
           preprocessing.StandardScaler(),

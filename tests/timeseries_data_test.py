@@ -109,6 +109,18 @@ def test_subject_in_two_splits_is_refused():
     series.split_by_subject(w, {"train": (1, 2), "test": (2, 3)})
 
 
+def test_watch_file_with_a_bad_recording(tmp_path):
+  path = tmp_path / "watch.npy"
+  raw = _fake_watch(path)
+  raw["X"][5] = raw["X"][5][:, :5]
+  np.save(path, np.asarray(raw, dtype=object), allow_pickle=True)
+  with pytest.raises(HwnasError) as e:
+    watch.load_watch(path)
+  msg = str(e.value)
+  assert f"{path}: recording 5 has shape ({len(raw['X'][5])}, 5)" in msg
+  assert "\n" not in msg
+
+
 def test_watch_missing_package_says_how_to_install(monkeypatch):
   monkeypatch.setattr(watch.importlib.util, "find_spec", lambda name: None)
   with pytest.raises(HwnasError) as e:

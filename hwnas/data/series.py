@@ -1,4 +1,4 @@
-"""Time-series windows: segmentation, subject splits, training statistics, batches.
+"""Time-series windows: cutting, subject splits, training statistics, batches.
 
 Human-activity recognition (HAR) data come as recordings: a `[length, C]`
 signal (e.g. a 3-axis accelerometer and a 3-axis gyroscope, C = 6) with one
