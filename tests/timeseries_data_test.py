@@ -102,6 +102,18 @@ def test_batches_crop_to_window_length(tmp_path):
     next(data.batches(ds, "val", resolution=129, **kw))
 
 
+def test_eval_pass_covers_every_window_once(tmp_path):
+  path = tmp_path / "watch.npy"
+  _fake_watch(path)
+  ds = watch.load_watch(path)
+  ev = list(data.batches(ds, "test", batch_size=64, resolution=128, seed=0,
+                         shuffle=False, repeat=False, drop_remainder=False))
+  n = len(ds["test"])
+  assert len(ev) == -(-n // 64) and sum(e["mask"].sum() for e in ev) == n
+  labels = np.concatenate([e["label"][e["mask"] > 0] for e in ev])
+  np.testing.assert_array_equal(labels, ds["test"].labels)
+
+
 def test_subject_in_two_splits_is_refused():
   w = series.segment_all([np.zeros((10, 2))] * 3, [0, 1, 0], [1, 2, 3],
                          window=4, step=2)

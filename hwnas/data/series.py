@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 
 from hwnas.data import core
+from hwnas.data import memory
 from hwnas.errors import HwnasError
 
 
@@ -172,23 +173,15 @@ def batches(split: core.SeriesSplit, info: core.DatasetInfo, *,
     raise HwnasError(f"{info.name}: window length {resolution} requested but "
                      f"the stored windows have {t} samples; fix: use a "
                      f"length of at most {t}")
-  steps = n // batch_size if drop_remainder else -(-n // batch_size)
   local = batch_size // process_count
   mean = np.asarray(info.mean, np.float32)
   std = np.asarray(info.std, np.float32)
-  step = start_step
-  while steps > 0 and (repeat or step < steps):
-    epoch, pos = divmod(step, steps)
-    order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
-             else np.arange(n))
-    idx = order[pos * batch_size:(pos + 1) * batch_size]
-    mask = np.zeros(batch_size, np.float32)
-    mask[:idx.shape[0]] = 1.0
-    idx = np.pad(idx, (0, batch_size - idx.shape[0]), mode="edge")
+  for step, idx, mask in memory.batch_indices(
+      n, batch_size=batch_size, seed=seed, shuffle=shuffle, repeat=repeat,
+      drop_remainder=drop_remainder, start_step=start_step):
     rng = np.random.default_rng([seed, step, 1]) if augment else None
     x = _crop(rng, split.windows[idx], resolution)
     mine = slice(process_index * local, (process_index + 1) * local)
     yield {"image": ((x[mine] - mean) / std).astype(np.float32),
            "label": split.labels[idx][mine].astype(np.int32),
            "mask": mask[mine]}
-    step += 1
