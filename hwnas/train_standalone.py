@@ -178,6 +178,9 @@ def init_model(spec: netspec_lib.NetSpec, config: Config, *,
 def resolve_spec(spec: netspec_lib.NetSpec, config: Config,
                  info: data_lib.DatasetInfo) -> netspec_lib.NetSpec:
   """Adapts input resolution and classifier width to the run and data."""
+  if info.kind != "image":
+    raise HwnasError(f"--dataset {info.name}: {info.kind} windows but "
+                     f"{spec.name} takes images; fix: use an image dataset")
   if config.resolution and config.resolution != spec.resolution:
     spec = netspec_lib.with_resolution(spec, config.resolution)
   if spec.num_classes != info.num_classes:

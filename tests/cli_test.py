@@ -55,3 +55,14 @@ def test_arch_stats_bad_file_is_one_line(tmp_path):
   r = hwnas("arch", "stats", "--arch", str(p))
   assert r.returncode == 2
   assert r.stderr.count("\n") == 1 and "missing key" in r.stderr
+
+
+def test_timeseries_data_on_image_networks_is_one_line(tmp_path, capsys):
+  for args in (("supernet", "train", "--space", "tiny"),
+               ("train", "--reference", "mobilenet_v1_0.25")):
+    code, _, err = run(capsys, *args, "--dataset", "watch", "--workdir",
+                       str(tmp_path / args[0]))
+    assert code == 2
+    assert "watch: timeseries windows but" in err and "takes images" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / args[0]).exists()

@@ -189,6 +189,11 @@ SNIPPETS: dict[tuple[str, int], Expect | str] = {
         check=_best_within_target),
     ("search.md", 0): Expect(out=(r"^\d+ architectures on the front$",),
                              check=_best_within_target),
+    ("data.md", 0): Expect(out=(
+        r"^timeseries \(128, 6\) \('PEN', ",
+        r"'train': 2055, 'val': 777, 'test': 773",
+        r"'train': \(1, 2, 3, 4, 5, 6\), 'val': \(7, 8\), 'test': \(9, 10\)",
+        r"^\(32, 96, 6\) \(32,\)$")),
     ("edgetpu.md", 0): "an API outline: `spec`, `space` and `space_or_name` "
                        "stand for the caller's values",
 }

@@ -262,7 +262,8 @@ def test_imports_found_in_functions_relative_and_import_module(tmp_path):
 
 @pytest.mark.parametrize("module, layer", [
     ("hwnas.errors", 0), ("hwnas.configs.supernet", 0),
-    ("hwnas.edgetpu.ops", 1),
+    ("hwnas.edgetpu.ops", 1), ("hwnas.data.series", 1),
+    ("hwnas.data.series_files", 1), ("hwnas.data.watch", 1),
     ("hwnas", 2), ("hwnas.models.layers", 2), ("hwnas.supernet.loop", 3),
     ("hwnas.optim", 0), ("hwnas.train_standalone", 4),
     ("hwnas.export.sources", 4),

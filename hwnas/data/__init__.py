@@ -15,8 +15,13 @@ validation hold-out from the run config in one place.
 Names: `digits` (scikit-learn, offline, in memory), `digits-N` (the same
 with N training images per class and the rest as validation: the offline
 setting where networks' accuracies differ enough to rank them),
-`tfds:NAME` (a prepared tensorflow-datasets set; never downloads) and
-`folder:PATH` (image folders).
+`tfds:NAME` (a prepared tensorflow-datasets image set; never downloads),
+`watch` (smartwatch IMU time series for activity recognition, shipped in
+the seglearn wheel, split by subject; `data.watch`) and `folder:PATH`
+(image folders, or time-series windows: `data.series_files`).
+Time-series datasets have `info.kind == "timeseries"`, `SeriesSplit`s of
+`[N, T, C]` windows, and `batches` yields `"image"` as `[b, R, C]` windows
+cut to `resolution` samples (docs/data.md).
 Splits are `train`, `val` (held out from the original training data; what
 search ranks on) and `test` (never used by search).
 
@@ -35,16 +40,18 @@ mesh's data axis, from every host's rows.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from hwnas.data.core import SPLITS, ArraySplit, Dataset, DatasetInfo, TfSplit
+from hwnas.data.core import (SPLITS, ArraySplit, Dataset, DatasetInfo,
+                             SeriesSplit, TfSplit)
 from hwnas.errors import HwnasError
 
-__all__ = ["SPLITS", "ArraySplit", "Dataset", "DatasetInfo", "TfSplit",
-           "batches", "load", "load_for", "shard_batch"]
+__all__ = ["SPLITS", "ArraySplit", "Dataset", "DatasetInfo", "SeriesSplit",
+           "TfSplit", "batches", "load", "load_for", "shard_batch"]
 
 # The keys of a run config (`hwnas.configs.supernet`, `hwnas.configs.train`)
 # that decide which data a run sees; `load_for` reads exactly these.
@@ -58,8 +65,9 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
 
   Args:
     name: `digits`, `digits-N`, `tfds:NAME` (e.g. `tfds:cifar10`, `tfds:imagenette`,
-      `tfds:imagenet2012` with `manual_dir`) or `folder:PATH`.
-    val_fraction: Fraction of the original training data held out as `val`.
+      `tfds:imagenet2012` with `manual_dir`), `watch` or `folder:PATH`.
+    val_fraction: Fraction of the original training data held out as `val`
+      (`watch` has fixed validation subjects and ignores it).
     seed: Chooses the validation hold-out (digits, folders); the test split
       never depends on it.
     data_dir: tensorflow-datasets data directory (default: tfds's own,
@@ -85,16 +93,23 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
                        "images per class, 1 <= N <= 100 (e.g. digits-20)")
     from hwnas.data import memory  # pylint: disable=g-import-not-at-top
     return memory.load_digits_few(int(n))
+  if name == "watch":
+    from hwnas.data import watch  # pylint: disable=g-import-not-at-top
+    return watch.load_watch()
   kind, _, arg = name.partition(":")
   if kind == "tfds" and arg:
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
     return tf_input.load_tfds(arg, val_fraction=val_fraction,
                               data_dir=data_dir, manual_dir=manual_dir)
   if kind == "folder" and arg:
+    from hwnas.data import series_files  # pylint: disable=g-import-not-at-top
+    if series_files.is_series_folder(pathlib.Path(arg)):
+      return series_files.load(pathlib.Path(arg), val_fraction=val_fraction,
+                               seed=seed)
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
     return tf_input.load_folder(arg, val_fraction=val_fraction, seed=seed)
   raise HwnasError(f"--dataset {name}: unknown dataset; use digits, "
-                   "digits-N, tfds:NAME or folder:PATH")
+                   "digits-N, watch, tfds:NAME or folder:PATH")
 
 
 def load_for(config: Any, *, dataset: str | None = None) -> Dataset:
@@ -142,7 +157,8 @@ def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,
     ds: A loaded `Dataset`.
     split: `train`, `val` or `test`.
     batch_size: Global batch size (all hosts together).
-    resolution: Output height and width (bilinear resize).
+    resolution: Output height and width (bilinear resize); for time series
+      the window length (a crop, never a resampling).
     seed: Seeds the per-epoch shuffle and the augmentation.
     augment: Training augmentation: random crop after zero padding by
       resolution // 8 (small images) or random resized crop (large), then a
@@ -158,7 +174,8 @@ def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,
 
   Yields:
     `{"image": float32 [b, R, R, C], "label": int32 [b], "mask": float32 [b]}`
-    with `b = batch_size // process_count`.
+    with `b = batch_size // process_count`; `"image"` is `[b, R, C]` for
+    time series.
   """
   if split not in SPLITS:
     raise HwnasError(f"split {split!r}: use one of {', '.join(SPLITS)}")
@@ -173,6 +190,9 @@ def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,
                 drop_remainder=drop_remainder, start_step=start_step,
                 process_index=process_index, process_count=process_count)
   source = ds.splits[split]
+  if isinstance(source, SeriesSplit):
+    from hwnas.data import series  # pylint: disable=g-import-not-at-top
+    return series.batches(source, ds.info, **kwargs)
   if isinstance(source, ArraySplit):
     from hwnas.data import memory  # pylint: disable=g-import-not-at-top
     return memory.batches(source, ds.info, **kwargs)

@@ -10,10 +10,11 @@ split. There are always three splits:
 - `test`: the source's own test data (or a fixed hold-out when it has none);
   never used by search, only for final reports.
 
-A split is either an `ArraySplit` (small data held in memory as numpy, e.g.
-digits) or a `TfSplit` (a function that builds a `tf.data.Dataset` of decoded
-examples, for tfds and image folders). `hwnas.data.batches` turns either
-into normalised, resized batches.
+A split is an `ArraySplit` (small image data held in memory as numpy, e.g.
+digits), a `TfSplit` (a function that builds a `tf.data.Dataset` of decoded
+examples, for tfds and image folders) or a `SeriesSplit` (fixed-length
+time-series windows in memory, `DatasetInfo.kind == "timeseries"`).
+`hwnas.data.batches` turns any of them into normalised batches.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class DatasetInfo:
     num_classes: Number of labels; labels are `0 .. num_classes - 1`.
     image_shape: Native `(height, width, channels)` of the stored images;
       `(None, None, 3)` when images vary in size (folders, imagenette).
+      For time series, `(window_length, channels)` of the stored windows.
     class_names: One name per label, in label order.
     split_sizes: Number of examples per split, `{"train", "val", "test"}`.
     mean: Per-channel mean subtracted after scaling pixels to [0, 1].
@@ -44,23 +46,31 @@ class DatasetInfo:
       digits and other handwriting, where a flip changes the class).
     pixel_max: The raw pixel value that maps to 1.0 (255 for 8-bit images,
       16 for digits): a deployed model's input is
-      `(raw / pixel_max - mean) / std`.
+      `(raw / pixel_max - mean) / std`. 1.0 for time series (sensor units).
+    kind: `image` (splits of `[N, H, W, C]` images) or `timeseries` (splits
+      of `[N, T, C]` windows, `SeriesSplit`).
+    split_subjects: For time series split by subject: the subject ids of
+      each split (disjoint); empty when the source has no subjects.
   """
 
   name: str
   num_classes: int
-  image_shape: tuple[int | None, int | None, int]
+  image_shape: tuple[int | None, ...]
   class_names: tuple[str, ...]
   split_sizes: Mapping[str, int]
   mean: tuple[float, ...]
   std: tuple[float, ...]
   hflip: bool
   pixel_max: float = 255.0
+  kind: str = "image"
+  split_subjects: Mapping[str, tuple[int, ...]] = dataclasses.field(
+      default_factory=dict)
 
   def to_json(self) -> dict[str, Any]:
     """Returns a JSON-serialisable dict (for config.json and reports)."""
     d = dataclasses.asdict(self)
     d["split_sizes"] = dict(self.split_sizes)
+    d["split_subjects"] = {k: list(v) for k, v in self.split_subjects.items()}
     return d
 
 
@@ -75,6 +85,26 @@ class ArraySplit:
 
   images: np.ndarray
   labels: np.ndarray
+
+  def __len__(self) -> int:
+    return int(self.labels.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesSplit:
+  """A split of fixed-length time-series windows held in memory.
+
+  Attributes:
+    windows: float32 `[N, T, C]` in the source's units (not normalised;
+      `batches` applies `DatasetInfo.mean`/`std`, the training statistics).
+    labels: int32 `[N]`.
+    subjects: int32 `[N]`, the subject each window was recorded from (-1
+      when the source has none).
+  """
+
+  windows: np.ndarray
+  labels: np.ndarray
+  subjects: np.ndarray
 
   def __len__(self) -> int:
     return int(self.labels.shape[0])
@@ -103,8 +133,8 @@ class Dataset:
   """A loaded dataset: its info and its three splits."""
 
   info: DatasetInfo
-  splits: Mapping[str, ArraySplit | TfSplit]
+  splits: Mapping[str, ArraySplit | TfSplit | SeriesSplit]
 
-  def __getitem__(self, split: str) -> ArraySplit | TfSplit:
+  def __getitem__(self, split: str) -> ArraySplit | TfSplit | SeriesSplit:
     return self.splits[split]
 

@@ -120,6 +120,28 @@ def _augment(rng: np.random.Generator, x: np.ndarray,
   return x
 
 
+def batch_indices(n: int, *, batch_size: int, seed: int, shuffle: bool,
+                  repeat: bool, drop_remainder: bool, start_step: int
+                  ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+  """Yields `(step, idx, mask)` for each global batch of `n` in-memory rows.
+
+  `idx` holds `batch_size` row indices (a short last batch padded by
+  repeating its last index) and `mask` is 1.0 for real rows. Epoch `e =
+  step // steps_per_epoch` uses the permutation `default_rng([seed, e])`.
+  """
+  steps = n // batch_size if drop_remainder else -(-n // batch_size)
+  step = start_step
+  while steps > 0 and (repeat or step < steps):
+    epoch, pos = divmod(step, steps)
+    order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
+             else np.arange(n))
+    idx = order[pos * batch_size:(pos + 1) * batch_size]
+    mask = np.zeros(batch_size, np.float32)
+    mask[:idx.shape[0]] = 1.0
+    yield step, np.pad(idx, (0, batch_size - idx.shape[0]), mode="edge"), mask
+    step += 1
+
+
 def batches(split: core.ArraySplit, info: core.DatasetInfo, *,
             batch_size: int, resolution: int, seed: int, augment: bool,
             shuffle: bool, repeat: bool, drop_remainder: bool,
@@ -132,21 +154,13 @@ def batches(split: core.ArraySplit, info: core.DatasetInfo, *,
   draws from `default_rng([seed, s, 1])` for the whole global batch, so the
   stream does not depend on where it was started or on the host count.
   """
-  n = len(split)
-  steps = n // batch_size if drop_remainder else -(-n // batch_size)
   local = batch_size // process_count
   images = resize(split.images, resolution)
   mean = np.asarray(info.mean, np.float32)
   std = np.asarray(info.std, np.float32)
-  step = start_step
-  while steps > 0 and (repeat or step < steps):
-    epoch, pos = divmod(step, steps)
-    order = (np.random.default_rng([seed, epoch]).permutation(n) if shuffle
-             else np.arange(n))
-    idx = order[pos * batch_size:(pos + 1) * batch_size]
-    mask = np.zeros(batch_size, np.float32)
-    mask[:idx.shape[0]] = 1.0
-    idx = np.pad(idx, (0, batch_size - idx.shape[0]), mode="edge")
+  for step, idx, mask in batch_indices(
+      len(split), batch_size=batch_size, seed=seed, shuffle=shuffle,
+      repeat=repeat, drop_remainder=drop_remainder, start_step=start_step):
     x = images[idx]
     if augment:
       x = _augment(np.random.default_rng([seed, step, 1]), x, info.hflip)
@@ -154,4 +168,3 @@ def batches(split: core.ArraySplit, info: core.DatasetInfo, *,
     yield {"image": ((x[mine] - mean) / std).astype(np.float32),
            "label": split.labels[idx][mine].astype(np.int32),
            "mask": mask[mine]}
-    step += 1
