@@ -43,7 +43,9 @@ def noise(a):
 
 
 def toy_accuracy(archs):
-  return [float(np.log1p(mmacs(a)) / 4 + noise(a)) for a in archs]
+  """An evaluate_fn: (accuracies, no other metrics)."""
+  return ([float(np.log1p(mmacs(a)) / 4 + noise(a)) for a in archs],
+          [{} for _ in archs])
 
 
 class Counter:
@@ -58,8 +60,8 @@ class Counter:
       if self.fail_after is not None and len(self.seen) >= self.fail_after:
         raise RuntimeError("simulated crash")
       self.seen.append(a)
-      out.append(toy_accuracy([a])[0])
-    return out
+      out.append(toy_accuracy([a])[0][0])
+    return out, [{} for _ in out]
 
 
 def search(workdir, fn=toy_accuracy, **kw):

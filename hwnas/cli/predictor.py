@@ -61,7 +61,7 @@ def _evaluate_with_progress(evaluate_fn, archs, chunk: int = 16):
                    disable=not sys.stderr.isatty()) as bar:
     task = bar.add_task("eval", total=len(archs))
     for i in range(0, len(archs), chunk):
-      out += [float(x) for x in evaluate_fn(archs[i:i + chunk])]
+      out += [float(x) for x in evaluate_fn(archs[i:i + chunk])[0]]
       bar.update(task, completed=len(out))
   return out
 

@@ -1,8 +1,10 @@
 """The search controller: budgets, bookkeeping, resume, outputs.
 
 The controller knows no models and no tables: it receives
-`evaluate_fn(list[ArchChoice]) -> list[float]` (called once per generation,
-or per `eval_batch_size` chunk, so evaluation can batch) and named
+`evaluate_fn(list[ArchChoice]) -> (accuracies, metrics)` (one accuracy and
+one dict of other metrics, e.g. int8 accuracy, per architecture; called once
+per generation, or per `eval_batch_size` chunk, so evaluation can batch) and
+named
 `cost_fn(ArchChoice) -> float` callables. Hardware costs are cheap and are
 computed first, so under a hard target nothing infeasible is evaluated.
 
@@ -34,7 +36,8 @@ from hwnas.search import (evolution, feasibility, history, objectives,
 from hwnas.search.history import Record, SearchResult
 from hwnas.space import SearchSpace
 
-EvaluateFn = Callable[[list[ArchChoice]], Sequence[float]]
+EvaluateFn = Callable[[list[ArchChoice]],
+                      tuple[Sequence[float], Sequence[Mapping[str, float]]]]
 CostFn = Callable[[ArchChoice], float]
 _STATE_SCHEMA = "hwnas/search-state@1"
 _MAX_STALLS = 20      # generations in a row without a new architecture
@@ -292,12 +295,20 @@ class _Search:
                   int(c.macs), int(c.params), dict(metrics or {}))
 
 
-def _evaluate(evaluate_fn, archs: list[ArchChoice]) -> list[float]:
-  out = list(evaluate_fn(list(archs)))
-  if len(out) != len(archs):
-    raise errors.HwnasError(f"evaluate_fn returned {len(out)} accuracies for "
-                            f"{len(archs)} architectures")
-  return [float(x) for x in out]
+def _evaluate(evaluate_fn, archs: list[ArchChoice]
+              ) -> tuple[list[float], list[dict[str, float]]]:
+  """(accuracies, metrics) of `archs`, each checked to hold one entry per
+  architecture."""
+  out = evaluate_fn(list(archs))
+  if not isinstance(out, tuple) or len(out) != 2:
+    raise errors.HwnasError("evaluate_fn must return (accuracies, metrics), "
+                            f"got {type(out).__name__}")
+  accs, metrics = list(out[0]), list(out[1])
+  if len(accs) != len(archs) or len(metrics) != len(archs):
+    raise errors.HwnasError(f"evaluate_fn returned {len(accs)} accuracies and "
+                            f"{len(metrics)} metrics for {len(archs)} "
+                            "architectures")
+  return [float(x) for x in accs], [dict(m) for m in metrics]
 
 
 def run(space: SearchSpace, evaluate_fn: EvaluateFn,
@@ -321,8 +332,9 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
 
   Args:
     space: the search space.
-    evaluate_fn: list of architectures -> list of accuracies (higher is
-      better), called once per generation (or `eval_batch_size` chunk).
+    evaluate_fn: list of architectures -> (accuracies (higher is better),
+      metrics: one dict of other values to record per architecture, may be
+      empty), called once per generation (or `eval_batch_size` chunk).
     cost_fns: {name: architecture -> cost}, primary (the one `target` and
       the plot's x axis refer to) first, e.g. {"latency_ms": table_fn,
       "macs": macs_fn}; several devices' tables are several entries. A bare
@@ -463,11 +475,8 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
       chunk = eval_batch_size or max(1, len(todo))
       for k in range(0, len(todo), chunk):
         part = todo[k:k + chunk]
-        accs = _evaluate(evaluate_fn, part)
-        # An evaluator may also report other accuracies (float and int8).
-        extra = getattr(evaluate_fn, "last_metrics", None) or [None] * len(
-            part)
-        for a, acc, m in zip(part, accs, extra):
+        accs, metrics = _evaluate(evaluate_fn, part)
+        for a, acc, m in zip(part, accs, metrics):
           rec = search.make_record(g, a, acc, m)
           writer.append(rec)
           search.records.append(rec)

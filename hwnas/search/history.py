@@ -42,7 +42,7 @@ class Record:
   macs: int = 0
   params: int = 0
   # Other accuracies the evaluator computed in the same call, e.g.
-  # {"accuracy_float": .97, "accuracy_int8": .96} (its `last_metrics`).
+  # {"accuracy_float": .97, "accuracy_int8": .96} (its returned metrics).
   metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
   def to_dict(self) -> dict[str, Any]:
