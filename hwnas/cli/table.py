@@ -105,6 +105,8 @@ def register(sub) -> None:
   q = t.add_parser("export-csv", help="write a table as CSV")
   q.add_argument("table")
   q.add_argument("--out", help="CSV file (default: stdout)")
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace an existing --out file")
   q.set_defaults(func=_export_csv)
 
 
@@ -122,7 +124,7 @@ def _options(args) -> dict:
 
 
 def _measure(args) -> int:
-  from hwnas import errors, workdir
+  from hwnas import errors, validate, workdir
   from hwnas import space as space_lib
   from hwnas.latency import measure
   for flag in ("batch_size", "repeats", "rounds", "chunk"):
@@ -131,6 +133,9 @@ def _measure(args) -> int:
   errors.positive(args.threads, "--threads", zero_ok=True)
   if args.max_entries is not None:
     errors.positive(args.max_entries, "--max-entries")
+  # An existing table is resumed or extended, never replaced; its path
+  # must be writable before hours of measuring.
+  validate.check_out(args.out, overwrite=True)
   s = space_lib.load(args.space)
   with workdir.lock_file(args.out):
     return _measure_locked(args, s, measure)
@@ -273,15 +278,19 @@ def _retime(args) -> int:
 
 
 def _import(args) -> int:
-  from hwnas import errors
+  from hwnas import errors, validate
   from hwnas import space as space_lib
   from hwnas.latency import ofa_import
-  if pathlib.Path(args.out).exists() and not args.overwrite:
-    raise errors.HwnasError(f"--out {args.out}: exists; pass --overwrite to "
-                            "replace it, or write to another --out")
+  validate.check_out(args.out, overwrite=args.overwrite)
   s = space_lib.load(args.space)
   r = ofa_import.import_ofa(args.file, s, device=args.device,
                             precision=args.precision)
+  if not len(r.table):   # nothing to write: keep what --out holds
+    why = "; ".join(f"{validate.printable(k, 60)}: {w}"
+                    for k, w in list(r.unmapped.items())[:2])
+    raise errors.HwnasError(
+        f"{args.file}: no entry of its {r.total} keys maps onto space {s.id} "
+        f"({why}); nothing written. Check --space and the file")
   r.table.save(args.out)
   print(f"wrote {args.out}: {len(r.table)} entries mapped from "
         f"{r.total} keys of {args.file}")
@@ -310,7 +319,10 @@ def _show(args) -> int:
 
 
 def _export_csv(args) -> int:
+  from hwnas import validate
   from hwnas.latency import load_table
+  if args.out:
+    validate.check_out(args.out, overwrite=args.overwrite)
   text = load_table(args.table).to_csv()
   if args.out:
     pathlib.Path(args.out).write_text(text)

@@ -78,6 +78,10 @@ def default_settings(algorithm: str, budget: int, *,
         f"search: parents_ratio must be in (0, 1) and mutation_ratio in "
         f"[0, 1]; got {parents_ratio:g}, {mutation_ratio:g}")
   _check_range("max_tries", max_tries, 1)
+  if population is not None and population > budget:
+    raise errors.HwnasError(f"search: population {population} is larger than "
+                            f"the budget {budget}; give --population <= "
+                            "--budget")
   clamp = lambda v, lo, hi: int(min(hi, max(lo, v)))
   population = population or clamp(budget // 5, 10, 100)
   if algorithm == "surrogate":
