@@ -189,9 +189,7 @@ MAX_SEED = 2**32 - 1   # numpy and JAX both take seeds in [0, 2**32)
 # once after parsing (`check_args`). Float flags must all be finite.
 ARG_BOUNDS = {
     "seed": (0, MAX_SEED), "resolution": (8, 1024), "resolutions": (8, 1024),
-    "num_classes": (1, 100_000), "limit": (0, None),
-    "budget": (1, None), "population": (2, None),
-    "ensemble": (1, 1024),
+    "num_classes": (1, 100_000), "limit": (0, None), "ensemble": (1, 1024),
 }
 
 

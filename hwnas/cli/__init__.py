@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 141
   except KeyboardInterrupt:
-    print("interrupted; finished work is saved in the workdir",
-          file=sys.stderr)
+    print("interrupted; finished work is saved in the workdir: rerun the "
+          "same command to resume", file=sys.stderr)
     return 130
 
 

@@ -22,6 +22,8 @@ settings the defaults chose); the operators (`evolution`), surrogate
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -194,6 +196,25 @@ def _check_config(workdir: pathlib.Path, config: dict) -> None:
         "--workdir")
 
 
+def inputs_digest(config: dict) -> str:
+  """A short digest of a search's settings and input identities."""
+  text = json.dumps(config, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_inputs(workdir: pathlib.Path, recorded: list[Record],
+                  digest: str) -> None:
+  """Every recorded evaluation was made under this search's settings and
+  inputs (records written before digests existed carry none)."""
+  for r in recorded:
+    if r.inputs and r.inputs != digest:
+      raise errors.HwnasError(
+          f"{workdir / history.HISTORY}: evaluation {r.index} was made with "
+          "other settings or inputs (a latency table, the evaluator, the "
+          "seed, ...) than this search's; resume with the same inputs or use "
+          "a new --workdir")
+
+
 def _short(v) -> str:
   text = repr(v)
   return text if len(text) <= 80 else text[:77] + "..."
@@ -293,10 +314,12 @@ class _Search:
           self.matrix(both), s)]
 
   def make_record(self, g: int, a: ArchChoice, acc: float,
-                  metrics=None) -> Record:
+                  metrics=None, inputs: str = "",
+                  batch: tuple[int, int] | None = None) -> Record:
     c = counting.count(arch_lib.decode(self.space, a))
     return Record(len(self.records), g, a, float(acc), self.costs(a),
-                  int(c.macs), int(c.params), dict(metrics or {}))
+                  int(c.macs), int(c.params), dict(metrics or {}), inputs,
+                  batch)
 
 
 def _evaluate(evaluate_fn, archs: list[ArchChoice]
@@ -411,6 +434,7 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
 
   workdir.mkdir(parents=True, exist_ok=True)
   recorded = history.read(workdir, repair=True)
+  _check_inputs(workdir, recorded, inputs_digest(config))
   search = _Search(space, obj, cost_fns, settings, algorithm)
   evaluated = _loop(search, evaluate_fn, recorded, budget=budget, seed=seed,
                     workdir=workdir, config=config, anchor=anchor,
@@ -457,6 +481,7 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
           console) -> int:
   bar = _progress(progress, budget, len(recorded), console)
   writer = history.Writer(workdir)
+  digest = inputs_digest(config)
   seen: set[tuple] = set()   # history.network_key of every proposal
   evaluated, stalls, g, pos = 0, 0, 0, 0
   try:
@@ -476,12 +501,14 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
         raise errors.HwnasError(
             f"{workdir / history.HISTORY}: generation {g} is incomplete but "
             "later generations are recorded; use a new --workdir")
-      chunk = eval_batch_size or max(1, len(todo))
-      for k in range(0, len(todo), chunk):
-        part = todo[k:k + chunk]
+      planned = proposals[:len(old) + room]
+      for lo, hi in _batches(old, len(planned), eval_batch_size):
+        part = planned[lo:hi]
         accs, metrics = _evaluate(evaluate_fn, part)
-        for a, acc, m in zip(part, accs, metrics):
-          rec = search.make_record(g, a, acc, m)
+        for i, (a, acc, m) in enumerate(zip(part, accs, metrics)):
+          if lo + i < len(old):
+            continue   # recorded before the cut
+          rec = search.make_record(g, a, acc, m, digest, (lo, hi - lo))
           writer.append(rec)
           search.records.append(rec)
           evaluated += 1
@@ -499,6 +526,28 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
     if bar:
       bar[0].stop()
   return evaluated
+
+
+def _batches(old: list[Record], n: int, eval_batch_size: int | None
+             ) -> list[tuple[int, int]]:
+  """[lo, hi) ranges of a generation's `n` planned evaluations still to
+  make, as evaluate_fn calls, after its `old` recorded ones.
+
+  A call that a kill cut between two appends is made again whole (its
+  recorded part is skipped when appending): an evaluator's floats may
+  depend on the batch (a predictor's matrix products), and the resumed run
+  must equal the uninterrupted one. The rest is split into
+  `eval_batch_size` calls (default: one call).
+  """
+  start, out = len(old), []
+  if old and old[-1].batch:
+    lo, size = old[-1].batch
+    if lo + size > len(old):
+      out.append((lo, min(lo + size, n)))
+      start = lo + size
+  chunk = eval_batch_size or max(1, n - start)
+  out += [(k, min(k + chunk, n)) for k in range(start, n, chunk)]
+  return out
 
 
 def _check_replay(workdir, g: int, old: list[Record],
