@@ -158,3 +158,68 @@ def test_sigint_leaves_a_resumable_workdir_and_says_so(tmp_path, capsys,
   capsys.readouterr()
   assert (w / history.HISTORY).read_bytes() == (
       tmp_path / "ref" / history.HISTORY).read_bytes()
+
+
+_SN_ARGS = ["--space", "tiny", "--steps", "12", "--no-progress",
+            "--set", "train.batch_size=8", "--set", "train.log_every=2",
+            "--set", "train.checkpoint_every=2", "--set", "eval.bn_batches=1",
+            "--set", "eval.val_batches=1", "--set", "train.resolutions=[24]"]
+
+_SN_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from hwnas.supernet import checkpoint
+save = checkpoint.save
+def announce(mgr, step, state):
+  save(mgr, step, state)
+  print("saved", step, flush=True)
+checkpoint.save = announce
+from hwnas.cli import main
+sys.exit(main(["supernet", "train", "--workdir", {w!r}] + {args!r}))
+"""
+
+
+def _params(workdir):
+  import jax  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
+  _, _, state, _ = evaluate.load_workdir(workdir)
+  return [np.asarray(x) for x in jax.tree.leaves(state)]
+
+
+@pytest.mark.slow   # three short supernet runs (each compiles)
+@pytest.mark.usefixtures("fast_compile")
+def test_supernet_train_kill_9_resumes_to_the_same_parameters(tmp_path,
+                                                              capsys):
+  """Killed after its step-4 checkpoint, with that checkpoint then damaged
+  (the fallback to step 2), `supernet train` ends with exactly the
+  parameters and optimiser state of an uninterrupted run."""
+  from hwnas import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  w = tmp_path / "killed"
+  proc = subprocess.Popen(
+      [sys.executable, "-c", _SN_CHILD.format(root=str(ROOT), w=str(w),
+                                              args=_SN_ARGS)],
+      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+      env={**os.environ, "JAX_PLATFORMS": "cpu",
+           "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"})
+  while proc.poll() is None and proc.stdout.readline().strip() != "saved 4":
+    pass
+  proc.send_signal(signal.SIGKILL)
+  proc.communicate()
+  assert proc.returncode == -signal.SIGKILL
+  steps = sorted(int(p.name) for p in (w / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert 4 in steps and 12 not in steps, steps
+  newest = w / "checkpoints" / str(max(steps))
+  f = max((p for p in newest.rglob("*") if p.is_file() and
+           p.name != workdir_lib.CHECKSUMS), key=lambda p: p.stat().st_size)
+  data = bytearray(f.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  f.write_bytes(bytes(data))
+  assert main(["supernet", "train", "--workdir", str(w)] + _SN_ARGS) == 0
+  assert f"checkpoint {max(steps)} is damaged" in capsys.readouterr().err
+  ref = tmp_path / "ref"
+  assert main(["supernet", "train", "--workdir", str(ref)] + _SN_ARGS) == 0
+  got, want = _params(w), _params(ref)
+  assert len(got) == len(want)
+  for a, b in zip(got, want):
+    np.testing.assert_array_equal(a, b)

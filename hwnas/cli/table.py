@@ -76,6 +76,8 @@ def register(sub) -> None:
   q.add_argument("--out", help="write the calibrated table here instead of "
                  "updating --table")
   q.add_argument("--json", help="write the report as JSON here")
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace existing --out / --json files")
   q.set_defaults(func=_validate)
 
   q = t.add_parser("retime", help="re-read a measured table with the other "
@@ -232,6 +234,11 @@ def _validate(args) -> int:
   errors.positive(args.chunk, "--chunk", zero_ok=True)
   if args.rounds is not None:
     errors.positive(args.rounds, "--rounds")
+  from hwnas import validate  # outputs checked before any timing
+  if args.json:
+    validate.check_out(args.json, overwrite=args.overwrite, flag="--json")
+  if args.out:
+    validate.check_out(args.out, overwrite=args.overwrite)
   t = load_table(args.table)
   s = space_lib.load(args.space)
   plot = args.plot or str(pathlib.Path(t.path).with_suffix(".fidelity.png"))
