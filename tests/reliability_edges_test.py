@@ -284,3 +284,30 @@ def test_dataset_smaller_than_one_batch(tmp_path, capsys):
   fails(capsys, ["supernet", "train", "--space", "tiny", "--workdir", w,
                  "--steps", "1", "--set", "train.batch_size=100000"],
         "batch")
+
+
+def test_damaged_jpeg_is_one_line_without_libjpeg_noise(tmp_path, capfd,
+                                                        monkeypatch):
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from hwnas import chatter, data, errors  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv(chatter.ENV, raising=False)
+  root = tmp_path / "img"
+  for c in ("a", "b"):
+    (root / "train" / c).mkdir(parents=True)
+    for i in range(4):
+      Image.fromarray(np.full((16, 16, 3), 30 * i, np.uint8)).save(
+          root / "train" / c / f"{i}.jpg")
+  buf = io.BytesIO()
+  Image.fromarray(np.random.default_rng(0).integers(
+      0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG")
+  (root / "train" / "a" / "1.jpg").write_bytes(
+      buf.getvalue()[:len(buf.getvalue()) // 3])   # cut: libjpeg complains
+  ds = data.load(f"folder:{root}", val_fraction=0.0)
+  capfd.readouterr()
+  with pytest.raises(errors.HwnasError, match=r"a/1.jpg cannot be decoded"):
+    for _ in data.batches(ds, "train", batch_size=2, resolution=8, seed=0,
+                          repeat=False):
+      pass
+  err = capfd.readouterr().err
+  assert "JPEG" not in err, err
