@@ -8,7 +8,9 @@
   ~50k nodes a second).
 - `finite` / `integer`: one number in a documented range, of the right
   type (`True` is not 1, `3.0` is not a kernel size).
-- `int_arg` / `float_arg`: the same as argparse `type=` functions.
+- `check_args` / `check_config`: every number of a parsed command line
+  and of a run config in its documented range (`ARG_BOUNDS`,
+  `CONFIG_RULES`).
 - `check_out`: an output file may be written (absent, or `--overwrite`),
   checked before any work starts.
 - `printable`: a user's string made safe to print on one line.
@@ -19,6 +21,7 @@ Every failure is one `HwnasError` line naming the file or flag and the fix.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -86,6 +89,7 @@ class _DuplicateKey(Exception):
   pass
 
 
+@functools.lru_cache(maxsize=1)
 def _loader():
   import yaml  # pylint: disable=g-import-not-at-top
   base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -258,42 +262,6 @@ def check_args(args: argparse.Namespace) -> None:
         if v < low or (high is not None and v > high):
           rng = f"in [{low}, {high}]" if high is not None else f">= {low}"
           raise errors.HwnasError(f"{flag} {v}: give an integer {rng}")
-
-
-def int_arg(low: int | None = None, high: int | None = None):
-  """An argparse `type=` for an integer in [low, high]."""
-  def parse(text: str) -> int:
-    try:
-      value = int(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(
-          f"{printable(text)!r} is not an integer") from None
-    if (low is not None and value < low) or (high is not None and
-                                             value > high):
-      rng = (f"in [{low}, {high}]" if high is not None else f">= {low}")
-      raise argparse.ArgumentTypeError(f"{value} is out of range; give an "
-                                       f"integer {rng}")
-    return value
-  parse.__name__ = "integer"
-  return parse
-
-
-def float_arg(low: float | None = None, high: float | None = None, *,
-              low_open: bool = False):
-  """An argparse `type=` for a finite float in range (no nan / inf)."""
-  def parse(text: str) -> float:
-    try:
-      value = float(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(
-          f"{printable(text)!r} is not a number") from None
-    try:
-      return finite(value, "value", low=low, high=high, low_open=low_open)
-    except errors.HwnasError as e:
-      raise argparse.ArgumentTypeError(
-          f"{printable(text)}{str(e).split(':', 1)[1]}") from None
-  parse.__name__ = "number"
-  return parse
 
 
 def check_out(path: str | os.PathLike[str], *, overwrite: bool = False,
