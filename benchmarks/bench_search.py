@@ -86,7 +86,8 @@ def random_search(prob: Planted, budget: int, seed: int) -> list[float]:
 def evolution(prob: Planted, budget: int, seed: int, algorithm: str,
               population: int) -> list[float]:
   with tempfile.TemporaryDirectory() as d:
-    r = run(prob.s, lambda archs: [prob.score(a) for a in archs],
+    r = run(prob.s, lambda archs: ([prob.score(a) for a in archs],
+                                   [{} for _ in archs]),
             {"latency_ms": prob.latency}, target=prob.target, budget=budget,
             workdir=d, seed=seed, algorithm=algorithm,
             population=population, progress=False, plot=False)

@@ -106,7 +106,8 @@ def random_search(s, table, target, budget, seed) -> list[float]:
 def controller(s, table, target, budget, seed, algorithm,
                population) -> list[float]:
   with tempfile.TemporaryDirectory() as d:
-    r = run(s, lambda archs: [table[a][0] for a in archs],
+    r = run(s, lambda archs: ([table[a][0] for a in archs],
+                              [{} for _ in archs]),
             {"mmacs": lambda a: table[a][1]}, target=target, budget=budget,
             workdir=d, seed=seed, algorithm=algorithm,
             population=population, progress=False, plot=False)
@@ -156,7 +157,8 @@ def timing_part(rounds: int) -> list[str]:
 
   def acc(archs):   # a cheap, deterministic stand-in evaluator
     return [len(list(a.active_blocks())) / 20 + zlib.crc32(
-        arch_lib.to_string(a).encode()) % 1000 / 1e5 for a in archs]
+        arch_lib.to_string(a).encode()) % 1000 / 1e5 for a in archs], [
+            {} for _ in archs]
   rng = np.random.default_rng(0)
   target = float(np.median([cost(arch_lib.sample(rng, s))
                             for _ in range(200)]))

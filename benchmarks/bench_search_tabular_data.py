@@ -78,7 +78,7 @@ def main() -> None:
   fn = evaluate.make_evaluator(args.supernet, s)
   acc, t0 = [], time.time()
   for k in range(0, len(archs), args.chunk):
-    acc += fn(archs[k:k + args.chunk])
+    acc += fn(archs[k:k + args.chunk])[0]
     print(f"{len(acc)}/{len(archs)} evaluated, {time.time() - t0:.0f} s",
           flush=True)
   with open(args.out, "w", newline="") as f:

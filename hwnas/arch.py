@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from hwnas import errors
+from hwnas import validate as validate_lib
 from hwnas.netspec import Layer, NetSpec, make_divisible
 from hwnas.space import SearchSpace, Stage
 
@@ -427,6 +429,7 @@ def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
                                         "space_sha256"})
   if extra:
     raise errors.SpaceError(f"{where}: unknown key(s) {extra}")
+  _check_types(d, where)
   try:
     blocks = tuple(tuple(BlockChoice(**b) for b in bs) for bs in d["blocks"])
   except (TypeError, AttributeError) as e:
@@ -435,9 +438,54 @@ def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
                     tuple(d["depths"]), blocks)
 
 
+_BLOCK_TYPES = {"type": str, "kernel": int, "expansion": (int, float),
+                "se": bool, "activation": str}
+
+
+def _check_types(d: dict, where: str) -> None:
+  """Each field of an architecture file of the right JSON type: integers
+  are not floats (`kernel: 3.0`) nor booleans, lists are lists."""
+  def fail(key, value, what):
+    raise errors.SpaceError(
+        f"{where}: {key} = {validate_lib.printable(value)!s} must be {what}")
+
+  def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+  if not isinstance(d["space"], str):
+    fail("space", d["space"], "a space name")
+  if not is_int(d["resolution"]):
+    fail("resolution", d["resolution"], "an integer")
+  for key in ("widths", "depths"):
+    if not isinstance(d[key], list) or not all(is_int(v) for v in d[key]):
+      fail(key, d[key], "a list of integers, one per stage")
+  if not isinstance(d["blocks"], list) or not all(
+      isinstance(bs, list) and all(isinstance(b, dict) for b in bs)
+      for bs in d["blocks"]):
+    fail("blocks", d["blocks"], "a list (per stage) of lists of blocks")
+  for i, bs in enumerate(d["blocks"]):
+    for j, b in enumerate(bs):
+      for field, kind in _BLOCK_TYPES.items():
+        v = b.get(field)
+        bad = (field in b and (not isinstance(v, kind) or (
+            kind is not bool and isinstance(v, bool))))
+        if bad or (field == "expansion" and field in b and
+                   not math.isfinite(v)):
+          fail(f"blocks[{i}][{j}].{field}", v,
+               {"type": "a block type name", "kernel": "an integer",
+                "expansion": "a finite number", "se": "true or false",
+                "activation": "an activation name"}[field])
+
+
 def to_json(arch: ArchChoice, indent: int | None = None, *,
             space: SearchSpace | None = None) -> str:
   return json.dumps(to_dict(arch, space=space), indent=indent)
+
+
+def _load_json(text: str, where: str) -> Any:
+  try:
+    return validate_lib.load_json(text, where)
+  except errors.HwnasError as e:
+    raise errors.SpaceError(str(e)) from None
 
 
 def _read_json(path: str | os.PathLike[str]) -> tuple[pathlib.Path, Any]:
@@ -445,18 +493,11 @@ def _read_json(path: str | os.PathLike[str]) -> tuple[pathlib.Path, Any]:
   if not p.is_file():
     raise errors.SpaceError(f"{p}: no such architecture file")
   text = errors.read_text(p, what="architecture JSON file")
-  try:
-    return p, json.loads(text)
-  except json.JSONDecodeError as e:
-    raise errors.SpaceError(f"{p}: invalid JSON ({e})") from None
+  return p, _load_json(text, str(p))
 
 
 def from_json(text: str, *, where: str = "<arch>") -> ArchChoice:
-  try:
-    d = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise errors.SpaceError(f"{where}: invalid JSON ({e})") from None
-  return from_dict(d, where=where)
+  return from_dict(_load_json(text, where), where=where)
 
 
 def load(path: str | os.PathLike[str]) -> ArchChoice:

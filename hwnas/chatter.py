@@ -27,10 +27,12 @@ import re
 import sys
 import signal
 import tempfile
+import threading
 import time
 from typing import Iterator
 
 ENV = "HWNAS_VERBOSE"
+_LIVE: list = []   # the pump thread of the active `live()` block, if any
 # Lines that carry no information for a user (TF 2.21, jax 0.10, litert 2.3).
 _CHATTER = re.compile(
     r"^(fully_quantize: |WARNING: All log messages before absl::|"
@@ -40,7 +42,14 @@ _CHATTER = re.compile(
     # XLA's slow-compile alarm: its log line, the banner and the advice.
     r".*slow_operation_alarm\.cc:\d+\]|\*{8,}\s*$|"
     r"(\[Compiling module [^]]*\] )?Very slow compile\?|"
-    r"The operation took \d)")
+    r"The operation took \d|"
+    # libjpeg's own messages while TF decodes a damaged JPEG; hwnas names
+    # the file in its one error line instead.
+    r"Corrupt JPEG data|Premature end of JPEG file|Invalid JPEG file |"
+    r"Invalid SOS parameters|Improper call to JPEG library|Not a JPEG file|"
+    r"Bogus |Unsupported marker|JPEG datastream contains no image|"
+    r"Huffman table 0x|Quantization table 0x|Unsupported JPEG process|"
+    r"Warning: unknown JFIF revision|Wrong JPEG library version)")
 # What a line of chatter may start with (a partial line that could still
 # become chatter is held back until its end arrives).
 _MAYBE = re.compile(r"^([IWEF]\d|\d{4}-|\*|\[|INFO|WARNING|fully_|The )")
@@ -62,6 +71,48 @@ def set_verbose(on: bool) -> None:
 
 def is_chatter(line: str) -> bool:
   return bool(_CHATTER.match(line))
+
+
+@contextlib.contextmanager
+def live() -> Iterator[None]:
+  """Drops known chatter from fd 2 while the block runs and passes every
+  other line on as it is written (unlike `native`, which holds lines back
+  until the end): for long blocks such as a dataset's iteration, whose
+  native threads (TF's decoders) write at any time. Blocks inside an
+  active one (iterators open at once) add nothing; the first restores fd 2
+  when it ends."""
+  if verbose() or _LIVE:
+    yield
+    return
+  try:
+    sys.stderr.flush()
+    saved = os.dup(2)
+  except (OSError, ValueError):   # no real fd 2 (embedded interpreters)
+    yield
+    return
+  read_fd, write_fd = os.pipe()
+  out_fd = os.dup(saved)   # the pump's own, closed by the pump
+  os.dup2(write_fd, 2)
+  os.close(write_fd)
+
+  def pump():
+    with os.fdopen(read_fd, "rb") as f:
+      for line in f:   # ends when fd 2 no longer points at the pipe
+        if not is_chatter(line.decode("utf-8", "replace")):
+          os.write(out_fd, line)
+    os.close(out_fd)
+
+  thread = threading.Thread(target=pump, daemon=True)
+  _LIVE.append(thread)
+  thread.start()
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    _LIVE.clear()
+    thread.join(timeout=5)
 
 
 @contextlib.contextmanager

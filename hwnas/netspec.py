@@ -38,7 +38,7 @@ import os
 import pathlib
 from typing import Any, Iterator
 
-from hwnas import errors
+from hwnas import errors, validate
 
 LAYER_TYPES = ("conv", "ibn", "fused_ibn", "dsc", "pool", "fc")
 BLOCK_TYPES = ("ibn", "fused_ibn", "dsc")
@@ -262,9 +262,9 @@ class NetSpec:
   @classmethod
   def from_json(cls, text: str, *, where: str = "<netspec>") -> "NetSpec":
     try:
-      d = json.loads(text)
-    except json.JSONDecodeError as e:
-      raise errors.SpecError(f"{where}: invalid JSON ({e})") from None
+      d = validate.load_json(text, where)
+    except errors.HwnasError as e:
+      raise errors.SpecError(str(e)) from None
     return cls.from_dict(d, where=where)
 
 
@@ -274,9 +274,10 @@ def load(path: str | os.PathLike[str]) -> NetSpec:
   if not p.is_file():
     raise errors.SpecError(f"{p}: no such network-spec file")
   try:
-    d = json.loads(errors.read_text(p, what="network spec JSON"))
-  except json.JSONDecodeError as e:
-    raise errors.SpecError(f"{p}: invalid JSON ({e})") from None
+    d = validate.load_json(errors.read_text(p, what="network spec JSON"),
+                           str(p))
+  except errors.HwnasError as e:
+    raise errors.SpecError(str(e)) from None
   if isinstance(d, dict) and "netspec" in d:
     d = d["netspec"]
   return NetSpec.from_dict(d, where=str(p))

@@ -201,11 +201,19 @@ def make_supernet_evaluator(workdir: PathLike, space,
                             accuracy: str = "float"):
   """`hwnas.supernet.evaluate.make_evaluator(workdir, space=space)`;
   `accuracy='int8'`: the simulated int8 evaluator of
-  `hwnas.supernet.quant` (which also computes float accuracy)."""
+  `hwnas.supernet.quant` (which also computes float accuracy). Either is
+  `fn(archs) -> (accuracies, metrics)`."""
   if accuracy == "int8":
     from hwnas.supernet import quant  # pylint: disable=g-import-not-at-top
-    return quant.make_evaluator(workdir, space, accuracy="int8",
-                                also=("float",))
+    ev = quant.make_evaluator(workdir, space, accuracy="int8",
+                              also=("float",))
+
+    def int8_fn(archs):
+      # quant.Evaluator returns the int8 accuracies and keeps both kinds of
+      # the call in `last_metrics`; this is the one place that reads it.
+      accs = ev(archs)
+      return accs, [dict(m) for m in ev.last_metrics]
+    return int8_fn
   if accuracy != "float":
     raise errors.HwnasError(f"--accuracy {accuracy}: use float or int8")
   from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
@@ -258,11 +266,6 @@ class _Lazy:
     if self._fn is None:
       self._fn = self._make_fn()
     return self._fn(archs)
-
-  @property
-  def last_metrics(self):
-    """The wrapped evaluator's other accuracies of its last call."""
-    return getattr(self._fn, "last_metrics", None)
 
 
 def _table_provenance(t) -> dict[str, Any]:

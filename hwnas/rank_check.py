@@ -272,7 +272,7 @@ def run(supernet_workdir: str | pathlib.Path, config: Config, *,
       ds, batch_size=e.batch_size,
       bn_batches=int(config.eval.bn_batches) or e.bn_batches,
       seed=sn_config.seed)
-  accs = evaluate.Evaluator(graphdef, state, space, data)(archs)
+  accs, _ = evaluate.Evaluator(graphdef, state, space, data)(archs)
   timing["supernet_eval_s"] = time.perf_counter() - t
   for row, acc in zip(rows, accs):
     row["supernet"] = acc

@@ -46,7 +46,7 @@ from typing import Any
 
 import yaml
 
-from hwnas import errors, resources
+from hwnas import errors, resources, validate
 
 FORMAT_VERSION = 1
 SPACE_BLOCK_TYPES = ("ibn", "fused_ibn", "skip")
@@ -222,7 +222,8 @@ class _Checker:
     return v
 
   def choice(self, v: Any, key: str, allowed: tuple) -> Any:
-    if v not in allowed:
+    # Of the same type too: `stride: true` equals 1 but is no stride.
+    if not any(v == a and type(v) is type(a) for a in allowed):
       self.fail(key, f"{v!r} is not allowed; allowed: "
                 f"{', '.join(map(str, allowed))}")
     return v
@@ -315,11 +316,14 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
   """Validates a parsed space file; raises SpaceError naming file and key."""
   c = _Checker(path)
   c.keys(d, "", _TOP_KEYS, _REQUIRED_TOP)
-  if d["format"] != FORMAT_VERSION:
+  if type(d["format"]) is not int or d["format"] != FORMAT_VERSION:
     c.fail("format", f"unsupported format {d['format']!r}; this hwnas reads "
            f"format {FORMAT_VERSION}")
   if not isinstance(d["name"], str) or not d["name"]:
     c.fail("name", "must be a non-empty string")
+  if validate.printable(d["name"], 64) != d["name"]:
+    c.fail("name", f"{validate.printable(d['name'])!r} must be one line of "
+           "at most 64 printable characters")
   divisor = c.bounded(d.get("channel_divisor", 8), "channel_divisor",
                       "channel_divisor")
   stem_d = c.keys(d["stem"], "stem",
@@ -377,14 +381,9 @@ def load(name_or_path: str | os.PathLike[str]) -> SearchSpace:
         f"{hint}shipped spaces: {', '.join(names)}")
   text = errors.read_text(path, what="search space file")
   try:
-    d = yaml.safe_load(text)
-  except yaml.YAMLError as e:
-    mark = getattr(e, "problem_mark", None)
-    at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    raise errors.SpaceError(
-        f"{path}: {at}: YAML syntax error ({problem}); fix the file's YAML"
-    ) from None
+    d = validate.load_yaml(text, str(path), max_bytes=1 << 20)
+  except errors.HwnasError as e:
+    raise errors.SpaceError(str(e)) from None
   return from_dict(d, path=str(path))
 
 

@@ -28,9 +28,10 @@ LAYERS = (
     # layer's runs share go here: the optimiser and schedule builder both
     # the supernet and standalone training use ('optim'), workdir locking
     # and checksums ('workdir'), log filtering ('chatter'), progress lines
-    # when stdout is not a terminal ('progress').
+    # when stdout is not a terminal ('progress'), the checks of every input
+    # at the edge ('validate').
     ("errors", "resources", "configs", "optim", "workdir", "chatter",
-     "mesh", "progress"),
+     "mesh", "progress", "validate"),
     # Values and I/O that know nothing of architectures or models.
     # 'energy': the row-stationary energy model (needs only netspec).
     ("netspec", "space", "counting", "references", "data", "tflite",

@@ -69,7 +69,8 @@ def test_wrong_space_or_bad_directory_is_a_clear_error(trained, tmp_path):
 
 @pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_trains_from_history_and_drives_a_search(trained, tmp_path):
-  evaluate = lambda archs: [additive_accuracy(a) for a in archs]
+  evaluate = lambda archs: ([additive_accuracy(a) for a in archs],
+                            [{} for _ in archs])
   lat = lambda a: 0.02 * a.resolution + 0.1 * sum(a.depths)
   run(SPACE, evaluate, {"latency_ms": lat}, target=1.0, budget=30,
       population=10, workdir=tmp_path / "s", progress=False, plot=False)
@@ -86,7 +87,8 @@ def test_trains_from_history_and_drives_a_search(trained, tmp_path):
 @pytest.mark.slow  # trains (compiles) a small JAX MLP
 def test_cli_train_then_search_with_the_predictor(tmp_path, capsys):
   from hwnas.cli import main
-  evaluate = lambda archs: [additive_accuracy(a) for a in archs]
+  evaluate = lambda archs: ([additive_accuracy(a) for a in archs],
+                            [{} for _ in archs])
   run(SPACE, evaluate, {"mmacs": lambda a: a.resolution / 10}, target=3.0,
       budget=60, population=20, workdir=tmp_path / "h", progress=False,
       plot=False)
@@ -146,3 +148,17 @@ def test_ridge_ensemble_ranks_and_its_loo_alpha_is_exact(data):
     w = predictor._ridge(x[keep], y[keep], alpha)
     brute.append((y[i] - x[i] @ w[:-1] - w[-1]) ** 2)
   assert err == pytest.approx(np.mean(brute), rel=1e-6)
+
+
+def test_heldout_split_keeps_duplicates_together():
+  """Rows of one architecture (a search history repeats none, but merged
+  histories and sampled pairs do) never straddle the held-out split."""
+  rng = np.random.default_rng(3)
+  uniq = list({arch.sample(rng, SPACE) for _ in range(40)})
+  archs = uniq + uniq[:15] + uniq[:5]           # 20 duplicated rows
+  x = np.stack([arch.encode(SPACE, a) for a in archs])
+  val, tr = predictor.heldout_split(x, 0.25, seed=0)
+  assert sorted(np.concatenate([val, tr]).tolist()) == list(range(len(x)))
+  held = {x[i].tobytes() for i in val}
+  assert held and not held & {x[i].tobytes() for i in tr}
+  assert len(held) == 10                        # a quarter of 40 unique

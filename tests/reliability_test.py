@@ -516,7 +516,8 @@ def test_high_mape_warns_with_the_fix(capsys):
 def test_predictor_warns_on_low_heldout_spearman(tmp_path, capsys):
   from hwnas.search import run  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
-  noise = lambda archs: [float(rng.random()) for _ in archs]   # unlearnable
+  noise = lambda archs: ([float(rng.random()) for _ in archs],  # unlearnable
+                         [{} for _ in archs])
   s = space_lib.load("tiny")
   run(s, noise, {"mmacs": lambda a: a.resolution / 10}, target=4.0,
       budget=30, population=10, workdir=tmp_path / "h", progress=False,

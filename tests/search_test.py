@@ -43,7 +43,9 @@ def noise(a):
 
 
 def toy_accuracy(archs):
-  return [float(np.log1p(mmacs(a)) / 4 + noise(a)) for a in archs]
+  """An evaluate_fn: (accuracies, no other metrics)."""
+  return ([float(np.log1p(mmacs(a)) / 4 + noise(a)) for a in archs],
+          [{} for _ in archs])
 
 
 class Counter:
@@ -58,8 +60,8 @@ class Counter:
       if self.fail_after is not None and len(self.seen) >= self.fail_after:
         raise RuntimeError("simulated crash")
       self.seen.append(a)
-      out.append(toy_accuracy([a])[0])
-    return out
+      out.append(toy_accuracy([a])[0][0])
+    return out, [{} for _ in out]
 
 
 def search(workdir, fn=toy_accuracy, **kw):
@@ -71,7 +73,14 @@ def search(workdir, fn=toy_accuracy, **kw):
 
 
 def rows(workdir):
-  return pathlib.Path(workdir, "history.jsonl").read_text().splitlines()
+  """The history's records without `batch` (how the evaluate_fn calls were
+  split, which a resume with another eval_batch_size changes)."""
+  out = []
+  for line in pathlib.Path(workdir, "history.jsonl").read_text().splitlines():
+    d = json.loads(line)
+    d.pop("batch", None)
+    out.append(d)
+  return out
 
 
 @pytest.mark.parametrize("algorithm", ["surrogate", "aging", "ofa", "nsga2"])
@@ -219,8 +228,9 @@ def test_resume_with_other_settings_is_refused(tmp_path):
   search(tmp_path, budget=10)
   with pytest.raises(errors.HwnasError, match="seed"):
     search(tmp_path, budget=20, seed=5)
-  os.remove(tmp_path / "state.json")   # then the replay catches it
-  with pytest.raises(errors.HwnasError, match="not what this search"):
+  os.remove(tmp_path / "state.json")   # then the records' digest does
+  with pytest.raises(errors.HwnasError, match="was made with other "
+                     "settings or inputs"):
     search(tmp_path, budget=20, seed=5)
 
 

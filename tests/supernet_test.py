@@ -415,7 +415,7 @@ def test_cli_train_resume_and_eval(tmp_path, capsys):
 
   space = space_lib.load(path)
   fn = evaluate_lib.make_evaluator(wd, space)
-  assert fn([arch_lib.largest(space)]) == [out[0]["accuracy"]]
+  assert fn([arch_lib.largest(space)]) == ([out[0]["accuracy"]], [{}])
   net = evaluate_lib.extract_subnet(wd, arch_lib.smallest(space))
   assert net(jnp.zeros((1, 16, 16, 3)), train=False).shape == (1, 3)
 

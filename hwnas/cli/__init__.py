@@ -16,8 +16,22 @@ import sys
 
 from hwnas import __version__, errors
 
+
+class _Parser(argparse.ArgumentParser):
+  """argparse with the project's one-line errors: `error: hwnas search:
+  argument --budget: invalid integer value: 'nan' (see hwnas search
+  --help)` and exit status 2, no usage block. Subcommand parsers are of the
+  same class (argparse makes them with `type(parent)`)."""
+
+  def error(self, message: str):
+    from hwnas import validate  # pylint: disable=g-import-not-at-top
+    print(f"error: {self.prog}: {validate.printable(message, 400)} (see "
+          f"{self.prog} --help)", file=sys.stderr)
+    sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="hwnas",
       description="Hardware-aware neural architecture search in JAX.")
   parser.add_argument("--version", action="version",
@@ -67,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
   if own_process:
     from hwnas import chatter  # pylint: disable=g-import-not-at-top
     chatter.install()   # XLA / LiteRT lines from C++ threads at any time
-  args = parser.parse_args(argv)
   try:
+    args = parser.parse_args(argv)
+  except SystemExit as e:   # --help, --version (0) or a usage error (2)
+    return int(e.code or 0)
+  try:
+    from hwnas import validate  # pylint: disable=g-import-not-at-top
+    validate.check_args(args)   # every number flag, once, at the edge
     return int(args.func(args) or 0)
   except errors.HwnasError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -78,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 141
   except KeyboardInterrupt:
-    print("interrupted; finished work is saved in the workdir",
-          file=sys.stderr)
+    print("interrupted; finished work is saved in the workdir: rerun the "
+          "same command to resume", file=sys.stderr)
     return 130
 
 

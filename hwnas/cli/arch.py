@@ -26,6 +26,8 @@ def register(sub) -> None:
                  help="the space's smallest architecture instead")
   q.add_argument("--out", help="write the JSON to this file (instead of "
                  "printing it)")
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace an existing --out file")
   q.set_defaults(func=_sample)
   q = s.add_parser("stats", help="MACs, params and a per-layer table")
   q.add_argument("--arch", dest="arch_flag",
@@ -43,6 +45,9 @@ def register(sub) -> None:
 
 
 def _sample(args) -> int:
+  from hwnas import validate  # pylint: disable=g-import-not-at-top
+  if args.out:
+    validate.check_out(args.out, overwrite=args.overwrite)
   space = space_lib.load(args.space)
   a = (arch_lib.largest(space) if args.largest else
        arch_lib.smallest(space) if args.smallest else
@@ -76,10 +81,9 @@ def load_arch_and_spec(path: str | None, *, reference: str | None = None,
   p = pathlib.Path(path)
   if not p.is_file():
     raise errors.HwnasError(f"{p}: no such file")
-  try:
-    d = json.loads(errors.read_text(p, what="architecture JSON file"))
-  except json.JSONDecodeError as e:
-    raise errors.HwnasError(f"{p}: invalid JSON ({e})") from None
+  from hwnas import validate  # pylint: disable=g-import-not-at-top
+  d = validate.load_json(errors.read_text(p, what="architecture JSON file"),
+                         str(p))
   if isinstance(d, dict) and ("layers" in d or "netspec" in d):
     spec = netspec.NetSpec.from_dict(d.get("netspec", d), where=str(p))
     if resolution:

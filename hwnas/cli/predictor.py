@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import sys
 
 from hwnas import errors
@@ -23,6 +24,8 @@ def register(sub) -> None:
                  "architectures with this supernet")
   q.add_argument("--samples", type=int, default=0)
   q.add_argument("--out", required=True, help="predictor directory")
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace a predictor already in --out")
   q.add_argument("--ensemble", type=int, default=1)
   q.add_argument("--hidden", default="128,128",
                  help="hidden widths, comma-separated")
@@ -61,7 +64,7 @@ def _evaluate_with_progress(evaluate_fn, archs, chunk: int = 16):
                    disable=not sys.stderr.isatty()) as bar:
     task = bar.add_task("eval", total=len(archs))
     for i in range(0, len(archs), chunk):
-      out += [float(x) for x in evaluate_fn(archs[i:i + chunk])]
+      out += [float(x) for x in evaluate_fn(archs[i:i + chunk])[0]]
       bar.update(task, completed=len(out))
   return out
 
@@ -76,9 +79,36 @@ def _print_metrics(m) -> None:
         f"{m['kendall']:.3f}, RMSE {m['rmse']:.4f}")
 
 
+def _check_train_args(args) -> tuple[int, ...]:
+  """The hidden widths; every setting and --out checked before any work."""
+  from hwnas import validate
+  out = pathlib.Path(args.out)
+  if out.exists() and not out.is_dir():
+    raise errors.HwnasError(f"--out {out}: is a file; give a directory")
+  if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+    raise errors.HwnasError(f"--out {out}: exists and is not empty; pass "
+                            "--overwrite to replace the predictor in it, or "
+                            "choose another directory")
+  errors.positive(args.steps, "--steps")
+  errors.positive(args.samples, "--samples", zero_ok=True)
+  validate.finite(args.learning_rate, "--learning-rate", low=0,
+                  low_open=True)
+  validate.finite(args.val_fraction, "--val-fraction", low=0, high=1,
+                  high_open=True)
+  try:
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+  except ValueError:
+    hidden = (0,)
+  if any(h < 1 or h > 65536 for h in hidden):
+    raise errors.HwnasError(f"--hidden {args.hidden!r}: expected "
+                            "comma-separated positive integers, e.g. 128,128")
+  return hidden
+
+
 def _train(args) -> int:
   from hwnas import space as space_lib
   from hwnas.search import predictor
+  hidden = _check_train_args(args)
   space = space_lib.load(args.space)
   archs, accs = predictor.pairs_from_history(args.history, space)
   if args.supernet and args.samples:
@@ -89,11 +119,6 @@ def _train(args) -> int:
   if not archs:
     raise errors.HwnasError("predictor train: no data; give --history H or "
                             "--supernet W --samples N")
-  try:
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
-  except ValueError:
-    raise errors.HwnasError(f"--hidden {args.hidden!r}: expected "
-                            "comma-separated integers, e.g. 128,128") from None
   print(f"training the predictor on {len(archs)} architectures "
         f"({args.steps} steps, ensemble {args.ensemble}) ...", flush=True)
   p = predictor.train(space, archs, accs, seed=args.seed, hidden=hidden,

@@ -126,7 +126,7 @@ def _eval(args) -> int:
   for path in args.arch:
     archs.append(_load_arch_of(path, space))
     names.append(path)
-  accs = fn(archs)
+  accs, _ = fn(archs)
   rows = [{"arch": n, "arch_string": arch_lib.to_string(a), "accuracy": acc}
           for n, a, acc in zip(names, archs, accs)]
   if args.json:

@@ -79,6 +79,8 @@ def register(sub) -> None:
                  help="write the report as JSON to FILE")
   q.add_argument("--json", dest="json_path", metavar="FILE",
                  help="deprecated spelling of --report-json")
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace existing --out / --report-json files")
   q.set_defaults(func=_validate)
 
   q = t.add_parser("calibrate", help="adapt a measured table to this host "
@@ -155,6 +157,8 @@ def register(sub) -> None:
   q.add_argument("--table", dest="table_flag", help="table name or file")
   q.add_argument("table", nargs="?", help="deprecated spelling of --table")
   q.add_argument("--out", help="CSV file (default: stdout)")
+  q.add_argument("--overwrite", action="store_true",
+                 help="replace an existing --out file")
   q.set_defaults(func=_export_csv)
 
 
@@ -172,7 +176,7 @@ def _options(args) -> dict:
 
 
 def _measure(args) -> int:
-  from hwnas import errors, workdir
+  from hwnas import errors, validate, workdir
   from hwnas import space as space_lib
   from hwnas.latency import measure
   for flag in ("batch_size", "repeats", "rounds", "chunk"):
@@ -181,6 +185,9 @@ def _measure(args) -> int:
   errors.positive(args.threads, "--threads", zero_ok=True)
   if args.max_entries is not None:
     errors.positive(args.max_entries, "--max-entries")
+  # An existing table is resumed or extended, never replaced; its path
+  # must be writable before hours of measuring.
+  validate.check_out(args.out, overwrite=True)
   s = space_lib.load(args.space)
   with workdir.lock_file(args.out):
     return _measure_locked(args, s, measure)
@@ -277,6 +284,13 @@ def _validate(args) -> int:
   errors.positive(args.chunk, "--chunk", zero_ok=True)
   if args.rounds is not None:
     errors.positive(args.rounds, "--rounds")
+  from hwnas import validate  # outputs checked before any timing
+  report_json = _report_json(args)
+  if report_json:
+    validate.check_out(report_json, overwrite=args.overwrite,
+                       flag="--report-json")
+  if args.out:
+    validate.check_out(args.out, overwrite=args.overwrite)
   t = load_table(args.table)
   if t.units == "uJ":
     raise errors.HwnasError(
@@ -292,7 +306,6 @@ def _validate(args) -> int:
       rounds=args.rounds, chunk=args.chunk)
   print(fidelity.format_report(rep))
   _warn_high_mape(rep, args)
-  report_json = _report_json(args)
   if report_json:
     pathlib.Path(report_json).write_text(json.dumps(rep.to_dict(), indent=1))
   if args.fit_calibration or args.out:
@@ -410,15 +423,19 @@ def _retime(args) -> int:
 
 
 def _import(args) -> int:
-  from hwnas import errors
+  from hwnas import errors, validate
   from hwnas import space as space_lib
   from hwnas.latency import ofa_import
-  if pathlib.Path(args.out).exists() and not args.overwrite:
-    raise errors.HwnasError(f"--out {args.out}: exists; pass --overwrite to "
-                            "replace it, or write to another --out")
+  validate.check_out(args.out, overwrite=args.overwrite)
   s = space_lib.load(args.space)
   r = ofa_import.import_ofa(args.file, s, device=args.device,
                             precision=args.precision)
+  if not len(r.table):   # nothing to write: keep what --out holds
+    why = "; ".join(f"{validate.printable(k, 60)}: {w}"
+                    for k, w in list(r.unmapped.items())[:2])
+    raise errors.HwnasError(
+        f"{args.file}: no entry of its {r.total} keys maps onto space {s.id} "
+        f"({why}); nothing written. Check --space and the file")
   r.table.save(args.out)
   print(f"wrote {args.out}: {len(r.table)} entries mapped from "
         f"{r.total} keys of {args.file}")
@@ -487,7 +504,10 @@ def _energy(args) -> int:
 
 
 def _export_csv(args) -> int:
+  from hwnas import validate
   from hwnas.latency import load_table
+  if args.out:
+    validate.check_out(args.out, overwrite=args.overwrite)
   text = load_table(_table_arg(args, "export-csv", required=True)).to_csv()
   if args.out:
     pathlib.Path(args.out).write_text(text)

@@ -118,4 +118,6 @@ def override(config, items: Sequence[str], *,
       node[leaf] = value
     except (TypeError, ValueError) as e:
       raise errors.HwnasError(f"--set {item}: {e}") from None
+  from hwnas import validate  # pylint: disable=g-import-not-at-top
+  validate.check_config(config)   # the resolved config, once
   return config

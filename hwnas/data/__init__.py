@@ -185,6 +185,11 @@ def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,
   if ds.info.split_sizes[split] == 0:
     raise HwnasError(f"{ds.info.name}: split {split!r} is empty; "
                      "raise val_fraction or add data")
+  if drop_remainder and batch_size > ds.info.split_sizes[split]:
+    raise HwnasError(f"{ds.info.name}: split {split!r} has "
+                     f"{ds.info.split_sizes[split]} images, fewer than one "
+                     f"batch of {batch_size}; lower the batch size (--set "
+                     "train.batch_size=N) or add data")
   kwargs = dict(batch_size=batch_size, resolution=resolution, seed=seed,
                 augment=augment, shuffle=shuffle, repeat=repeat,
                 drop_remainder=drop_remainder, start_step=start_step,

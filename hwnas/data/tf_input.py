@@ -300,10 +300,13 @@ def batches(split: core.TfSplit, info: core.DatasetInfo, *, batch_size: int,
   opts = tf.data.Options()
   opts.deterministic = True
   ds = ds.with_options(opts).prefetch(tf.data.AUTOTUNE)
+  from hwnas import chatter  # pylint: disable=g-import-not-at-top
   try:
-    yield from ds.as_numpy_iterator()
+    with chatter.live():   # libjpeg's lines: the error below names the file
+      yield from ds.as_numpy_iterator()
   except tf.errors.InvalidArgumentError as e:
-    bad = _undecodable(getattr(split.make, "paths", ()))
+    with chatter.live():
+      bad = _undecodable(getattr(split.make, "paths", ()))
     first = (str(e.message).strip().splitlines() or ["?"])[0][:160]
     raise HwnasError(
         f"{info.name}: " + (f"{bad} cannot be decoded as an image; delete "

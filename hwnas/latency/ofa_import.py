@@ -29,14 +29,13 @@ import pathlib
 import re
 from typing import Any
 
-import yaml
 
-from hwnas import errors
+from hwnas import errors, validate
 from hwnas.latency import space_layers
 from hwnas.latency import table as tbl
 from hwnas.latency import table_schema
 from hwnas.netspec import Layer, make_divisible
-from hwnas.space import SearchSpace
+from hwnas.space import BOUNDS, SearchSpace
 
 _FIELD = re.compile(r"^(input|output|expand|kernel|stride|idskip|se|hs):(.+)$")
 
@@ -55,24 +54,40 @@ class _Unmapped(Exception):
 
 def _shape(text: str) -> tuple[int, ...]:
   try:
-    shape = tuple(int(x) for x in text.split("x"))
+    shape = tuple(int(x) for x in text.split("x") if len(x) <= 9)
   except ValueError:
     raise _Unmapped(f"bad shape {text!r}") from None
+  if len(shape) != len(text.split("x")) or max(shape, default=0) > 1 << 20:
+    raise _Unmapped(f"bad shape {text[:40]!r}: a dimension is too large")
   if len(shape) not in (1, 3) or min(shape) < 1:
     raise _Unmapped(f"bad shape {text!r}: expected HxWxC (or C) of positive "
                     "integers")
   return shape
 
 
+# Upper bounds of a key's fields: those of a space file (hwnas.space.BOUNDS;
+# `expand` may also be a count of middle channels, at most the widest
+# layer times the largest expansion).
+_MAX_FIELD = {"kernel": BOUNDS["kernel"][1], "stride": 8, "idskip": 1,
+              "se": 1, "hs": 1,
+              "expand": BOUNDS["width"][1] * BOUNDS["expansion"][1]}
+
+
 def _number(name: str, text: str) -> float | int:
   """A key field's value: a finite positive number (`expand`) or a
-  non-negative integer (the others); _Unmapped otherwise."""
+  non-negative integer (the others), at most `_MAX_FIELD`; _Unmapped
+  otherwise."""
+  if len(text) > 32:
+    raise _Unmapped(f"{name}:{text[:32]}... is too long a number")
   try:
     v = float(text) if name == "expand" else int(text)
   except ValueError:
     raise _Unmapped(f"{name}:{text} is not a number") from None
   if not math.isfinite(v) or v < 0 or (name == "expand" and v == 0):
     raise _Unmapped(f"{name}:{text} is not a finite positive number")
+  if v > _MAX_FIELD[name]:
+    raise _Unmapped(f"{name}:{text} is out of range (at most "
+                    f"{_MAX_FIELD[name]})")
   return v
 
 
@@ -196,11 +211,8 @@ def import_ofa(path: str | os.PathLike[str], space: SearchSpace, *,
   p = pathlib.Path(path)
   if not p.is_file():
     raise errors.HwnasError(f"{p}: no such file to import")
-  try:
-    d = yaml.safe_load(errors.read_text(p, what="OFA latency YAML"))
-  except yaml.YAMLError as e:
-    raise errors.HwnasError(f"{p}: not valid YAML ({str(e).splitlines()[0]})"
-                            ) from None
+  d = validate.load_yaml(errors.read_text(p, what="OFA latency YAML"),
+                         str(p))
   if not isinstance(d, dict) or not d:
     raise errors.HwnasError(f"{p}: expected a mapping of layer keys to "
                             "{mean: ms}")

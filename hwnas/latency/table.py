@@ -55,7 +55,7 @@ import pathlib
 import types
 from typing import Any, Iterable, Mapping
 
-from hwnas import errors, resources
+from hwnas import errors, resources, validate
 from hwnas.latency.table_schema import (  # the format, validated there
     SCHEMA, UNITS, Entry, TableError, _cell, _fail, _validate_header,
     network_model_kind, parse_entry)
@@ -350,6 +350,9 @@ def from_dict(d: Any, *, path: str = "<table>") -> LatencyTable:
   if unknown:
     _fail(path, unknown[0], "unknown key; allowed: schema, header, entries")
   _validate_header(d.get("header"), path)
+  if d["header"].get("network_model"):   # a kind this hwnas knows, on load
+    from hwnas.latency.network_models import network_model  # pylint: disable=g-import-not-at-top
+    network_model(network_model_kind(d["header"]["network_model"]), path)
   entries = d.get("entries")
   if not isinstance(entries, dict):
     _fail(path, "entries", "missing or not an object keyed by signature")
@@ -391,10 +394,9 @@ def load_table(name_or_path: str | os.PathLike[str]) -> LatencyTable:
     raise TableError(f"{name_or_path}: no such latency table file or "
                      f"shipped table; {hint}shipped tables: {shipped}")
   try:
-    d = json.loads(errors.read_text(p, what="latency table"))
-  except json.JSONDecodeError as e:
-    raise TableError(f"{p}: invalid JSON ({e}); fix or re-measure the "
-                     "table") from None
+    d = validate.load_json(errors.read_text(p, what="latency table"), str(p))
+  except errors.HwnasError as e:
+    raise TableError(f"{e}; fix or re-measure the table") from None
   return from_dict(d, path=str(p))
 
 

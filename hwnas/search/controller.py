@@ -1,8 +1,10 @@
 """The search controller: budgets, bookkeeping, resume, outputs.
 
 The controller knows no models and no tables: it receives
-`evaluate_fn(list[ArchChoice]) -> list[float]` (called once per generation,
-or per `eval_batch_size` chunk, so evaluation can batch) and named
+`evaluate_fn(list[ArchChoice]) -> (accuracies, metrics)` (one accuracy and
+one dict of other metrics, e.g. int8 accuracy, per architecture; called once
+per generation, or per `eval_batch_size` chunk, so evaluation can batch) and
+named
 `cost_fn(ArchChoice) -> float` callables. Hardware costs are cheap and are
 computed first, so under a hard target nothing infeasible is evaluated.
 
@@ -20,6 +22,8 @@ settings the defaults chose); the operators (`evolution`), surrogate
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,7 +38,8 @@ from hwnas.search import (evolution, feasibility, history, objectives,
 from hwnas.search.history import Record, SearchResult
 from hwnas.space import SearchSpace
 
-EvaluateFn = Callable[[list[ArchChoice]], Sequence[float]]
+EvaluateFn = Callable[[list[ArchChoice]],
+                      tuple[Sequence[float], Sequence[Mapping[str, float]]]]
 CostFn = Callable[[ArchChoice], float]
 _STATE_SCHEMA = "hwnas/search-state@1"
 _MAX_STALLS = 20      # generations in a row without a new architecture
@@ -75,6 +80,10 @@ def default_settings(algorithm: str, budget: int, *,
         f"search: parents_ratio must be in (0, 1) and mutation_ratio in "
         f"[0, 1]; got {parents_ratio:g}, {mutation_ratio:g}")
   _check_range("max_tries", max_tries, 1)
+  if population is not None and population > budget:
+    raise errors.HwnasError(f"search: population {population} is larger than "
+                            f"the budget {budget}; give --population <= "
+                            "--budget")
   clamp = lambda v, lo, hi: int(min(hi, max(lo, v)))
   population = population or clamp(budget // 5, 10, 100)
   if algorithm == "surrogate":
@@ -187,6 +196,25 @@ def _check_config(workdir: pathlib.Path, config: dict) -> None:
         "--workdir")
 
 
+def inputs_digest(config: dict) -> str:
+  """A short digest of a search's settings and input identities."""
+  text = json.dumps(config, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_inputs(workdir: pathlib.Path, recorded: list[Record],
+                  digest: str) -> None:
+  """Every recorded evaluation was made under this search's settings and
+  inputs (records written before digests existed carry none)."""
+  for r in recorded:
+    if r.inputs and r.inputs != digest:
+      raise errors.HwnasError(
+          f"{workdir / history.HISTORY}: evaluation {r.index} was made with "
+          "other settings or inputs (a latency table, the evaluator, the "
+          "seed, ...) than this search's; resume with the same inputs or use "
+          "a new --workdir")
+
+
 def _short(v) -> str:
   text = repr(v)
   return text if len(text) <= 80 else text[:77] + "..."
@@ -286,18 +314,28 @@ class _Search:
           self.matrix(both), s)]
 
   def make_record(self, g: int, a: ArchChoice, acc: float,
-                  metrics=None) -> Record:
+                  metrics=None, inputs: str = "",
+                  batch: tuple[int, int] | None = None) -> Record:
     c = counting.count(arch_lib.decode(self.space, a))
     return Record(len(self.records), g, a, float(acc), self.costs(a),
-                  int(c.macs), int(c.params), dict(metrics or {}))
+                  int(c.macs), int(c.params), dict(metrics or {}), inputs,
+                  batch)
 
 
-def _evaluate(evaluate_fn, archs: list[ArchChoice]) -> list[float]:
-  out = list(evaluate_fn(list(archs)))
-  if len(out) != len(archs):
-    raise errors.HwnasError(f"evaluate_fn returned {len(out)} accuracies for "
-                            f"{len(archs)} architectures")
-  return [float(x) for x in out]
+def _evaluate(evaluate_fn, archs: list[ArchChoice]
+              ) -> tuple[list[float], list[dict[str, float]]]:
+  """(accuracies, metrics) of `archs`, each checked to hold one entry per
+  architecture."""
+  out = evaluate_fn(list(archs))
+  if not isinstance(out, tuple) or len(out) != 2:
+    raise errors.HwnasError("evaluate_fn must return (accuracies, metrics), "
+                            f"got {type(out).__name__}")
+  accs, metrics = list(out[0]), list(out[1])
+  if len(accs) != len(archs) or len(metrics) != len(archs):
+    raise errors.HwnasError(f"evaluate_fn returned {len(accs)} accuracies and "
+                            f"{len(metrics)} metrics for {len(archs)} "
+                            "architectures")
+  return [float(x) for x in accs], [dict(m) for m in metrics]
 
 
 def run(space: SearchSpace, evaluate_fn: EvaluateFn,
@@ -323,8 +361,9 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
 
   Args:
     space: the search space.
-    evaluate_fn: list of architectures -> list of accuracies (higher is
-      better), called once per generation (or `eval_batch_size` chunk).
+    evaluate_fn: list of architectures -> (accuracies (higher is better),
+      metrics: one dict of other values to record per architecture, may be
+      empty), called once per generation (or `eval_batch_size` chunk).
     cost_fns: {name: architecture -> cost}, primary (the one `target` and
       the plot's x axis refer to) first, e.g. {"latency_ms": table_fn,
       "macs": macs_fn}; several devices' tables are several entries. A bare
@@ -401,6 +440,7 @@ def run(space: SearchSpace, evaluate_fn: EvaluateFn,
 
   workdir.mkdir(parents=True, exist_ok=True)
   recorded = history.read(workdir, repair=True)
+  _check_inputs(workdir, recorded, inputs_digest(config))
   search = _Search(space, obj, cost_fns, settings, algorithm)
   evaluated = _loop(search, evaluate_fn, recorded, budget=budget, seed=seed,
                     workdir=workdir, config=config, anchor=anchor,
@@ -447,6 +487,7 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
           console) -> int:
   bar = _progress(progress, budget, len(recorded), console)
   writer = history.Writer(workdir)
+  digest = inputs_digest(config)
   seen: set[tuple] = set()   # history.network_key of every proposal
   evaluated, stalls, g, pos = 0, 0, 0, 0
   try:
@@ -466,15 +507,14 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
         raise errors.HwnasError(
             f"{workdir / history.HISTORY}: generation {g} is incomplete but "
             "later generations are recorded; use a new --workdir")
-      chunk = eval_batch_size or max(1, len(todo))
-      for k in range(0, len(todo), chunk):
-        part = todo[k:k + chunk]
-        accs = _evaluate(evaluate_fn, part)
-        # An evaluator may also report other accuracies (float and int8).
-        extra = getattr(evaluate_fn, "last_metrics", None) or [None] * len(
-            part)
-        for a, acc, m in zip(part, accs, extra):
-          rec = search.make_record(g, a, acc, m)
+      planned = proposals[:len(old) + room]
+      for lo, hi in _batches(old, len(planned), eval_batch_size):
+        part = planned[lo:hi]
+        accs, metrics = _evaluate(evaluate_fn, part)
+        for i, (a, acc, m) in enumerate(zip(part, accs, metrics)):
+          if lo + i < len(old):
+            continue   # recorded before the cut
+          rec = search.make_record(g, a, acc, m, digest, (lo, hi - lo))
           writer.append(rec)
           search.records.append(rec)
           evaluated += 1
@@ -492,6 +532,28 @@ def _loop(search: _Search, evaluate_fn, recorded: list[Record], *, budget,
     if bar:
       bar[0].stop()
   return evaluated
+
+
+def _batches(old: list[Record], n: int, eval_batch_size: int | None
+             ) -> list[tuple[int, int]]:
+  """[lo, hi) ranges of a generation's `n` planned evaluations still to
+  make, as evaluate_fn calls, after its `old` recorded ones.
+
+  A call that a kill cut between two appends is made again whole (its
+  recorded part is skipped when appending): an evaluator's floats may
+  depend on the batch (a predictor's matrix products), and the resumed run
+  must equal the uninterrupted one. The rest is split into
+  `eval_batch_size` calls (default: one call).
+  """
+  start, out = len(old), []
+  if old and old[-1].batch:
+    lo, size = old[-1].batch
+    if lo + size > len(old):
+      out.append((lo, min(lo + size, n)))
+      start = lo + size
+  chunk = eval_batch_size or max(1, n - start)
+  out += [(k, min(k + chunk, n)) for k in range(start, n, chunk)]
+  return out
 
 
 def _check_replay(workdir, g: int, old: list[Record],

@@ -8,7 +8,10 @@ evaluates only what is missing, so a run killed at any moment ends exactly
 like an uninterrupted one. A half-written last line (a kill while
 appending) is dropped and cut from the file; its architecture is simply
 evaluated again. `state.json` holds the settings (to refuse resuming with
-different ones) and the population, for inspection with `jq`.
+different ones) and the population, for inspection with `jq`. Each
+history record also carries a digest of those settings and inputs
+(`inputs`), so a resume whose `state.json` is gone still refuses a changed
+table instead of mixing its costs with the recorded ones.
 """
 
 from __future__ import annotations
@@ -42,8 +45,15 @@ class Record:
   macs: int = 0
   params: int = 0
   # Other accuracies the evaluator computed in the same call, e.g.
-  # {"accuracy_float": .97, "accuracy_int8": .96} (its `last_metrics`).
+  # {"accuracy_float": .97, "accuracy_int8": .96} (its returned metrics).
   metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  # Digest of the search's settings and input identities (tables, ...) the
+  # record was made under: a resume checks it even without state.json.
+  inputs: str = ""
+  # (position in its generation's proposals of the first architecture of
+  # the evaluate_fn call that made it, number of architectures in that
+  # call): a resume re-evaluates a call a kill cut mid-way, whole.
+  batch: tuple[int, int] | None = None
 
   def to_dict(self) -> dict[str, Any]:
     d = {"index": self.index, "generation": self.generation,
@@ -53,6 +63,10 @@ class Record:
          "arch": arch_lib.to_dict(self.arch)}
     if self.metrics:
       d["metrics"] = dict(self.metrics)
+    if self.inputs:
+      d["inputs"] = self.inputs
+    if self.batch:
+      d["batch"] = list(self.batch)
     return d
 
 
@@ -109,7 +123,10 @@ def record_from_dict(d: Mapping[str, Any], where: str) -> Record:
                   {str(k): float(v) for k, v in d["costs"].items()},
                   int(d.get("macs", 0)), int(d.get("params", 0)),
                   {str(k): float(v)
-                   for k, v in d.get("metrics", {}).items()})
+                   for k, v in d.get("metrics", {}).items()},
+                  str(d.get("inputs", "")),
+                  (int(d["batch"][0]), int(d["batch"][1]))
+                  if d.get("batch") else None)
   except (KeyError, TypeError, ValueError, AttributeError) as e:
     raise errors.HwnasError(f"{where}: bad history row ({e!r}); move the "
                             "file away to start afresh") from None

@@ -84,6 +84,9 @@ def make(kind: str, cost_names: list[str], target: float |
     if not math.isfinite(t) or t <= 0:
       raise errors.HwnasError(f"search: target for {name} must be a positive "
                               f"number, got {t}")
+  if not math.isfinite(float(reward_weight)):
+    raise errors.HwnasError(f"search: reward_weight must be a finite number, "
+                            f"got {reward_weight}")
   obj = Objective(kind, cost_names[0], targets, float(reward_weight))
   if kind in ("constraint", "reward") and obj.target is None:
     flag = ("--target-uj" if cost_names[0].startswith("energy_uj") else

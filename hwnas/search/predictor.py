@@ -98,9 +98,15 @@ def _fit(key, x, y, sizes, *, ensemble, steps, learning_rate, weight_decay):
   import jax
   import jax.numpy as jnp
   import optax
+  from hwnas import optim
   params = _init(key, sizes, ensemble)
-  tx = optax.adamw(optax.cosine_decay_schedule(learning_rate, steps),
-                   weight_decay=weight_decay)
+  # The optimiser of every hwnas run (AdamW, cosine decay to 0, no warm-up).
+  # Every weight has a leading ensemble axis, so `optim.decay_mask` (rank
+  # > 1) decays the biases too, as weight decay on an MLP this small should.
+  tx = optim.build_optimizer(
+      "adamw", optim.warmup_cosine(learning_rate, steps, 0, 0.0),
+      momentum=0.0, nesterov=False, b1=0.9, b2=0.999,
+      weight_decay=weight_decay, grad_clip=0.0)
 
   def loss_fn(p):
     return jnp.mean((_forward(p, x) - y[None]) ** 2) * ensemble
@@ -117,6 +123,20 @@ def _fit(key, x, y, sizes, *, ensemble, steps, learning_rate, weight_decay):
   return [np.asarray(w) for w in params], float(losses[-1])
 
 
+def heldout_split(x: np.ndarray, val_fraction: float, *, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """(held-out rows, training rows) of encodings `x` [n, d], split by
+  unique architecture: every row of one encoding lands on the same side, so
+  a duplicate cannot score the predictor on what it was trained on.
+  About `val_fraction` of the unique architectures are held out."""
+  _, group = np.unique(x, axis=0, return_inverse=True)
+  group = group.reshape(-1)
+  order = np.random.default_rng([seed, 7]).permutation(int(group.max()) + 1)
+  held = order[:int(round(len(order) * val_fraction))]
+  is_val = np.isin(group, held)
+  return np.flatnonzero(is_val), np.flatnonzero(~is_val)
+
+
 def train(space: SearchSpace, archs: Sequence[ArchChoice],
           accuracies: Sequence[float], *, seed: int = 0,
           hidden: Sequence[int] = (128, 128), ensemble: int = 1,
@@ -127,15 +147,18 @@ def train(space: SearchSpace, archs: Sequence[ArchChoice],
 
   Args:
     space: the space of `archs`.
-    archs: architectures (duplicates are averaged away by the data).
+    archs: architectures (duplicates are averaged away by the fit and
+      never straddle the held-out split).
     accuracies: their accuracies.
     seed: seed of the split (numpy) and of the initialisation (JAX).
     hidden: hidden layer widths.
     ensemble: number of independently initialised members.
-    steps: full-batch AdamW steps (cosine-decayed learning rate).
+    steps: full-batch AdamW steps (cosine-decayed learning rate, built by
+      `hwnas.optim`).
     learning_rate: peak learning rate.
     weight_decay: AdamW weight decay.
-    val_fraction: share of architectures held out for the metrics (0: none).
+    val_fraction: share of unique architectures held out for the metrics
+      (0: none).
 
   Returns:
     The trained `Predictor` (fitted on the non-held-out part).
@@ -147,9 +170,7 @@ def train(space: SearchSpace, archs: Sequence[ArchChoice],
                             f"{len(accuracies)}")
   x = np.stack([arch_lib.encode(space, a) for a in archs])
   y = np.asarray(accuracies, np.float32)
-  order = np.random.default_rng([seed, 7]).permutation(len(y))
-  n_val = int(round(len(y) * val_fraction))
-  val, tr = order[:n_val], order[n_val:]
+  val, tr = heldout_split(x, val_fraction, seed=seed)
   y_mean, y_std = float(y[tr].mean()), float(y[tr].std() + 1e-8)
   sizes = [x.shape[1], *hidden, 1]
   weights, loss = _fit(jax.random.key(seed), x[tr], (y[tr] - y_mean) / y_std,
@@ -160,7 +181,7 @@ def train(space: SearchSpace, archs: Sequence[ArchChoice],
   metrics: dict[str, Any] = {"train": rank_metrics(
       y[tr], predict(p, space, [archs[i] for i in tr])[0]),
       "final_loss": loss, "ensemble": ensemble, "steps": steps}
-  if n_val >= 3:
+  if len(val) >= 3:
     metrics["heldout"] = rank_metrics(
         y[val], predict(p, space, [archs[i] for i in val])[0])
   return dataclasses.replace(p, metrics=metrics)
@@ -317,11 +338,14 @@ def predict(predictor: Predictor, space: SearchSpace,
   return out.mean(0), out.std(0)
 
 
-def make_evaluator(predictor: Predictor, space: SearchSpace) -> \
-    Callable[[list[ArchChoice]], list[float]]:
-  """An `evaluate_fn` for `hwnas.search.run` that returns predictions."""
-  def evaluate_fn(archs: list[ArchChoice]) -> list[float]:
-    return [float(v) for v in predict(predictor, space, archs)[0]]
+def make_evaluator(predictor: Predictor, space: SearchSpace) -> Callable[
+    [list[ArchChoice]], tuple[list[float], list[dict[str, float]]]]:
+  """An `evaluate_fn` for `hwnas.search.run`: (predicted accuracies, no
+  other metrics)."""
+  def evaluate_fn(archs: list[ArchChoice]
+                  ) -> tuple[list[float], list[dict[str, float]]]:
+    return ([float(v) for v in predict(predictor, space, archs)[0]],
+            [{} for _ in archs])
   return evaluate_fn
 
 

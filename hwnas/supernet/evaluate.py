@@ -10,7 +10,7 @@ architectures compiles once per resolution.
 >>> from hwnas.supernet import evaluate
 >>> fn = evaluate.make_evaluator("runs/supernet")    # doctest: +SKIP
 >>> fn([arch_a, arch_b])                              # doctest: +SKIP
-[0.97, 0.93]
+([0.97, 0.93], [{}, {}])
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def _accuracy_fn(graphdef) -> Callable:
 
 
 class Evaluator:
-  """`evaluator(archs) -> accuracies` for one trained supernet state.
+  """`evaluator(archs) -> (accuracies, metrics)` for one supernet state.
 
   Holds the compiled function (one per resolution) and the evaluation data,
   so a search calling it once per generation never recompiles.
@@ -159,7 +159,10 @@ class Evaluator:
     self.space = space
     self.data = data
 
-  def __call__(self, archs: Sequence[arch_lib.ArchChoice]) -> list[float]:
+  def __call__(self, archs: Sequence[arch_lib.ArchChoice]
+               ) -> tuple[list[float], list[dict[str, float]]]:
+    """(accuracies, metrics) of `archs`, one entry each, in order; the
+    float evaluator has no other metrics (empty dicts)."""
     fn = _accuracy_fn(self.graphdef)
     out = []
     for a in archs:
@@ -167,7 +170,7 @@ class Evaluator:
       arrays = model_lib.arch_arrays(self.space, a)
       out.append(fn(self.params, self.stats, arrays, d.calib, d.images,
                     d.labels, d.mask))
-    return [float(x) for x in jax.device_get(out)]
+    return [float(x) for x in jax.device_get(out)], [{} for _ in archs]
 
 
 def evaluate(state: Mapping[str, Any], archs: Sequence[arch_lib.ArchChoice],
@@ -185,7 +188,7 @@ def evaluate(state: Mapping[str, Any], archs: Sequence[arch_lib.ArchChoice],
   Returns:
     Accuracies in [0, 1], in the order of `archs`.
   """
-  return Evaluator(graphdef, state, space, data)(archs)
+  return Evaluator(graphdef, state, space, data)(archs)[0]
 
 
 # ------------------------------------------------------ from a workdir --
@@ -244,7 +247,7 @@ def eval_data(config: ml_collections.ConfigDict,
 def make_evaluator(workdir: str | os.PathLike[str],
                    space: SearchSpace | None = None, *,
                    dataset: str | None = None
-                   ) -> Callable[[list[arch_lib.ArchChoice]], list[float]]:
+                   ) -> Evaluator:
   """An evaluator rebuilt from a supernet workdir alone.
 
   Args:
@@ -254,8 +257,8 @@ def make_evaluator(workdir: str | os.PathLike[str],
       the training dataset's `val` split).
 
   Returns:
-    An `Evaluator`: `fn(archs) -> [val accuracy]`, BN recalibrated per
-    architecture (`config.eval` settings of the run).
+    An `Evaluator`: `fn(archs) -> ([val accuracy], [metrics])`, BN
+    recalibrated per architecture (`config.eval` settings of the run).
   """
   workdir = pathlib.Path(workdir)
   sp, graphdef, state, config = load_workdir(workdir)

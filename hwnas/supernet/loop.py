@@ -86,6 +86,11 @@ def _train(config, workdir: pathlib.Path, space, progress: bool
     raise errors.HwnasError(
         f"--dataset {info.name}: {info.image_shape[2]}-channel images but "
         f"space {space.name} takes {space.input_channels}")
+  if config.num_classes and config.num_classes < info.num_classes:
+    raise errors.HwnasError(
+        f"config.num_classes = {config.num_classes}: dataset {info.name} has "
+        f"{info.num_classes} classes; use 0 (the dataset's) or at least "
+        f"{info.num_classes}")
   tc, steps = config.train, int(config.train.steps)
   resolutions = tuple(tc.resolutions) or space.resolutions
   for r in resolutions:
