@@ -166,8 +166,8 @@ def test_table_round_trips_and_predicts_like_the_model(table_path):
 
 
 def _toy(archs):
-  return [0.5 + 0.01 * sum(a.widths) + 0.02 * (a.resolution == 32)
-          for a in archs]
+  return ([0.5 + 0.01 * sum(a.widths) + 0.02 * (a.resolution == 32)
+           for a in archs], [{} for _ in archs])
 
 
 @pytest.fixture
