@@ -118,19 +118,19 @@ def export_supernet(supernet, arch_or_path, out: str | os.PathLike[str], *,
   """Exports one architecture of an in-memory `hwnas.supernet` Supernet.
 
   The standalone network gets the supernet's shared weights (exact shapes,
-  `hwnas.supernet.model.subnet`); its BatchNorm statistics are then
+  `hwnas.supernet.extract.subnet`); its BatchNorm statistics are then
   recalibrated on `options.bn_batches` training batches when a dataset is
   given (cumulative average, as Once-for-All), and kept otherwise.
 
   Raises:
     SpaceError: the architecture is not a member of the supernet's space.
   """
-  from hwnas.supernet import model as supernet_model  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import extract  # pylint: disable=g-import-not-at-top
   o = options
   options_lib.check_out_dir(out, overwrite=o.overwrite)
   choice = load_arch_for(arch_or_path, supernet.space)
   ds = dataset if dataset is not None else writer.load_dataset(o.dataset)
-  model = supernet_model.subnet(supernet, choice, depthwise="lax")
+  model = extract.subnet(supernet, choice, depthwise="lax")
   bn = (_recalibrate(model, ds, model.spec, o) if ds is not None else None)
   source = dict(source or {"kind": "supernet",
                            "description": "in-memory supernet"})

@@ -3,7 +3,7 @@ workdir and pick the architecture's standalone network out of it.
 
 Uses the supernet package's own loaders (`hwnas.supernet.load_workdir`:
 config.json + the latest Orbax checkpoint, one-line HwnasError when either
-is missing or corrupt) and `hwnas.supernet.model.subnet` (exact shapes,
+is missing or corrupt) and `hwnas.supernet.extract.subnet` (exact shapes,
 centre-cropped kernels, leading channels); the dataset is the one the
 supernet was trained on, with the same validation hold-out, unless the
 caller names another.

@@ -2,7 +2,7 @@
 
 `Network(spec, rngs=...)` is what a decoded architecture (or a reference
 network) runs as after search: for training from scratch, for exporting to
-TFLite (with `depthwise='lax'`, see `hwnas.models.layers`) and as the
+TFLite (with `depthwise='lax'`, see `hwnas.models.ops`) and as the
 target that `hwnas.supernet` copies shared weights into.
 
 >>> from flax import nnx
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hwnas.models import layers as layers_lib
+from hwnas.models import ops
 from hwnas.netspec import NetSpec
 
 
@@ -51,11 +52,12 @@ class Network(nnx.Module):
 
 
 def set_depthwise_impl(model: nnx.Module, impl: str) -> None:
-  """Switches every depthwise conv of `model` to `impl` (e.g. 'lax' before
-  export); the weights are shared by all implementations."""
-  layers_lib.resolve_depthwise_impl(impl)
+  """Switches every convolution of `model` (depthwise, dense, 1x1) to
+  `impl` (e.g. 'lax' before export); all implementations share the
+  weights."""
+  ops.resolve_impl(impl)
   for _, m in model.iter_modules():
-    if isinstance(m, layers_lib.DepthwiseConv):
+    if isinstance(m, (layers_lib.Conv, layers_lib.DepthwiseConv)):
       m.impl = impl
 
 
