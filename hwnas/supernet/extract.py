@@ -22,7 +22,8 @@ from hwnas import errors
 from hwnas.models import layers
 from hwnas.models.standalone import Network
 from hwnas.netspec import Layer, NetSpec
-from hwnas.supernet.model import BlockWeights, Supernet
+from hwnas.supernet.blocks import BlockWeights
+from hwnas.supernet.model import Supernet
 from hwnas.supernet.weights import (ConvBNWeights, DenseWeights,
                                     MaskedBatchNorm)
 
