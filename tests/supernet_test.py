@@ -25,7 +25,7 @@ from hwnas import data as data_lib
 from hwnas import errors
 from hwnas import space as space_lib
 from hwnas.cli import main as cli_main
-from hwnas.supernet import extract
+from hwnas.supernet import blocks, extract
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
 
@@ -528,7 +528,7 @@ def test_switch_gradients_equal_plain_switch(space, monkeypatch):
   results = {}
   for mode in ("plain", "recompute"):
     if mode == "plain":
-      monkeypatch.setattr(model_lib, "switch_vjp", lambda i, b, *operands:
+      monkeypatch.setattr(blocks, "switch_vjp", lambda i, b, *operands:
                           jax.lax.switch(i, b, *operands))
     else:
       monkeypatch.undo()
