@@ -7,8 +7,8 @@ hard-sigmoid, multiply), the expansion conv of `ibn` / `fused_ibn` omitted
 when `mid == in`, and a linear projection.
 
 Every convolution runs through `hwnas.models.ops` (`conv2d`,
-`depthwise_conv`), the operations the supernet uses too, so a standalone
-network trains as fast as the same subnet inside the supernet. A block's
+`depthwise_conv`), the operations the supernet uses too (one set of ops
+for every path; benchmarks/RESULTS.md compares the steps). A block's
 `impl` picks their implementation ('auto'; 'lax' for export, see
 `hwnas.models.ops`). Every block is callable as `block(x, train=False)`
 on NHWC float32 input, so a single block can be timed or exported on its
