@@ -2,7 +2,7 @@
 standalone steps of the same subnets, compiles, eval, memory.
 
   python benchmarks/bench_supernet.py [--space mobilenetv3] [--resolution 64]
-      [--batch 64] [--repeats 5] [--compare-packed] [--compare-autodiff]
+      [--batch 64] [--repeats 5] [--subnets-only] [--compare-autodiff]
       [--compare-kernel-transform] [--compare-masked-taps]
 
 Prints a markdown section (benchmarks/results/supernet.md holds runs). The
@@ -18,13 +18,14 @@ sum of its four subnets' standalone steps. Also: XLA compilations counted
 (`jax.monitoring`), eval forward of the largest subnet, evaluation
 throughput (BN recalibration + val pass per architecture) and peak resident
 memory. Each `--compare-*` flag adds a variant of the sandwich step to the
-interleaved rounds: `--compare-packed` keeps the switches' residuals
-(packed) instead of recomputing them (`model.SWITCH_RESIDUALS`; also its
-four one-architecture steps), `--compare-autodiff` differentiates the
+interleaved rounds: `--compare-autodiff` differentiates the
 shift-add depthwise by autodiff instead of its hand-written VJPs,
 `--compare-masked-taps` runs every tap of a slot's largest kernel whatever
 the kernel choice, `--compare-kernel-transform` trains a supernet with
-Once-for-All's learned kernel transforms.
+Once-for-All's learned kernel transforms. `--subnets-only` times only the
+four subnets (supernet and standalone steps, no sandwich, no variants) and
+then a float against a simulated-int8 evaluation of random subnets
+(`hwnas.supernet.quant`), interleaved.
 """
 
 from __future__ import annotations
@@ -109,6 +110,42 @@ def _standalone_step(space, arch, x, labels):
   return lambda: nstep(nparams, nrest, nopt)
 
 
+def _int8_eval(graphdef, state, space, rng, calib, a, compiles):
+  """Rows: one float and one simulated-int8 evaluation of the same random
+  subnets (BN recalibration on `calib`, + range calibration for int8, + a
+  pass over 2 batches), compiled first, then timed interleaved."""
+  from hwnas.supernet import quant  # pylint: disable=g-import-not-at-top
+  images = calib
+  lab = np.stack([np.arange(a.batch) % 10] * 2).astype(np.int32)
+  mask = np.ones_like(lab, np.float32)
+  arrs = [model_lib.arch_arrays(space, arch_lib.sample(rng, space))
+          for _ in range(a.repeats)]
+  rows, calls = [], []
+  for kind in ("float", "int8"):
+    fn = quant._accuracy_fn(graphdef, (kind,))  # pylint: disable=protected-access
+    n0 = compiles.count
+    t = time.perf_counter()
+    jax.block_until_ready(fn(state["params"], state["stats"], arrs[0], calib,
+                             images, lab, mask))
+    first = time.perf_counter() - t
+    calls.append((kind, fn, first, compiles.count - n0))
+  totals = {kind: 0.0 for kind, *_ in calls}
+  for arr in arrs:
+    for kind, fn, _, _ in calls:
+      t = time.perf_counter()
+      jax.block_until_ready(fn(state["params"], state["stats"], arr, calib,
+                               images, lab, mask))
+      totals[kind] += time.perf_counter() - t
+  for kind, _, first, n in calls:
+    rows.append((f"{kind} evaluation of one random arch (quant."
+                 f"_accuracy_fn; BN recal 2x{a.batch} + val 2x{a.batch})",
+                 totals[kind] / len(arrs) * 1e3,
+                 f"compile+first {first:.1f} s, {n} compile(s)"))
+  rows.append(("int8 / float evaluation (ratio)",
+               totals["int8"] / totals["float"], "same archs, interleaved"))
+  return rows
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("--space", default="mobilenetv3")
@@ -119,7 +156,8 @@ def main():
   p.add_argument("--compare-autodiff", action="store_true")
   p.add_argument("--compare-kernel-transform", action="store_true")
   p.add_argument("--compare-masked-taps", action="store_true")
-  p.add_argument("--compare-packed", action="store_true")
+  p.add_argument("--subnets-only", action="store_true")
+  p.add_argument("--int8-eval", action="store_true")
   a = p.parse_args()
   compiles = _Compiles()
   t_start = time.time()
@@ -153,11 +191,12 @@ def main():
     jax.block_until_ready(call())
     return time.perf_counter() - t, compiles.count - n0
 
-  call = step_fn(sandwich)
-  first, n = timed_first(call)
-  group.append(("sandwich step (largest + smallest + 2 random, one "
-                "update)", call, f"compile+first {first:.1f} s, "
-                f"{n} compile(s)"))
+  if not a.subnets_only:
+    call = step_fn(sandwich)
+    first, n = timed_first(call)
+    group.append(("sandwich step (largest + smallest + 2 random, one "
+                  "update)", call, f"compile+first {first:.1f} s, "
+                  f"{n} compile(s)"))
   for i, (name, arch) in enumerate(zip(names, sandwich)):
     call = step_fn([arch])
     first, n = timed_first(call)
@@ -169,10 +208,10 @@ def main():
     first, n = timed_first(call)
     group.append((f"{name} subnet step (standalone, exact shapes)", call,
                   f"compile+first {first:.1f} s"))
-  from hwnas.models import layers  # pylint: disable=g-import-not-at-top
+  from hwnas.models import ops  # pylint: disable=g-import-not-at-top
   sandwich_arrays = model_lib.stack_arch_arrays(space, sandwich)
 
-  def variant(name, gd=graphdef, st=state, module=layers, archs=None,
+  def variant(name, gd=graphdef, st=state, module=ops, archs=None,
               **swaps):
     """The sandwich step (or the one-arch step of `archs`) of supernet
     (gd, st) with `module` attributes swapped (benchmark only; the swap is
@@ -193,27 +232,6 @@ def main():
     group.append((name, call, f"compile+first {first:.1f} s"))
     return fn
 
-  if a.compare_packed:
-    # The switches' reverse passes keep the taken branch's intermediate
-    # values (packed) instead of rerunning its forward pass
-    # (model.SWITCH_RESIDUALS); sandwich and one-arch step both traced
-    # with the swap.
-    saved = model_lib.SWITCH_RESIDUALS
-    model_lib.SWITCH_RESIDUALS = "packed"
-    try:
-      fn = jax.jit(functools.partial(train_lib.train_step, graphdef=graphdef,
-                                     tx=tx, resolution=a.resolution))
-      calls = [("sandwich step", sandwich)] + [
-          (f"{n} subnet step (supernet)", [arch])
-          for n, arch in zip(names, sandwich)]
-      for name, archs in calls:
-        arrays = model_lib.stack_arch_arrays(space, archs)
-        call = functools.partial(fn, state, batch, jax.random.key(0), arrays)
-        first, n = timed_first(call)
-        group.append((f"{name}, switch residuals packed", call,
-                      f"first {first:.1f} s, {n} compile(s)"))
-    finally:
-      model_lib.SWITCH_RESIDUALS = saved
   if a.compare_kernel_transform:
     kt = model_lib.Supernet(space, rngs=nnx.Rngs(0), kernel_transform=True)
     variant("sandwich step, learned kernel transforms",
@@ -223,11 +241,11 @@ def main():
     variant("sandwich step, depthwise runs every tap of the largest kernel "
             "(no kernel switch)",
             _elastic_shift=lambda x, w, index, sizes, stride:
-            layers._depthwise_shift(x, w, stride))
+            ops._depthwise_shift(x, w, stride))
   if a.compare_autodiff:
     variant("sandwich step, depthwise backward by autodiff (no custom VJP)",
-            _depthwise_shift=layers._shift_forward,
-            _elastic_shift=layers._elastic_forward)
+            _depthwise_shift=ops._shift_forward,
+            _elastic_shift=ops._elastic_forward)
   # pylint: enable=protected-access
   train_compiles = compiles.count
   medians = _interleaved([c for _, c, _ in group], a.repeats)
@@ -236,36 +254,39 @@ def main():
   for (name, _, note), m in zip(group, medians):
     rows.append((name, m, note))
 
-  fwd = jax.jit(lambda st, arr: train_lib.merge(graphdef, st)(x, arr))
-  big_arr = jax.tree.map(jnp.asarray,
-                         model_lib.arch_arrays(space, sandwich[0]))
-  first, m = _time(lambda: fwd(state, big_arr), a.repeats)
-  rows.append(("largest subnet eval forward", m,
-               f"compile+first {first:.1f} s"))
-
-  # Evaluation throughput: recalibrate BN (2 batches) + 2 val batches.
-  from hwnas.supernet.evaluate import _accuracy_fn  # pylint: disable=g-import-not-at-top
-  acc = _accuracy_fn(graphdef)
   calib = np.asarray(jnp.stack([x, x]))
-  images = np.asarray(jnp.stack([x, x]))
-  lab = np.stack([np.arange(a.batch) % 10] * 2).astype(np.int32)
-  mask = np.ones_like(lab, np.float32)
-  archs = [arch_lib.sample(rng, space) for _ in range(a.repeats + 1)]
-  arrs = [model_lib.arch_arrays(space, r) for r in archs]
-  n0 = compiles.count
-  t = time.perf_counter()
-  jax.block_until_ready(acc(state["params"], state["stats"], arrs[0], calib,
-                            images, lab, mask))
-  first = time.perf_counter() - t
-  t = time.perf_counter()
-  for arr in arrs[1:]:
-    jax.block_until_ready(acc(state["params"], state["stats"], arr, calib,
+  if not a.subnets_only:
+    fwd = jax.jit(lambda st, arr: train_lib.merge(graphdef, st)(x, arr))
+    big_arr = jax.tree.map(jnp.asarray,
+                           model_lib.arch_arrays(space, sandwich[0]))
+    first, m = _time(lambda: fwd(state, big_arr), a.repeats)
+    rows.append(("largest subnet eval forward", m,
+                 f"compile+first {first:.1f} s"))
+
+    # Evaluation throughput: recalibrate BN (2 batches) + 2 val batches.
+    from hwnas.supernet.evaluate import _accuracy_fn  # pylint: disable=g-import-not-at-top
+    acc = _accuracy_fn(graphdef)
+    images = np.asarray(jnp.stack([x, x]))
+    lab = np.stack([np.arange(a.batch) % 10] * 2).astype(np.int32)
+    mask = np.ones_like(lab, np.float32)
+    archs = [arch_lib.sample(rng, space) for _ in range(a.repeats + 1)]
+    arrs = [model_lib.arch_arrays(space, r) for r in archs]
+    n0 = compiles.count
+    t = time.perf_counter()
+    jax.block_until_ready(acc(state["params"], state["stats"], arrs[0], calib,
                               images, lab, mask))
-  per = (time.perf_counter() - t) / (len(arrs) - 1)
-  rows.append((f"evaluate one arch (BN recal 2x{a.batch} + val 2x{a.batch} "
-               "images)", per * 1e3,
-               f"{60 / per:.0f} archs/min; compile+first {first:.1f} s; "
-               f"{compiles.count - n0} compile(s) for {len(arrs)} archs"))
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    for arr in arrs[1:]:
+      jax.block_until_ready(acc(state["params"], state["stats"], arr, calib,
+                                images, lab, mask))
+    per = (time.perf_counter() - t) / (len(arrs) - 1)
+    rows.append((f"evaluate one arch (BN recal 2x{a.batch} + val 2x{a.batch} "
+                 "images)", per * 1e3,
+                 f"{60 / per:.0f} archs/min; compile+first {first:.1f} s; "
+                 f"{compiles.count - n0} compile(s) for {len(arrs)} archs"))
+  if a.int8_eval:
+    rows += _int8_eval(graphdef, state, space, rng, calib, a, compiles)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
   load = os.getloadavg()
@@ -280,28 +301,22 @@ def main():
         f"rounds; wall {time.time() - t_start:.0f} s.\n")
   print("| what | median ms | notes |\n|---|---:|---|")
   for name, m, note in rows:
-    print(f"| {name} | {m:.0f} | {note} |")
-  sw = ms[group[0][0]]
+    print(f"| {name} | {m:.2f} | {note} |" if m < 10 else
+          f"| {name} | {m:.0f} | {note} |")
   alone = [ms[f"{n} subnet step (standalone, exact shapes)"] for n in names]
   under = [ms[f"{n} subnet step (supernet)"] for n in names]
   print("\n| ratio | value |\n|---|---:|")
   for n, u, s in zip(names, under, alone):
-    print(f"| {n}: supernet step / standalone step | {u / s:.2f} |")
-  print(f"| sandwich / sum of its 4 standalone steps | "
-        f"{sw / sum(alone):.2f} |")
-  for name, _, _ in group[9:]:
-    base = sw
-    for n, u, s in zip(names, under, alone):
-      if name.startswith(f"{n} subnet step"):
-        print(f"| {name} / standalone step | {ms[name] / s:.2f} |")
-        base = None
-    if name.startswith("sandwich step, switch residuals"):
-      print(f"| {name} / sum of the 4 standalone steps | "
-            f"{ms[name] / sum(alone):.2f} |")
-    if base:
-      print(f"| {name} / sandwich step | {ms[name] / base:.2f} |")
+    print(f"| {n}: standalone step / supernet step | {s / u:.2f} |")
+  if not a.subnets_only:
+    sw = ms[group[0][0]]
+    print(f"| sandwich / sum of its 4 standalone steps | "
+          f"{sw / sum(alone):.2f} |")
+    for name, _, _ in group[9:]:
+      print(f"| {name} / sandwich step | {ms[name] / sw:.2f} |")
   print(f"\nXLA compilations: {train_compiles} before the timed rounds "
-        "(sandwich step, one-arch step, 4 standalone steps"
+        f"({'' if a.subnets_only else 'sandwich step, '}one-arch step, 4 "
+        "standalone steps"
         f"{', variants' if len(group) > 9 else ''}; "
         f"{compiles.secs:.0f} s compiling in all), none during them. "
         f"Peak resident memory: {peak:.2f} GiB.")

@@ -205,15 +205,8 @@ def make_supernet_evaluator(workdir: PathLike, space,
   `fn(archs) -> (accuracies, metrics)`."""
   if accuracy == "int8":
     from hwnas.supernet import quant  # pylint: disable=g-import-not-at-top
-    ev = quant.make_evaluator(workdir, space, accuracy="int8",
-                              also=("float",))
-
-    def int8_fn(archs):
-      # quant.Evaluator returns the int8 accuracies and keeps both kinds of
-      # the call in `last_metrics`; this is the one place that reads it.
-      accs = ev(archs)
-      return accs, [dict(m) for m in ev.last_metrics]
-    return int8_fn
+    return quant.make_evaluator(workdir, space, accuracy="int8",
+                                also=("float",))
   if accuracy != "float":
     raise errors.HwnasError(f"--accuracy {accuracy}: use float or int8")
   from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top

@@ -395,6 +395,7 @@ def test_export_arch_from_supernet_workdir(supernet_workdir, tmp_path):
 def test_recalibration_matches_supernet_recalibrate(supernet_workdir):
   """Recalibrating the exported network equals recalibrating the supernet
   for the architecture and then extracting it."""
+  from hwnas.supernet import extract
   from hwnas.supernet import model as supernet_model
   from hwnas.supernet import train as supernet_train
   _, graphdef, state = supernet_workdir
@@ -403,15 +404,15 @@ def test_recalibration_matches_supernet_recalibrate(supernet_workdir):
   rng = np.random.default_rng(0)
   images = rng.standard_normal((2, 4, a.resolution, a.resolution, 3)
                                ).astype(np.float32)
-  ours = supernet_model.subnet(supernet_train.merge(graphdef, state), a,
-                               depthwise="lax")
+  ours = extract.subnet(supernet_train.merge(graphdef, state), a,
+                        depthwise="lax")
   checks.recalibrate_bn(ours, list(images))
   arrays = {k: np.asarray(v) for k, v in
             supernet_model.arch_arrays(s, a).items()}
   theirs_state = jax.jit(lambda st, im, ar: supernet_train.recalibrate(
       st, im, ar, graphdef=graphdef))(state, images, arrays)
-  theirs = supernet_model.subnet(supernet_train.merge(graphdef, theirs_state),
-                                 a, depthwise="lax")
+  theirs = extract.subnet(supernet_train.merge(graphdef, theirs_state), a,
+                          depthwise="lax")
   for x, y in zip(jax.tree.leaves(nnx.state(ours, nnx.BatchStat)),
                   jax.tree.leaves(nnx.state(theirs, nnx.BatchStat))):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)

@@ -230,6 +230,33 @@ def test_no_import_cycles():
                     "in tests/layers_test.py")
 
 
+# The rooms inside a package that are below one another: a module may
+# import a module of an earlier room of its package, never a later one
+# (e.g. the supernet's model may use its switch but the switch knows no
+# model). Each new module of these packages is listed in one room.
+ROOMS = {
+    "hwnas.models": (("ops",), ("layers", "bn"), ("standalone",)),
+    "hwnas.supernet": (("switch", "int8", "weights"), ("blocks",), ("model",),
+                       ("extract", "channels", "train", "checkpoint"),
+                       ("evaluate", "loop"), ("quant",)),
+}
+
+
+@pytest.mark.parametrize("package", sorted(ROOMS))
+def test_rooms_of_a_package_import_one_way(package):
+  modules = {m for m in _modules() if m.startswith(package + ".")}
+  rooms = ROOMS[package]
+  room_of = {f"{package}.{name}": i for i, names in enumerate(rooms)
+             for name in names}
+  assert modules == set(room_of), (
+      f"{sorted(modules ^ set(room_of))}: list each module of {package} in "
+      "ROOMS (tests/layers_test.py)")
+  bad = [f"{m} imports {t}" for m in sorted(modules)
+         for t in sorted(_graph()[m]) if t in room_of and
+         room_of[t] > room_of[m]]
+  assert not bad, "imports against the room order:\n" + "\n".join(bad)
+
+
 # The checker itself, on small graphs and sources.
 
 
@@ -265,7 +292,10 @@ def test_imports_found_in_functions_relative_and_import_module(tmp_path):
     ("hwnas.errors", 0), ("hwnas.configs.supernet", 0),
     ("hwnas.edgetpu.ops", 1), ("hwnas.data.series", 1),
     ("hwnas.data.series_files", 1), ("hwnas.data.watch", 1),
-    ("hwnas", 2), ("hwnas.models.layers", 2), ("hwnas.supernet.loop", 3),
+    ("hwnas", 2), ("hwnas.models.layers", 2), ("hwnas.models.ops", 2),
+    ("hwnas.supernet.loop", 3), ("hwnas.supernet.switch", 3),
+    ("hwnas.supernet.extract", 3), ("hwnas.supernet.int8", 3),
+    ("hwnas.supernet.weights", 3), ("hwnas.supernet.blocks", 3),
     ("hwnas.optim", 0), ("hwnas.train_standalone", 4),
     ("hwnas.export.sources", 4),
     ("hwnas.pipeline", 5), ("hwnas.quickstart", 5), ("hwnas.cli.search", 6),

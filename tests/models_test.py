@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from hwnas import arch, counting, netspec, references, space
-from hwnas.models import layers, standalone
+from hwnas.models import layers, ops, standalone
 from hwnas.netspec import Layer
 
 
@@ -19,18 +19,18 @@ def test_depthwise_shift_equals_lax(size, kernel, stride):
   kx, kk = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, (2, h, w_, 6))
   w = jax.random.normal(kk, (kernel, kernel, 1, 6))
-  a = layers.depthwise_conv(x, w, stride, impl="lax")
-  b = layers.depthwise_conv(x, w, stride, impl="shift")
+  a = ops.depthwise_conv(x, w, stride, impl="lax")
+  b = ops.depthwise_conv(x, w, stride, impl="shift")
   assert a.shape == b.shape == (2, -(-h // stride), -(-w_ // stride), 6)
   np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   # Gradients agree too (the shift-add's hand-written VJP is used for
   # training), and so do gradients of gradients.
   f = lambda impl: jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(
-      layers.depthwise_conv(x, w, stride, impl=impl))), (0, 1)))(x, w)
+      ops.depthwise_conv(x, w, stride, impl=impl))), (0, 1)))(x, w)
   for ga, gb in zip(f("lax"), f("shift")):
     np.testing.assert_allclose(ga, gb, atol=1e-4, rtol=1e-4)
   gg = lambda impl: jax.grad(lambda w: jnp.sum(jax.grad(
-      lambda x: jnp.sum(jnp.sin(layers.depthwise_conv(x, w, stride,
+      lambda x: jnp.sum(jnp.sin(ops.depthwise_conv(x, w, stride,
                                                       impl=impl))))(x) ** 2))(w)
   np.testing.assert_allclose(gg("lax"), gg("shift"), atol=1e-3, rtol=1e-3)
 
@@ -47,12 +47,12 @@ def test_elastic_depthwise_is_the_centre_kernel(size, kernel, stride, sizes):
   w = jax.random.normal(kk, (kernel, kernel, 1, 4))
 
   def loss(x, w, k, impl="shift"):
-    return jnp.sum(jnp.sin(layers.elastic_depthwise_conv(
+    return jnp.sum(jnp.sin(ops.elastic_depthwise_conv(
         x, w, k, sizes, stride, impl=impl)))
 
   grad = jax.jit(jax.value_and_grad(loss, (0, 1)), static_argnums=3)
   want = jax.jit(jax.value_and_grad(lambda x, c: jnp.sum(jnp.sin(
-      layers.depthwise_conv(x, c, stride, impl="lax"))), (0, 1)))
+      ops.depthwise_conv(x, c, stride, impl="lax"))), (0, 1)))
   for k in sizes:
     lo = (kernel - k) // 2
     crop = w[lo:lo + k, lo:lo + k]
@@ -84,7 +84,7 @@ def test_conv2d_canonical_backward_equals_lax(size, kernel, stride):
   w = jax.random.normal(kk, (kernel, kernel, 3, 5))
 
   def loss(x, w, impl, on):
-    f = lambda x, w: jnp.sum(jnp.sin(layers.conv2d(x, w, stride, impl=impl)))
+    f = lambda x, w: jnp.sum(jnp.sin(ops.conv2d(x, w, stride, impl=impl)))
     return jax.lax.cond(on, f, lambda x, w: jnp.sum(x) * 0.0, x, w)
 
   grad = jax.jit(jax.value_and_grad(loss, (0, 1)), static_argnums=2)
@@ -92,21 +92,21 @@ def test_conv2d_canonical_backward_equals_lax(size, kernel, stride):
   np.testing.assert_allclose(va, vb, rtol=1e-5)
   for a, b in zip(ga, gb):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
-  assert layers.conv2d(x, w, stride).shape == (
+  assert ops.conv2d(x, w, stride).shape == (
       2, -(-h // stride), -(-w_ // stride), 5)
 
 
 def test_depthwise_auto_is_shift_on_cpu():
-  assert layers.resolve_depthwise_impl("auto") == (
+  assert ops.resolve_impl("auto") == (
       "shift" if jax.default_backend() == "cpu" else "lax")
   with pytest.raises(ValueError, match="unknown"):
-    layers.resolve_depthwise_impl("fft")
+    ops.resolve_impl("fft")
 
 
 @pytest.mark.parametrize("name", ["relu", "relu6", "hswish", "swish", "none"])
 def test_activations(name):
   x = jnp.linspace(-8, 8, 33)
-  y = layers.activation(name)(x)
+  y = ops.activation(name)(x)
   ref = {"relu": np.maximum(x, 0), "relu6": np.clip(x, 0, 6),
          "hswish": x * np.clip(x + 3, 0, 6) / 6, "swish": x / (1 + np.exp(-x)),
          "none": x}[name]
@@ -115,9 +115,9 @@ def test_activations(name):
 
 def test_global_pool_lowers_to_reduce_window():
   x = jnp.arange(2 * 3 * 3 * 4, dtype=jnp.float32).reshape(2, 3, 3, 4)
-  y = layers.global_avg_pool(x)
+  y = ops.global_avg_pool(x)
   np.testing.assert_allclose(y[:, 0, 0], x.mean(axis=(1, 2)), rtol=1e-6)
-  text = str(jax.make_jaxpr(layers.global_avg_pool)(x))
+  text = str(jax.make_jaxpr(ops.global_avg_pool)(x))
   assert "reduce_window" in text and "reduce_sum" not in text
 
 
@@ -163,6 +163,24 @@ def test_build_layer_shapes_and_params(layer):
                        layer.out_channels)
   assert standalone.num_params(m) == (
       counting.layer_counts(layer).trainable_params)
+
+
+def test_lax_impl_is_one_xla_convolution_per_conv():
+  """Export's impl ('lax') traces every convolution, 1x1 included, to one
+  `conv_general_dilated` (TFLite CONV_2D / DEPTHWISE_CONV_2D); the default
+  computes 1x1 convolutions as matrix products; both give the same values."""
+  layer = Layer("ibn", 8, 16, 16, mid_channels=32, kernel=3, se_channels=8,
+                residual=True, activation="hswish")
+  m = layers.build_layer(layer, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.key(3), (2, 8, 8, 16))
+  fast = m(x)
+  assert "dot_general" in str(jax.make_jaxpr(lambda v: m(v))(x))
+  m = layers.build_layer(layer, rngs=nnx.Rngs(0), depthwise="lax")
+  text = str(jax.make_jaxpr(lambda v: m(v))(x))
+  # expand, depthwise, SE reduce, SE expand, project
+  assert text.count("conv_general_dilated[") == 5
+  assert "dot_general" not in text
+  np.testing.assert_allclose(m(x), fast, atol=1e-5)
 
 
 def test_ibn_without_expand_has_no_expand_conv():

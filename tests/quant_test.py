@@ -1,4 +1,5 @@
-"""Tests for hwnas.supernet.quant (simulated int8 evaluation)."""
+"""Tests for simulated int8: hwnas.supernet.int8 (the arithmetic and the
+forward hook) and hwnas.supernet.quant (evaluation)."""
 
 import dataclasses
 
@@ -9,24 +10,24 @@ import pytest
 from flax import nnx
 
 from hwnas import arch, space, tflite
+from hwnas.supernet import extract, int8, quant
 from hwnas.supernet import model as model_lib
-from hwnas.supernet import quant
 
 
 def test_act_params_match_the_converters_input_quantisation():
   # An exported model's [0, 1] input is int8 with scale 1/255, zp -128.
-  scale, zp = quant.act_params(jnp.array([0.0, 1.0]))
+  scale, zp = int8.act_params(jnp.array([0.0, 1.0]))
   assert float(scale) == pytest.approx(1 / 255) and int(zp) == -128
   r = jnp.array([-0.3, 2.0])
-  scale, zp = quant.act_params(r)
+  scale, zp = int8.act_params(r)
   x = jnp.linspace(-0.3, 2.0, 101)
-  y = quant.fake_quant(x, r)
+  y = int8.fake_quant(x, r)
   assert float(jnp.max(jnp.abs(y - x))) <= float(scale) / 2 + 1e-7
-  assert float(quant.fake_quant(jnp.zeros(()), r)) == 0.0   # 0 is exact
-  assert float(quant.fake_quant(jnp.array(5.0), r)) == pytest.approx(
+  assert float(int8.fake_quant(jnp.zeros(()), r)) == 0.0   # 0 is exact
+  assert float(int8.fake_quant(jnp.array(5.0), r)) == pytest.approx(
       float(scale) * (127 - float(zp)))                      # clipped
   # A range without 0 is widened to contain it.
-  assert float(quant.act_params(jnp.array([0.5, 1.0]))[0]) == pytest.approx(
+  assert float(int8.act_params(jnp.array([0.5, 1.0]))[0]) == pytest.approx(
       1 / 255)
 
 
@@ -37,7 +38,7 @@ def test_weights_per_output_channel_over_active_inputs_only():
   mask = jnp.array([1.0, 1.0, 1.0, 0.0])
   b = jnp.array([0.3, -0.7])
   r_in = jnp.array([0.0, 2.55])         # input scale 0.01
-  wq, bq = quant.quant_weights(jnp.asarray(w), b, r_in, mask)
+  wq, bq = int8.quant_weights(jnp.asarray(w), b, r_in, mask)
   active = np.asarray(w[:, :, :3])
   s = np.abs(active).max(axis=(0, 1, 2)) / 127
   np.testing.assert_allclose(np.asarray(wq)[:, :, 3], 0.0)
@@ -96,10 +97,9 @@ def compiled(supernet):
   def f(state, a, calib, x):
     n = nnx.merge(graphdef, state)
     ranges = quant.calibrate(n, calib, a)
-    p = quant.Points()
-    folded = quant.forward(n, x, a, p)
-    return (folded, n(x, a, train=False),
-            quant.forward(n, x, a, quant.Points(ranges)), ranges, p.seen)
+    folded, seen = n.observe(x, a)
+    return (folded, n(x, a, train=False), n(x, a, int8_ranges=ranges),
+            ranges, seen)
 
   rng = np.random.default_rng(3)
   calib = rng.uniform(0, 1, (2, 16, 24, 24, 3)).astype(np.float32)
@@ -134,7 +134,7 @@ def test_simulated_int8_matches_the_real_tflite_int8_model(supernet,
   run, _, calib, x = compiled
   a = _archs(s)[0]                          # SE and hard-swish
   sim = np.asarray(run(a)[2])
-  sub = model_lib.subnet(net, a, depthwise="lax")
+  sub = extract.subnet(net, a, depthwise="lax")
   g, st = nnx.split(sub)
   model = tflite.convert(lambda v: nnx.merge(g, st)(v, train=False),
                          (1, 24, 24, 3), int8=True,
@@ -192,11 +192,10 @@ def test_evaluator_float_equals_the_float_evaluator(supernet):
   archs = _archs(s)[:3]
   ev = quant.Evaluator(graphdef, state, s, d, accuracy="int8",
                        also=("float",))
-  int8 = ev(archs)
+  int8, metrics = ev(archs)
   flt, _ = evaluate.Evaluator(graphdef, state, s, d)(archs)
-  assert [m["accuracy_float"] for m in ev.last_metrics] == pytest.approx(
-      flt, abs=1e-6)
-  assert [m["accuracy_int8"] for m in ev.last_metrics] == int8
+  assert [m["accuracy_float"] for m in metrics] == pytest.approx(flt, abs=1e-6)
+  assert [m["accuracy_int8"] for m in metrics] == int8
   assert all(abs(a - b) <= 0.25 for a, b in zip(int8, flt))
   assert quant._accuracy_fn(graphdef, ("int8", "float"))._cache_size() == 1
 

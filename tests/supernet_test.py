@@ -28,6 +28,7 @@ from hwnas.configs import loader
 from hwnas.supernet import channels
 from hwnas.supernet import evaluate as evaluate_lib
 from hwnas.supernet import loop
+from hwnas.supernet import extract
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
 
@@ -142,7 +143,7 @@ def test_standalone_subnet_equals_supernet(space):
   for a in archs:
     a = dataclasses.replace(a, resolution=24)
     want = forward(x, model_lib.arch_arrays(space, a))
-    sub = model_lib.subnet(net, a)
+    sub = extract.subnet(net, a)
     got = sub(x, train=False)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
                                err_msg=arch_lib.to_string(a))
@@ -198,7 +199,7 @@ def test_kernel_transform_is_learned_and_copied_to_the_subnet(space):
     want = f_net(params, arr)
     changed = not np.allclose(want, f_plain(plain_params, arr), atol=1e-4)
     assert changed == (a in k3), arch_lib.to_string(a)
-    got = model_lib.subnet(net, a)(x, train=False)
+    got = extract.subnet(net, a)(x, train=False)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
                                err_msg=arch_lib.to_string(a))
 
@@ -284,7 +285,7 @@ def test_subnet_rejects_another_network(space):
   net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
   big, small = arch_lib.largest(space), arch_lib.smallest(space)
   with pytest.raises(errors.HwnasError):
-    model_lib.subnet(net, big, spec=arch_lib.decode(space, small))
+    extract.subnet(net, big, spec=arch_lib.decode(space, small))
 
 
 # ------------------------------------------------------ data parallelism --
@@ -502,8 +503,9 @@ def test_steady_state_training_compiles_nothing():
 
 @pytest.mark.slow
 def test_switch_gradients_equal_plain_switch(space, monkeypatch):
-  """The slots' custom-VJP switches (residuals recomputed or packed) give
-  the gradients and BatchNorm statistics of a plain `lax.switch`."""
+  """The slots' custom-VJP switches (taken branch recomputed in the
+  backward pass) give the gradients and BatchNorm statistics of a plain
+  `lax.switch`."""
   space = dataclasses.replace(space, resolutions=(16,))
   net = model_lib.Supernet(space, rngs=nnx.Rngs(0))
   graphdef, params, stats = nnx.split(net, nnx.Param, nnx.BatchStat)
@@ -520,16 +522,14 @@ def test_switch_gradients_equal_plain_switch(space, monkeypatch):
                                                              resolution=16))
             for a in archs]
   results = {}
-  for mode in ("plain", "recompute", "packed"):
+  for mode in ("plain", "recompute"):
     if mode == "plain":
-      monkeypatch.setattr(model_lib, "switch_vjp", lambda i, b, *ops:
-                          jax.lax.switch(i, b, *ops))
+      monkeypatch.setattr(blocks, "switch_vjp", lambda i, b, *operands:
+                          jax.lax.switch(i, b, *operands))
     else:
       monkeypatch.undo()
-      monkeypatch.setattr(model_lib, "SWITCH_RESIDUALS", mode)
     grad = jax.jit(jax.grad(loss, has_aux=True))
     results[mode] = [grad(params, arr) for arr in arrays]
-  for mode in ("recompute", "packed"):
-    for want, got in zip(results["plain"], results[mode]):
-      for u, v in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
-        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+  for want, got in zip(results["plain"], results["recompute"]):
+    for u, v in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+      np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)

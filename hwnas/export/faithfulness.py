@@ -46,13 +46,14 @@ def tflite_int8(evaluator, arch: arch_lib.ArchChoice) -> tuple[bytes, Any]:
   images are the converter's representative dataset.
   """
   from flax import nnx  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import extract  # pylint: disable=g-import-not-at-top
   from hwnas.supernet import model as model_lib  # pylint: disable=g-import-not-at-top
   from hwnas.supernet import train as train_lib  # pylint: disable=g-import-not-at-top
   d = evaluator.data.at(arch.resolution)
   state = _recalibrate(evaluator.graphdef)(
       {"params": evaluator.params, "stats": evaluator.stats}, d.calib,
       model_lib.arch_arrays(evaluator.space, arch))
-  net = model_lib.subnet(train_lib.merge(evaluator.graphdef, state), arch,
+  net = extract.subnet(train_lib.merge(evaluator.graphdef, state), arch,
                          depthwise="lax")
   graphdef, st = nnx.split(net)
   fn = lambda x: nnx.merge(graphdef, st)(x, train=False)
@@ -92,8 +93,7 @@ def measure(evaluator, archs: Sequence[arch_lib.ArchChoice]) -> list[Row]:
                          also=("float",))
   rows = []
   for a in archs:
-    both([a])
-    m = both.last_metrics[0]
+    _, (m,) = both([a])
     t0 = time.perf_counter()
     model_bytes, _ = tflite_int8(evaluator, a)
     convert_s = time.perf_counter() - t0

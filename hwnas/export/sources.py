@@ -210,9 +210,9 @@ def export_supernet(supernet, arch_or_path, out: str | os.PathLike[str], *,
   """Exports one architecture of an in-memory `hwnas.supernet` Supernet.
 
   The standalone network gets the supernet's shared weights (exact shapes,
-  `hwnas.supernet.subnet`); its BatchNorm statistics are then recalibrated
-  on `options.bn_batches` training batches when a dataset is given
-  (cumulative average, as Once-for-All), and kept otherwise.
+  `hwnas.supernet.extract.subnet`); its BatchNorm statistics are then
+  recalibrated on `options.bn_batches` training batches when a dataset is
+  given (cumulative average, as Once-for-All), and kept otherwise.
 
   Raises:
     SpaceError: the architecture is not a member of the supernet's space.

@@ -3,7 +3,8 @@ workdir (`hwnas.supernet.load_workdir`: config.json + the latest Orbax
 checkpoint, one-line HwnasError when either is missing or corrupt) as the
 space, the supernet with its trained weights and the run config.
 `export_arch` then takes the architecture's standalone network out of it
-(`hwnas.supernet.subnet`) and the dataset from the run config
+(`hwnas.supernet.extract.subnet`: exact shapes, centre-cropped
+kernels, leading channels) and the dataset from the run config
 (`hwnas.data.load_for`: the training run's validation hold-out).
 """
 

@@ -2,7 +2,7 @@
 
 `Network(spec, rngs=...)` is what a decoded architecture (or a reference
 network) runs as after search: for training from scratch, for exporting to
-TFLite (with `depthwise='lax'`, see `hwnas.models.layers`) and as the
+TFLite (with `depthwise='lax'`, see `hwnas.models.ops`) and as the
 target that `hwnas.supernet` copies shared weights into.
 
 >>> from flax import nnx
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hwnas.models import layers as layers_lib
+from hwnas.models import ops
 from hwnas.netspec import NetSpec
 
 

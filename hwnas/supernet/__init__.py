@@ -1,4 +1,4 @@
-"""Weight-sharing supernet: model (masking), training, evaluation.
+"""Weight-sharing supernet: model (branching), training, evaluation.
 
 >>> from hwnas.supernet import make_evaluator
 >>> evaluate_fn = make_evaluator("runs/sn")          # doctest: +SKIP
@@ -14,8 +14,8 @@ from hwnas.supernet.evaluate import evaluate as evaluate_archs
 from hwnas.supernet.evaluate import (extract_subnet, load_workdir,
                                      make_evaluator)
 from hwnas.supernet.loop import train as train_supernet
-from hwnas.supernet.model import (Supernet, arch_arrays, stack_arch_arrays,
-                                  subnet)
+from hwnas.supernet.extract import subnet
+from hwnas.supernet.model import Supernet, arch_arrays, stack_arch_arrays
 from hwnas.supernet.train import (create_state, make_optimizer, recalibrate,
                                   sandwich, train_step)
 

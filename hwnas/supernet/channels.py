@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from hwnas.space import SearchSpace
-from hwnas.supernet import model as model_lib
+from hwnas.supernet import blocks
 
 # (module, leaf) -> {axis: 'mid' | 'se'}: the axes a permutation applies to
 # ('bn': the BatchNorm's scale, bias, mean and var).
@@ -91,7 +91,7 @@ def importance_orders(space: SearchSpace, params
   Orders are argsorts in descending importance: the L1 norm of a mid
   channel's projection weights, of an SE hidden channel's expand weights.
   """
-  slots = model_lib.slots(space)
+  slots = blocks.slots(space)
   orders = {}
   for (slot, typ), leaves in _param_blocks(params).items():
     if slots[slot].expand != "always":

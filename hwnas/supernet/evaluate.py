@@ -33,7 +33,7 @@ from hwnas.errors import HwnasError
 from hwnas.models.standalone import Network
 from hwnas.netspec import NetSpec
 from hwnas.space import SearchSpace
-from hwnas.supernet import checkpoint
+from hwnas.supernet import checkpoint, extract
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
 
@@ -302,5 +302,5 @@ def extract_subnet(workdir: str | os.PathLike[str],
                                       graphdef=graphdef))(
         state, calib, model_lib.arch_arrays(space, arch))
   net = train_lib.merge(graphdef, state)
-  return model_lib.subnet(net, arch, spec=spec, depthwise=depthwise)
+  return extract.subnet(net, arch, spec=spec, depthwise=depthwise)
 
