@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hwnas.models.deepshift import power_of_two
 from hwnas.netspec import Layer
 
 BN_MOMENTUM = 0.9
@@ -394,40 +395,48 @@ def conv(cin: int, cout: int, kernel: int, stride: int, rngs: nnx.Rngs, *,
 
 
 class DepthwiseConv(nnx.Module):
-  """Depthwise k x k convolution without bias; kernel [k, k, 1, C]."""
+  """Depthwise k x k convolution without bias; kernel [k, k, 1, C].
+  `shift`: the kernel is used as signed powers of two (`deepshift`)."""
 
   def __init__(self, channels: int, kernel: int, stride: int, *,
-               rngs: nnx.Rngs, impl: str = "auto"):
+               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False):
     init = nnx.initializers.lecun_normal()
     self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, 1,
                                                  channels)))
     self.stride = stride
     self.impl = impl
+    self.shift = shift
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return depthwise_conv(x, self.kernel[...], self.stride, impl=self.impl)
+    w = self.kernel[...]
+    return depthwise_conv(x, power_of_two(w) if self.shift else w,
+                          self.stride, impl=self.impl)
 
 
 class ConvBN(nnx.Module):
-  """Conv (k x k, stride s, no bias), BatchNorm, activation."""
+  """Conv (k x k, stride s, no bias), BatchNorm, activation. `shift`: the
+  kernel is used as signed powers of two (`hwnas.models.deepshift`)."""
 
   def __init__(self, cin: int, cout: int, kernel: int, stride: int,
-               act: str, *, rngs: nnx.Rngs):
+               act: str, *, rngs: nnx.Rngs, shift: bool = False):
     self.conv = conv(cin, cout, kernel, stride, rngs)
     self.bn = batch_norm(cout, rngs)
     self.act = act
+    self.shift = shift
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    return activation(self.act)(
-        self.bn(self.conv(x), use_running_average=not train))
+    y = (conv2d(x, power_of_two(self.conv.kernel[...]), self.conv.strides[0])
+         if self.shift else self.conv(x))
+    return activation(self.act)(self.bn(y, use_running_average=not train))
 
 
 class DepthwiseBN(nnx.Module):
   """Depthwise conv, BatchNorm, activation."""
 
   def __init__(self, channels: int, kernel: int, stride: int, act: str, *,
-               rngs: nnx.Rngs, impl: str = "auto"):
-    self.conv = DepthwiseConv(channels, kernel, stride, rngs=rngs, impl=impl)
+               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False):
+    self.conv = DepthwiseConv(channels, kernel, stride, rngs=rngs, impl=impl,
+                              shift=shift)
     self.bn = batch_norm(channels, rngs)
     self.act = act
 
@@ -453,7 +462,8 @@ class ConvLayer(nnx.Module):
 
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs):
     self.body = ConvBN(layer.in_channels, layer.out_channels, layer.kernel,
-                       layer.stride, layer.activation, rngs=rngs)
+                       layer.stride, layer.activation, rngs=rngs,
+                       shift=layer.op == "shift")
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     return self.body(x, train)
@@ -465,25 +475,27 @@ class InvertedBottleneck(nnx.Module):
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, depthwise: str = "auto"):
     cin, mid, cout = layer.in_channels, layer.mid_channels, layer.out_channels
     k, s, act = layer.kernel, layer.stride, layer.activation
+    sh = layer.op == "shift"   # power-of-two weights in every conv but SE
     self.fused = layer.type == "fused_ibn"
     self.residual = layer.residual
     expand = dw = se = None
     if self.fused:
       if layer.has_expand:
-        expand = ConvBN(cin, mid, k, s, act, rngs=rngs)
+        expand = ConvBN(cin, mid, k, s, act, rngs=rngs, shift=sh)
       # Without the fused k x k conv the projection carries the stride.
       project_stride = 1 if layer.has_expand else s
     else:
       if layer.has_expand:
-        expand = ConvBN(cin, mid, 1, 1, act, rngs=rngs)
-      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=depthwise)
+        expand = ConvBN(cin, mid, 1, 1, act, rngs=rngs, shift=sh)
+      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=depthwise, shift=sh)
       project_stride = 1
     if layer.se_channels:
       se = SqueezeExcite(mid, layer.se_channels, rngs=rngs)
     self.expand = nnx.data(expand)
     self.dw = nnx.data(dw)
     self.se = nnx.data(se)
-    self.project = ConvBN(mid, cout, 1, project_stride, "none", rngs=rngs)
+    self.project = ConvBN(mid, cout, 1, project_stride, "none", rngs=rngs,
+                          shift=sh)
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     y = x
@@ -501,10 +513,12 @@ class DepthwiseSeparable(nnx.Module):
   """`dsc` block: depthwise, BN, act; pointwise, BN, act; optional residual."""
 
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, depthwise: str = "auto"):
+    sh = layer.op == "shift"
     self.dw = DepthwiseBN(layer.in_channels, layer.kernel, layer.stride,
-                          layer.activation, rngs=rngs, impl=depthwise)
+                          layer.activation, rngs=rngs, impl=depthwise,
+                          shift=sh)
     self.pw = ConvBN(layer.in_channels, layer.out_channels, 1, 1,
-                     layer.activation, rngs=rngs)
+                     layer.activation, rngs=rngs, shift=sh)
     self.residual = layer.residual
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -13,6 +13,9 @@ One set of weights serves every architecture of a `SearchSpace`:
   `skip` blocks are the identity;
 * block type: separate weights per type (`ibn`, `fused_ibn`) in every slot;
 * squeeze-excite on/off and the activation per block;
+* the op per block (`mult` / `shift`): a shift block uses the same weights
+  as signed powers of two (`hwnas.models.deepshift`), selected inside the
+  branch by a traced flag (no extra branch, no extra weights);
 * elastic resolution: any input size (one compilation per resolution).
 
 How an architecture reaches the compiled code: branching
@@ -81,6 +84,7 @@ from flax import nnx
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas.models import layers as L
+from hwnas.models.deepshift import power_of_two
 from hwnas.models.standalone import Network
 from hwnas.netspec import NetSpec, make_divisible
 from hwnas.space import SearchSpace
@@ -88,7 +92,7 @@ from hwnas.space import SearchSpace
 ArchArrays = Mapping[str, jax.Array]
 # Keys of `arch_arrays`, each [num_slots] (or [N, num_slots] for a batch).
 ARCH_KEYS = ("active", "type", "kernel", "mid", "se", "act", "in_ch",
-             "out_ch", "expand", "residual")
+             "out_ch", "expand", "residual", "op")
 
 # ----------------------------------------------------------- slot layout --
 
@@ -110,6 +114,7 @@ class Slot:
   activations: tuple[str, ...]
   expand: str                    # 'always' | 'never' | 'dynamic'
   mids: tuple[int, ...] = ()     # every mid width an architecture can pick
+  ops: tuple[str, ...] = ("mult",)  # 'mult' | 'shift' choices
 
 
 def slots(space: SearchSpace) -> tuple[Slot, ...]:
@@ -140,7 +145,7 @@ def slots(space: SearchSpace) -> tuple[Slot, ...]:
           max_kernel=max(st.kernels), kernels=tuple(sorted(st.kernels)),
           types=types,
           activations=tuple(st.activations), expand=expand,
-          mids=tuple(sorted({m for _, m in mids}))))
+          mids=tuple(sorted({m for _, m in mids})), ops=tuple(st.ops)))
     prev_widths = st.widths
   return tuple(out)
 
@@ -171,6 +176,7 @@ def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
     out["out_ch"][i] = layer.out_channels
     out["expand"][i] = int(layer.has_expand)
     out["residual"][i] = int(layer.residual)
+    out["op"][i] = int(layer.op == "shift")
   return out
 
 
@@ -582,6 +588,10 @@ class BlockWeights(nnx.Module):
     sl = self.slot
     stats = {}
     act = lambda y: select_activation(y, sl.activations, a["act"])
+    if "shift" in sl.ops:   # same weights, as powers of two when a["op"]
+      op = lambda w: jnp.where(a["op"] > 0, power_of_two(w), w)
+    else:
+      op = lambda w: w
 
     def bn(name, weights, y):
       y, st = weights.bn.apply(y, ctx)
@@ -592,15 +602,15 @@ class BlockWeights(nnx.Module):
     y = fit_channels(x, mid)          # no expansion: mid == in
     if self.expand is not None:
       if self.fused:
-        e = elastic_conv(x, self.expand.elastic_kernel(a["kernel"])[..., :mid],
-                         a["kernel"], sl.kernels, sl.stride,
-                         impl=self.depthwise)
+        e = elastic_conv(
+            x, op(self.expand.elastic_kernel(a["kernel"])[..., :mid]),
+            a["kernel"], sl.kernels, sl.stride, impl=self.depthwise)
       else:
-        e = conv2d(x, self.expand.kernel[...][..., :mid])
+        e = conv2d(x, op(self.expand.kernel[...][..., :mid]))
       e = act(bn("expand", self.expand, e))
       y = e if sl.expand == "always" else jnp.where(a["expand"] > 0, e, y)
     if self.dw is not None:
-      w = self.dw.elastic_kernel(a["kernel"])[..., :mid]
+      w = op(self.dw.elastic_kernel(a["kernel"])[..., :mid])
       y = L.elastic_depthwise_conv(y, w, a["kernel"], sl.kernels, sl.stride,
                                    impl=self.depthwise)
       y = act(bn("dw", self.dw, y))
@@ -609,7 +619,8 @@ class BlockWeights(nnx.Module):
     stride = sl.stride if (self.fused and self.expand is None) else 1
     out_mask = channel_mask(a["out_ch"], sl.max_out)
     y = bn("project", self.project,
-           conv2d(y, self.project.kernel[...][:, :, :mid], stride)) * out_mask
+           conv2d(y, op(self.project.kernel[...][:, :, :mid]), stride)
+           ) * out_mask
     if sl.stride == 1:
       y = jnp.where(a["residual"] > 0, y + fit_channels(x, sl.max_out), y)
     return y, stats
