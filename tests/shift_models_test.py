@@ -115,3 +115,59 @@ def test_supernet_shift_branch_equals_standalone_shift_model(space):
   assert model_lib.arch_arrays(space, _mixed(space))["op"].tolist() == [1, 1]
   assert not any("shift" in str(p) for p, _ in nnx.iter_graph(net)
                  if isinstance(_, nnx.Param))
+
+
+@pytest.mark.slow
+def test_export_keeps_shift_weights_powers_of_two(space, tmp_path):
+  from hwnas import tflite
+  from hwnas.export import pipeline
+  from hwnas.models import standalone
+  a = _mixed(space)
+  model = Network(arch_lib.decode(space, a), rngs=nnx.Rngs(4),
+                  depthwise="lax")
+  x = jax.random.normal(jax.random.key(5), (2, 16, 16, 3))
+  before = model(x)
+  out = tmp_path / "exp"
+  report = pipeline.export_network(
+      model, out, arch=a, source={"kind": "test", "description": "test"},
+      options=pipeline.ExportOptions(
+          formats=("flax", "tflite"), eval_samples=4, batch_size=4,
+          latency_repeats=2, latency_warmup=1))
+  sw = report["checks"]["shift_weights"]
+  # 2 blocks: fused (expand + project) and fused k3 (expand + project).
+  assert sw["passed"] and sw["convs"] == 4, sw
+  assert "shift layers: 4 convolution kernels" in (out / "report.md"
+                                                  ).read_text()
+  assert report["checks"]["float_tflite_vs_flax"]["passed"]
+  # The caller's model is untouched; baking does not change outputs.
+  np.testing.assert_array_equal(model(x), before)
+  baked = nnx.clone(model)
+  assert standalone.bake_shift_weights(baked) == 4
+  np.testing.assert_allclose(baked(x), before, rtol=1e-6, atol=1e-6)
+  assert all(deepshift.is_power_of_two(w)
+             for _, w in standalone.shift_kernels(baked))
+  assert not any(deepshift.is_power_of_two(w)
+                 for _, w in standalone.shift_kernels(model))
+  ops = tflite.op_counts((out / pipeline.FLOAT_TFLITE).read_bytes())
+  assert "CONV_2D" in ops
+
+
+@pytest.mark.slow
+def test_int8_simulation_folds_the_shift_weights(space):
+  from hwnas.supernet import quant
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(1))
+  graphdef, state = nnx.split(net)
+
+  @jax.jit
+  def f(state, arrays, x):
+    n = nnx.merge(graphdef, state)
+    return quant.forward(n, x, arrays, quant.Points()), n(x, arrays)
+
+  x = jax.random.uniform(jax.random.key(6), (2, 16, 16, 3))
+  outs = []
+  for a in (_mixed(space), _with_op(_mixed(space), "mult")):
+    folded, ref = f(state, model_lib.arch_arrays(space, a), x)
+    np.testing.assert_allclose(folded, ref, rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(ref).max()))
+    outs.append(np.asarray(ref))
+  assert not np.allclose(outs[0], outs[1], atol=1e-3)

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 
 from hwnas import arch as arch_lib
 from hwnas.models import layers as L
+from hwnas.models.deepshift import power_of_two
 from hwnas.supernet import evaluate as evaluate_lib
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
@@ -219,17 +220,21 @@ def _block(P: Points, name, bw, x, r, a):
   sl = bw.slot
   in_mask = model_lib.channel_mask(a["in_ch"], sl.max_in)
   mid_mask = model_lib.channel_mask(a["mid"], sl.max_mid)
+  # Shift blocks: the same weights as powers of two (then BN-folded and
+  # quantised, as the exported TFLite model has them).
+  op = ((lambda w: jnp.where(a["op"] > 0, power_of_two(w), w))
+        if "shift" in sl.ops else (lambda w: w))
   y = (model_lib.fit_channels(x, sl.max_mid), r)   # no expansion: mid == in
   if bw.expand is not None:
-    w = (bw.expand.elastic_kernel(a["kernel"]) if bw.fused
-         else bw.expand.kernel[...])
+    w = op(bw.expand.elastic_kernel(a["kernel"]) if bw.fused
+           else bw.expand.kernel[...])
     z = _conv_bn(P, x, r, w, bw.expand.bn,
                  stride=sl.stride if bw.fused else 1, in_mask=in_mask)
     e = _act_choice(P, f"{name}.expand", z * mid_mask, sl.activations,
                     a["act"])
     y = e if sl.expand == "always" else _select(a["expand"] > 0, e, y)
   if bw.dw is not None:
-    w, b = _fold(bw.dw.elastic_kernel(a["kernel"]), bw.dw.bn)
+    w, b = _fold(op(bw.dw.elastic_kernel(a["kernel"])), bw.dw.bn)
     if P.quantize:
       w, b = quant_weights(w, b, y[1], None, depthwise=True)
     z = L.elastic_depthwise_conv(y[0], w, a["kernel"], sl.kernels, sl.stride,
@@ -239,7 +244,7 @@ def _block(P: Points, name, bw, x, r, a):
     y = _se(P, f"{name}.se", bw.se, y[0], y[1], a["se"], mid_mask)
   stride = sl.stride if (bw.fused and bw.expand is None) else 1
   out_mask = model_lib.channel_mask(a["out_ch"], sl.max_out)
-  z = _conv_bn(P, y[0], y[1], bw.project.kernel[...], bw.project.bn,
+  z = _conv_bn(P, y[0], y[1], op(bw.project.kernel[...]), bw.project.bn,
                stride=stride, in_mask=mid_mask)
   z = z * out_mask
   p = P(f"{name}.project", z)
