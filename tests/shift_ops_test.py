@@ -175,3 +175,13 @@ def test_energy_table_has_shift_entries_and_search_cost_prefers_shift():
   a = arch.largest(small)
   assert fn(_all_shift(a)) < fn(a)
   assert fn(a) == pytest.approx(t.predict(arch.decode(small, a)))
+
+
+def test_estimated_edgetpu_table_covers_shift_layers_by_their_mult_entries():
+  from hwnas.latency import edgetpu_table
+  small = dataclasses.replace(SHIFT, resolutions=(24,))
+  t = edgetpu_table.make_table(small)
+  assert not any(k.endswith("-shift") for k in t.entries)
+  a = arch.largest(small)
+  fn = space_layers.make_cost_fn(t, small)
+  assert fn(_all_shift(a)) == pytest.approx(fn(a))
