@@ -185,3 +185,16 @@ def test_estimated_edgetpu_table_covers_shift_layers_by_their_mult_entries():
   a = arch.largest(small)
   fn = space_layers.make_cost_fn(t, small)
   assert fn(_all_shift(a)) == pytest.approx(fn(a))
+
+
+def test_cli_shows_ops_and_shift_adds(tmp_path, capsys):
+  from hwnas.cli import main as cli_main
+  assert cli_main(["space", "show", "tiny_shift"]) == 0
+  out = capsys.readouterr().out
+  assert "ops" in out and "mult,shift" in out
+  assert cli_main(["space", "show", "tiny"]) == 0
+  assert "mult" not in capsys.readouterr().out
+  f = tmp_path / "a.json"
+  f.write_text(arch.to_json(_all_shift(arch.largest(SHIFT))))
+  assert cli_main(["arch", "stats", str(f)]) == 0
+  assert "are shift-adds" in capsys.readouterr().out
