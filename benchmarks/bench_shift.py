@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
@@ -44,6 +45,16 @@ def _train(a, workdir: pathlib.Path, steps: int, seed: int) -> dict:
   return json.loads((workdir / "result.json").read_text())
 
 
+def _cpu() -> str:
+  try:
+    for line in open("/proc/cpuinfo", encoding="utf-8"):
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown CPU"
+
+
 def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--steps", type=int, default=300)
@@ -71,7 +82,13 @@ def main() -> None:
       "# Shift blocks: all-multiply vs all-shift (largest tiny_shift)", "",
       f"Command: `PYTHONPATH=$PWD python benchmarks/bench_shift.py "
       f"--steps {args.steps} --seed {args.seed}` (one seed; `hwnas train` "
-      "defaults otherwise: batch 64, SGD-Nesterov, cosine; digits).", "",
+      "defaults otherwise: batch 64, SGD-Nesterov, cosine; digits: 144 "
+      "validation and 360 test images).", "",
+      f"Ran {datetime.date.today()} on {_cpu()} ({os.cpu_count()} logical "
+      f"cores), load average {os.getloadavg()[0]:.0f} when written (about "
+      "20 while the trainings ran; shared machine; "
+      "no timings are reported here). Energy: row-stationary model, "
+      "Eyeriss v1, `ops.shift = 0.127` (docs/energy.md).", "",
       "| blocks | architecture | test acc. | val acc. | MACs | shift-adds "
       "| energy µJ | of it MAC level µJ |", "|---|---|---|---|---|---|---|---|"]
   for r in rows:
