@@ -198,3 +198,16 @@ def test_cli_shows_ops_and_shift_adds(tmp_path, capsys):
   f.write_text(arch.to_json(_all_shift(arch.largest(SHIFT))))
   assert cli_main(["arch", "stats", str(f)]) == 0
   assert "are shift-adds" in capsys.readouterr().out
+
+
+def test_feasibility_genes_have_ops_only_where_offered():
+  from hwnas.search import feasibility
+  old = feasibility.genes(TINY)
+  assert not any(g[-1] == "op" for g in old)
+  new = feasibility.genes(SHIFT)
+  assert len(new) == len(old) + 5
+  a = arch.largest(SHIFT)
+  b = feasibility.set_gene(SHIFT, a, ("block", 0, 0, "op"), "shift")
+  assert b.blocks[0][0].op == "shift"
+  assert any(n.blocks[0][0].op == "shift"
+             for n in feasibility.neighbours(SHIFT, a))

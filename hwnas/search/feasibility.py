@@ -32,7 +32,10 @@ def genes(space: SearchSpace) -> list[Gene]:
     out += [("widths", i), ("depths", i)]
   for s, st in enumerate(space.stages):
     for j in range(st.max_depth):
-      out += [("block", s, j, f) for f in _FIELDS]
+      # No op gene where a stage offers one op: spaces without `ops` keep
+      # the gene list (and so the random descent order) they had before.
+      out += [("block", s, j, f) for f in _FIELDS
+              if f != "op" or len(st.ops) > 1]
   return out
 
 
