@@ -90,7 +90,8 @@ def main() -> None:
       "no timings are reported here). Energy: row-stationary model, "
       "Eyeriss v1, `ops.shift = 0.127` (docs/energy.md).", "",
       "| blocks | architecture | test acc. | val acc. | MACs | shift-adds "
-      "| energy µJ | of it MAC level µJ |", "|---|---|---|---|---|---|---|---|"]
+      "| energy µJ | of it MAC level µJ |",
+      "|---|---|---|---|---|---|---|---|"]
   for r in rows:
     lines.append(
         f"| {r['op']} | `{r['arch']}` | {r['test']:.4f} | "

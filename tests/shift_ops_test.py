@@ -163,6 +163,8 @@ def test_latency_tables_time_a_shift_layer_as_its_multiply_equivalent():
   assert not t.missing(spec.layers)
   fn = space_layers.make_cost_fn(t, SHIFT)
   assert fn(a) == pytest.approx(t.predict(spec))
+  assert "multiply equivalents" in t.predict_breakdown(spec)["provenance"]
+  assert "multiply" not in t.predict_breakdown(mult_spec)["provenance"]
 
 
 def test_energy_table_has_shift_entries_and_search_cost_prefers_shift():

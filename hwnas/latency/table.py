@@ -253,7 +253,10 @@ class LatencyTable:
         "total_ms": checked_ms(self, calibrated + math.fsum(terms.values()),
                                spec.name),
         "band_ms": self.predict_band(spec),
-        "provenance": self.describe(),
+        "provenance": self.describe() + (
+            "; shift layers read their multiply equivalents' entries (no "
+            "backend here has a shift datapath)" if self.units != "uJ" and
+            any(l.op != "mult" for l in spec.layers) else ""),
     }
 
   # -- description -------------------------------------------------------
