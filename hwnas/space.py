@@ -31,8 +31,9 @@ Every block of a stage chooses its type, kernel, expansion, SE and
 activation independently from the stage's lists (as in Once-for-All's
 per-layer kernel/expansion). `ops` offers DeepShift power-of-two
 ('shift') convolutions beside ordinary ('mult') ones; a stage without it
-has only `mult`, as before ops existed. `skip` (identity, as in FBNet/ProxylessNAS) is
-never offered to the first block of a stage, which changes shape.
+has only `mult`, as before ops existed. `skip` (identity, as in
+FBNet/ProxylessNAS) is never offered to the first block of a stage, which
+changes shape.
 
 `load()` rejects anything else with one line naming the file, the key, what
 is wrong and what is allowed.
