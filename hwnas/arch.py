@@ -49,6 +49,7 @@ class BlockChoice:
   expansion: float
   se: bool
   activation: str
+  op: str = "mult"     # 'mult' | 'shift' (power-of-two weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,8 @@ class ArchChoice:
 
 def _default_block(stage: Stage) -> BlockChoice:
   return BlockChoice(stage.types_for(0)[0], stage.kernels[0],
-                     stage.expansions[0], stage.se[0], stage.activations[0])
+                     stage.expansions[0], stage.se[0], stage.activations[0],
+                     stage.ops[0])
 
 
 def canonicalize(space: SearchSpace, arch: ArchChoice) -> ArchChoice:
@@ -127,7 +129,8 @@ def validate(space: SearchSpace, arch: ArchChoice) -> None:
         continue
       for field, allowed in (("kernel", st.kernels),
                              ("expansion", st.expansions), ("se", st.se),
-                             ("activation", st.activations)):
+                             ("activation", st.activations),
+                             ("op", st.ops)):
         if getattr(b, field) not in allowed:
           bad(f"{k}.{field}", getattr(b, field), allowed)
 
@@ -161,7 +164,7 @@ def decode(space: SearchSpace, arch: ArchChoice, *,
       se = make_divisible(mid * space.se_ratio, div) if b.se else 0
       add(Layer(b.type, size, ch, width, mid_channels=mid, kernel=b.kernel,
                 stride=stride, se_channels=se, activation=b.activation,
-                residual=stride == 1 and ch == width))
+                residual=stride == 1 and ch == width, op=b.op))
   head = space.head
   if head.expand_channels:
     add(Layer("conv", size, ch, head.expand_channels,
@@ -180,10 +183,18 @@ def _pick(rng: np.random.Generator, options):
   return options[int(rng.integers(len(options)))]
 
 
+def _pick_op(rng, st: Stage, current: str | None = None) -> str:
+  # A stage without an ops choice draws nothing, so that spaces without
+  # `ops` sample and mutate exactly as before ops existed.
+  if len(st.ops) == 1:
+    return st.ops[0]
+  return _pick(rng, st.ops) if current is None else current
+
+
 def _sample_block(rng, st: Stage, j: int) -> BlockChoice:
   return BlockChoice(_pick(rng, st.types_for(j)), _pick(rng, st.kernels),
                      _pick(rng, st.expansions), _pick(rng, st.se),
-                     _pick(rng, st.activations))
+                     _pick(rng, st.activations), _pick_op(rng, st))
 
 
 def sample(rng: np.random.Generator, space: SearchSpace) -> ArchChoice:
@@ -232,7 +243,8 @@ def mutate(rng: np.random.Generator, space: SearchSpace, arch: ArchChoice,
             _pick(rng, st.kernels) if flip() else b.kernel,
             _pick(rng, st.expansions) if flip() else b.expansion,
             _pick(rng, st.se) if flip() else b.se,
-            _pick(rng, st.activations) if flip() else b.activation)
+            _pick(rng, st.activations) if flip() else b.activation,
+            b.op if len(st.ops) == 1 or not flip() else _pick_op(rng, st))
       blocks[j] = b
     stages.append(tuple(blocks))
   return canonicalize(space, ArchChoice(space.name, resolution, widths,
@@ -279,9 +291,10 @@ def _extreme(space: SearchSpace, largest: bool) -> ArchChoice:
   blocks = [list(bs) for bs in arch.blocks]
   for s, st in enumerate(space.stages):
     for j in range(arch.depths[s]):
-      options = [BlockChoice(t, k, e, se, st.activations[0])
+      options = [BlockChoice(t, k, e, se, st.activations[0], op)
                  for t in st.types_for(j) if t != "skip"
-                 for k in st.kernels for e in st.expansions for se in st.se]
+                 for k in st.kernels for e in st.expansions for se in st.se
+                 for op in st.ops]
       if "skip" in st.types_for(j):
         options.append(dataclasses.replace(_default_block(st), type="skip"))
 
@@ -291,8 +304,10 @@ def _extreme(space: SearchSpace, largest: bool) -> ArchChoice:
         spec = decode(space, dataclasses.replace(
             arch, blocks=tuple(tuple(bs) for bs in trial)))
         c = counting.count(spec)
+        # `macs` counts shift-adds too; among equal MACs the largest
+        # multiplies and the smallest shifts.
         return (c.macs, c.params, o.type != "skip", o.kernel, o.expansion,
-                o.se)
+                o.se, o.op == "mult")
       blocks[s][j] = sel(options, key=cost)
   return canonicalize(space, dataclasses.replace(
       arch, blocks=tuple(tuple(bs) for bs in blocks)))
@@ -324,6 +339,7 @@ def _genes(space: SearchSpace):
       yield f"{k}.expansion", st.expansions
       yield f"{k}.se", st.se
       yield f"{k}.activation", st.activations
+      yield f"{k}.op", st.ops
 
 
 def encoding_size(space: SearchSpace) -> int:
@@ -347,7 +363,7 @@ def encode(space: SearchSpace, arch: ArchChoice) -> np.ndarray:
       b, k = arch.blocks[s][j], f"blocks[{s}][{j}]"
       values[f"{k}.type"] = b.type
       if b.type != "skip":
-        for f in ("kernel", "expansion", "se", "activation"):
+        for f in ("kernel", "expansion", "se", "activation", "op"):
           values[f"{k}.{f}"] = getattr(b, f)
   out = []
   for name, options in _genes(space):
@@ -370,11 +386,20 @@ def to_dict(arch: ArchChoice, *, space: SearchSpace | None = None
       "resolution": arch.resolution,
       "widths": list(arch.widths),
       "depths": list(arch.depths),
-      "blocks": [[dataclasses.asdict(b) for b in bs] for bs in arch.blocks],
+      "blocks": [[_block_dict(b) for b in bs] for bs in arch.blocks],
   }
   if space is not None and space.path and not _shipped(space.path):
     path = pathlib.Path(space.path).absolute()
     d.update(space_file=str(path), space_sha256=_sha256(path))
+  return d
+
+
+def _block_dict(b: BlockChoice) -> dict[str, Any]:
+  # 'mult' is left out so that choices of spaces without ops keep the
+  # JSON (and the history rows) they had before ops existed.
+  d = dataclasses.asdict(b)
+  if d["op"] == "mult":
+    d.pop("op")
   return d
 
 
@@ -525,7 +550,8 @@ def to_string(arch: ArchChoice) -> str:
   """Short human-readable form, e.g. 'r32 16:[k3e4r,Fk5e2r+se] 24:[...]'.
 
   Per stage `width:[blocks]`; a block is an optional type letter (F fused,
-  none for ibn), kernel, expansion, activation, '+se'; '-' is a skip.
+  none for ibn), kernel, expansion, activation, '+se', '+sh' (a shift
+  block: power-of-two weights); '-' is a skip.
   Inactive slots are not shown, so the string identifies the network.
   """
   parts = [f"r{arch.resolution}"]
@@ -538,6 +564,7 @@ def to_string(arch: ArchChoice) -> str:
         toks.append(f"{_TYPE_SHORT.get(b.type, b.type)}k{b.kernel}"
                     f"e{_fmt_num(b.expansion)}"
                     f"{_ACT_SHORT.get(b.activation, b.activation)}"
-                    f"{'+se' if b.se else ''}")
+                    f"{'+se' if b.se else ''}"
+                    f"{'+sh' if b.op == 'shift' else ''}")
     parts.append(f"{w}:[{','.join(toks)}]")
   return " ".join(parts)

@@ -11,6 +11,13 @@ Conventions (those of the MobileNet papers and torchvision's model cards):
   `trainable_params` adds BatchNorm's scale and offset (2 per channel), the
   figure torchvision and Keras print (3.50M for MobileNetV2).
 
+* `shift_adds` is the part of `macs` that a `shift` layer (op 'shift',
+  power-of-two weights) runs as shift-and-accumulate instead of
+  multiply-accumulate: all of its convolutions' MACs except
+  squeeze-excite's. `macs` stays the count of every accumulate, whatever
+  the op, so MAC budgets mean the same for every op; `mult_macs` is what
+  is left to multiply.
+
 With these rules the reference networks match their published figures
 within 2% (tests/counting_test.py pins them).
 """
@@ -30,6 +37,12 @@ class Counts:
   weights: int = 0
   bn_channels: int = 0   # each carries a BN scale and offset
   biases: int = 0        # biases of layers without BN (SE convs, fc)
+  shift_adds: int = 0    # of `macs`, those done as shift-adds
+
+  @property
+  def mult_macs(self) -> int:
+    """MACs that multiply (all but the shift-adds)."""
+    return self.macs - self.shift_adds
 
   @property
   def params(self) -> int:
@@ -53,7 +66,8 @@ class Counts:
   def __add__(self, other: "Counts") -> "Counts":
     return Counts(self.macs + other.macs, self.weights + other.weights,
                   self.bn_channels + other.bn_channels,
-                  self.biases + other.biases)
+                  self.biases + other.biases,
+                  self.shift_adds + other.shift_adds)
 
 
 _ZERO = Counts(0)
@@ -73,7 +87,15 @@ def _se(mid: int, se: int) -> Counts:
 
 
 def layer_counts(layer: Layer) -> Counts:
-  """MACs and parameters of one layer."""
+  """MACs, shift-adds and parameters of one layer."""
+  c = _layer_counts(layer)
+  if layer.op == "shift":
+    se = _se(layer.mid_channels, layer.se_channels)
+    c = dataclasses.replace(c, shift_adds=c.macs - se.macs)
+  return c
+
+
+def _layer_counts(layer: Layer) -> Counts:
   t, k = layer.type, layer.kernel
   cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
   h_in, h_out = layer.input_size, layer.output_size

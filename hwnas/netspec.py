@@ -25,6 +25,13 @@ Layer types and what they compute (NHWC, `H` = `input_size`):
 * `fc`: dense layer with bias (no BN), optional activation. Used for the
   MobileNetV3 1x1 "feature" conv after pooling and for the classifier.
 
+Every convolution layer (`conv`, `ibn`, `fused_ibn`, `dsc`) has an `op`:
+`mult` (ordinary weights, the default) or `shift` (DeepShift: the weights
+of its convolutions, expand, depthwise, fused and project, are signed
+powers of two, so each multiply is a bit shift; see
+`hwnas.models.deepshift`). Squeeze-excite's two small dense layers and
+`fc` layers always multiply.
+
 Squeeze-excite follows MobileNetV3 (ReLU inside, hard-sigmoid gate) for
 every activation choice; it is the gate the Edge TPU and TFLite map.
 """
@@ -43,6 +50,8 @@ from hwnas import errors, validate
 LAYER_TYPES = ("conv", "ibn", "fused_ibn", "dsc", "pool", "fc")
 BLOCK_TYPES = ("ibn", "fused_ibn", "dsc")
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish", "none")
+OPS = ("mult", "shift")
+SHIFT_TYPES = ("conv", "ibn", "fused_ibn", "dsc")  # layers that may shift
 
 _SCHEMA = "hwnas/netspec@1"
 
@@ -85,9 +94,17 @@ class Layer:
   se_channels: int = 0       # 0: no squeeze-excite
   activation: str = "none"
   residual: bool = False
+  op: str = "mult"           # 'mult' | 'shift' (conv layers and blocks)
 
   def __post_init__(self):
     t = self.type
+    if self.op not in OPS:
+      raise errors.SpecError(
+          f"{t}: op {self.op!r} is unknown; allowed: {', '.join(OPS)}")
+    if self.op != "mult" and t not in SHIFT_TYPES:
+      raise errors.SpecError(
+          f"{t}: op {self.op!r} applies to {', '.join(SHIFT_TYPES)} only; "
+          "leave it 'mult'")
     if t not in LAYER_TYPES:
       raise errors.SpecError(
           f"layer type {t!r} is unknown; allowed: {', '.join(LAYER_TYPES)}")
@@ -136,7 +153,9 @@ class Layer:
   def key(self) -> str:
     """Canonical signature string, e.g. 'ibn-i56x56x24-o24-m72-k3-s1-...'.
 
-    Stable across versions: latency tables are keyed by it.
+    Stable across versions: latency tables are keyed by it. A `shift`
+    layer's key ends in '-shift' (a `mult` layer's has no op part, as
+    before ops existed).
     """
     s = self.input_size
     parts = [self.type, f"i{s}x{s}x{self.in_channels}", f"o{self.out_channels}"]
@@ -150,7 +169,14 @@ class Layer:
       parts.append(self.activation)
     if self.type in BLOCK_TYPES:
       parts.append("res" if self.residual else "nores")
+    if self.op != "mult":
+      parts.append(self.op)
     return "-".join(parts)
+
+  def as_mult(self) -> "Layer":
+    """The same layer with ordinary multiplies (what latency tables time
+    for a shift layer)."""
+    return dataclasses.replace(self, op="mult") if self.op != "mult" else self
 
   def to_dict(self) -> dict[str, Any]:
     """Only the fields that apply (defaults dropped), for readable JSON."""

@@ -23,13 +23,17 @@ stages:
     expansions: [2, 4]         # mid = make_divisible(in * expansion)
     se: [false, true]
     activations: [relu]        # relu | relu6 | hswish | swish
+    ops: [mult, shift]         # optional; mult (default) | shift
 head: {expand_channels: 64, feature_channels: 0, activation: relu}
 ```
 
 Every block of a stage chooses its type, kernel, expansion, SE and
 activation independently from the stage's lists (as in Once-for-All's
-per-layer kernel/expansion). `skip` (identity, as in FBNet/ProxylessNAS) is
-never offered to the first block of a stage, which changes shape.
+per-layer kernel/expansion). `ops` offers DeepShift power-of-two
+('shift') convolutions beside ordinary ('mult') ones; a stage without it
+has only `mult`, as before ops existed. `skip` (identity, as in
+FBNet/ProxylessNAS) is never offered to the first block of a stage, which
+changes shape.
 
 `load()` rejects anything else with one line naming the file, the key, what
 is wrong and what is allowed.
@@ -51,6 +55,7 @@ from hwnas import errors, resources, validate
 FORMAT_VERSION = 1
 SPACE_BLOCK_TYPES = ("ibn", "fused_ibn", "skip")
 SPACE_ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
+SPACE_OPS = ("mult", "shift")
 
 # Sane bounds of a space file's numbers (docs/spaces.md). Far beyond any
 # published mobile space; they keep a typo (depths: [1, 100000000]) from
@@ -91,6 +96,7 @@ class Stage:
   se: tuple[bool, ...]
   activations: tuple[str, ...]
   name: str = ""
+  ops: tuple[str, ...] = ("mult",)
 
   @property
   def max_depth(self) -> int:
@@ -139,7 +145,7 @@ class SearchSpace:
     total = len(self.resolutions)
     for st in self.stages:
       per_block = (len(st.kernels) * len(st.expansions) * len(st.se) *
-                   len(st.activations))
+                   len(st.activations) * len(st.ops))
       first = len(st.types_for(0)) * per_block
       rest = sum(per_block for t in st.types if t != "skip") + (
           1 if "skip" in st.types else 0)
@@ -154,6 +160,8 @@ class SearchSpace:
     for st in d["stages"]:
       if not st["name"]:
         st.pop("name")
+      if st["ops"] == ("mult",):
+        st.pop("ops")
     return _lists(d)
 
 
@@ -174,7 +182,7 @@ _REQUIRED_TOP = ("format", "name", "version", "resolutions", "stem",
                  "stages", "head")
 _STAGE_KEYS = {"name", "widths", "width_multipliers", "base_width", "stride",
                "depths", "types", "kernels", "expansions", "se",
-               "activations"}
+               "activations", "ops"}
 
 
 class _Checker:
@@ -301,6 +309,8 @@ def _parse_stage(c: _Checker, d: Any, key: str, divisor: int) -> Stage:
       activations=c.choices(
           d.get("activations", ["relu"]), f"{key}.activations",
           lambda v, k: c.choice(v, k, SPACE_ACTIVATIONS)),
+      ops=c.choices(d.get("ops", ["mult"]), f"{key}.ops",
+                    lambda v, k: c.choice(v, k, SPACE_OPS)),
   )
 
 

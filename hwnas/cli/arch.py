@@ -119,6 +119,8 @@ def _stats(args) -> int:
          "num_classes": spec.num_classes, "macs": total.macs,
          "params": total.params, "trainable_params": total.trainable_params,
          "int8_weight_bytes": total.int8_bytes, "layers": rows}
+  if total.shift_adds:
+    out["shift_adds"] = total.shift_adds
   if args.table:
     from hwnas.cli import _energy_stats, _latency_stats
     if _energy_stats.is_energy(args.table):
@@ -138,6 +140,9 @@ def _stats(args) -> int:
   print(f"  total: {total.macs / 1e6:.1f}M MACs, {total.params / 1e6:.3f}M "
         f"params ({total.trainable_params / 1e6:.3f}M with BatchNorm), "
         f"{total.int8_bytes / 2**20:.2f} MiB int8")
+  if total.shift_adds:
+    print(f"  of the MACs, {total.shift_adds / 1e6:.1f}M are shift-adds "
+          "(shift blocks: power-of-two weights)")
   if "latency" in out:
     from hwnas.cli import _latency_stats
     _latency_stats.print_latency(out["latency"])

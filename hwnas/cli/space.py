@@ -58,14 +58,18 @@ def _show(args) -> int:
   st = space.stem
   print(f"  stem: conv {st.kernel}x{st.kernel}/{st.stride} -> {st.channels} "
         f"{st.activation}")
+  ops = any(s.ops != ("mult",) for s in space.stages)  # column if offered
   hdr = (f"  {'stage':6s} {'stride':>6s}  {'widths':14s} {'depths':10s} "
-         f"{'types':22s} {'kernels':9s} {'expansions':11s} {'se':12s} act")
+         f"{'types':22s} {'kernels':9s} {'expansions':11s} {'se':12s} act"
+         + ("            ops" if ops else ""))
   print(hdr)
   for i, s in enumerate(space.stages):
     fmt = lambda xs: ",".join(str(x) for x in xs)
     print(f"  {s.name or i!s:6s} {s.stride:>6d}  {fmt(s.widths):14s} "
           f"{fmt(s.depths):10s} {fmt(s.types):22s} {fmt(s.kernels):9s} "
-          f"{fmt(s.expansions):11s} {fmt(s.se):12s} {fmt(s.activations)}")
+          f"{fmt(s.expansions):11s} {fmt(s.se):12s} "
+          + (f"{fmt(s.activations):14s} {fmt(s.ops)}" if ops else
+             fmt(s.activations)))
   h = space.head
   print(f"  head: expand {h.expand_channels or '-'}, feature "
         f"{h.feature_channels or '-'}, {h.activation}")

@@ -10,9 +10,15 @@ shipped default is `eyeriss_v1.yaml` beside this module, named
 the file, the key and the fix.
 
 `ops` is the per-operation energy of the PE datapath (normalised like
-`cost`); the layers hwnas knows today all use `mac`. A datapath with other
-operations (a shift-add instead of a multiply) adds its key there and the
-layer that uses it asks `op_cost(name)`.
+`cost`): `mac` (1 by definition) and `shift`, the shift-add that a
+power-of-two ('shift') layer runs instead of a multiply-add. The shipped
+value, 0.127, is from Horowitz's 45 nm figures (ISSCC 2014) at 16 bits:
+a 16-bit add 0.053 pJ (linear between 8-bit 0.03 and 32-bit 0.1 pJ), a
+16-bit multiply 0.787 pJ (log-log between 8-bit 0.2 and 32-bit 3.1 pJ);
+a MAC is a multiply and an add (0.840 pJ), a shift-add a barrel shift,
+charged like one more add, and an add (0.107 pJ); 0.107 / 0.840 = 0.127
+(docs/energy_sources.md). Another datapath adds its key and the layer that
+uses it asks `op_cost(name)`.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class Accelerator:
   batch: int = 1
   cost: tuple[float, float, float, float, float] = (200.0, 6.0, 2.0, 1.0,
                                                     1.0)
-  ops: tuple[tuple[str, float], ...] = (("mac", 1.0),)
+  ops: tuple[tuple[str, float], ...] = (("mac", 1.0), ("shift", 0.127))
   mac_pj: float = 3.5
   rlc: bool = False
   zero_gating: bool = False

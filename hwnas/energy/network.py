@@ -14,6 +14,14 @@ nothing stays on chip between convolutions):
 * `dsc`: k x k depthwise, 1x1 pointwise.
 * `pool`: no MACs; its ifmap is read from DRAM once.
 
+A `shift` layer (op 'shift': power-of-two weights) runs every one of its
+convolutions except squeeze-excite's as shift-adds: their shapes carry
+`op="shift"`, which the MAC level charges at `ops.shift` instead of
+`ops.mac` (`Accelerator.op_cost`). Memory traffic is charged as for the
+multiply layer (the weights are counted at the full word width; a shift
+weight needs fewer bits, so this overestimates a shift layer's filter
+traffic).
+
 Element-wise work is charged as DRAM traffic only: squeeze-excite's
 pooling and gate read the mid tensor once more, a residual add reads the
 block input once more. Activations, BatchNorm (folded) and biases cost
@@ -97,6 +105,9 @@ def layer_convs(layer: Layer, batch: int = 1
       extra += float(batch * cin * h * h)
   else:
     raise ValueError(f"unknown layer type {t!r}")
+  if layer.op != "mult":
+    convs = [(n, c if n.startswith("se_") else
+              dataclasses.replace(c, op=layer.op)) for n, c in convs]
   return convs, extra
 
 

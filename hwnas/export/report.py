@@ -112,6 +112,17 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"- int8 quantisation: input scale {g['input_scale']:.6g} zero point "
         f"{g['input_zero_point']}, output scale {g['output_scale']:.6g} zero "
         f"point {g['output_zero_point']} (real = scale * (q - zero point))")
+  sw = c.get("shift_weights")
+  if sw:
+    lo = -(2 ** (sw["bits"] - 1) - 1)
+    lines.append(
+        f"- shift layers: {sw['convs']} convolution kernels exported as "
+        f"exactly 0 or ±2^k, k in [{lo}, 0] (the Flax weights the TFLite "
+        "models are converted from; TFLite folds BatchNorm into the "
+        "filters, so its filters are powers of two times a per-channel "
+        "scale): "
+        + ("**PASS**" if sw["passed"] else
+           f"**FAIL** ({', '.join(sw['not_powers_of_two'][:3])})"))
   acc = c.get("accuracy")
   if acc:
     lines.append(f"- accuracy on `{acc['dataset']}` {acc['split']} "

@@ -31,9 +31,12 @@ def with_lax_depthwise(model):
   conv and the same weights (the caller's model is left as it is)."""
   from flax import nnx  # pylint: disable=g-import-not-at-top
   from hwnas.models import Network  # pylint: disable=g-import-not-at-top
+  from hwnas.models import standalone  # pylint: disable=g-import-not-at-top
   copy = nnx.eval_shape(lambda: Network(model.spec, rngs=nnx.Rngs(0),
                                         depthwise="lax"))
   nnx.update(copy, nnx.state(model))
+  # Shift layers export as ordinary convs with power-of-two weights.
+  standalone.bake_shift_weights(copy)
   return copy
 
 
@@ -254,6 +257,9 @@ def _run_checks(r: dict[str, Any], model, float_bytes, int8_bytes, ds,
          spec.in_channels)).astype(np.float32)
     labels = None
   flax_logits = checks.predict(model, images, batch_size=o.batch_size)
+  shift = _shift_check(model)
+  if shift:
+    r["checks"]["shift_weights"] = shift
   runs: dict[str, np.ndarray] = {}
   quant = None
   runtime = None
@@ -291,6 +297,18 @@ def _run_checks(r: dict[str, Any], model, float_bytes, int8_bytes, ds,
       ref = acc.get("tflite_float", acc["flax"])
       acc["int8_drop"] = ref - acc["tflite_int8"]
     r["checks"]["accuracy"] = acc
+
+
+def _shift_check(model) -> dict[str, Any] | None:
+  """Whether the exported shift layers' conv weights are exactly signed
+  powers of two (None when the network has no shift layer)."""
+  from hwnas.models import deepshift, standalone  # pylint: disable=g-import-not-at-top
+  kernels = standalone.shift_kernels(model)
+  if not kernels:
+    return None
+  bad = [p for p, w in kernels if not deepshift.is_power_of_two(w)]
+  return {"convs": len(kernels), "bits": deepshift.DEFAULT_BITS,
+          "not_powers_of_two": bad, "passed": not bad}
 
 
 def _litert_runtime() -> str:

@@ -125,7 +125,8 @@ def make_table(space, *, link: str = "usb3", clock: str = "max",
   _check_link(link), _check_clock(clock), _check_harness(harness)
   entries = [tbl.Entry(l, layer_compute_ms(l, clock=clock, params=p),
                          extras=layer_extras(l))
-             for l in sorted(space_layers.enumerate_layers(space))]
+             for l in sorted({l.as_mult() for l in  # shift: same entry
+                              space_layers.enumerate_layers(space)})]
   header = table_schema.make_header(
       device=_device(link, clock, harness), backend=MODEL_NAME, runtime=MODEL_NAME,
       runtime_version=MODEL_VERSION, precision="int8", batch_size=1,

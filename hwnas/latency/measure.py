@@ -177,7 +177,10 @@ def measure_space(space: SearchSpace, backend: str | Backend,
   out = pathlib.Path(out)
   jpath = journal_path(out)
   done, old = _resume(be, out, jpath, settings)
-  todo_layers = space_layers.enumerate_layers(space, res)
+  # A shift layer times as its multiply equivalent (the same entry; see
+  # `table._MultEquivalent`), so only that one is measured.
+  todo_layers = {l.as_mult()
+                 for l in space_layers.enumerate_layers(space, res)}
   if old is not None and old.provenance["kind"] == "estimated":
     # An estimate is recomputed whole, the old table's other spaces too.
     keys = {l.key() for l in todo_layers}

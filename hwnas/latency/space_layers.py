@@ -42,10 +42,10 @@ class Origin:
 def _block_choices(space: SearchSpace, s: int, j: int
                    ) -> Iterator[BlockChoice]:
   st = space.stages[s]
-  for t, k, e, se, act in itertools.product(
+  for t, k, e, se, act, op in itertools.product(
       [t for t in st.types_for(j) if t != "skip"], st.kernels,
-      st.expansions, st.se, st.activations):
-    yield BlockChoice(t, k, e, se, act)
+      st.expansions, st.se, st.activations, st.ops):
+    yield BlockChoice(t, k, e, se, act, op)
 
 
 def block_layer(space: SearchSpace, size: int, cin: int, width: int,
@@ -56,7 +56,7 @@ def block_layer(space: SearchSpace, size: int, cin: int, width: int,
   se = make_divisible(mid * space.se_ratio, div) if b.se else 0
   return Layer(b.type, size, cin, width, mid_channels=mid, kernel=b.kernel,
                stride=stride, se_channels=se, activation=b.activation,
-               residual=stride == 1 and cin == width)
+               residual=stride == 1 and cin == width, op=b.op)
 
 
 def stem_layer(space: SearchSpace, resolution: int) -> Layer:
@@ -117,7 +117,8 @@ def slot_layers(space: SearchSpace, resolutions: tuple[int, ...] | None = None
                      Origin(r, f"{name}[{j}]",
                             f"w{w_in}->{w_out} {b.type} k{b.kernel} "
                             f"e{b.expansion:g}{' se' if b.se else ''} "
-                            f"{b.activation}"))
+                            f"{b.activation}"
+                            f"{' shift' if b.op == 'shift' else ''}"))
       prev_widths = st.widths
     for w in space.stages[-1].widths:
       for i, layer in enumerate(head_layers(space, sizes[-1], w)):
@@ -171,7 +172,7 @@ class _Plan:
       else:
         _, s, j, r, w_in, w_out, b = key
         bk = (r, w_in, w_out, b.type, b.kernel, b.expansion, b.se,
-              b.activation)
+              b.activation, b.op)
         self.block_layers[s][j][bk] = layer
         if ms is not None:
           self.blocks[s][j][bk] = ms
@@ -208,7 +209,7 @@ class _Plan:
         t = b.type
         if t != "skip":
           total += s_blocks[j][(r, w_in if j == 0 else w, w, t, b.kernel,
-                                b.expansion, b.se, b.activation)]
+                                b.expansion, b.se, b.activation, b.op)]
           n += 1
       w_in = w
     return total + self.head[(r, w_in)], n
@@ -226,7 +227,7 @@ class _Plan:
         if b.type != "skip":
           layers.append(s_layers[j][(r, w_in if j == 0 else w, w, b.type,
                                      b.kernel, b.expansion, b.se,
-                                     b.activation)])
+                                     b.activation, b.op)])
       w_in = w
     layers += self.head_layers[(r, w_in)]
     return NetSpec(f"{sp.name}:{arch_lib.to_string(a)}", r,

@@ -63,6 +63,30 @@ from hwnas.netspec import Layer, NetSpec
 
 # ----------------------------------------------------------------- values --
 
+class _MultEquivalent(dict):
+  """Layer -> ms of a latency table, where a `shift` layer (power-of-two
+  weights) without an entry of its own reads its multiply equivalent's:
+  no backend hwnas measures runs a shift as anything but the same
+  convolution (float TFLite, the Edge TPU), so they time the same. Energy
+  tables give shift layers their own entries (a shift-add is cheaper)."""
+
+  def __missing__(self, layer):
+    if isinstance(layer, Layer) and layer.op != "mult":
+      return dict.__getitem__(self, layer.as_mult())
+    raise KeyError(layer)
+
+  def __contains__(self, layer) -> bool:
+    return dict.__contains__(self, layer) or (
+        isinstance(layer, Layer) and layer.op != "mult" and
+        dict.__contains__(self, layer.as_mult()))
+
+  def get(self, layer, default=None):
+    try:
+      return self[layer]
+    except KeyError:
+      return default
+
+
 @dataclasses.dataclass(frozen=True)
 class LatencyTable:
   """A validated latency table (see the module docstring for the format)."""
@@ -74,8 +98,10 @@ class LatencyTable:
   def __post_init__(self):
     # Layer -> ms, the look-up every prediction does (Layers hash faster
     # than building their key strings).
+    by = {e.layer: e.latency_ms for e in self.entries.values()}
     object.__setattr__(self, "_by_layer",
-                       {e.layer: e.latency_ms for e in self.entries.values()})
+                       by if self.header.get("units") == "uJ" else
+                       _MultEquivalent(by))
 
   @property
   def by_layer(self) -> Mapping[Layer, float]:
@@ -234,7 +260,10 @@ class LatencyTable:
         "total_ms": checked_ms(self, calibrated + math.fsum(terms.values()),
                                spec.name),
         "band_ms": self.predict_band(spec),
-        "provenance": self.describe(),
+        "provenance": self.describe() + (
+            "; shift layers read their multiply equivalents' entries (no "
+            "backend here has a shift datapath)" if self.units != "uJ" and
+            any(l.op != "mult" for l in spec.layers) else ""),
     }
 
   # -- description -------------------------------------------------------

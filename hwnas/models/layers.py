@@ -21,6 +21,7 @@ import jax
 from flax import nnx
 
 from hwnas.models import ops
+from hwnas.models.deepshift import power_of_two
 from hwnas.models.ops import BN_EPSILON, BN_MOMENTUM
 from hwnas.netspec import Layer
 
@@ -49,41 +50,49 @@ class Conv(nnx.Module):
 
 
 class DepthwiseConv(nnx.Module):
-  """Depthwise k x k convolution without bias; kernel [k, k, 1, C]."""
+  """Depthwise k x k convolution without bias; kernel [k, k, 1, C].
+  `shift`: the kernel is used as signed powers of two (`deepshift`)."""
 
   def __init__(self, channels: int, kernel: int, stride: int, *,
-               rngs: nnx.Rngs, impl: str = "auto"):
+               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False):
     init = nnx.initializers.lecun_normal()
     self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, 1,
                                                  channels)))
     self.stride = stride
     self.impl = impl
+    self.shift = shift
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return ops.depthwise_conv(x, self.kernel[...], self.stride,
-                              impl=self.impl)
+    w = self.kernel[...]
+    return ops.depthwise_conv(x, power_of_two(w) if self.shift else w,
+                              self.stride, impl=self.impl)
 
 
 class ConvBN(nnx.Module):
-  """Conv (k x k, stride s, no bias), BatchNorm, activation."""
+  """Conv (k x k, stride s, no bias), BatchNorm, activation. `shift`: the
+  kernel is used as signed powers of two (`hwnas.models.deepshift`)."""
 
   def __init__(self, cin: int, cout: int, kernel: int, stride: int,
-               act: str, *, rngs: nnx.Rngs, impl: str = "auto"):
+               act: str, *, rngs: nnx.Rngs, impl: str = "auto",
+               shift: bool = False):
     self.conv = Conv(cin, cout, kernel, stride, rngs=rngs, impl=impl)
     self.bn = batch_norm(cout, rngs)
     self.act = act
+    self.shift = shift
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    return ops.activation(self.act)(
-        self.bn(self.conv(x), use_running_average=not train))
+    y = (ops.conv2d(x, power_of_two(self.conv.kernel[...]), self.conv.stride,
+                    impl=self.conv.impl) if self.shift else self.conv(x))
+    return ops.activation(self.act)(self.bn(y, use_running_average=not train))
 
 
 class DepthwiseBN(nnx.Module):
   """Depthwise conv, BatchNorm, activation."""
 
   def __init__(self, channels: int, kernel: int, stride: int, act: str, *,
-               rngs: nnx.Rngs, impl: str = "auto"):
-    self.conv = DepthwiseConv(channels, kernel, stride, rngs=rngs, impl=impl)
+               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False):
+    self.conv = DepthwiseConv(channels, kernel, stride, rngs=rngs, impl=impl,
+                              shift=shift)
     self.bn = batch_norm(channels, rngs)
     self.act = act
 
@@ -112,7 +121,8 @@ class ConvLayer(nnx.Module):
 
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, impl: str = "auto"):
     self.body = ConvBN(layer.in_channels, layer.out_channels, layer.kernel,
-                       layer.stride, layer.activation, rngs=rngs, impl=impl)
+                       layer.stride, layer.activation, rngs=rngs, impl=impl,
+                       shift=layer.op == "shift")
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     return self.body(x, train)
@@ -124,18 +134,19 @@ class InvertedBottleneck(nnx.Module):
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, impl: str = "auto"):
     cin, mid, cout = layer.in_channels, layer.mid_channels, layer.out_channels
     k, s, act = layer.kernel, layer.stride, layer.activation
+    sh = layer.op == "shift"   # power-of-two weights in every conv but SE
     self.fused = layer.type == "fused_ibn"
     self.residual = layer.residual
     expand = dw = se = None
     if self.fused:
       if layer.has_expand:
-        expand = ConvBN(cin, mid, k, s, act, rngs=rngs, impl=impl)
+        expand = ConvBN(cin, mid, k, s, act, rngs=rngs, impl=impl, shift=sh)
       # Without the fused k x k conv the projection carries the stride.
       project_stride = 1 if layer.has_expand else s
     else:
       if layer.has_expand:
-        expand = ConvBN(cin, mid, 1, 1, act, rngs=rngs, impl=impl)
-      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=impl)
+        expand = ConvBN(cin, mid, 1, 1, act, rngs=rngs, impl=impl, shift=sh)
+      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=impl, shift=sh)
       project_stride = 1
     if layer.se_channels:
       se = SqueezeExcite(mid, layer.se_channels, rngs=rngs, impl=impl)
@@ -143,7 +154,7 @@ class InvertedBottleneck(nnx.Module):
     self.dw = nnx.data(dw)
     self.se = nnx.data(se)
     self.project = ConvBN(mid, cout, 1, project_stride, "none", rngs=rngs,
-                          impl=impl)
+                          impl=impl, shift=sh)
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     y = x
@@ -161,10 +172,11 @@ class DepthwiseSeparable(nnx.Module):
   """`dsc` block: depthwise, BN, act; pointwise, BN, act; optional residual."""
 
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, impl: str = "auto"):
+    sh = layer.op == "shift"
     self.dw = DepthwiseBN(layer.in_channels, layer.kernel, layer.stride,
-                          layer.activation, rngs=rngs, impl=impl)
+                          layer.activation, rngs=rngs, impl=impl, shift=sh)
     self.pw = ConvBN(layer.in_channels, layer.out_channels, 1, 1,
-                     layer.activation, rngs=rngs, impl=impl)
+                     layer.activation, rngs=rngs, impl=impl, shift=sh)
     self.residual = layer.residual
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

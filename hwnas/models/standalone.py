@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hwnas.models import deepshift
 from hwnas.models import layers as layers_lib
 from hwnas.models import ops
 from hwnas.netspec import NetSpec
@@ -49,6 +50,37 @@ class Network(nnx.Module):
     for layer in self.layers:
       x = layer(x, train)
     return x
+
+
+def bake_shift_weights(model: nnx.Module) -> int:
+  """Rounds the kernels of every shift conv of `model` to their powers of
+  two in place and makes them ordinary convs (for export: the exported
+  graph is a plain convolution whose weights are exactly signed powers of
+  two, with no rounding ops). The outputs do not change (the rounding is
+  idempotent). Returns the number of convs baked."""
+  n = 0
+  for _, m in model.iter_modules():
+    if getattr(m, "shift", False) and isinstance(
+        m, (layers_lib.ConvBN, layers_lib.DepthwiseConv)):
+      var = m.conv.kernel if isinstance(m, layers_lib.ConvBN) else m.kernel
+      var.value = deepshift.power_of_two(var.value)
+      m.shift = False
+      n += 1
+  return n
+
+
+def shift_kernels(model: nnx.Module) -> list[tuple[str, jax.Array]]:
+  """(path, kernel) of every conv of a shift layer of `model` (baked or
+  not): what must be exactly signed powers of two after export."""
+  out = []
+  for i, layer in enumerate(model.spec.layers):
+    if layer.op != "shift":
+      continue
+    for path, v in nnx.iter_graph(model.layers[i]):
+      if isinstance(v, nnx.Param) and path and path[-1] == "kernel" and (
+          "se" not in path):
+        out.append((f"layers[{i}]." + ".".join(map(str, path)), v.value))
+  return out
 
 
 def num_params(model: nnx.Module) -> int:

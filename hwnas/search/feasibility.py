@@ -22,7 +22,7 @@ from hwnas.space import SearchSpace
 
 Gene = tuple  # ("resolution",) | ("widths", i) | ("depths", i) |
               # ("block", stage, slot, field)
-_FIELDS = ("type", "kernel", "expansion", "se", "activation")
+_FIELDS = ("type", "kernel", "expansion", "se", "activation", "op")
 
 
 def genes(space: SearchSpace) -> list[Gene]:
@@ -32,7 +32,10 @@ def genes(space: SearchSpace) -> list[Gene]:
     out += [("widths", i), ("depths", i)]
   for s, st in enumerate(space.stages):
     for j in range(st.max_depth):
-      out += [("block", s, j, f) for f in _FIELDS]
+      # No op gene where a stage offers one op: spaces without `ops` keep
+      # the gene list (and so the random descent order) they had before.
+      out += [("block", s, j, f) for f in _FIELDS
+              if f != "op" or len(st.ops) > 1]
   return out
 
 
@@ -47,7 +50,7 @@ def options(space: SearchSpace, gene: Gene) -> tuple:
   if field == "type":
     return st.types_for(gene[2])
   return {"kernel": st.kernels, "expansion": st.expansions, "se": st.se,
-          "activation": st.activations}[field]
+          "activation": st.activations, "op": st.ops}[field]
 
 
 def get(arch: ArchChoice, gene: Gene):
@@ -75,7 +78,7 @@ def set_gene(space: SearchSpace, arch: ArchChoice, gene: Gene,
   if field == "type" and b.type == "skip" and value != "skip":
     st = space.stages[s]
     b = arch_lib.BlockChoice(value, st.kernels[0], st.expansions[0],
-                             st.se[0], st.activations[0])
+                             st.se[0], st.activations[0], st.ops[0])
   else:
     b = dataclasses.replace(b, **{field: value})
   blocks[s][j] = b

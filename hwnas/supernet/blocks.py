@@ -22,6 +22,7 @@ from flax import nnx
 
 from hwnas import errors
 from hwnas.models import ops
+from hwnas.models.deepshift import power_of_two
 from hwnas.netspec import make_divisible
 from hwnas.space import SearchSpace
 from hwnas.supernet import int8
@@ -49,6 +50,7 @@ class Slot:
   activations: tuple[str, ...]
   expand: str                    # 'always' | 'never' | 'dynamic'
   mids: tuple[int, ...] = ()     # every mid width an architecture can pick
+  ops: tuple[str, ...] = ("mult",)  # 'mult' | 'shift' choices
 
 
 def slots(space: SearchSpace) -> tuple[Slot, ...]:
@@ -80,7 +82,7 @@ def slots(space: SearchSpace) -> tuple[Slot, ...]:
           max_kernel=max(stage.kernels),
           kernels=tuple(sorted(stage.kernels)), types=types,
           activations=tuple(stage.activations), expand=expand,
-          mids=tuple(sorted({m for _, m in mids}))))
+          mids=tuple(sorted({m for _, m in mids})), ops=tuple(stage.ops)))
     prev_widths = stage.widths
   return tuple(out)
 
@@ -238,6 +240,11 @@ class BlockWeights(nnx.Module):
     def act(name, z):
       return activate(points, name, z, slot.activations, arch["act"])
 
+    if "shift" in slot.ops:   # same weights, as powers of two when op == 1
+      op = lambda w: jnp.where(arch["op"] > 0, power_of_two(w), w)
+    else:
+      op = lambda w: w
+
     def kernel_conv(conv, stride):
       return lambda y, w: conv(y, w, arch["kernel"], slot.kernels, stride,
                                impl=self.depthwise)
@@ -246,9 +253,9 @@ class BlockWeights(nnx.Module):
     if self.expand is not None:
       if self.fused:
         conv_fn = kernel_conv(elastic_conv, slot.stride)
-        w = self.expand.elastic_kernel(arch["kernel"])[..., :mid]
+        w = op(self.expand.elastic_kernel(arch["kernel"])[..., :mid])
       else:
-        conv_fn, w = conv2d, self.expand.kernel[...][..., :mid]
+        conv_fn, w = conv2d, op(self.expand.kernel[...][..., :mid])
       in_mask = (channel_mask(arch["in_ch"], slot.max_in)
                  if points.quantize else None)
       expanded = act("expand", conv_bn("expand", self.expand, conv_fn, w, x,
@@ -256,7 +263,7 @@ class BlockWeights(nnx.Module):
       y = (expanded if slot.expand == "always" else
            int8.select(arch["expand"] > 0, expanded, y))
     if self.dw is not None:
-      w = self.dw.elastic_kernel(arch["kernel"])[..., :mid]
+      w = op(self.dw.elastic_kernel(arch["kernel"])[..., :mid])
       y = act("dw", conv_bn("dw", self.dw,
                             kernel_conv(ops.elastic_depthwise_conv,
                                         slot.stride), w, *y))
@@ -266,7 +273,7 @@ class BlockWeights(nnx.Module):
     out_mask = channel_mask(arch["out_ch"], slot.max_out)
     z = conv_bn("project", self.project,
                 functools.partial(conv2d, stride=stride),
-                self.project.kernel[...][:, :, :mid], *y) * out_mask
+                op(self.project.kernel[...][:, :, :mid]), *y) * out_mask
     out = points("project", z)
     if slot.stride == 1:
       # The converter gives a conv that feeds a residual ADD the ADD's

@@ -13,6 +13,9 @@ One set of weights serves every architecture of a `SearchSpace`:
   `skip` blocks are the identity;
 * block type: separate weights per type (`ibn`, `fused_ibn`) in every slot;
 * squeeze-excite on/off and the activation per block;
+* the op per block (`mult` / `shift`): a shift block uses the same weights
+  as signed powers of two (`hwnas.models.deepshift`), selected inside the
+  branch by a traced flag (no extra branch, no extra weights);
 * elastic resolution: any input size (one compilation per resolution).
 
 How an architecture reaches the compiled code: branching
@@ -88,7 +91,7 @@ from hwnas.supernet.weights import ConvBNWeights, DenseWeights
 ArchArrays = Mapping[str, jax.Array]
 # Keys of `arch_arrays`, each [num_slots] (or [N, num_slots] for a batch).
 ARCH_KEYS = ("active", "type", "kernel", "mid", "se", "act", "in_ch",
-             "out_ch", "expand", "residual")
+             "out_ch", "expand", "residual", "op")
 
 
 def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
@@ -116,6 +119,7 @@ def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
     out["out_ch"][i] = layer.out_channels
     out["expand"][i] = int(layer.has_expand)
     out["residual"][i] = int(layer.residual)
+    out["op"][i] = int(layer.op == "shift")
   return out
 
 

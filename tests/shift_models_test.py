@@ -1,0 +1,173 @@
+"""Shift blocks in the standalone network and the supernet."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hwnas import arch as arch_lib
+from hwnas import space as space_lib
+from hwnas.models import deepshift, layers as L
+from hwnas.models.standalone import Network
+from hwnas.netspec import NetSpec
+from hwnas.supernet import model as model_lib
+
+pytestmark = pytest.mark.usefixtures("fast_compile_module")
+
+MICRO = """\
+format: 1
+name: micro_shift
+version: 1
+input_channels: 3
+num_classes: 10
+resolutions: [16]
+stem: {channels: 8, kernel: 3, stride: 2, activation: relu}
+stages:
+  - widths: [8, 16]
+    stride: 2
+    depths: [1, 2]
+    types: [ibn, fused_ibn]
+    kernels: [3, 5]
+    expansions: [2, 4]
+    se: [false, true]
+    ops: [mult, shift]
+head: {expand_channels: 16, activation: relu}
+"""
+
+
+@pytest.fixture(name="space")
+def _space(tmp_path):
+  p = tmp_path / "micro_shift.yaml"
+  p.write_text(MICRO)
+  return space_lib.load(p)
+
+
+def _with_op(a, op):
+  return dataclasses.replace(a, blocks=tuple(
+      tuple(dataclasses.replace(b, op=op) for b in bs) for bs in a.blocks))
+
+
+def _mixed(space):
+  a = arch_lib.largest(space)
+  b0, b1 = a.blocks[0]
+  return dataclasses.replace(a, blocks=((
+      dataclasses.replace(b0, op="shift", type="fused_ibn", se=True),
+      dataclasses.replace(b1, op="shift", kernel=3)),))
+
+
+@pytest.mark.slow
+def test_standalone_shift_runs_its_weights_as_powers_of_two(space):
+  a = _mixed(space)
+  shift_spec = arch_lib.decode(space, a)
+  mult_spec = arch_lib.decode(space, _with_op(a, "mult"))
+  assert [l.op for l in shift_spec.blocks] == ["shift", "shift"]
+  net = Network(shift_spec, rngs=nnx.Rngs(0))
+  ref = Network(mult_spec, rngs=nnx.Rngs(0))
+  # The multiply network with the shift network's block kernels rounded
+  # (SE's dense weights stay as they are) computes the same.
+  for i, l in enumerate(shift_spec.layers):
+    if l.op != "shift":
+      continue
+    for path, v in nnx.iter_graph(ref.layers[i]):
+      if isinstance(v, nnx.Param) and path[-1] == "kernel" and (
+          "se" not in path):
+        v.value = deepshift.power_of_two(v.value)
+  x = jax.random.normal(jax.random.key(1), (2, 16, 16, 3))
+  got, want = net(x), ref(x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  plain = Network(mult_spec, rngs=nnx.Rngs(0))(x)
+  assert not np.allclose(got, plain, atol=1e-3)
+  # Training differentiates through the rounding (straight-through).
+  grads = nnx.grad(lambda m: jnp.sum(m(x, train=True) ** 2))(net)
+  g = grads.layers[1].project.conv.kernel.value
+  assert float(jnp.abs(g).sum()) > 0
+
+
+@pytest.mark.slow
+def test_supernet_shift_branch_equals_standalone_shift_model(space):
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(1))
+  graphdef, params, stats = nnx.split(net, nnx.Param, nnx.BatchStat)
+
+  @jax.jit
+  def forward(x, arrays):
+    return nnx.merge(graphdef, params, stats)(x, arrays, train=False)
+
+  x = jax.random.normal(jax.random.key(2), (2, 16, 16, 3))
+  outs = {}
+  for name, a in (("mixed", _mixed(space)),
+                  ("mult", _with_op(_mixed(space), "mult")),
+                  ("half", dataclasses.replace(_mixed(space), blocks=((
+                      _mixed(space).blocks[0][0],
+                      dataclasses.replace(_mixed(space).blocks[0][1],
+                                          op="mult")),)))):
+    arrays = model_lib.arch_arrays(space, a)
+    want = forward(x, arrays)
+    got = model_lib.subnet(net, a)(x, train=False)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
+    outs[name] = np.asarray(want)
+  assert not np.allclose(outs["mixed"], outs["mult"], atol=1e-3)
+  # One compile serves mult and shift architectures.
+  assert forward._cache_size() == 1   # pylint: disable=protected-access
+  # The shift variant shares the multiply variant's weights.
+  assert model_lib.arch_arrays(space, _mixed(space))["op"].tolist() == [1, 1]
+  assert not any("shift" in str(p) for p, _ in nnx.iter_graph(net)
+                 if isinstance(_, nnx.Param))
+
+
+@pytest.mark.slow
+def test_export_keeps_shift_weights_powers_of_two(space, tmp_path):
+  from hwnas import tflite
+  from hwnas.export import pipeline
+  from hwnas.models import standalone
+  a = _mixed(space)
+  model = Network(arch_lib.decode(space, a), rngs=nnx.Rngs(4),
+                  depthwise="lax")
+  x = jax.random.normal(jax.random.key(5), (2, 16, 16, 3))
+  before = model(x)
+  out = tmp_path / "exp"
+  report = pipeline.export_network(
+      model, out, arch=a, source={"kind": "test", "description": "test"},
+      options=pipeline.ExportOptions(
+          formats=("flax", "tflite"), eval_samples=4, batch_size=4,
+          latency_repeats=2, latency_warmup=1))
+  sw = report["checks"]["shift_weights"]
+  # 2 blocks: fused (expand + project) and fused k3 (expand + project).
+  assert sw["passed"] and sw["convs"] == 4, sw
+  assert "shift layers: 4 convolution kernels" in (out / "report.md"
+                                                  ).read_text()
+  assert report["checks"]["float_tflite_vs_flax"]["passed"]
+  # The caller's model is untouched; baking does not change outputs.
+  np.testing.assert_array_equal(model(x), before)
+  baked = nnx.clone(model)
+  assert standalone.bake_shift_weights(baked) == 4
+  np.testing.assert_allclose(baked(x), before, rtol=1e-6, atol=1e-6)
+  assert all(deepshift.is_power_of_two(w)
+             for _, w in standalone.shift_kernels(baked))
+  assert not any(deepshift.is_power_of_two(w)
+                 for _, w in standalone.shift_kernels(model))
+  ops = tflite.op_counts((out / pipeline.FLOAT_TFLITE).read_bytes())
+  assert "CONV_2D" in ops
+
+
+@pytest.mark.slow
+def test_int8_simulation_folds_the_shift_weights(space):
+  from hwnas.supernet import quant
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(1))
+  graphdef, state = nnx.split(net)
+
+  @jax.jit
+  def f(state, arrays, x):
+    n = nnx.merge(graphdef, state)
+    return quant.forward(n, x, arrays, quant.Points()), n(x, arrays)
+
+  x = jax.random.uniform(jax.random.key(6), (2, 16, 16, 3))
+  outs = []
+  for a in (_mixed(space), _with_op(_mixed(space), "mult")):
+    folded, ref = f(state, model_lib.arch_arrays(space, a), x)
+    np.testing.assert_allclose(folded, ref, rtol=1e-4,
+                               atol=1e-5 * float(jnp.abs(ref).max()))
+    outs.append(np.asarray(ref))
+  assert not np.allclose(outs[0], outs[1], atol=1e-3)
