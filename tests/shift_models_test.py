@@ -13,6 +13,7 @@ from hwnas import space as space_lib
 from hwnas.models import deepshift, layers as L
 from hwnas.models.standalone import Network
 from hwnas.netspec import NetSpec
+from hwnas.supernet import extract
 from hwnas.supernet import model as model_lib
 
 pytestmark = pytest.mark.usefixtures("fast_compile_module")
@@ -105,7 +106,7 @@ def test_supernet_shift_branch_equals_standalone_shift_model(space):
                                           op="mult")),)))):
     arrays = model_lib.arch_arrays(space, a)
     want = forward(x, arrays)
-    got = model_lib.subnet(net, a)(x, train=False)
+    got = extract.subnet(net, a)(x, train=False)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=name)
     outs[name] = np.asarray(want)
   assert not np.allclose(outs["mixed"], outs["mult"], atol=1e-3)
@@ -120,7 +121,8 @@ def test_supernet_shift_branch_equals_standalone_shift_model(space):
 @pytest.mark.slow
 def test_export_keeps_shift_weights_powers_of_two(space, tmp_path):
   from hwnas import tflite
-  from hwnas.export import pipeline
+  from hwnas import export
+  from hwnas.export import options as options_lib
   from hwnas.models import standalone
   a = _mixed(space)
   model = Network(arch_lib.decode(space, a), rngs=nnx.Rngs(4),
@@ -128,9 +130,9 @@ def test_export_keeps_shift_weights_powers_of_two(space, tmp_path):
   x = jax.random.normal(jax.random.key(5), (2, 16, 16, 3))
   before = model(x)
   out = tmp_path / "exp"
-  report = pipeline.export_network(
+  report = export.export_network(
       model, out, arch=a, source={"kind": "test", "description": "test"},
-      options=pipeline.ExportOptions(
+      options=export.ExportOptions(
           formats=("flax", "tflite"), eval_samples=4, batch_size=4,
           latency_repeats=2, latency_warmup=1))
   sw = report["checks"]["shift_weights"]
@@ -148,20 +150,19 @@ def test_export_keeps_shift_weights_powers_of_two(space, tmp_path):
              for _, w in standalone.shift_kernels(baked))
   assert not any(deepshift.is_power_of_two(w)
                  for _, w in standalone.shift_kernels(model))
-  ops = tflite.op_counts((out / pipeline.FLOAT_TFLITE).read_bytes())
+  ops = tflite.op_counts((out / options_lib.FLOAT_TFLITE).read_bytes())
   assert "CONV_2D" in ops
 
 
 @pytest.mark.slow
 def test_int8_simulation_folds_the_shift_weights(space):
-  from hwnas.supernet import quant
   net = model_lib.Supernet(space, rngs=nnx.Rngs(1))
   graphdef, state = nnx.split(net)
 
   @jax.jit
   def f(state, arrays, x):
     n = nnx.merge(graphdef, state)
-    return quant.forward(n, x, arrays, quant.Points()), n(x, arrays)
+    return n.observe(x, arrays)[0], n(x, arrays)
 
   x = jax.random.uniform(jax.random.key(6), (2, 16, 16, 3))
   outs = []
