@@ -1,6 +1,9 @@
 """Test configuration shared by the whole suite."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -8,6 +11,17 @@ import pytest
 # so that tests are deterministic and comparable.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# The CLI turns on JAX's persistent compilation cache (hwnas.compile_cache);
+# tests, their in-process CLI calls and the commands they start in
+# subprocesses use a cache folder of their own, never the user's
+# ~/.cache/hwnas. One per pytest process (xdist workers do not share one).
+_CACHE = tempfile.mkdtemp(prefix="hwnas-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["HWNAS_CACHE_DIR"] = _CACHE
+for _name in ("JAX_COMPILATION_CACHE_DIR", "HWNAS_COMPILE_CACHE",
+              "XDG_CACHE_HOME"):
+  os.environ.pop(_name, None)
 
 
 def _most_optimizations_off():

@@ -25,9 +25,10 @@ LAYERS = (
     # Foundations: import nothing of hwnas but each other. Helpers that every
     # layer's runs share go here: the optimiser and schedule builder both
     # the supernet and standalone training use ('optim'), workdir locking
-    # and checksums ('workdir'), log filtering ('chatter').
+    # and checksums ('workdir'), log filtering ('chatter'), JAX's
+    # persistent compilation cache ('compile_cache').
     ("errors", "resources", "configs", "optim", "workdir", "chatter",
-     "mesh"),
+     "mesh", "compile_cache"),
     # Values and I/O that know nothing of architectures or models.
     ("netspec", "space", "counting", "references", "data", "tflite",
      "edgetpu"),

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--verbose", action="store_true",
                       help="show TensorFlow/absl/converter logs (hidden by "
                       "default); may also follow the command")
+  parser.add_argument("--no-compile-cache", action="store_true",
+                      help="do not read or write JAX's persistent "
+                      "compilation cache ($HWNAS_CACHE_DIR, else "
+                      "~/.cache/hwnas; also HWNAS_COMPILE_CACHE=0); may also "
+                      "follow the command")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   sub.required = True
   for group in GROUPS:
@@ -63,10 +68,22 @@ def _verbosity(argv: list[str]) -> list[str]:
   return [a for a in argv if a != "--verbose"]
 
 
+def _compile_cache(argv: list[str]) -> list[str]:
+  """JAX's persistent compilation cache on (`hwnas.compile_cache`) unless
+  `--no-compile-cache` (anywhere) turns it off; returns argv without it."""
+  from hwnas import compile_cache  # pylint: disable=g-import-not-at-top
+  if "--no-compile-cache" in argv:
+    compile_cache.disable()
+  else:
+    compile_cache.enable()
+  return [a for a in argv if a != "--no-compile-cache"]
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   argv = _config_overrides(list(sys.argv[1:] if argv is None else argv))
   argv = _verbosity(argv)
+  argv = _compile_cache(argv)
   args = parser.parse_args(argv)
   try:
     return int(args.func(args) or 0)
