@@ -12,15 +12,17 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-# The CLI turns on JAX's persistent compilation cache (hwnas.compile_cache);
-# tests, their in-process CLI calls and the commands they start in
-# subprocesses use a cache folder of their own, never the user's
-# ~/.cache/hwnas. One per pytest process (xdist workers do not share one).
+# The CLI turns on JAX's persistent compilation cache (hwnas.compile_cache).
+# Tests, their in-process CLI calls and the commands they start run without
+# it: a program loaded from the cache is not compiled, which tests that
+# count compilations would see. tests/compile_cache_test.py turns it on in
+# its own processes. Should anything still turn it on, it writes into a
+# folder of this pytest process, never into the user's ~/.cache/hwnas.
 _CACHE = tempfile.mkdtemp(prefix="hwnas-test-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["HWNAS_CACHE_DIR"] = _CACHE
-for _name in ("JAX_COMPILATION_CACHE_DIR", "HWNAS_COMPILE_CACHE",
-              "XDG_CACHE_HOME"):
+os.environ["HWNAS_COMPILE_CACHE"] = "0"
+for _name in ("JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME"):
   os.environ.pop(_name, None)
 
 
