@@ -29,9 +29,10 @@ LAYERS = (
     # the supernet and standalone training use ('optim'), workdir locking
     # and checksums ('workdir'), log filtering ('chatter'), progress lines
     # when stdout is not a terminal ('progress'), the checks of every input
-    # at the edge ('validate').
+    # at the edge ('validate'), JAX's persistent compilation cache
+    # ('compile_cache').
     ("errors", "resources", "configs", "optim", "workdir", "chatter",
-     "mesh", "progress", "validate"),
+     "mesh", "progress", "validate", "compile_cache"),
     # Values and I/O that know nothing of architectures or models.
     # 'energy': the row-stationary energy model (needs only netspec).
     ("netspec", "space", "counting", "references", "data", "tflite",

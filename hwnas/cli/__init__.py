@@ -39,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--verbose", action="store_true",
                       help="show TensorFlow/absl/converter logs (hidden by "
                       "default); may also follow the command")
+  parser.add_argument("--no-compile-cache", action="store_true",
+                      help="do not read or write JAX's persistent "
+                      "compilation cache ($HWNAS_CACHE_DIR, else "
+                      "~/.cache/hwnas; also HWNAS_COMPILE_CACHE=0); may also "
+                      "follow the command")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
   sub.required = True
   # pylint: disable=g-import-not-at-top
@@ -73,11 +78,23 @@ def _verbosity(argv: list[str]) -> list[str]:
   return [a for a in argv if a != "--verbose"]
 
 
+def _compile_cache(argv: list[str]) -> list[str]:
+  """JAX's persistent compilation cache on (`hwnas.compile_cache`) unless
+  `--no-compile-cache` (anywhere) turns it off; returns argv without it."""
+  from hwnas import compile_cache  # pylint: disable=g-import-not-at-top
+  if "--no-compile-cache" in argv:
+    compile_cache.disable()
+  else:
+    compile_cache.enable()
+  return [a for a in argv if a != "--no-compile-cache"]
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   own_process = argv is None   # `hwnas ...`, not a call from Python code
   argv = _config_overrides(list(sys.argv[1:] if argv is None else argv))
   argv = _verbosity(argv)
+  argv = _compile_cache(argv)
   if own_process:
     from hwnas import chatter  # pylint: disable=g-import-not-at-top
     chatter.install()   # XLA / LiteRT lines from C++ threads at any time

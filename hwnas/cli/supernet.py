@@ -48,6 +48,17 @@ def register(sub) -> None:
                  "--set optimizer.learning_rate=0.05 (repeatable)")
   t.add_argument("--no-progress", action="store_true",
                  help="no progress bar (metrics.jsonl is always written)")
+  d = t.add_argument_group(
+      "several processes (jax.distributed; docs/supernet.md)",
+      "Run the same command in every process with the same workdir on a "
+      "shared file system; each process reads its shard of every batch.")
+  d.add_argument("--coordinator", metavar="HOST:PORT",
+                 help="process 0's address and a free port")
+  d.add_argument("--num-processes", type=int, metavar="N")
+  d.add_argument("--process-id", type=int, metavar="I", help="0 .. N-1")
+  d.add_argument("--distributed", action="store_true",
+                 help="join a multi-process run detected from the cluster "
+                 "(Slurm, Open MPI, Cloud TPU) without the three flags")
   t.set_defaults(func=_train)
 
   e = ss.add_parser("eval", help="val accuracy of architectures with a "
@@ -101,9 +112,19 @@ def resolve_config(args):
 
 
 def _train(args) -> int:
+  config = resolve_config(args)
+  first = True
+  if args.distributed or any(v is not None for v in (
+      args.coordinator, args.num_processes, args.process_id)):
+    from hwnas import mesh  # pylint: disable=g-import-not-at-top
+    mesh.initialize_distributed(args.coordinator,
+                                num_processes=args.num_processes,
+                                process_id=args.process_id)
+    import jax  # pylint: disable=g-import-not-at-top
+    first = jax.process_index() == 0
   pipeline.train_supernet(
-      args.workdir, resolve_config(args),
-      progress=not args.no_progress and sys.stderr.isatty(),
+      args.workdir, config,
+      progress=first and not args.no_progress and sys.stderr.isatty(),
       echo=lambda line: print(line, flush=True))
   return 0
 

@@ -135,6 +135,7 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
       process_count=jax.process_count())
   key = jax.random.fold_in(jax.random.key(config.seed), 1)
   metrics, t0, seen, compiled = None, time.time(), 0, set()
+  first_step_s = None
   if not progress and start < steps:
     print("compiling (first step)…", flush=True)
   with _progress(progress) as bar:
@@ -164,6 +165,11 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
       if res not in compiled:
         compiled.add(res)
         bar.update(task, status="")
+      if first_step_s is None:
+        # Compile + one step (seconds since the loop began): what the
+        # persistent compilation cache saves (hwnas.compile_cache).
+        jax.block_until_ready(metrics)
+        first_step_s = time.time() - t0
       seen += tc.batch_size
       done = step + 1
       if done % tc.log_every == 0 or done == steps:
@@ -175,6 +181,8 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
         ips = seen / max(time.time() - t0, 1e-9)
         row.update({"step": done, "train/lr": float(schedule(step)),
                     "train/images_per_s": ips, "time": time.time()})
+        if first_step_s:
+          row["train/first_step_s"], first_step_s = first_step_s, 0.0
         checkpoint.append_metrics(workdir, row)
         bar.update(task, loss=row["train/loss"], ips=ips)
         t0, seen = time.time(), 0

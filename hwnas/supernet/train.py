@@ -17,12 +17,12 @@ Data parallelism (`jax.sharding`): the state is replicated and every batch is
 sharded over a 1-D mesh of all devices along its batch axis; XLA inserts the
 gradient and BatchNorm all-reduces, so a step on several devices computes
 what it computes on one (tests/supernet_test.py checks it with fake CPU
-devices). Multi-host (TPU pods, GPU clusters): call
-`jax.distributed.initialize()` at the start of every process (before any
-other jax call; on Cloud TPU it needs no arguments, elsewhere pass
-`coordinator_address`, `num_processes` and `process_id`), then run the same
-`hwnas supernet train` command on every host: `jax.devices()` then lists
-all hosts' devices, each host reads its own shard of every batch
+devices). Several processes (TPU pods, GPU clusters, CPU processes): every
+process joins with `hwnas.mesh.initialize_distributed` (`jax.distributed`;
+`hwnas supernet train --coordinator HOST:PORT --num-processes N
+--process-id I`) before any other jax call and runs the same loop:
+`jax.devices()` then lists all processes' devices, each reads its own
+shard of every batch
 (`data.batches(..., process_index=jax.process_index(),
 process_count=jax.process_count())`) and `data.shard_batch` assembles the
 global batch. Only process 0 writes metrics and config; Orbax checkpoints
