@@ -10,7 +10,9 @@
 
 Names: `digits` (scikit-learn, offline, in memory), `digits-N` (the same
 with N training images per class and the rest as validation: the offline
-setting where networks' accuracies differ enough to rank them),
+setting where networks' accuracies differ enough to rank them), `animals`
+(28x28 animal silhouettes from the `animal-mnist` wheel, offline,
+deduplicated, fixed split; `hwnas.data.animals`),
 `tfds:NAME` (a prepared tensorflow-datasets set; never downloads) and
 `folder:PATH` (image folders).
 Splits are `train`, `val` (held out from the original training data; what
@@ -50,7 +52,7 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
   """Loads a dataset by name.
 
   Args:
-    name: `digits`, `digits-N`, `tfds:NAME` (e.g. `tfds:cifar10`, `tfds:imagenette`,
+    name: `digits`, `digits-N`, `animals`, `tfds:NAME` (e.g. `tfds:cifar10`, `tfds:imagenette`,
       `tfds:imagenet2012` with `manual_dir`) or `folder:PATH`.
     val_fraction: Fraction of the original training data held out as `val`.
     seed: Chooses the validation hold-out (digits, folders); the test split
@@ -78,6 +80,9 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
                        "images per class, 1 <= N <= 100 (e.g. digits-20)")
     from hwnas.data import memory  # pylint: disable=g-import-not-at-top
     return memory.load_digits_few(int(n))
+  if name == "animals":
+    from hwnas.data import animals  # pylint: disable=g-import-not-at-top
+    return animals.load()
   kind, _, arg = name.partition(":")
   if kind == "tfds" and arg:
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
@@ -87,7 +92,7 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
     return tf_input.load_folder(arg, val_fraction=val_fraction, seed=seed)
   raise HwnasError(f"--dataset {name}: unknown dataset; use digits, "
-                   "digits-N, tfds:NAME or folder:PATH")
+                   "digits-N, animals, tfds:NAME or folder:PATH")
 
 
 def batches(ds: Dataset, split: str, *, batch_size: int, resolution: int,
