@@ -69,11 +69,14 @@ SETTINGS = {
     # stages.json records what each stage took.
     "full": dict(supernet_steps=2000, batch_size=64, budget=150,
                  standalone_steps=800, seeds=(0, 1, 2), rank_extra=4,
-                 max_depth=None, bn_batches=4),
-    # Every stage, tiny: proves the script runs end to end.
+                 max_depth=None, resolutions=None, targets_ms=TARGETS_MS,
+                 bn_batches=4),
+    # Every stage, tiny (depth 1, one resolution: one compile of each
+    # model; one target): proves the script runs end to end.
     "quick": dict(supernet_steps=4, batch_size=16, budget=6,
-                  standalone_steps=4, seeds=(0, 1), rank_extra=1,
-                  max_depth=1, bn_batches=1),
+                  standalone_steps=4, seeds=(0, 1), rank_extra=0,
+                  max_depth=1, resolutions=(28,), targets_ms=(0.62,),
+                  bn_batches=1),
 }
 
 
@@ -100,14 +103,18 @@ class Stages:
     return value
 
 
-def space_file(workdir: pathlib.Path, max_depth: int | None) -> pathlib.Path:
-  """The space the run uses: edgetpu-mini, or a copy with depths capped."""
+def space_file(workdir: pathlib.Path, max_depth: int | None,
+               resolutions) -> pathlib.Path:
+  """The space the run uses: edgetpu-mini, or a copy with depths capped
+  and fewer resolutions (--quick)."""
   from hwnas import resources  # pylint: disable=g-import-not-at-top
   src = resources.search_spaces_dir() / f"{SPACE}.yaml"
   d = yaml.safe_load(src.read_text())
   if max_depth:
     for st in d["stages"]:
       st["depths"] = [x for x in st["depths"] if x <= max_depth] or [1]
+  if resolutions:
+    d["resolutions"] = list(resolutions)
   out = workdir / "space.yaml"
   out.write_text(yaml.safe_dump(d, sort_keys=False))
   return out
@@ -221,21 +228,21 @@ def main() -> None:
   wd = pathlib.Path(args.workdir)
   wd.mkdir(parents=True, exist_ok=True)
   saved = wd / "settings.json"
-  want = {"mode": mode, **s, "targets_ms": TARGETS_MS}
+  want = {"mode": mode, **s}
   if saved.is_file() and json.loads(saved.read_text()) != json.loads(
       json.dumps(want)):
     sys.exit(f"error: {wd} holds a run with other settings "
              f"({saved}); use another --workdir")
   saved.write_text(json.dumps(want, indent=1) + "\n")
   stages = Stages(wd)
-  space_path = space_file(wd, s["max_depth"])
+  space_path = space_file(wd, s["max_depth"], s["resolutions"])
   sp = space_lib.load(space_path)
   cost = make_cost_fn(load_table(TABLE), sp)
 
   data = stages.run("data", data_stage)
   sn = stages.run("supernet", lambda: train_supernet(wd, space_path, s))
   per_target = {}
-  for t in TARGETS_MS:
+  for t in s["targets_ms"]:
     key = f"{t:.2f}"
     per_target[key] = {
         "search": stages.run(f"search {key} ms", lambda t=t: search_stage(
