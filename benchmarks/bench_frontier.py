@@ -407,8 +407,8 @@ def plot(r: dict, path: pathlib.Path) -> None:
       seen.add(name)
   ax.set_xlabel("predicted Edge TPU (USB 3) latency, ms (estimated table)")
   ax.set_ylabel("test accuracy %, mean ± sd over seeds")
-  ax.set_title(f"animals, {SPACE}: networks at three latency targets "
-               "(grey lines)", fontsize=9)
+  ax.set_title(f"animals, {SPACE}: networks at {len(r['targets'])} "
+               "latency target(s) (grey lines)", fontsize=9)
   ax.legend(fontsize=8, loc="lower right")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
