@@ -9,11 +9,18 @@ with the supernet's shared weights (BatchNorm recalibrated per
 architecture, `hwnas.supernet.evaluate`, optionally after a short
 fine-tune); and reports how well the two orders agree:
 
-- Kendall tau and Spearman rho (scipy.stats) of the supernet's accuracy vs
-  the mean standalone accuracy over seeds;
-- the noise ceiling: Kendall tau between two standalone seeds of the same
-  architectures (how well training agrees with itself), and the supernet's
-  tau against single seeds, its like-for-like counterpart;
+- the headline, like with like: Kendall tau (scipy.stats) of the
+  supernet's accuracy against each standalone seed (averaged over seeds)
+  beside the noise ceiling, Kendall tau between two standalone seeds of the
+  same architectures (how well training agrees with itself); each with a
+  bootstrap 90% interval over the architectures (with 16 architectures
+  tau's standard error is about 0.2);
+- a plain verdict (ranking trustworthy / weak / no better than noise for
+  this setting) and warnings: constant accuracies (tau undefined: None in
+  the JSON, never NaN), standalone runs far below the supernet's accuracy
+  (undertrained), a low ceiling, a ceiling fraction above 1;
+- tau and Spearman rho against the mean over seeds (less noisy, so not
+  comparable with the ceiling);
 - whether the supernet's best is among the standalone top k, the top-k
   overlap, and the mean gap (standalone minus supernet accuracy).
 
@@ -33,6 +40,7 @@ import dataclasses
 import json
 import pathlib
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import ml_collections
@@ -120,50 +128,229 @@ def sample_architectures(space: SearchSpace, k: int, *, seed: int,
 
 # ---------------------------------------------------------- statistics --
 
+# Verdict thresholds on the like-for-like tau (supernet vs one seed): the
+# issue's acceptance bar (tau >= 0.7 or >= 80% of the noise ceiling) is
+# "trustworthy"; a 90% interval that reaches 0 is "no better than noise".
+TRUST_TAU = 0.7
+TRUST_FRACTION = 0.8
+# A standalone run this far below the supernet's accuracy of the same
+# architecture (on the same images) is taken as undertrained.
+UNDERTRAINED_GAP = 0.10
+BOOTSTRAP = 1000          # resamples of the architectures
+INTERVAL = 0.90
+
+
+def _tau(x: np.ndarray, y: np.ndarray) -> float | None:
+  """Kendall tau, None where it is undefined (a constant vector)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    return None
+  t = float(stats.kendalltau(x, y).statistic)
+  return None if np.isnan(t) else t
+
+
+def _mean(values) -> float | None:
+  vals = [v for v in values if v is not None]
+  return float(np.mean(vals)) if vals else None
+
+
+def _per_seed_tau(sn: np.ndarray, st: np.ndarray) -> float | None:
+  return _mean(_tau(sn, st[:, s]) for s in range(st.shape[1]))
+
+
+def _ceiling(st: np.ndarray) -> float | None:
+  n = st.shape[1]
+  return _mean(_tau(st[:, i], st[:, j]) for i in range(n)
+               for j in range(i + 1, n))
+
+
+def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+  """Kendall tau-b of each row pair of `x`, `y` [B, K] (NaN where a row is
+  constant): scipy.stats.kendalltau's statistic, vectorised over B rows
+  because the bootstrap needs thousands of taus of a few dozen values
+  (one scipy call each took ~3 ms on the loaded 2-core CPU)."""
+  x, y = np.atleast_2d(x), np.atleast_2d(y)
+  dx = np.sign(x[:, :, None] - x[:, None, :])
+  dy = np.sign(y[:, :, None] - y[:, None, :])
+  iu = np.triu_indices(x.shape[1], 1)
+  dx, dy = dx[:, iu[0], iu[1]], dy[:, iu[0], iu[1]]
+  denom = np.sqrt((dx != 0).sum(1) * (dy != 0).sum(1))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(denom > 0, (dx * dy).sum(1) / denom, np.nan)
+
+
+def _interval(vals: np.ndarray, level: float) -> list[float] | None:
+  vals = vals[~np.isnan(vals)]
+  if len(vals) < 100:
+    return None
+  q = (1 - level) / 2
+  return [float(np.quantile(vals, q)), float(np.quantile(vals, 1 - q))]
+
+
+def bootstrap_intervals(sn: np.ndarray, st: np.ndarray, *, seed: int = 0,
+                        resamples: int = BOOTSTRAP, level: float = INTERVAL
+                        ) -> tuple[list[float] | None, list[float] | None]:
+  """Percentile bootstrap intervals of the per-seed tau and of the noise
+  ceiling, resampling the architectures with replacement (resamples where
+  a tau is undefined, e.g. every copy of one architecture, are skipped);
+  None where fewer than 100 resamples are defined."""
+  idx = np.random.default_rng(seed).integers(0, len(sn), (resamples,
+                                                          len(sn)))
+  x, y = sn[idx], st[idx]                       # [B, K], [B, K, S]
+  n = st.shape[1]
+  with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+    per_seed = np.nanmean(np.stack(
+        [kendall_tau_b(x, y[:, :, s]) for s in range(n)]), axis=0)
+    pairs = [kendall_tau_b(y[:, :, i], y[:, :, j]) for i in range(n)
+             for j in range(i + 1, n)]
+    ceiling = np.nanmean(np.stack(pairs), axis=0) if pairs else None
+  return (_interval(per_seed, level),
+          _interval(ceiling, level) if ceiling is not None else None)
+
+
+def _verdict(tau: float | None, interval: list[float] | None,
+             ceiling: float | None, fraction: float | None) -> str:
+  if tau is None:
+    return "undefined"
+  if interval is None or interval[0] <= 0 or (ceiling is not None and
+                                              ceiling <= 0):
+    return "no better than noise"
+  if tau >= TRUST_TAU or (fraction is not None and
+                          fraction >= TRUST_FRACTION):
+    return "trustworthy"
+  return "weak"
+
+
+def _warnings(sn: np.ndarray, st: np.ndarray, tau, ceiling,
+              fraction) -> list[str]:
+  out = []
+  if np.ptp(sn) == 0:
+    out.append("the supernet gives every architecture the same accuracy "
+               f"({sn[0]:.3f}): it does not rank them (train it longer or "
+               "check its BatchNorm recalibration); tau is undefined")
+  const = [s for s in range(st.shape[1]) if np.ptp(st[:, s]) == 0]
+  if const:
+    out.append(f"standalone seed(s) {const} give every architecture the "
+               "same accuracy: those runs did not learn to tell them apart "
+               "(lengthen standalone.train.steps); their tau is undefined")
+  mean = st.mean(axis=1)
+  low = np.flatnonzero(mean < sn - UNDERTRAINED_GAP)
+  if len(low):
+    w = int(low[np.argmax(sn[low] - mean[low])])
+    out.append(f"standalone runs look undertrained: {len(low)} of "
+               f"{len(sn)} architectures score more than "
+               f"{100 * UNDERTRAINED_GAP:.0f} points below their supernet "
+               f"accuracy (worst: a{w:02d}, {mean[w]:.1%} standalone vs "
+               f"{sn[w]:.1%} in the supernet); lengthen "
+               "standalone.train.steps so tau compares trained networks")
+  if ceiling is not None and ceiling < 0.3:
+    out.append(f"the standalone seeds agree with each other only at tau "
+               f"{ceiling:.2f}: on this setting accuracies differ by less "
+               "than training noise (use more or harder val data, or a "
+               "longer standalone recipe)")
+  if fraction is not None and fraction > 1:
+    out.append(f"the supernet agrees with single seeds better than the "
+               f"seeds agree with each other (tau {tau:.2f} vs ceiling "
+               f"{ceiling:.2f}): the estimates are at the ceiling; the "
+               "excess is sampling noise of a few architectures, not better "
+               "than perfect ranking")
+  return out
+
 
 def summarize(supernet: Sequence[float], standalone: np.ndarray, *,
-              top_k: int = 3) -> dict[str, Any]:
+              top_k: int = 3, seed: int = 0) -> dict[str, Any]:
   """Agreement of supernet accuracies with standalone ones.
+
+  The headline compares like with like: `kendall_tau_per_seed` (the
+  supernet against each standalone seed, averaged) beside `noise_ceiling`
+  (seed against seed): a supernet cannot be shown to agree with one
+  training run better than another training run does.
 
   Args:
     supernet: [K] the supernet's accuracy of each architecture.
     standalone: [K, S] standalone accuracy per architecture and seed.
     top_k: k of the top-k questions.
+    seed: Seeds the bootstrap.
 
   Returns:
-    `kendall_tau`, `spearman_rho` (vs the mean over seeds),
-    `kendall_tau_per_seed` (the mean over seeds of tau vs one seed),
-    `noise_ceiling` (mean Kendall tau over pairs of seeds; None with one
-    seed), `ceiling_fraction` (`kendall_tau_per_seed / noise_ceiling`),
-    `best_in_top_k`, `top_k_overlap`, `mean_gap` (standalone minus
-    supernet), `standalone_spread` (max - min of the mean).
+    `kendall_tau_per_seed` and its bootstrap 90% `tau_interval`
+    (architectures resampled), `noise_ceiling` (mean tau over pairs of
+    seeds; None with one seed) and `ceiling_interval`, `ceiling_fraction`
+    (per-seed tau / ceiling; above 1 means "at the ceiling", see
+    `warnings`), `kendall_tau` and `spearman_rho` (vs the mean over seeds,
+    which averages out some noise and so is not comparable with the
+    ceiling), `verdict` (trustworthy / weak / no better than noise /
+    undefined), `warnings` (constant accuracies, undertrained standalone
+    runs, a low ceiling), `best_in_top_k`, `top_k_overlap`, `mean_gap`
+    (standalone minus supernet), the spreads. Undefined statistics are
+    None, never NaN.
   """
   from scipy import stats  # pylint: disable=g-import-not-at-top
   sn = np.asarray(supernet, np.float64)
   st = np.asarray(standalone, np.float64).reshape(len(sn), -1)
   mean = st.mean(axis=1)
-  tau = float(stats.kendalltau(sn, mean).statistic)
-  rho = float(stats.spearmanr(sn, mean).statistic)
-  per_seed = float(np.mean([stats.kendalltau(sn, st[:, s]).statistic
-                            for s in range(st.shape[1])]))
-  pairs = [(i, j) for i in range(st.shape[1]) for j in range(i + 1,
-                                                              st.shape[1])]
-  ceiling = (float(np.mean([stats.kendalltau(st[:, i], st[:, j]).statistic
-                            for i, j in pairs])) if pairs else None)
+  per_seed = _per_seed_tau(sn, st)
+  ceiling = _ceiling(st) if st.shape[1] > 1 else None
+  fraction = (per_seed / ceiling if per_seed is not None and ceiling
+              and ceiling > 0 else None)
+  interval, ceiling_interval = bootstrap_intervals(sn, st, seed=seed)
+  interval = interval if per_seed is not None else None
+  rho = (float(stats.spearmanr(sn, mean).statistic)
+         if np.ptp(sn) > 0 and np.ptp(mean) > 0 else None)
   k = min(top_k, len(sn))
   top_st = set(np.argsort(-mean, kind="stable")[:k].tolist())
   top_sn = set(np.argsort(-sn, kind="stable")[:k].tolist())
   return {
       "num_archs": int(len(sn)), "num_seeds": int(st.shape[1]),
-      "kendall_tau": tau, "spearman_rho": rho,
-      "kendall_tau_per_seed": per_seed, "noise_ceiling": ceiling,
-      "ceiling_fraction": (per_seed / ceiling if ceiling and ceiling > 0
-                           else None),
+      "kendall_tau_per_seed": per_seed, "tau_interval": interval,
+      "interval_level": INTERVAL, "noise_ceiling": ceiling,
+      "ceiling_interval": ceiling_interval if ceiling is not None else None,
+      "ceiling_fraction": fraction,
+      "kendall_tau": _tau(sn, mean), "spearman_rho": rho,
+      "verdict": _verdict(per_seed, interval, ceiling, fraction),
+      "warnings": _warnings(sn, st, per_seed, ceiling, fraction),
       "top_k": k, "best_in_top_k": int(np.argmax(sn)) in top_st,
       "top_k_overlap": len(top_st & top_sn) / k,
       "mean_gap": float(np.mean(mean - sn)),
       "standalone_spread": float(mean.max() - mean.min()),
       "supernet_spread": float(sn.max() - sn.min())}
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+  """What `hwnas supernet rank-check` prints: the like-for-like numbers
+  with their interval, the warnings, and a plain verdict last."""
+  s = result["summary"]
+  f = lambda v: "undefined" if v is None else f"{v:.2f}"
+  iv = lambda i: "" if i is None else f" [{i[0]:.2f}, {i[1]:.2f}]"
+  pct = f"{100 * s['interval_level']:.0f}%"
+  head = (f"{s['num_archs']} architectures x {s['num_seeds']} seeds on "
+          f"{result['dataset']} ({result['split']}, {result['split_size']} "
+          f"images): supernet vs one standalone seed Kendall tau "
+          f"{f(s['kendall_tau_per_seed'])}{iv(s['tau_interval'])}")
+  if s["noise_ceiling"] is not None:
+    frac = s["ceiling_fraction"]
+    where = ("" if frac is None else " (at the ceiling)" if frac > 1 else
+             f" ({frac:.0%} of it)")
+    head += (f", seed vs seed (noise ceiling) {f(s['noise_ceiling'])}"
+             f"{iv(s['ceiling_interval'])}{where}")
+  else:
+    head += ", no noise ceiling (one seed; use seeds=[0,1])"
+  lines = [head + f"; {pct} bootstrap intervals over architectures",
+           f"vs the seed mean: Kendall tau {f(s['kendall_tau'])}, Spearman "
+           f"rho {f(s['spearman_rho'])}; supernet's best in the standalone "
+           f"top {s['top_k']}: {'yes' if s['best_in_top_k'] else 'no'}; "
+           f"mean gap (standalone - supernet) {s['mean_gap']:+.3f}"]
+  lines += [f"warning: {w}" for w in s["warnings"]]
+  text = {"trustworthy": "ranking trustworthy for this setting",
+          "weak": "ranking weak for this setting: better than noise, below "
+                  f"tau {TRUST_TAU} and {TRUST_FRACTION:.0%} of the ceiling",
+          "no better than noise": "ranking no better than noise for this "
+                                  "setting",
+          "undefined": "ranking undefined: an accuracy vector is constant "
+                       "(see the warnings)"}
+  lines.append(f"verdict: {text[s['verdict']]}")
+  return lines
 
 
 # ------------------------------------------------------------- the run --
@@ -291,7 +478,7 @@ def run(supernet_workdir: str | pathlib.Path, config: Config, *,
       "estimate": key, "bn_batches": data.bn_batches, "finetune_steps": ft,
       "config": config.to_dict(),
       "summary": summarize([r[key] for r in rows], standalone,
-                           top_k=int(config.top_k)),
+                           top_k=int(config.top_k), seed=int(config.seed)),
       "timing": timing, "rows": rows}
   (out / "rank_check.json").write_text(json.dumps(result, indent=1) + "\n")
   plot(result, out / "rank_check.png")
@@ -348,11 +535,12 @@ def plot(result: dict[str, Any], path: str | pathlib.Path) -> None:
   ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
   ax.set_xlabel("standalone accuracy (mean over seeds)")
   ax.set_ylabel(f"{result['estimate'].replace('_', ' ')} accuracy")
+  f = lambda v: "undefined" if v is None else f"{v:.2f}"
   ceil = s["noise_ceiling"]
-  ceil_text = f"{ceil:.2f}" if ceil is not None else "n/a (1 seed)"
-  ax.set_title(f"{result['space']} on {result['dataset']}: Kendall tau "
-               f"{s['kendall_tau']:.2f}\nnoise ceiling (seed vs seed) "
-               f"{ceil_text}", fontsize=9)
+  ceil_text = f(ceil) if ceil is not None else "n/a (1 seed)"
+  ax.set_title(f"{result['space']} on {result['dataset']}: tau vs one seed "
+               f"{f(s['kendall_tau_per_seed'])}\nnoise ceiling (seed vs "
+               f"seed) {ceil_text}; {s['verdict']}", fontsize=9)
   ax.legend(loc="lower right", fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)

@@ -40,7 +40,7 @@ LAYERS = (
     # Architectures and the standalone models they become. The package root
     # (hwnas/__init__.py) re-exports the light core (arch, space, ...), so
     # it sits here: `from hwnas import __version__` is fine from above.
-    ("arch", "models", ""),
+    ("arch", "models", "", "hand_design"),
     # What uses architectures: latency tables, the search, the supernet.
     ("latency", "search", "supernet"),
     # Training one standalone network (its workdir and checksummed

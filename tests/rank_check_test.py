@@ -68,6 +68,70 @@ def test_summarize_constructed_case():
   assert one_seed["noise_ceiling"] is None and one_seed["kendall_tau"] == 1
 
 
+def test_summarize_interval_verdict_and_ceiling_above_one():
+  sn = [0.5, 0.6, 0.7, 0.8]
+  st = np.array([[0.10, 0.25], [0.20, 0.10], [0.30, 0.30], [0.40, 0.40]])
+  s = rank_check.summarize(sn, st)
+  lo, hi = s["tau_interval"]
+  assert lo <= s["kendall_tau_per_seed"] <= hi and hi <= 1
+  assert any("at the ceiling" in w for w in s["warnings"])   # 1.25 > 1
+  lines = rank_check.summary_lines({"summary": s, "dataset": "d",
+                                    "split": "val", "split_size": 9})
+  assert "125%" not in "\n".join(lines) and "(at the ceiling)" in lines[0]
+  assert lines[-1].startswith("verdict: ranking ")
+
+
+def test_vectorised_tau_matches_scipy_with_ties():
+  from scipy import stats
+  rng = np.random.default_rng(1)
+  x = rng.integers(0, 4, (40, 12)).astype(float)
+  y = rng.integers(0, 5, (40, 12)).astype(float)
+  x[0] = 3.0                                   # a constant row: undefined
+  got = rank_check.kendall_tau_b(x, y)
+  assert np.isnan(got[0])
+  want = [stats.kendalltau(a, b).statistic for a, b in zip(x[1:], y[1:])]
+  np.testing.assert_allclose(got[1:], want, atol=1e-12)
+
+
+def test_summarize_verdicts_from_agreement_and_noise():
+  rng = np.random.default_rng(0)
+  true = np.linspace(0.6, 0.9, 24)
+  st = true[:, None] + rng.normal(0, 0.005, (24, 2))
+  good = rank_check.summarize(true + rng.normal(0, 0.005, 24), st)
+  assert good["verdict"] == "trustworthy"
+  assert good["tau_interval"][0] > 0.6
+  noise = rank_check.summarize(rng.permutation(true), st)
+  assert noise["verdict"] == "no better than noise"
+  assert noise["tau_interval"][0] <= 0 <= noise["tau_interval"][1]
+  assert rank_check.summary_lines(
+      {"summary": noise, "dataset": "d", "split": "val", "split_size": 9}
+  )[-1] == "verdict: ranking no better than noise for this setting"
+
+
+def test_summarize_constant_accuracies_are_explained_not_nan():
+  st = np.array([[0.5, 0.6], [0.6, 0.5], [0.7, 0.8], [0.8, 0.7]])
+  s = rank_check.summarize([0.9] * 4, st)
+  assert s["kendall_tau_per_seed"] is None and s["kendall_tau"] is None
+  assert s["spearman_rho"] is None and s["tau_interval"] is None
+  assert s["verdict"] == "undefined"
+  assert any("same accuracy" in w for w in s["warnings"])
+  json.dumps(s, allow_nan=False)              # no NaN reaches the JSON
+  flat = rank_check.summarize([0.5, 0.6, 0.7, 0.8],
+                              np.full((4, 2), 0.1))
+  assert flat["noise_ceiling"] is None and flat["verdict"] == "undefined"
+  json.dumps(flat, allow_nan=False)
+
+
+def test_summarize_warns_when_standalone_runs_are_undertrained():
+  sn = [0.96, 0.97, 0.98, 0.99]
+  st = np.array([[0.44, 0.45], [0.95, 0.96], [0.97, 0.97], [0.98, 0.99]])
+  s = rank_check.summarize(sn, st)
+  w = [w for w in s["warnings"] if "undertrained" in w]
+  assert len(w) == 1 and "a00" in w[0] and "44.5%" in w[0]
+  fine = rank_check.summarize(sn, st[[1, 1, 2, 3]])
+  assert not any("undertrained" in w for w in fine["warnings"])
+
+
 def test_sample_includes_extremes_and_spreads_over_macs():
   s = space_lib.load("tiny")
   cost = rank_check.cost_function(s, "macs")

@@ -193,16 +193,7 @@ def _rank_check(args) -> int:
                           include=include,
                           progress=not args.no_progress and
                           sys.stderr.isatty())
-  s = result["summary"]
-  fmt = lambda v: "n/a" if v is None else f"{v:.3f}"
-  print(f"{s['num_archs']} architectures x {s['num_seeds']} seeds on "
-        f"{result['dataset']} ({result['split']}, {result['split_size']} "
-        f"images): Kendall tau {fmt(s['kendall_tau'])}, Spearman rho "
-        f"{fmt(s['spearman_rho'])}, noise ceiling {fmt(s['noise_ceiling'])}"
-        f" (supernet vs one seed {fmt(s['kendall_tau_per_seed'])}); "
-        f"supernet's best in the standalone top {s['top_k']}: "
-        f"{'yes' if s['best_in_top_k'] else 'no'}; mean gap "
-        f"{s['mean_gap']:+.3f}")
+  print("\n".join(rank_check.summary_lines(result)))
   out = pathlib.Path(args.out or pathlib.Path(args.workdir) / "rank_check")
   print(f"{out / 'rank_check.json'}, {out / 'rank_check.png'}")
   return 0

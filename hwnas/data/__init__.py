@@ -14,7 +14,9 @@ validation hold-out from the run config in one place.
 
 Names: `digits` (scikit-learn, offline, in memory), `digits-N` (the same
 with N training images per class and the rest as validation: the offline
-setting where networks' accuracies differ enough to rank them),
+setting where networks' accuracies differ enough to rank them), `animals`
+(28x28 animal silhouettes from the `animal-mnist` wheel, offline,
+deduplicated, fixed split; `hwnas.data.animals`),
 `tfds:NAME` (a prepared tensorflow-datasets image set; never downloads),
 `watch` (smartwatch IMU time series for activity recognition, shipped in
 the seglearn wheel, split by subject; `data.watch`) and `folder:PATH`
@@ -64,10 +66,11 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
   """Loads a dataset by name.
 
   Args:
-    name: `digits`, `digits-N`, `tfds:NAME` (e.g. `tfds:cifar10`, `tfds:imagenette`,
-      `tfds:imagenet2012` with `manual_dir`), `watch` or `folder:PATH`.
+    name: `digits`, `digits-N`, `animals`, `tfds:NAME` (e.g. `tfds:cifar10`,
+      `tfds:imagenette`, `tfds:imagenet2012` with `manual_dir`), `watch` or
+      `folder:PATH`.
     val_fraction: Fraction of the original training data held out as `val`
-      (`watch` has fixed validation subjects and ignores it).
+      (`watch` and `animals` have fixed splits and ignore it).
     seed: Chooses the validation hold-out (digits, folders); the test split
       never depends on it.
     data_dir: tensorflow-datasets data directory (default: tfds's own,
@@ -96,6 +99,9 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
   if name == "watch":
     from hwnas.data import watch  # pylint: disable=g-import-not-at-top
     return watch.load_watch()
+  if name == "animals":
+    from hwnas.data import animals  # pylint: disable=g-import-not-at-top
+    return animals.load()
   kind, _, arg = name.partition(":")
   if kind == "tfds" and arg:
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
@@ -109,7 +115,7 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
     from hwnas.data import tf_input  # pylint: disable=g-import-not-at-top
     return tf_input.load_folder(arg, val_fraction=val_fraction, seed=seed)
   raise HwnasError(f"--dataset {name}: unknown dataset; use digits, "
-                   "digits-N, watch, tfds:NAME or folder:PATH")
+                   "digits-N, animals, watch, tfds:NAME or folder:PATH")
 
 
 def load_for(config: Any, *, dataset: str | None = None) -> Dataset:

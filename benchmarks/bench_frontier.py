@@ -1,0 +1,419 @@
+"""Frontier: at equal Edge TPU latency, does hwnas's search winner beat the
+networks a person would pick?
+
+  python benchmarks/bench_frontier.py --workdir /work/frontier_run    # full
+  python benchmarks/bench_frontier.py --workdir /tmp/fq --quick       # smoke
+
+Needs the `animals` data: pip install --no-deps animal-mnist==0.4
+
+On `animals` (28x28 silhouettes, hwnas.data.animals) and the
+`edgetpu-mini` space of Edge TPU blocks, with the shipped estimated Edge TPU
+(USB 3) table `edgetpu-usb3/edgetpu-mini` as the latency model:
+
+1. data: dataset sizes and a logistic-regression baseline (val and test);
+2. supernet: trained with the default recipe (progressive shrinking, 2
+   random subnets per step; hwnas/configs/supernet.py);
+3. at each of three latency targets:
+   a. search: `hwnas search` (surrogate-assisted evolution) with the
+      supernet as evaluator, `--budget` evaluations;
+   b. random: the best of `--budget` random architectures under the target
+      (the same evaluator; `aging` with one random generation);
+   c. hand design: the MobileNetV2- and MobileNetV3-style templates of the
+      space (hwnas.hand_design), each scaled by width multiplier and
+      resolution to its largest member under the target;
+4. standalone: every network of 3 (and a stratified sample over latency,
+   for the rank check) trained from scratch with one recipe under every
+   seed (`hwnas.rank_check.run`, which also gives the supernet's rank
+   fidelity on exactly these networks);
+5. report: per target, test accuracy mean +- sd over seeds of the search
+   winner, the better template (chosen on *val* accuracy: the test split
+   decides nothing) and random search; the paired difference winner -
+   baseline (per seed) against 2 x its sd; stage wall times; a plot.
+
+Every stage is cached in the workdir (`stages.json` plus each stage's own
+resumable workdir), so an interrupted run continues where it stopped: rerun
+the same command. `--quick` runs every stage with tiny settings (a depth-1
+copy of the space, a few steps) to check the script end to end; its numbers
+mean nothing.
+
+Writes WORKDIR/frontier.json, WORKDIR/frontier.md and WORKDIR/frontier.png;
+with `--publish` (full runs) also benchmarks/results/frontier.md and
+docs/frontier.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SPACE = "edgetpu-mini"
+TABLE = "edgetpu-usb3/edgetpu-mini"
+# From where both templates' smallest members fit (0.545 / 0.566 ms) to
+# where the MobileNetV2 family has reached its largest member (0.605 ms)
+# and MobileNetV3's is at 3/4 width: the budgets a person would scale
+# these designs to (`hand_design.family` with the table, in the report).
+TARGETS_MS = (0.58, 0.62, 0.80)
+
+SETTINGS = {
+    # Sized for an idle 2-core CPU in about 4-5 h (an estimate: 2000
+    # supernet steps of 4 subnets, 6 searches of 150 evaluations, about 18
+    # networks x 3 seeds of 800 steps at batch 64 = 8.8 epochs);
+    # stages.json records what each stage took.
+    "full": dict(supernet_steps=2000, batch_size=64, budget=150,
+                 standalone_steps=800, seeds=(0, 1, 2), rank_extra=4,
+                 max_depth=None, resolutions=None, targets_ms=TARGETS_MS,
+                 bn_batches=4),
+    # Every stage, tiny (depth 1, one resolution: one compile of each
+    # model; one target): proves the script runs end to end.
+    "quick": dict(supernet_steps=4, batch_size=16, budget=6,
+                  standalone_steps=4, seeds=(0, 1), rank_extra=0,
+                  max_depth=1, resolutions=(28,), targets_ms=(0.62,),
+                  bn_batches=1),
+}
+
+
+class Stages:
+  """`stages.json`: what is finished and how long it took."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self.path = workdir / "stages.json"
+    self.d = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+  def run(self, name: str, fn):
+    if name in self.d:
+      print(f"[{name}] cached ({self.d[name]['wall_s']:.0f} s when run)",
+            flush=True)
+      return self.d[name]["value"]
+    print(f"[{name}] ...", flush=True)
+    t = time.perf_counter()
+    value = fn()
+    self.d[name] = {"wall_s": time.perf_counter() - t, "value": value}
+    tmp = self.path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(self.d, indent=1) + "\n")
+    tmp.replace(self.path)
+    print(f"[{name}] done in {self.d[name]['wall_s']:.0f} s", flush=True)
+    return value
+
+
+def space_file(workdir: pathlib.Path, max_depth: int | None,
+               resolutions) -> pathlib.Path:
+  """The space the run uses: edgetpu-mini, or a copy with depths capped
+  and fewer resolutions (--quick)."""
+  from hwnas import resources  # pylint: disable=g-import-not-at-top
+  src = resources.search_spaces_dir() / f"{SPACE}.yaml"
+  d = yaml.safe_load(src.read_text())
+  if max_depth:
+    for st in d["stages"]:
+      st["depths"] = [x for x in st["depths"] if x <= max_depth] or [1]
+  if resolutions:
+    d["resolutions"] = list(resolutions)
+  out = workdir / "space.yaml"
+  out.write_text(yaml.safe_dump(d, sort_keys=False))
+  return out
+
+
+def data_stage() -> dict:
+  """Sizes of `animals` and a logistic regression on raw pixels."""
+  from sklearn import linear_model, preprocessing  # pylint: disable=g-import-not-at-top
+  from hwnas import data  # pylint: disable=g-import-not-at-top
+  from hwnas.data import animals  # pylint: disable=g-import-not-at-top
+  raw, _ = animals.read_arrays()
+  ds = data.load("animals")
+  flat = {s: ds[s].images[..., 0].reshape(len(ds[s]), -1) for s in
+          data.SPLITS}
+  scale = preprocessing.StandardScaler().fit(flat["train"])
+  lr = linear_model.LogisticRegression(max_iter=500, C=0.1)
+  lr.fit(scale.transform(flat["train"]), ds["train"].labels)
+  acc = {s: float(lr.score(scale.transform(flat[s]), ds[s].labels))
+         for s in ("val", "test")}
+  return {"raw_images": int(len(raw)),
+          "duplicates_removed": int(len(raw) - sum(
+              ds.info.split_sizes.values())),
+          "split_sizes": dict(ds.info.split_sizes),
+          "logistic_regression": acc}
+
+
+def supernet_config(space: pathlib.Path, s: dict):
+  from hwnas.configs import supernet as supernet_config_lib  # pylint: disable=g-import-not-at-top
+  c = supernet_config_lib.get_config("tiny")   # recipe: ps_n2 (default)
+  c.space, c.dataset = str(space), "animals"
+  c.train.steps, c.train.batch_size = s["supernet_steps"], s["batch_size"]
+  c.train.checkpoint_every = max(1, min(500, s["supernet_steps"]))
+  c.train.log_every = max(1, min(50, s["supernet_steps"]))
+  c.optimizer.warmup_steps = min(100, max(1, s["supernet_steps"] // 10))
+  c.eval.batch_size, c.eval.bn_batches = 256, s["bn_batches"]
+  return c
+
+
+def train_supernet(workdir: pathlib.Path, space: pathlib.Path,
+                   s: dict) -> dict:
+  from hwnas.supernet import loop  # pylint: disable=g-import-not-at-top
+  row = loop.train(supernet_config(space, s), workdir / "supernet",
+                   progress=False)
+  return {k: float(v) for k, v in row.items()
+          if isinstance(v, (int, float)) and k.startswith("eval/")}
+
+
+def search_stage(workdir, space, target, budget, algorithm) -> dict:
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import pipeline  # pylint: disable=g-import-not-at-top
+  kw = {} if algorithm == "surrogate" else {"population": budget}
+  wd = workdir / f"{'search' if algorithm == 'surrogate' else 'random'}" \
+      f"_{target:.2f}ms"
+  r = pipeline.search(str(space), wd, tables=[TABLE], target_ms=target,
+                      supernet=workdir / "supernet", budget=budget, seed=0,
+                      algorithm=algorithm, progress=False, references=[],
+                      echo=lambda m: print("  " + m, flush=True), **kw)
+  if r.best is None:
+    return {"arch": None}
+  return {"arch": arch_lib.to_dict(r.best.arch),
+          "supernet_val": float(r.best.accuracy)}
+
+
+def templates_stage(space_path, target) -> dict:
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import hand_design  # pylint: disable=g-import-not-at-top
+  from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
+  from hwnas.latency import load_table, make_cost_fn  # pylint: disable=g-import-not-at-top
+  sp = space_lib.load(space_path)
+  cost = make_cost_fn(load_table(TABLE), sp)
+  out = {}
+  for name in hand_design.TEMPLATES:
+    a = hand_design.largest_under(sp, name, cost, target)
+    out[name] = None if a is None else {
+        "arch": arch_lib.to_dict(a), "what": hand_design.describe(a, sp)}
+  return out
+
+
+def rank_config(s: dict, n_include: int):
+  from hwnas.configs import rank_check as rank_config_lib  # pylint: disable=g-import-not-at-top
+  c = rank_config_lib.get_config()
+  c.samples = n_include + 2 + s["rank_extra"]   # + largest, smallest
+  c.seeds = tuple(s["seeds"])
+  c.standalone.train.steps = s["standalone_steps"]
+  c.standalone.train.batch_size = 64 if s["max_depth"] is None else 16
+  c.standalone.train.checkpoint_every = s["standalone_steps"]
+  c.standalone.train.log_every = max(1, min(100, s["standalone_steps"]))
+  c.standalone.optimizer.warmup_steps = min(
+      50, max(1, s["standalone_steps"] // 10))
+  c.standalone.eval.batch_size = 256
+  c.eval.bn_batches = s["bn_batches"]
+  return c
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--quick", action="store_true",
+                 help="tiny settings: checks the script, numbers mean "
+                 "nothing")
+  p.add_argument("--publish", action="store_true",
+                 help="also write benchmarks/results/frontier.md and "
+                 "docs/frontier.png")
+  args = p.parse_args()
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import rank_check  # pylint: disable=g-import-not-at-top
+  from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
+  from hwnas.latency import load_table, make_cost_fn  # pylint: disable=g-import-not-at-top
+  mode = "quick" if args.quick else "full"
+  s = SETTINGS[mode]
+  wd = pathlib.Path(args.workdir)
+  wd.mkdir(parents=True, exist_ok=True)
+  saved = wd / "settings.json"
+  want = {"mode": mode, **s}
+  if saved.is_file() and json.loads(saved.read_text()) != json.loads(
+      json.dumps(want)):
+    sys.exit(f"error: {wd} holds a run with other settings "
+             f"({saved}); use another --workdir")
+  saved.write_text(json.dumps(want, indent=1) + "\n")
+  stages = Stages(wd)
+  space_path = space_file(wd, s["max_depth"], s["resolutions"])
+  sp = space_lib.load(space_path)
+  cost = make_cost_fn(load_table(TABLE), sp)
+
+  data = stages.run("data", data_stage)
+  sn = stages.run("supernet", lambda: train_supernet(wd, space_path, s))
+  per_target = {}
+  for t in s["targets_ms"]:
+    key = f"{t:.2f}"
+    per_target[key] = {
+        "search": stages.run(f"search {key} ms", lambda t=t: search_stage(
+            wd, space_path, t, s["budget"], "surrogate")),
+        "random": stages.run(f"random {key} ms", lambda t=t: search_stage(
+            wd, space_path, t, s["budget"], "aging")),
+        "templates": stages.run(f"templates {key} ms",
+                                lambda t=t: templates_stage(space_path, t))}
+  include, seen = [], set()
+  for v in per_target.values():
+    for d in [v["search"], v["random"], *v["templates"].values()]:
+      if d and d.get("arch"):
+        a = arch_lib.from_dict(d["arch"])
+        if arch_lib.to_string(a) not in seen:
+          seen.add(arch_lib.to_string(a))
+          include.append(a)
+  rc_cfg = rank_config(s, len(include))
+
+  def standalone():
+    r = rank_check.run(wd / "supernet", rc_cfg, out=wd / "standalone",
+                       include=include, cost=cost)
+    return {"summary": r["summary"], "rows": r["rows"],
+            "lines": rank_check.summary_lines(r)}
+  rc = stages.run("standalone + rank check", standalone)
+  result = report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s)
+  (wd / "frontier.json").write_text(json.dumps(result, indent=1) + "\n")
+  md = markdown(result, args)
+  (wd / "frontier.md").write_text(md)
+  plot(result, wd / "frontier.png")
+  print(md)
+  if args.publish:
+    (ROOT / "benchmarks" / "results" / "frontier.md").write_text(md)
+    shutil.copy(wd / "frontier.png", ROOT / "docs" / "frontier.png")
+
+
+def _acc(row: dict, split: str) -> np.ndarray:
+  key = "standalone" if split == "val" else "standalone_test"
+  return np.asarray([row[key][k] for k in sorted(row[key])], np.float64)
+
+
+def report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s) -> dict:
+  """Joins the stages: per target, each contender's accuracies."""
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import counting  # pylint: disable=g-import-not-at-top
+  rows = {r["arch_string"]: r for r in rc["rows"]}
+
+  def entry(d, what):
+    if not d or not d.get("arch"):
+      return None
+    a = arch_lib.from_dict(d["arch"])
+    r = rows[arch_lib.to_string(a)]
+    val, test = _acc(r, "val"), _acc(r, "test")
+    return {"what": what, "arch": arch_lib.to_string(a),
+            "latency_ms": cost(a),
+            "mmacs": counting.macs(arch_lib.decode(sp, a)) / 1e6,
+            "supernet_val": r["supernet"], "val": val.tolist(),
+            "test": test.tolist(), "val_mean": float(val.mean()),
+            "test_mean": float(test.mean()),
+            "test_sd": float(test.std(ddof=1)) if len(test) > 1 else 0.0}
+
+  targets = {}
+  for key, v in per_target.items():
+    tpl = {n: entry(d, f"{n} ({d['what']})") for n, d in
+           v["templates"].items() if d}
+    base_name = max(tpl, key=lambda n: tpl[n]["val_mean"]) if tpl else None
+    e = {"search": entry(v["search"], "hwnas search"),
+         "random": entry(v["random"], "random search"), "templates": tpl,
+         "baseline": base_name}
+    if e["search"] and base_name:
+      diff = np.asarray(e["search"]["test"]) - np.asarray(
+          tpl[base_name]["test"])
+      sd = float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
+      e["vs_baseline"] = {"mean": float(diff.mean()), "sd": sd,
+                          "beats": bool(diff.mean() > 2 * sd and
+                                        e["search"]["latency_ms"] <=
+                                        tpl[base_name]["latency_ms"]
+                                        + 1e-9)}
+    if e["search"] and e["random"]:
+      e["vs_random"] = float(e["search"]["test_mean"] -
+                             e["random"]["test_mean"])
+    targets[key] = e
+  return {"mode": mode, "settings": s, "data": data, "supernet": sn,
+          "targets": targets, "rank_check": rc["summary"],
+          "rank_lines": rc["lines"],
+          "wall_s": {k: v["wall_s"] for k, v in stages.d.items()}}
+
+
+def _fmt(e) -> str:
+  return (f"{100 * e['test_mean']:.1f} ± {100 * e['test_sd']:.1f}"
+          if e else "n/a")
+
+
+def markdown(r: dict, args) -> str:
+  s = r["settings"]
+  cmd = "python benchmarks/bench_frontier.py --workdir WORKDIR" + (
+      " --quick" if r["mode"] == "quick" else " --publish")
+  lr = r["data"]["logistic_regression"]
+  lines = [
+      "## Frontier: search vs hand design at equal Edge TPU latency "
+      "(issue 22)", "",
+      f"Command: `{cmd}` ({time.strftime('%Y-%m-%d')}, {r['mode']} "
+      "settings). Data `animals` (animal-mnist silhouettes, 28x28, "
+      f"{r['data']['duplicates_removed']} exact duplicates removed, split "
+      f"{r['data']['split_sizes']}); logistic regression on raw pixels: "
+      f"val {100 * lr['val']:.1f}%, test {100 * lr['test']:.1f}%. Space "
+      f"`{SPACE}`, latency from the shipped estimated table `{TABLE}`. "
+      f"Supernet: {s['supernet_steps']} steps at batch {s['batch_size']}, "
+      "progressive shrinking + 2 random subnets. Search and random search: "
+      f"{s['budget']} supernet evaluations each. Every network retrained "
+      f"from scratch, {s['standalone_steps']} steps, seeds "
+      f"{list(s['seeds'])}; accuracies are on the **test** split (mean ± "
+      "sd over seeds); the baseline template is the one with the better "
+      "*val* accuracy.", "",
+      "| target ms | network | latency ms | MMACs | supernet val % | "
+      "test % |", "|---:|---|---:|---:|---:|---:|"]
+  for key, e in r["targets"].items():
+    contenders = [e["search"], e["random"], *e["templates"].values()]
+    for c in contenders:
+      if c:
+        mark = (" (baseline)" if e["baseline"] and c is e["templates"].get(
+            e["baseline"]) else "")
+        lines.append(f"| {key} | {c['what']}{mark} | {c['latency_ms']:.3f} "
+                     f"| {c['mmacs']:.1f} | {100 * c['supernet_val']:.1f} | "
+                     f"{_fmt(c)} |")
+  lines += ["", "Search winner minus the baseline (paired by seed, test):"]
+  for key, e in r["targets"].items():
+    v = e.get("vs_baseline")
+    if v:
+      lines.append(f"- {key} ms: {100 * v['mean']:+.1f} ± "
+                   f"{100 * v['sd']:.1f} points: "
+                   f"{'beats' if v['beats'] else 'does not beat'} it by more "
+                   "than 2 sd at equal or lower latency; vs random search "
+                   f"{100 * e.get('vs_random', float('nan')):+.1f} points")
+  lines += ["", "Rank fidelity of the supernet on these networks plus a "
+            "sample stratified over latency (`hwnas.rank_check`, val "
+            "split):", ""] + [f"    {x}" for x in r["rank_lines"]]
+  lines += ["", "Stage wall times (s): " + ", ".join(
+      f"{k} {v:.0f}" for k, v in r["wall_s"].items()), ""]
+  return "\n".join(lines)
+
+
+def plot(r: dict, path: pathlib.Path) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4.2))
+  styles = {"search": ("C3", "o", "hwnas search"),
+            "random": ("C0", "s", "random search"),
+            "mobilenetv2": ("C2", "^", "MobileNetV2-style"),
+            "mobilenetv3": ("C1", "v", "MobileNetV3-style")}
+  seen = set()
+  for key, e in r["targets"].items():
+    ax.axvline(float(key), color="0.85", lw=0.8, zorder=0)
+    for name, c in [("search", e["search"]), ("random", e["random"]),
+                    *e["templates"].items()]:
+      if not c:
+        continue
+      color, marker, label = styles[name]
+      ax.errorbar(c["latency_ms"], 100 * c["test_mean"],
+                  yerr=100 * c["test_sd"], fmt=marker, color=color,
+                  capsize=3, label=None if name in seen else label)
+      seen.add(name)
+  ax.set_xlabel("predicted Edge TPU (USB 3) latency, ms (estimated table)")
+  ax.set_ylabel("test accuracy %, mean ± sd over seeds")
+  ax.set_title(f"animals, {SPACE}: networks at {len(r['targets'])} "
+               "latency target(s) (grey lines)", fontsize=9)
+  ax.legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+if __name__ == "__main__":
+  main()
