@@ -20,7 +20,6 @@ import math
 import os
 import pathlib
 import platform
-import re
 import time
 
 import numpy as np
