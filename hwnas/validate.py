@@ -211,7 +211,7 @@ CONFIG_RULES = {
     "train.label_smoothing": ("num", 0, 0.99, False),
     "train.resolutions": ("ints", 8, 1024),
     "optimizer.name": ("in", ("sgd", "adamw")),
-    "optimizer.learning_rate": ("num", 0, 1e3, True),
+    "optimizer.learning_rate": ("num", 0, 1e3, False),   # 0: frozen weights
     "optimizer.momentum": ("num", 0, 0.9999, False),
     "optimizer.b1": ("num", 0, 0.9999, False),
     "optimizer.b2": ("num", 0, 0.9999999, False),
@@ -235,6 +235,8 @@ def check_config(config: Any) -> None:
     except (KeyError, TypeError, AttributeError):
       continue
     what = f"config.{key}"
+    if key == "eval.bn_batches" and "standalone" in config:
+      rule = ("int", 0, 10_000)   # a rank-check config: 0 = the supernet's
     if rule[0] == "int":
       integer(node, what, low=rule[1], high=rule[2])
     elif rule[0] == "ints":

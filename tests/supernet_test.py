@@ -28,7 +28,7 @@ from hwnas.configs import loader
 from hwnas.supernet import channels
 from hwnas.supernet import evaluate as evaluate_lib
 from hwnas.supernet import loop
-from hwnas.supernet import extract
+from hwnas.supernet import blocks, extract
 from hwnas.supernet import model as model_lib
 from hwnas.supernet import train as train_lib
 

@@ -54,7 +54,8 @@ def register(sub) -> None:
       "shared file system; each process reads its shard of every batch.")
   d.add_argument("--coordinator", metavar="HOST:PORT",
                  help="process 0's address and a free port")
-  d.add_argument("--num-processes", type=int, metavar="N")
+  d.add_argument("--num-processes", type=int, metavar="N",
+                 help="how many processes take part (with --coordinator)")
   d.add_argument("--process-id", type=int, metavar="I", help="0 .. N-1")
   d.add_argument("--distributed", action="store_true",
                  help="join a multi-process run detected from the cluster "
