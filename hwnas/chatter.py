@@ -73,6 +73,16 @@ def is_chatter(line: str) -> bool:
   return bool(_CHATTER.match(line))
 
 
+def _dup_stderr() -> int | None:
+  """A duplicate of fd 2 (to restore it later), or None where there is no
+  real fd 2 (embedded interpreters)."""
+  try:
+    sys.stderr.flush()
+    return os.dup(2)
+  except (OSError, ValueError):
+    return None
+
+
 @contextlib.contextmanager
 def live() -> Iterator[None]:
   """Drops known chatter from fd 2 while the block runs and passes every
@@ -81,13 +91,8 @@ def live() -> Iterator[None]:
   native threads (TF's decoders) write at any time. Blocks inside an
   active one (iterators open at once) add nothing; the first restores fd 2
   when it ends."""
-  if verbose() or _LIVE:
-    yield
-    return
-  try:
-    sys.stderr.flush()
-    saved = os.dup(2)
-  except (OSError, ValueError):   # no real fd 2 (embedded interpreters)
+  saved = None if verbose() or _LIVE else _dup_stderr()
+  if saved is None:
     yield
     return
   read_fd, write_fd = os.pipe()
@@ -118,13 +123,8 @@ def live() -> Iterator[None]:
 @contextlib.contextmanager
 def native() -> Iterator[None]:
   """Filters what native code writes to fd 2 while the block runs."""
-  if verbose():
-    yield
-    return
-  try:
-    sys.stderr.flush()
-    saved = os.dup(2)
-  except (OSError, ValueError):   # no real fd 2 (embedded interpreters)
+  saved = None if verbose() else _dup_stderr()
+  if saved is None:
     yield
     return
   with tempfile.TemporaryFile() as tmp:
