@@ -258,13 +258,7 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
     def cached(a: ArchChoice) -> float:
       v = cache.get(a)
       if v is None:
-        try:
-          if a.space != space.name:
-            raise KeyError(a.space)
-          spec = plan.spec(a)
-        except (KeyError, IndexError, TypeError):
-          spec = arch_lib.decode(space, a)  # raises the clear error
-        v = table.predict(spec)
+        v = table.predict(_spec(plan, space, a))
         if len(cache) < cache_size:
           cache[a] = v
       return v
@@ -288,6 +282,17 @@ def make_cost_fn(table, space: SearchSpace, *, cache_size: int = 1_000_000
   return fast
 
 
+def _spec(plan: "_Plan", space: SearchSpace, a: ArchChoice):
+  """`a`'s NetSpec from the plan's cached layers, or by `decode` (which
+  raises the clear error for an architecture of another space or shape)."""
+  try:
+    if a.space != space.name:
+      raise KeyError(a.space)
+    return plan.spec(a)
+  except (KeyError, IndexError, TypeError):
+    return arch_lib.decode(space, a)
+
+
 def make_band_fn(table, space: SearchSpace
                  ) -> Callable[[ArchChoice], tuple[float, float]] | None:
   """`fn(arch) -> (low, high) ms`, the table's uncertainty band of
@@ -302,12 +307,7 @@ def make_band_fn(table, space: SearchSpace
   def band(a: ArchChoice) -> tuple[float, float]:
     v = cache.get(a)
     if v is None:
-      try:
-        if a.space != space.name:
-          raise KeyError(a.space)
-        spec = plan.spec(a)
-      except (KeyError, IndexError, TypeError):
-        spec = arch_lib.decode(space, a)
+      spec = _spec(plan, space, a)
       got = table.predict_band(spec)
       v = got if got is not None else (table.predict(spec),) * 2
       cache[a] = v
