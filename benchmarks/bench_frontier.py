@@ -63,9 +63,13 @@ TABLE = "edgetpu-usb3/edgetpu-mini"
 TARGETS_MS = (0.58, 0.62, 0.80)
 
 SETTINGS = {
-    # Sized for an idle 2-core CPU in about 4-5 h (an estimate: 2000
-    # supernet steps of 4 subnets, 6 searches of 150 evaluations, about 18
-    # networks x 3 seeds of 800 steps at batch 64 = 8.8 epochs);
+    # 2000 supernet steps of 4 subnets, 6 searches of 150 evaluations,
+    # about 18 networks x 3 seeds of 800 steps at batch 64 = 8.8 epochs.
+    # With edgetpu-mini version 1 the supernet step alone ran at about 26 s
+    # under load 5-7 (its largest member cost 179 MMACs); version 2's
+    # sandwich costs 5.2x fewer MACs (40 vs 209 MMACs per image for the
+    # largest + smallest + 2 random subnets, by hwnas.counting). Several
+    # hours on an idle 2-core CPU (an estimate, not yet measured);
     # stages.json records what each stage took.
     "full": dict(supernet_steps=2000, batch_size=64, budget=150,
                  standalone_steps=800, seeds=(0, 1, 2), rank_extra=4,
