@@ -147,7 +147,7 @@ def data_stage() -> dict:
 
 def supernet_config(space: pathlib.Path, s: dict):
   from hwnas.configs import supernet as supernet_config_lib  # pylint: disable=g-import-not-at-top
-  c = supernet_config_lib.get_config("tiny")   # recipe: ps_n2 (default)
+  c = supernet_config_lib.get_config("tiny,ps_n2")
   c.space, c.dataset = str(space), "animals"
   c.train.steps, c.train.batch_size = s["supernet_steps"], s["batch_size"]
   c.train.checkpoint_every = max(1, min(500, s["supernet_steps"]))
