@@ -2,6 +2,7 @@
 networks a person would pick?
 
   python benchmarks/bench_frontier.py --workdir /work/frontier_run    # full
+  python benchmarks/bench_frontier.py --workdir /work/fm --medium    # half
   python benchmarks/bench_frontier.py --workdir /tmp/fq --quick       # smoke
 
 Needs the `animals` data: pip install --no-deps animal-mnist==0.4
@@ -75,6 +76,13 @@ SETTINGS = {
                  standalone_steps=800, seeds=(0, 1, 2), rank_extra=4,
                  max_depth=None, resolutions=None, targets_ms=TARGETS_MS,
                  bn_batches=4),
+    # The full design at about half the training (supernet 1000 steps =
+    # 11 epochs, standalone 400 steps = 4.4 epochs, 100 evaluations per
+    # search): what fits a 2-3 h session on a 2-core CPU.
+    "medium": dict(supernet_steps=1000, batch_size=64, budget=100,
+                   standalone_steps=400, seeds=(0, 1, 2), rank_extra=0,
+                   max_depth=None, resolutions=None, targets_ms=TARGETS_MS,
+                   bn_batches=4),
     # Every stage, tiny (depth 1, one resolution: one compile of each
     # model; one target): proves the script runs end to end.
     "quick": dict(supernet_steps=4, batch_size=16, budget=6,
@@ -219,6 +227,9 @@ def main() -> None:
   p.add_argument("--quick", action="store_true",
                  help="tiny settings: checks the script, numbers mean "
                  "nothing")
+  p.add_argument("--medium", action="store_true",
+                 help="the full design at about half the training "
+                 "(SETTINGS['medium'])")
   p.add_argument("--publish", action="store_true",
                  help="also write benchmarks/results/frontier.md and "
                  "docs/frontier.png")
@@ -227,7 +238,7 @@ def main() -> None:
   from hwnas import rank_check  # pylint: disable=g-import-not-at-top
   from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
   from hwnas.latency import load_table, make_cost_fn  # pylint: disable=g-import-not-at-top
-  mode = "quick" if args.quick else "full"
+  mode = "quick" if args.quick else "medium" if args.medium else "full"
   s = SETTINGS[mode]
   wd = pathlib.Path(args.workdir)
   wd.mkdir(parents=True, exist_ok=True)
@@ -341,8 +352,9 @@ def _fmt(e) -> str:
 
 def markdown(r: dict, args) -> str:
   s = r["settings"]
-  cmd = "python benchmarks/bench_frontier.py --workdir WORKDIR" + (
-      " --quick" if r["mode"] == "quick" else " --publish")
+  cmd = "python benchmarks/bench_frontier.py --workdir WORKDIR" + {
+      "quick": " --quick", "medium": " --medium --publish"}.get(
+          r["mode"], " --publish")
   lr = r["data"]["logistic_regression"]
   lines = [
       "## Frontier: search vs hand design at equal Edge TPU latency "
