@@ -167,6 +167,37 @@ def test_latency_tables_time_a_shift_layer_as_its_multiply_equivalent():
   assert "multiply" not in t.predict_breakdown(mult_spec)["provenance"]
 
 
+def test_search_provenance_says_a_latency_table_times_shift_as_mult(
+    tmp_path):
+  from hwnas import pipeline
+  t = _latency_table(sorted(space_layers.enumerate_layers(TINY)))
+  path = tmp_path / "t.json"
+  t.save(path)
+  lines = []
+
+  for sp, name, noted in ((SHIFT, "shift", True), (TINY, "mult", False)):
+
+    def evaluate(archs, sp=sp):   # a cheap stand-in: more MACs, better
+      return [counting.count(arch.decode(sp, a)).macs / 1e8
+              for a in archs], [{} for _ in archs]
+
+    pipeline.search(sp, tmp_path / name, tables=[str(path)], target_ms=1e9,
+                    evaluator=evaluate, budget=10, progress=False,
+                    echo=lines.append)
+    best = json.loads((tmp_path / name / "best.json").read_text())
+    assert ("shift_layers" in best["provenance"]) == noted
+    if noted:
+      assert "multiply equivalents" in best["provenance"]["shift_layers"]
+      assert any("multiply equivalents" in l for l in lines)
+  # A table that measured a shift layer itself uses that entry, no note.
+  shift_layer = dataclasses.replace(
+      sorted(space_layers.enumerate_layers(TINY))[0], op="shift")
+  own = _latency_table([shift_layer])
+  assert own.latency(shift_layer) == 1.0
+  assert not own.shift_as_mult([shift_layer])
+  assert t.shift_as_mult([shift_layer])
+
+
 def test_energy_table_has_shift_entries_and_search_cost_prefers_shift():
   from hwnas.latency import energy_table
   small = dataclasses.replace(SHIFT, resolutions=(24,))

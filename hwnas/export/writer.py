@@ -57,8 +57,11 @@ def _load_table(table):
 def _predict_latency(table, spec: NetSpec) -> dict[str, Any] | None:
   if table is None:
     return None
+  from hwnas.latency import table as tbl  # pylint: disable=g-import-not-at-top
   return {"ms": float(table.predict(spec)), "table": table.path or table.name,
-          "provenance": table.describe(),
+          "provenance": table.describe() + (
+              f"; {tbl.SHIFT_NOTE}" if table.shift_as_mult(spec.layers)
+              else ""),
           "header": {k: v for k, v in table.header.items()
                      if isinstance(v, (str, int, float, bool))}}
 
