@@ -244,3 +244,58 @@ def test_feasibility_genes_have_ops_only_where_offered():
   assert b.blocks[0][0].op == "shift"
   assert any(n.blocks[0][0].op == "shift"
              for n in feasibility.neighbours(SHIFT, a))
+
+
+def _fixed_ops(stem="shift", head="shift"):
+  d = SHIFT.to_dict()
+  d["stem"]["op"] = stem
+  d["head"]["op"] = head
+  return space.from_dict(d, path="f.yaml")
+
+
+def test_stem_and_head_op_flow_into_the_network_counts_and_energy():
+  sp = _fixed_ops()
+  assert (sp.stem.op, sp.head.op) == ("shift", "shift")
+  assert space.from_dict(sp.to_dict(), path="x") == dataclasses.replace(
+      sp, path="x")
+  # Without them the space dumps as before ops existed.
+  assert "op" not in SHIFT.to_dict()["stem"]
+  assert "op" not in SHIFT.to_dict()["head"]
+  a = arch.largest(sp)        # every block multiplies
+  spec = arch.decode(sp, a)
+  convs = [l for l in spec.layers if l.type == "conv"]
+  assert [l.op for l in convs] == ["shift", "shift"]
+  assert all(l.op == "mult" for l in spec.blocks)
+  # The plan the cost functions use builds the same layers.
+  assert set(spec.layers) <= space_layers.enumerate_layers(sp)
+  c = counting.count(spec)
+  assert c.shift_adds == sum(counting.layer_counts(l).macs for l in convs)
+  plain = arch.decode(SHIFT, dataclasses.replace(a, space=SHIFT.name))
+  acc = energy.load_accelerator("eyeriss-v1")
+  e = lambda s: sum(l.total_uj for l in energy.network_energy(s, acc))
+  assert e(spec) < e(plain)
+  # With only the stem shifting, the head conv multiplies.
+  only_stem = arch.decode(_fixed_ops(head="mult"), a)
+  assert [l.op for l in only_stem.layers if l.type == "conv"] == [
+      "shift", "mult"]
+
+
+@pytest.mark.parametrize("part, value, msg", [
+    ("stem", "div", r"stem\.op: 'div' is not allowed; allowed: mult, shift"),
+    ("head", ["shift"], r"head\.op: .*not allowed"),
+])
+def test_bad_stem_or_head_op_is_one_line_error(part, value, msg):
+  d = TINY.to_dict()
+  d[part]["op"] = value
+  with pytest.raises(errors.SpaceError, match="^f.yaml: " + msg) as e:
+    space.from_dict(d, path="f.yaml")
+  assert "\n" not in str(e.value)
+
+
+def test_head_op_needs_a_head_conv():
+  d = TINY.to_dict()
+  d["head"] = {"expand_channels": 0, "op": "shift"}
+  with pytest.raises(errors.SpaceError,
+                     match=r"^f.yaml: head\.op: shift applies to the head's "
+                     r"1x1 conv and this head has none"):
+    space.from_dict(d, path="f.yaml")
