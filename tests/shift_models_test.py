@@ -198,7 +198,9 @@ def test_int8_export_keeps_shift_weights_exact_where_one_scale_holds_them(
   from hwnas import export
   from hwnas.export import options as options_lib
   from hwnas.models import standalone
-  a = _mixed(space)
+  a = _mixed(space)     # a fused and an inverted-bottleneck shift block
+  a = dataclasses.replace(a, blocks=((
+      a.blocks[0][0], dataclasses.replace(a.blocks[0][1], type="ibn")),))
   model = Network(arch_lib.decode(space, a), rngs=nnx.Rngs(4),
                   depthwise="lax")
   out = tmp_path / "exp"
@@ -215,26 +217,30 @@ def test_int8_export_keeps_shift_weights_exact_where_one_scale_holds_them(
   kernels = dict((p, np.asarray(w)) for p, w in
                  standalone.shift_kernels(baked))
   tensors = _int8_weight_tensors(out / options_lib.INT8_TFLITE)
-  assert len(i8["layers"]) == len(kernels) == 4
+  # fused: expand + project; ibn: expand, depthwise, project.
+  assert len(i8["layers"]) == len(kernels) == 5
+  ops = sorted(l["op"].split("#")[0] for l in i8["layers"])
+  assert ops == ["CONV_2D"] * 4 + ["DEPTHWISE_CONV_2D"], ops
   for layer in i8["layers"]:
-    k = kernels[layer["kernel"]]
-    assert layer["op"].startswith("CONV_2D#"), layer
+    k = kernels[layer["kernel"]]                      # [k, k, cin, cout]
+    depthwise = layer["op"].startswith("DEPTHWISE")
     # A channel fits int8 under one scale when its non-zero weights span
     # at most 7 powers of two (64 ... 1); those are exact, the rest not.
-    p = np.abs(k.reshape(-1, k.shape[-1])).T          # [cout, n]
+    p = np.abs(np.moveaxis(k, 3, 0).reshape(k.shape[3], -1))
     spans = [np.log2(r[r > 0].max() / r[r > 0].min()) for r in p]
     fit = {c for c, sp in enumerate(spans) if sp <= 6}
     inexact = {b["channel"] for b in layer["not_exact"]}
     assert set(range(len(p))) - inexact == fit, layer["kernel"]
-    # Read back from the file: the fitting channels' int8 weights are the
+    # Read back from the file (TFLite layouts: conv [cout, k, k, cin],
+    # depthwise [1, k, k, C]): the fitting channels' int8 weights are the
     # float powers of two times one factor, itself a power of two (64 for
     # the largest weight); the converter alone gives 127 and 63 instead.
-    kt = np.transpose(k, (3, 0, 1, 2))
+    kt = np.transpose(k, (2, 0, 1, 3) if depthwise else (3, 0, 1, 2))
     (q, axis), = [(w, ax) for w, ax in tensors[kt.shape]
                   if np.all((w == 0) | (np.sign(w) == np.sign(kt)))
                   and not np.any(w[kt == 0])]
-    assert axis == 0
-    q = q.reshape(len(p), -1).astype(np.float64)
+    assert axis == (3 if depthwise else 0)
+    q = np.moveaxis(q, axis, 0).reshape(len(p), -1).astype(np.float64)
     for c in fit:
       np.testing.assert_array_equal(np.abs(q[c]), p[c] / p[c].max() * 64)
   # Random initial weights: some channels fit and some do not.
