@@ -2,7 +2,8 @@
 
   PYTHONPATH=$PWD python benchmarks/bench_shift.py [--steps 300] [--seed 0]
   PYTHONPATH=$PWD python benchmarks/bench_shift.py --stage search \
-      --workdir /tmp/shift_search [--budget 150] [--seed 0]
+      --workdir /tmp/shift_search [--budget 150] [--seed 0] \
+      [--objective constraint|reward] [--supernet-set val_fraction=0.3]
 
 Stage `largest` (the default): accuracy and energy of the largest
 tiny_shift network with all-multiply against all-shift blocks. Trains both
@@ -198,7 +199,8 @@ def stage_search(args) -> None:
   sn = root / "supernet"
   train_argv = ["supernet", "train", "--space", "tiny_shift", "--dataset",
                 "digits", "--config", "tiny", "--workdir", str(sn),
-                "--no-progress"]
+                "--no-progress"] + [
+                    w for kv in args.supernet_set for w in ("--set", kv)]
   done = (sn / "metrics.jsonl").exists() and any(
       "eval/top1_largest" in r for r in _records(sn / "metrics.jsonl"))
   if not done:
@@ -270,7 +272,11 @@ def stage_search(args) -> None:
       "", "and the same search in the space with `ops: [mult]` "
       "(`pipeline.search` with the supernet's evaluator). "
       + _host(), "",
-      f"Supernet: default recipe (`ps_n2`, 450 steps), final validation "
+      f"Supernet: default recipe (`ps_n2`, 450 steps"
+      + (f"; `{' '.join(args.supernet_set)}`" if args.supernet_set else "")
+      + f"), validation split {ev.data.dataset.info.split_sizes['val']} "
+      "images, final "
+      f"validation "
       f"accuracy largest {100 * final['eval/top1_largest']:.1f}% (all "
       f"multiply), smallest {100 * final['eval/top1_smallest']:.1f}% (all "
       f"shift). Energy target {target:g} µJ (the median of 2000 random "
@@ -329,8 +335,10 @@ def stage_search(args) -> None:
       f"{int(np.sum(ps == pm))}, worse in {int(np.sum(ps < pm))}); "
       f"energy ratio all-shift / all-multiply median {np.median(pe):.3f} "
       f"(range {pe.min():.3f}-{pe.max():.3f}).", ""]
-  _write_section(TITLE_SEARCH.format(objective=args.objective,
-                                    seed=args.seed), lines)
+  title = TITLE_SEARCH.format(objective=args.objective, seed=args.seed)
+  if args.supernet_set:
+    title += f", supernet `{' '.join(args.supernet_set)}`"
+  _write_section(title, lines)
   print("\n".join(lines))
 
 
@@ -350,6 +358,10 @@ def main() -> None:
                  default="constraint",
                  help="search: best accuracy under the energy target, or "
                  "MnasNet's reward ACC x (E/T)^w")
+  p.add_argument("--supernet-set", action="append", default=[],
+                 metavar="KEY=VALUE",
+                 help="search: a supernet config override (`hwnas supernet "
+                 "train --set`), e.g. val_fraction=0.3; repeatable")
   p.add_argument("--pairs", type=int, default=100,
                  help="search: random architectures evaluated all-mult and "
                  "all-shift")
