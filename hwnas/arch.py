@@ -152,7 +152,7 @@ def decode(space: SearchSpace, arch: ArchChoice, *,
 
   st0 = space.stem
   add(Layer("conv", size, ch, st0.channels, kernel=st0.kernel,
-            stride=st0.stride, activation=st0.activation))
+            stride=st0.stride, activation=st0.activation, op=st0.op))
   for st, width, depth, bs in zip(space.stages, arch.widths, arch.depths,
                                   arch.blocks):
     for j in range(depth):
@@ -168,7 +168,7 @@ def decode(space: SearchSpace, arch: ArchChoice, *,
   head = space.head
   if head.expand_channels:
     add(Layer("conv", size, ch, head.expand_channels,
-              activation=head.activation))
+              activation=head.activation, op=head.op))
   add(Layer("pool", size, ch, ch))
   if head.feature_channels:
     add(Layer("fc", 1, ch, head.feature_channels, activation=head.activation))

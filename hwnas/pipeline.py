@@ -261,6 +261,17 @@ class _Lazy:
     return self._fn(archs)
 
 
+def _shift_note(tables, space) -> str:
+  """For a space with shift blocks: which latency tables time them as
+  their multiply equivalents (provenance of the search)."""
+  from hwnas.latency import space_layers, table as tbl  # pylint: disable=g-import-not-at-top
+  if all(st.ops == ("mult",) for st in space.stages):
+    return ""
+  layers = [l for l in space_layers.enumerate_layers(space) if l.op != "mult"]
+  names = [str(t.path or t.name) for t in tables if t.shift_as_mult(layers)]
+  return f"{', '.join(names)}: {tbl.SHIFT_NOTE}" if names else ""
+
+
 def _table_provenance(t) -> dict[str, Any]:
   return {"table": str(t.path), "description": t.describe(),
           **dict(t.provenance),
@@ -380,6 +391,10 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
       what = "energy" if other.units == "uJ" else "latency"
       echo(f"{what} table {other.path} ({key}): {_describe(other)}")
     provenance = _table_provenance(t)
+    shift_note = _shift_note(loaded, space)
+    if shift_note:
+      provenance["shift_layers"] = shift_note
+      echo(shift_note)
     if conservative_note:
       provenance["conservative"] = conservative_note
       echo(conservative_note)

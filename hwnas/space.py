@@ -31,7 +31,10 @@ Every block of a stage chooses its type, kernel, expansion, SE and
 activation independently from the stage's lists (as in Once-for-All's
 per-layer kernel/expansion). `ops` offers DeepShift power-of-two
 ('shift') convolutions beside ordinary ('mult') ones; a stage without it
-has only `mult`, as before ops existed. `skip` (identity, as in
+has only `mult`, as before ops existed. `stem: {op: shift}` and `head:
+{op: shift}` make the stem conv and the head's 1x1 conv shift convolutions
+in every architecture of the space (a fixed setting, not a search choice).
+`skip` (identity, as in
 FBNet/ProxylessNAS) is never offered to the first block of a stage, which
 changes shape.
 
@@ -74,6 +77,7 @@ class Stem:
   kernel: int = 3
   stride: int = 2
   activation: str = "relu"
+  op: str = "mult"             # 'shift': power-of-two weights (fixed, not searched)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Head:
   expand_channels: int = 0     # 1x1 conv + BN + act before pooling; 0: none
   feature_channels: int = 0    # dense + act after pooling (MBV3); 0: none
   activation: str = "relu"
+  op: str = "mult"             # of the expand conv; 'shift' as for Stem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,6 +167,9 @@ class SearchSpace:
         st.pop("name")
       if st["ops"] == ("mult",):
         st.pop("ops")
+    for part in ("stem", "head"):   # as before ops existed, unless shift
+      if d[part]["op"] == "mult":
+        d[part].pop("op")
     return _lists(d)
 
 
@@ -337,23 +345,28 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
   divisor = c.bounded(d.get("channel_divisor", 8), "channel_divisor",
                       "channel_divisor")
   stem_d = c.keys(d["stem"], "stem",
-                  {"channels", "kernel", "stride", "activation"},
+                  {"channels", "kernel", "stride", "activation", "op"},
                   ("channels",))
   stem = Stem(
       channels=c.bounded(stem_d["channels"], "stem.channels", "width"),
       kernel=c.bounded(stem_d.get("kernel", 3), "stem.kernel", "kernel"),
       stride=c.choice(stem_d.get("stride", 2), "stem.stride", (1, 2)),
       activation=c.choice(stem_d.get("activation", "relu"),
-                          "stem.activation", SPACE_ACTIVATIONS))
+                          "stem.activation", SPACE_ACTIVATIONS),
+      op=c.choice(stem_d.get("op", "mult"), "stem.op", SPACE_OPS))
   head_d = c.keys(d["head"], "head",
-                  {"expand_channels", "feature_channels", "activation"})
+                  {"expand_channels", "feature_channels", "activation", "op"})
   head = Head(
       expand_channels=c.bounded(head_d.get("expand_channels", 0),
                                 "head.expand_channels", "head_channels"),
       feature_channels=c.bounded(head_d.get("feature_channels", 0),
                                  "head.feature_channels", "head_channels"),
       activation=c.choice(head_d.get("activation", "relu"),
-                          "head.activation", SPACE_ACTIVATIONS))
+                          "head.activation", SPACE_ACTIVATIONS),
+      op=c.choice(head_d.get("op", "mult"), "head.op", SPACE_OPS))
+  if head.op != "mult" and not head.expand_channels:
+    c.fail("head.op", f"{head.op} applies to the head's 1x1 conv and this "
+           "head has none; set head.expand_channels > 0 or drop head.op")
   if not isinstance(d["stages"], list) or not d["stages"]:
     c.fail("stages", "must be a non-empty list of stages")
   if len(d["stages"]) > BOUNDS["stages"][1]:

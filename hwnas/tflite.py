@@ -335,3 +335,235 @@ def read(path: str | os.PathLike[str]) -> bytes:
   if not p.is_file():
     raise errors.HwnasError(f"{p}: no such TFLite file")
   return p.read_bytes()
+
+
+# ------------------------------------------------ power-of-two int8 weights
+#
+# A shift layer's kernel holds signed powers of two (`hwnas.models.deepshift`)
+# and TFLite folds BatchNorm into it, so each output channel's float weights
+# are p * f_c (p a power of two, f_c the channel's BatchNorm factor). Full-int8
+# conversion quantises each channel symmetrically with scale max|w| / 127:
+# the largest weight becomes 127 and one half of it 63 or 64, so the
+# int8 weights are no longer powers of two of one another. With the scale
+# max|w| / 64 instead, every weight down to 2^-6 of the channel's largest is
+# an exact int8 power of two (64, 32, ..., 1): int8 holds 7 such levels
+# under one scale, the shift weights' exponent range (16 levels at 5 bits)
+# does not always fit.
+
+POW2_LEVELS = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class Pow2Weights:
+  """The int8 weights of one power-of-two kernel in a TFLite model.
+
+  Attributes:
+    kernel: the caller's name of the kernel.
+    op: the operator that holds it, e.g. 'CONV_2D#3' ('' when no int8
+      weight tensor of the model matches the kernel).
+    channels: output channels.
+    exact: the channels whose int8 weights are m x p exactly (one m per
+      channel): powers of two times the channel's scale.
+    spans: per channel, log2 of its largest over its smallest non-zero
+      power of two (-1 for a channel of zeros); a channel fits int8 with
+      one scale when its span is below POW2_LEVELS.
+  """
+
+  kernel: str
+  op: str
+  channels: int
+  exact: tuple[int, ...]
+  spans: tuple[int, ...]
+
+  @property
+  def all_exact(self) -> bool:
+    return bool(self.op) and len(self.exact) == self.channels
+
+  def to_dict(self) -> dict[str, Any]:
+    inexact = [c for c in range(self.channels) if c not in set(self.exact)]
+    return {"kernel": self.kernel, "op": self.op, "channels": self.channels,
+            "exact_channels": len(self.exact) if self.op else 0,
+            "not_exact": [{"channel": c, "exponent_span": self.spans[c]}
+                          for c in inexact] if self.op else [],
+            "max_span": max(self.spans, default=-1)}
+
+
+def _layouts(kernel: np.ndarray) -> list[tuple[tuple[int, ...], int]]:
+  """(TFLite layout as a transpose of the JAX kernel, channel axis) of a
+  [k, k, cin, cout] kernel: CONV_2D's [cout, k, k, cin] and, for a
+  depthwise [k, k, 1, C] one, DEPTHWISE_CONV_2D's [1, k, k, C]."""
+  out = [((3, 0, 1, 2), 0)]
+  if kernel.shape[2] == 1:
+    out.append(((2, 0, 1, 3), 3))
+  return out
+
+
+def _by_channel(a: np.ndarray, axis: int) -> np.ndarray:
+  return np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1)
+
+
+def _spans(p: np.ndarray) -> np.ndarray:
+  out = np.full(len(p), -1, np.int64)
+  for c, row in enumerate(np.abs(p)):
+    nz = row[row > 0]
+    if nz.size:
+      out[c] = int(np.round(np.log2(nz.max() / nz.min())))
+  return out
+
+
+def _matches(q: np.ndarray, p: np.ndarray) -> bool:
+  """Whether int8 channels `q` quantise p * f_c for some f_c > 0: q is
+  round(qmax_c * p / pmax_c) (to rounding) and zero where p is."""
+  pmax = np.abs(p).max(axis=1, keepdims=True)
+  qmax = np.abs(q).max(axis=1, keepdims=True)
+  want = np.divide(qmax * p, pmax, out=np.zeros_like(p), where=pmax > 0)
+  # Half a step of rounding, plus the float32 scale's relative error.
+  return bool(np.all(np.abs(q - want) <= 0.5 + 1e-3 * qmax))
+
+
+def _exact(q: np.ndarray, p: np.ndarray) -> list[int]:
+  pmax = np.abs(p).max(axis=1, keepdims=True)
+  qmax = np.abs(q).max(axis=1, keepdims=True)
+  want = np.divide(qmax * p, pmax, out=np.zeros_like(p), where=pmax > 0)
+  return [c for c in range(len(p)) if np.array_equal(q[c], want[c])]
+
+
+def _weight_ops(model) -> list[tuple[int, Any]]:
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  names = _enum_names(schema.BuiltinOperator)
+  out = []
+  for i, op in enumerate(model.subgraphs[0].operators or []):
+    code = model.operatorCodes[op.opcodeIndex]
+    name = names.get(max(int(code.builtinCode or 0),
+                         int(code.deprecatedBuiltinCode or 0)), "")
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+      out.append((i, name, op))
+  return out
+
+
+def _find(model, kernel: np.ndarray, used: set[int]):
+  """(op index and name, op, channel axis, p [C, n], q [C, n]) of the int8
+  weight tensor that quantises `kernel`, or None."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  g = model.subgraphs[0]
+  for i, name, op in _weight_ops(model):
+    t = g.tensors[op.inputs[1]]
+    qz = t.quantization
+    if i in used or int(t.type) != schema.TensorType.INT8 or qz is None or (
+        qz.scale is None):
+      continue
+    for perm, axis in _layouts(kernel):
+      p = np.transpose(kernel, perm)
+      if tuple(int(s) for s in t.shape) != p.shape or len(qz.scale) != (
+          p.shape[axis]) or int(qz.quantizedDimension) != axis:
+        continue
+      data = model.buffers[t.buffer].data
+      if data is None:
+        continue
+      q = np.frombuffer(bytes(np.asarray(data, np.uint8)), np.int8)
+      q = _by_channel(q.reshape(p.shape).astype(np.float64), axis)
+      pc = _by_channel(p.astype(np.float64), axis)
+      if _matches(q, pc):
+        return (i, f"{name}#{i}"), op, axis, pc, q
+  return None
+
+
+def power_of_two_weights(model_bytes: bytes, kernels
+                         ) -> list[Pow2Weights]:
+  """Which channels of each power-of-two kernel the int8 model holds
+  exactly.
+
+  Args:
+    model_bytes: a full-int8 `.tflite` model converted from the network
+      with these kernels.
+    kernels: (name, kernel) pairs, each a JAX [k, k, cin, cout] (or
+      depthwise [k, k, 1, C]) array of exact signed powers of two or zeros.
+  """
+  model = _model(model_bytes)
+  used: set[int] = set()
+  out = []
+  for name, k in kernels:
+    k = np.asarray(k, np.float64)
+    hit = _find(model, k, used)
+    if hit is None:
+      p = _by_channel(np.transpose(k, (3, 0, 1, 2)), 0)
+      out.append(Pow2Weights(name, "", len(p), (), tuple(_spans(p))))
+      continue
+    (i, op_name), _, _, p, q = hit
+    used.add(i)
+    out.append(Pow2Weights(name, op_name, len(p), tuple(_exact(q, p)),
+                           tuple(int(s) for s in _spans(p))))
+  return out
+
+
+def align_power_of_two_weights(model_bytes: bytes, kernels) -> bytes:
+  """The int8 model with each power-of-two kernel's channels re-quantised
+  to scale max / 64 where that makes them exact (span below POW2_LEVELS):
+  int8 weights 2^(6 - d) for a weight 2^d below the channel's largest, the
+  channel's scale x 127 / 64 and its int32 bias re-quantised to match.
+  Channels that do not fit keep the converter's quantisation. The
+  float function is the same to the bias's rounding (one int32 step).
+  """
+  import flatbuffers  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  model = _model(model_bytes)
+  g = model.subgraphs[0]
+  refs = collections.Counter(t.buffer for t in g.tensors)
+  used: set[int] = set()
+  top = 2 ** (POW2_LEVELS - 1)
+  changed = False
+
+  def own_buffer(t):
+    # A buffer other tensors share gets a copy before it changes.
+    if refs[t.buffer] > 1:
+      b = schema.BufferT()
+      b.data = np.array(model.buffers[t.buffer].data, np.uint8)
+      model.buffers.append(b)
+      refs[t.buffer] -= 1
+      t.buffer = len(model.buffers) - 1
+      refs[t.buffer] = 1
+    return model.buffers[t.buffer]
+
+  for _, k in kernels:
+    hit = _find(model, np.asarray(k, np.float64), used)
+    if hit is None:
+      continue
+    (i, _), op, axis, p, q = hit
+    used.add(i)
+    spans = _spans(p)
+    fit = [c for c in range(len(p))
+           if 0 <= spans[c] < POW2_LEVELS and c not in set(_exact(q, p))]
+    if not fit:
+      continue
+    wt = g.tensors[op.inputs[1]]
+    shape = tuple(int(s) for s in wt.shape)
+    scale = np.asarray(wt.quantization.scale, np.float64)
+    qmax = np.abs(q).max(axis=1)
+    new_scale = scale.copy()
+    for c in fit:
+      # 2^-d of the channel's largest weight becomes 2^(6 - d); the largest
+      # (qmax x scale before) becomes 64 x the new scale.
+      q[c] = p[c] / np.abs(p[c]).max() * top
+      new_scale[c] = scale[c] * qmax[c] / top
+    moved = (shape[axis],) + tuple(s for j, s in enumerate(shape)
+                                   if j != axis)
+    raw = np.moveaxis(q.reshape(moved), 0, axis).astype(np.int8)
+    own_buffer(wt).data = np.frombuffer(raw.tobytes(), np.uint8).copy()
+    wt.quantization.scale = [float(np.float32(s)) for s in new_scale]
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+      bt = g.tensors[op.inputs[2]]
+      b = np.frombuffer(bytes(np.asarray(model.buffers[bt.buffer].data,
+                                         np.uint8)), np.int32).astype(
+                                             np.float64)
+      s_in = float(g.tensors[op.inputs[0]].quantization.scale[0])
+      ratio = scale / np.asarray(wt.quantization.scale, np.float64)
+      b = np.clip(np.round(b * ratio), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+      own_buffer(bt).data = np.frombuffer(b.tobytes(), np.uint8).copy()
+      bt.quantization.scale = [
+          float(np.float32(s_in * s)) for s in wt.quantization.scale]
+    changed = True
+  if not changed:
+    return model_bytes
+  builder = flatbuffers.Builder(len(model_bytes) + 4096)
+  builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+  return bytes(builder.Output())

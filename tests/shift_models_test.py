@@ -172,3 +172,118 @@ def test_int8_simulation_folds_the_shift_weights(space):
                                atol=1e-5 * float(jnp.abs(ref).max()))
     outs.append(np.asarray(ref))
   assert not np.allclose(outs[0], outs[1], atol=1e-3)
+
+
+def _int8_weight_tensors(path):
+  """{shape: [(int8 weights, per-channel axis)]} of the int8 model's
+  per-channel quantised weight tensors, read with LiteRT."""
+  from ai_edge_litert import interpreter as litert
+  it = litert.Interpreter(model_path=str(path))
+  out = {}
+  for d in it.get_tensor_details():
+    qp = d["quantization_parameters"]
+    if d["dtype"] == np.int8 and len(qp["scales"]) > 1:
+      try:
+        w = it.get_tensor(d["index"])
+      except ValueError:
+        continue
+      out.setdefault(tuple(d["shape"]), []).append(
+          (w, int(qp["quantized_dimension"])))
+  return out
+
+
+@pytest.mark.slow
+def test_int8_export_keeps_shift_weights_exact_where_one_scale_holds_them(
+    space, tmp_path):
+  from hwnas import export
+  from hwnas.export import options as options_lib
+  from hwnas.models import standalone
+  a = _mixed(space)     # a fused and an inverted-bottleneck shift block
+  a = dataclasses.replace(a, blocks=((
+      a.blocks[0][0], dataclasses.replace(a.blocks[0][1], type="ibn")),))
+  model = Network(arch_lib.decode(space, a), rngs=nnx.Rngs(4),
+                  depthwise="lax")
+  out = tmp_path / "exp"
+  report = export.export_network(
+      model, out, arch=a, source={"kind": "test", "description": "test"},
+      random_weights=True,
+      options=export.ExportOptions(
+          formats=("tflite-int8",), eval_samples=4, batch_size=4,
+          calibration_steps=8, latency_repeats=2, latency_warmup=1,
+          compile_edgetpu=False))
+  i8 = report["checks"]["shift_weights"]["int8"]
+  baked = nnx.clone(model)
+  standalone.bake_shift_weights(baked)
+  kernels = dict((p, np.asarray(w)) for p, w in
+                 standalone.shift_kernels(baked))
+  tensors = _int8_weight_tensors(out / options_lib.INT8_TFLITE)
+  # fused: expand + project; ibn: expand, depthwise, project.
+  assert len(i8["layers"]) == len(kernels) == 5
+  ops = sorted(l["op"].split("#")[0] for l in i8["layers"])
+  assert ops == ["CONV_2D"] * 4 + ["DEPTHWISE_CONV_2D"], ops
+  for layer in i8["layers"]:
+    k = kernels[layer["kernel"]]                      # [k, k, cin, cout]
+    depthwise = layer["op"].startswith("DEPTHWISE")
+    # A channel fits int8 under one scale when its non-zero weights span
+    # at most 7 powers of two (64 ... 1); those are exact, the rest not.
+    p = np.abs(np.moveaxis(k, 3, 0).reshape(k.shape[3], -1))
+    spans = [np.log2(r[r > 0].max() / r[r > 0].min()) for r in p]
+    fit = {c for c, sp in enumerate(spans) if sp <= 6}
+    inexact = {b["channel"] for b in layer["not_exact"]}
+    assert set(range(len(p))) - inexact == fit, layer["kernel"]
+    # Read back from the file (TFLite layouts: conv [cout, k, k, cin],
+    # depthwise [1, k, k, C]): the fitting channels' int8 weights are the
+    # float powers of two times one factor, itself a power of two (64 for
+    # the largest weight); the converter alone gives 127 and 63 instead.
+    kt = np.transpose(k, (2, 0, 1, 3) if depthwise else (3, 0, 1, 2))
+    (q, axis), = [(w, ax) for w, ax in tensors[kt.shape]
+                  if np.all((w == 0) | (np.sign(w) == np.sign(kt)))
+                  and not np.any(w[kt == 0])]
+    assert axis == (3 if depthwise else 0)
+    q = np.moveaxis(q, axis, 0).reshape(len(p), -1).astype(np.float64)
+    for c in fit:
+      np.testing.assert_array_equal(np.abs(q[c]), p[c] / p[c].max() * 64)
+  # Random initial weights: some channels fit and some do not.
+  assert 0 < i8["exact_channels"] < i8["channels"]
+  md = (out / "report.md").read_text()
+  assert f"int8 shift weights: {i8['exact_channels']} of {i8['channels']}" \
+      in md
+  assert "not exact:" in md
+  # The realigned model still computes the network.
+  assert report["checks"]["int8_gate"]["top1_agreement"] >= 0.75
+
+
+@pytest.mark.slow
+def test_stem_and_head_shift_supernet_equals_standalone(tmp_path):
+  from hwnas.models import standalone
+  p = tmp_path / "micro_stem.yaml"
+  p.write_text(MICRO.replace("activation: relu}\nstages",
+                             "activation: relu, op: shift}\nstages")
+               .replace("{expand_channels: 16, activation: relu}",
+                        "{expand_channels: 16, activation: relu, op: shift}"))
+  sp = space_lib.load(p)
+  assert (sp.stem.op, sp.head.op) == ("shift", "shift")
+  a = _with_op(arch_lib.largest(sp), "mult")   # only stem and head shift
+  x = jax.random.normal(jax.random.key(7), (2, 16, 16, 3))
+  net = model_lib.Supernet(sp, rngs=nnx.Rngs(1))
+  graphdef, state = nnx.split(net)
+
+  @jax.jit
+  def f(state, arrays, x):
+    n = nnx.merge(graphdef, state)
+    return n(x, arrays, train=False), n.observe(x, arrays)[0]
+
+  want, folded = f(state, model_lib.arch_arrays(sp, a), x)
+  sub = extract.subnet(net, a)
+  assert sub.layers[0].body.shift and sub.layers[-3].body.shift
+  np.testing.assert_allclose(sub(x, train=False), want, rtol=1e-4, atol=1e-4)
+  # The simulated-int8 forward folds the rounded stem / head weights too.
+  np.testing.assert_allclose(folded, want, rtol=1e-4,
+                             atol=1e-5 * float(jnp.abs(want).max()))
+  # The same weights multiplying compute something else.
+  sub.layers[0].body.shift = sub.layers[-3].body.shift = False
+  assert not np.allclose(sub(x, train=False), want, atol=1e-3)
+  sub.layers[0].body.shift = sub.layers[-3].body.shift = True
+  n = len(sub.spec.layers)
+  assert [q for q, _ in standalone.shift_kernels(sub)] == [
+      "layers[0].body.conv.kernel", f"layers[{n - 3}].body.conv.kernel"]

@@ -167,6 +167,37 @@ def test_latency_tables_time_a_shift_layer_as_its_multiply_equivalent():
   assert "multiply" not in t.predict_breakdown(mult_spec)["provenance"]
 
 
+def test_search_provenance_says_a_latency_table_times_shift_as_mult(
+    tmp_path):
+  from hwnas import pipeline
+  t = _latency_table(sorted(space_layers.enumerate_layers(TINY)))
+  path = tmp_path / "t.json"
+  t.save(path)
+  lines = []
+
+  for sp, name, noted in ((SHIFT, "shift", True), (TINY, "mult", False)):
+
+    def evaluate(archs, sp=sp):   # a cheap stand-in: more MACs, better
+      return [counting.count(arch.decode(sp, a)).macs / 1e8
+              for a in archs], [{} for _ in archs]
+
+    pipeline.search(sp, tmp_path / name, tables=[str(path)], target_ms=1e9,
+                    evaluator=evaluate, budget=10, progress=False,
+                    echo=lines.append)
+    best = json.loads((tmp_path / name / "best.json").read_text())
+    assert ("shift_layers" in best["provenance"]) == noted
+    if noted:
+      assert "multiply equivalents" in best["provenance"]["shift_layers"]
+      assert any("multiply equivalents" in l for l in lines)
+  # A table that measured a shift layer itself uses that entry, no note.
+  shift_layer = dataclasses.replace(
+      sorted(space_layers.enumerate_layers(TINY))[0], op="shift")
+  own = _latency_table([shift_layer])
+  assert own.latency(shift_layer) == 1.0
+  assert not own.shift_as_mult([shift_layer])
+  assert t.shift_as_mult([shift_layer])
+
+
 def test_energy_table_has_shift_entries_and_search_cost_prefers_shift():
   from hwnas.latency import energy_table
   small = dataclasses.replace(SHIFT, resolutions=(24,))
@@ -213,3 +244,58 @@ def test_feasibility_genes_have_ops_only_where_offered():
   assert b.blocks[0][0].op == "shift"
   assert any(n.blocks[0][0].op == "shift"
              for n in feasibility.neighbours(SHIFT, a))
+
+
+def _fixed_ops(stem="shift", head="shift"):
+  d = SHIFT.to_dict()
+  d["stem"]["op"] = stem
+  d["head"]["op"] = head
+  return space.from_dict(d, path="f.yaml")
+
+
+def test_stem_and_head_op_flow_into_the_network_counts_and_energy():
+  sp = _fixed_ops()
+  assert (sp.stem.op, sp.head.op) == ("shift", "shift")
+  assert space.from_dict(sp.to_dict(), path="x") == dataclasses.replace(
+      sp, path="x")
+  # Without them the space dumps as before ops existed.
+  assert "op" not in SHIFT.to_dict()["stem"]
+  assert "op" not in SHIFT.to_dict()["head"]
+  a = arch.largest(sp)        # every block multiplies
+  spec = arch.decode(sp, a)
+  convs = [l for l in spec.layers if l.type == "conv"]
+  assert [l.op for l in convs] == ["shift", "shift"]
+  assert all(l.op == "mult" for l in spec.blocks)
+  # The plan the cost functions use builds the same layers.
+  assert set(spec.layers) <= space_layers.enumerate_layers(sp)
+  c = counting.count(spec)
+  assert c.shift_adds == sum(counting.layer_counts(l).macs for l in convs)
+  plain = arch.decode(SHIFT, dataclasses.replace(a, space=SHIFT.name))
+  acc = energy.load_accelerator("eyeriss-v1")
+  e = lambda s: sum(l.total_uj for l in energy.network_energy(s, acc))
+  assert e(spec) < e(plain)
+  # With only the stem shifting, the head conv multiplies.
+  only_stem = arch.decode(_fixed_ops(head="mult"), a)
+  assert [l.op for l in only_stem.layers if l.type == "conv"] == [
+      "shift", "mult"]
+
+
+@pytest.mark.parametrize("part, value, msg", [
+    ("stem", "div", r"stem\.op: 'div' is not allowed; allowed: mult, shift"),
+    ("head", ["shift"], r"head\.op: .*not allowed"),
+])
+def test_bad_stem_or_head_op_is_one_line_error(part, value, msg):
+  d = TINY.to_dict()
+  d[part]["op"] = value
+  with pytest.raises(errors.SpaceError, match="^f.yaml: " + msg) as e:
+    space.from_dict(d, path="f.yaml")
+  assert "\n" not in str(e.value)
+
+
+def test_head_op_needs_a_head_conv():
+  d = TINY.to_dict()
+  d["head"] = {"expand_channels": 0, "op": "shift"}
+  with pytest.raises(errors.SpaceError,
+                     match=r"^f.yaml: head\.op: shift applies to the head's "
+                     r"1x1 conv and this head has none"):
+    space.from_dict(d, path="f.yaml")

@@ -123,6 +123,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         "scale): "
         + ("**PASS**" if sw["passed"] else
            f"**FAIL** ({', '.join(sw['not_powers_of_two'][:3])})"))
+    lines += _shift_int8_lines(sw.get("int8"))
   acc = c.get("accuracy")
   if acc:
     lines.append(f"- accuracy on `{acc['dataset']}` {acc['split']} "
@@ -150,3 +151,36 @@ def write(directory: str | os.PathLike[str], report: dict[str, Any]) -> None:
   d = pathlib.Path(directory)
   (d / "report.json").write_text(json.dumps(report, indent=1) + "\n")
   (d / "report.md").write_text(to_markdown(report))
+
+
+def _shift_int8_lines(i8) -> list[str]:
+  """Per shift kernel, which output channels the int8 model holds as
+  exact powers of two and why the others are not."""
+  if not i8:
+    return []
+  top = 2 ** (i8["levels"] - 1)
+  out = [f"- int8 shift weights: {i8['exact_channels']} of {i8['channels']} "
+         "output channels exact (int8 weight = the channel's scale x a "
+         f"power of two, {top} ... 1: a channel fits when its weights span "
+         f"at most {i8['levels']} powers of two; the others keep the "
+         "converter's scale, max / 127, and are rounded):"]
+  for l in i8["layers"]:
+    head = f"  - `{l['kernel']}`"
+    if not l["op"]:
+      out.append(f"{head}: no int8 weight tensor of the model matches it: "
+                 "**not checked**")
+      continue
+    line = (f"{head} ({l['op']}): {l['exact_channels']}/{l['channels']} "
+            "exact")
+    bad = l["not_exact"]
+    if bad:
+      spans = sorted({b["exponent_span"] for b in bad})
+      fits = [b["channel"] for b in bad
+              if 0 <= b["exponent_span"] < i8["levels"]]
+      line += (f"; not exact: {len(bad)} channel(s) spanning "
+               f"{min(spans) + 1}-{max(spans) + 1} powers of two"
+               + (f" (channels {fits[:5]} fit but were not re-quantised)"
+                  if fits else ""))
+    out.append(line)
+  return out
+

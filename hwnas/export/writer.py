@@ -57,8 +57,11 @@ def _load_table(table):
 def _predict_latency(table, spec: NetSpec) -> dict[str, Any] | None:
   if table is None:
     return None
+  from hwnas.latency import table as tbl  # pylint: disable=g-import-not-at-top
   return {"ms": float(table.predict(spec)), "table": table.path or table.name,
-          "provenance": table.describe(),
+          "provenance": table.describe() + (
+              f"; {tbl.SHIFT_NOTE}" if table.shift_as_mult(spec.layers)
+              else ""),
           "header": {k: v for k, v in table.header.items()
                      if isinstance(v, (str, int, float, bool))}}
 
@@ -257,7 +260,7 @@ def _run_checks(r: dict[str, Any], model, float_bytes, int8_bytes, ds,
          spec.in_channels)).astype(np.float32)
     labels = None
   flax_logits = checks.predict(model, images, batch_size=o.batch_size)
-  shift = _shift_check(model)
+  shift = _shift_check(model, int8_bytes)
   if shift:
     r["checks"]["shift_weights"] = shift
   runs: dict[str, np.ndarray] = {}
@@ -299,16 +302,35 @@ def _run_checks(r: dict[str, Any], model, float_bytes, int8_bytes, ds,
     r["checks"]["accuracy"] = acc
 
 
-def _shift_check(model) -> dict[str, Any] | None:
+def _shift_kernels(model) -> list[tuple[str, np.ndarray]]:
+  from hwnas.models import standalone  # pylint: disable=g-import-not-at-top
+  return [(p, np.asarray(w)) for p, w in standalone.shift_kernels(model)]
+
+
+def _shift_check(model, int8_bytes: bytes | None = None
+                 ) -> dict[str, Any] | None:
   """Whether the exported shift layers' conv weights are exactly signed
-  powers of two (None when the network has no shift layer)."""
-  from hwnas.models import deepshift, standalone  # pylint: disable=g-import-not-at-top
-  kernels = standalone.shift_kernels(model)
+  powers of two (None when the network has no shift layer) and, with an
+  int8 model, which of their channels its int8 weights hold exactly."""
+  from hwnas.models import deepshift  # pylint: disable=g-import-not-at-top
+  kernels = _shift_kernels(model)
   if not kernels:
     return None
   bad = [p for p, w in kernels if not deepshift.is_power_of_two(w)]
-  return {"convs": len(kernels), "bits": deepshift.DEFAULT_BITS,
-          "not_powers_of_two": bad, "passed": not bad}
+  out = {"convs": len(kernels), "bits": deepshift.DEFAULT_BITS,
+         "not_powers_of_two": bad, "passed": not bad}
+  if int8_bytes is not None and not bad:
+    layers = [r.to_dict() for r in
+              tflite.power_of_two_weights(int8_bytes, kernels)]
+    out["int8"] = {
+        "levels": tflite.POW2_LEVELS, "layers": layers,
+        "channels": sum(l["channels"] for l in layers),
+        "exact_channels": sum(l["exact_channels"] for l in layers),
+        "what": "int8 weights = m_c x the power of two, one m_c per output "
+                "channel (its scale); a channel holds them exactly when its "
+                "exponents span fewer than 7 powers of two (int8 holds "
+                "64 ... 1 under one scale)"}
+  return out
 
 
 def _litert_runtime() -> str:
@@ -367,6 +389,12 @@ def _write_models(tmp: pathlib.Path, r: dict[str, Any], model, fn, shape,
     rep, rep_desc = _calibration_samples(ds, spec, o)
     int8_bytes = tflite.convert(fn, shape, int8=True,
                                 representative=[x[None] for x in rep])
+    kernels = _shift_kernels(model)
+    if kernels:
+      # Shift layers' channels whose powers of two fit int8 under one
+      # scale are re-quantised to hold them exactly (`_shift_check` says
+      # which do not).
+      int8_bytes = tflite.align_power_of_two_weights(int8_bytes, kernels)
     (tmp / options_lib.INT8_TFLITE).write_bytes(int8_bytes)
     r["int8_calibration"] = rep_desc
   return float_bytes, int8_bytes

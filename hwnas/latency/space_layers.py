@@ -62,7 +62,8 @@ def block_layer(space: SearchSpace, size: int, cin: int, width: int,
 def stem_layer(space: SearchSpace, resolution: int) -> Layer:
   st = space.stem
   return Layer("conv", resolution, space.input_channels, st.channels,
-               kernel=st.kernel, stride=st.stride, activation=st.activation)
+               kernel=st.kernel, stride=st.stride, activation=st.activation,
+               op=st.op)
 
 
 def stage_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
@@ -81,7 +82,7 @@ def head_layers(space: SearchSpace, size: int, cin: int,
   h, out, ch = space.head, [], cin
   if h.expand_channels:
     out.append(Layer("conv", size, ch, h.expand_channels,
-                     activation=h.activation))
+                     activation=h.activation, op=h.op))
     ch = h.expand_channels
   out.append(Layer("pool", size, ch, ch))
   if h.feature_channels:

@@ -63,6 +63,13 @@ from hwnas.netspec import Layer, NetSpec
 
 # ----------------------------------------------------------------- values --
 
+# What a latency table says about the shift layers (power-of-two weights)
+# it predicts: no backend hwnas measures runs them as anything but the
+# multiply convolution, so a table times them as that.
+SHIFT_NOTE = ("shift layers read their multiply equivalents' entries (no "
+              "backend here has a shift datapath)")
+
+
 class _MultEquivalent(dict):
   """Layer -> ms of a latency table, where a `shift` layer (power-of-two
   weights) without an entry of its own reads its multiply equivalent's:
@@ -261,12 +268,17 @@ class LatencyTable:
                                spec.name),
         "band_ms": self.predict_band(spec),
         "provenance": self.describe() + (
-            "; shift layers read their multiply equivalents' entries (no "
-            "backend here has a shift datapath)" if self.units != "uJ" and
-            any(l.op != "mult" for l in spec.layers) else ""),
+            f"; {SHIFT_NOTE}" if self.shift_as_mult(spec.layers) else ""),
     }
 
   # -- description -------------------------------------------------------
+  def shift_as_mult(self, layers) -> bool:
+    """Whether the table predicts one of `layers` (shift layers) by its
+    multiply equivalent's entry (`SHIFT_NOTE`): a latency table without
+    an entry of the shift layer's own."""
+    return self.units != "uJ" and any(
+        l.op != "mult" and l.key() not in self.entries for l in layers)
+
   def describe(self) -> str:
     """One-line provenance, repeated by every report that uses the table."""
     h, p = self.header, self.provenance

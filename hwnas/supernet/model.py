@@ -15,7 +15,8 @@ One set of weights serves every architecture of a `SearchSpace`:
 * squeeze-excite on/off and the activation per block;
 * the op per block (`mult` / `shift`): a shift block uses the same weights
   as signed powers of two (`hwnas.models.deepshift`), selected inside the
-  branch by a traced flag (no extra branch, no extra weights);
+  branch by a traced flag (no extra branch, no extra weights); a space's
+  fixed `stem.op` / `head.op` rounds those convs' weights the same way;
 * elastic resolution: any input size (one compilation per resolution).
 
 How an architecture reaches the compiled code: branching
@@ -81,6 +82,7 @@ from flax import nnx
 
 from hwnas import arch as arch_lib
 from hwnas.models import ops
+from hwnas.models.deepshift import power_of_two
 from hwnas.space import SearchSpace
 from hwnas.supernet import int8
 from hwnas.supernet.blocks import (Context, SlotModule, activate,
@@ -201,8 +203,11 @@ class Supernet(nnx.Module):
     space, points = self.space, ctx.points
     on = jnp.asarray(True)
 
-    def conv_bn_act(name, weights, x, x_range, act, stride=1, in_mask=None):
+    def conv_bn_act(name, weights, x, x_range, act, stride=1, in_mask=None,
+                    op="mult"):
       w = weights.kernel[...]
+      if op == "shift":   # a space's fixed stem / head op (not traced)
+        w = power_of_two(w)
       conv = functools.partial(conv2d, stride=stride, impl=self.depthwise)
       if points.folds:
         w, b = fold_and_quantize(points, w, weights.bn, x_range, in_mask)
@@ -219,7 +224,8 @@ class Supernet(nnx.Module):
 
     x, x_range = points("input", x)
     x, x_range = conv_bn_act("stem", self.stem, x, x_range,
-                             space.stem.activation, space.stem.stride)
+                             space.stem.activation, space.stem.stride,
+                             op=space.stem.op)
     seen = {}
     for i, slot in enumerate(self.slots):
       x, x_range, slot_seen = slot(x, x_range, {k: v[i] for k, v in
@@ -236,7 +242,8 @@ class Supernet(nnx.Module):
     head = space.head
     if self.head_conv is not None:
       x, x_range = conv_bn_act("head", self.head_conv, x, x_range,
-                               head.activation, in_mask=width_mask)
+                               head.activation, in_mask=width_mask,
+                               op=head.op)
       width_mask = None
     x = points.same(ops.global_avg_pool(x), x_range).reshape(x.shape[0], -1)
     if self.feature is not None:
