@@ -13,7 +13,8 @@ upsampled to the architecture's 32 px), one seed, the default recipe with
 
 Stage `search`: does a search whose objective includes energy pick a mix
 of shift and multiply blocks, and what does it save? Trains a tiny_shift
-supernet with `hwnas supernet train` (default recipe and config `tiny`,
+supernet with `hwnas supernet train` (config `tiny,ps_n2`, the recipe the
+published results used,
 digits; skipped when `--workdir` already holds it), then runs two searches
 of `--budget` evaluations with the same energy target (`--target-uj`, by
 default the median energy of 2000 random architectures of the space) on the
@@ -198,7 +199,7 @@ def stage_search(args) -> None:
   root.mkdir(parents=True, exist_ok=True)
   sn = root / "supernet"
   train_argv = ["supernet", "train", "--space", "tiny_shift", "--dataset",
-                "digits", "--config", "tiny", "--workdir", str(sn),
+                "digits", "--config", "tiny,ps_n2", "--workdir", str(sn),
                 "--no-progress"] + [
                     w for kv in args.supernet_set for w in ("--set", kv)]
   done = (sn / "metrics.jsonl").exists() and any(
@@ -272,7 +273,7 @@ def stage_search(args) -> None:
       "", "and the same search in the space with `ops: [mult]` "
       "(`pipeline.search` with the supernet's evaluator). "
       + _host(), "",
-      f"Supernet: default recipe (`ps_n2`, 450 steps"
+      f"Supernet: `--config tiny,ps_n2` (450 steps"
       + (f"; `{' '.join(args.supernet_set)}`" if args.supernet_set else "")
       + f"), validation split {ev.data.dataset.info.split_sizes['val']} "
       "images, final "
