@@ -228,3 +228,20 @@ def test_searched_stem_and_head_op_supernet_equals_standalone(sp):
   batch = model_lib.stack_arch_arrays(sp, [a, _parts(a, "shift", "mult")])
   assert batch["stem_op"].tolist() == [0, 1]
   assert "stem_op" not in model_lib.arch_arrays(_plain(sp), a)
+
+
+def test_standalone_network_of_the_decoded_arch_shifts_stem_and_head(sp):
+  # What `hwnas train` builds and export checks for power-of-two kernels.
+  a = _parts(arch.largest(sp), "shift", "mult")
+  for x, want in ((a, [0]), (_parts(a, "mult", "shift"), [-3]),
+                  (_parts(a, "mult", "mult"), [])):
+    spec = arch.decode(sp, x)
+    # Shapes only (no weights computed): the structure is what counts here.
+    net = nnx.eval_shape(lambda s=spec: standalone.Network(
+        s, rngs=nnx.Rngs(0)))
+    n = len(spec.layers)
+    assert all(l.op == "mult" for l in spec.blocks)   # the largest's
+    assert [q for q, _ in standalone.shift_kernels(net)] == [
+        f"layers[{i % n}].body.conv.kernel" for i in want]
+    assert net.layers[0].body.shift == (x.stem_op == "shift")
+    assert net.layers[n - 3].body.shift == (x.head_op == "shift")
