@@ -245,3 +245,25 @@ def test_standalone_network_of_the_decoded_arch_shifts_stem_and_head(sp):
         f"layers[{i % n}].body.conv.kernel" for i in want]
     assert net.layers[0].body.shift == (x.stem_op == "shift")
     assert net.layers[n - 3].body.shift == (x.head_op == "shift")
+
+
+def test_a_search_explores_and_records_the_stem_and_head_op(sp, tmp_path):
+  from hwnas.search import run  # pylint: disable=g-import-not-at-top
+  energy_uj = space_layers.make_cost_fn(energy_table.make_table(sp), sp)
+
+  def accuracy(archs):   # toy: multiplying stem / head convs are better
+    return ([0.5 + 0.1 * (a.stem_op == "mult") + 0.05 * (a.head_op == "mult")
+             + counting.count(arch.decode(sp, a)).macs / 1e7 for a in archs],
+            [{} for _ in archs])
+  r = run(sp, accuracy, {"energy_uj": energy_uj}, objective="pareto",
+          workdir=tmp_path, budget=24, population=8, progress=False,
+          plot=False)
+  assert len(r.records) == 24
+  assert {x.arch.stem_op for x in r.records} == {"mult", "shift"}
+  assert {x.arch.head_op for x in r.records} == {"mult", "shift"}
+  for x in r.records:
+    assert x.costs["energy_uj"] == pytest.approx(energy_uj(x.arch))
+  # The history file keeps the ops (rows reload to the same choices).
+  rows = (tmp_path / "history.jsonl").read_text().splitlines()
+  assert [history.network_key(arch.from_json(line)) for line in rows] == [
+      history.network_key(x.arch) for x in r.records]
