@@ -267,3 +267,29 @@ def test_a_search_explores_and_records_the_stem_and_head_op(sp, tmp_path):
   rows = (tmp_path / "history.jsonl").read_text().splitlines()
   assert [history.network_key(arch.from_json(line)) for line in rows] == [
       history.network_key(x.arch) for x in r.records]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fast_compile")
+def test_sandwich_training_steps_serve_both_stem_and_head_ops(sp):
+  from hwnas.configs import loader  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import train as train_lib  # pylint: disable=g-import-not-at-top
+  net = model_lib.Supernet(sp, rngs=nnx.Rngs(0))
+  tx = train_lib.make_optimizer(loader.load("tiny"), 10)
+  graphdef, state = train_lib.create_state(net, tx)
+  step = train_lib.jit_train_step(graphdef, tx, resolution=16,
+                                  label_smoothing=0.0, kd_ratio=0.5)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.standard_normal((2, 16, 16, 3)),
+                                jnp.float32),
+           "label": jnp.asarray([0, 1], jnp.int32)}
+  seen = set()
+  for i in range(3):
+    archs = train_lib.sandwich(rng, sp, n_random=2, resolution=16)
+    seen.update((a.stem_op, a.head_op) for a in archs)
+    state, metrics = step(state, batch, jax.random.key(i),
+                          model_lib.stack_arch_arrays(sp, archs))
+    assert np.isfinite(float(metrics["train/loss"]))
+  # The sandwich's largest multiplies and its smallest shifts.
+  assert {("mult", "mult"), ("shift", "shift")} <= seen
+  assert step._cache_size() == 1             # pylint: disable=protected-access
