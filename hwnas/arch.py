@@ -18,7 +18,7 @@ never modify their inputs, and always return valid members of the space.
 >>> arch.from_json(arch.to_json(a)) == a
 True
 
-Size: just under 500 lines of small pure functions over one value type
+Size: about 620 lines of small pure functions over one value type
 (sample, mutate, crossover, decode, encode, JSON); no seam a reader would
 expect to cross.
 """
@@ -61,6 +61,11 @@ class ArchChoice:
   widths: tuple[int, ...]           # output channels, one per stage
   depths: tuple[int, ...]           # active blocks, one per stage
   blocks: tuple[tuple[BlockChoice, ...], ...]  # [stage][slot], max depth
+  # The stem conv's and the head's 1x1 conv's op ('mult' | 'shift'): a
+  # gene only where the space's `stem.ops` / `head.ops` offers both;
+  # otherwise the space's one op (the defaults keep older files loading).
+  stem_op: str = "mult"
+  head_op: str = "mult"
 
   def active_blocks(self):
     """Yields (stage, index in stage, BlockChoice) of active, non-skip
@@ -80,7 +85,8 @@ def _default_block(stage: Stage) -> BlockChoice:
 
 
 def canonicalize(space: SearchSpace, arch: ArchChoice) -> ArchChoice:
-  """Resets inactive slots and the fields of skip blocks to defaults."""
+  """Resets inactive slots and the fields of skip blocks to defaults (and
+  the stem / head op to the space's op where it offers only one)."""
   stages = []
   for st, d, bs in zip(space.stages, arch.depths, arch.blocks):
     default = _default_block(st)
@@ -88,7 +94,11 @@ def canonicalize(space: SearchSpace, arch: ArchChoice) -> ArchChoice:
         default if j >= d else
         dataclasses.replace(default, type="skip") if b.type == "skip" else b
         for j, b in enumerate(bs)))
-  return dataclasses.replace(arch, blocks=tuple(stages))
+  fixed = lambda ops, op: ops[0] if len(ops) == 1 else op
+  return dataclasses.replace(
+      arch, blocks=tuple(stages),
+      stem_op=fixed(space.stem.ops, arch.stem_op),
+      head_op=fixed(space.head.ops, arch.head_op))
 
 
 def validate(space: SearchSpace, arch: ArchChoice) -> None:
@@ -103,6 +113,10 @@ def validate(space: SearchSpace, arch: ArchChoice) -> None:
         "use the space it was searched in")
   if arch.resolution not in space.resolutions:
     bad("resolution", arch.resolution, space.resolutions)
+  if arch.stem_op not in space.stem.ops:
+    bad("stem_op", arch.stem_op, space.stem.ops)
+  if arch.head_op not in space.head.ops:
+    bad("head_op", arch.head_op, space.head.ops)
   n = len(space.stages)
   if len(arch.widths) != n or len(arch.depths) != n:
     raise errors.SpaceError(
@@ -152,7 +166,7 @@ def decode(space: SearchSpace, arch: ArchChoice, *,
 
   st0 = space.stem
   add(Layer("conv", size, ch, st0.channels, kernel=st0.kernel,
-            stride=st0.stride, activation=st0.activation, op=st0.op))
+            stride=st0.stride, activation=st0.activation, op=arch.stem_op))
   for st, width, depth, bs in zip(space.stages, arch.widths, arch.depths,
                                   arch.blocks):
     for j in range(depth):
@@ -168,7 +182,7 @@ def decode(space: SearchSpace, arch: ArchChoice, *,
   head = space.head
   if head.expand_channels:
     add(Layer("conv", size, ch, head.expand_channels,
-              activation=head.activation, op=head.op))
+              activation=head.activation, op=arch.head_op))
   add(Layer("pool", size, ch, ch))
   if head.feature_channels:
     add(Layer("fc", 1, ch, head.feature_channels, activation=head.activation))
@@ -191,6 +205,11 @@ def _pick_op(rng, st: Stage, current: str | None = None) -> str:
   return _pick(rng, st.ops) if current is None else current
 
 
+def _pick_part_op(rng, ops: tuple[str, ...]) -> str:
+  # The stem / head op, drawn only where the space offers a choice.
+  return ops[0] if len(ops) == 1 else _pick(rng, ops)
+
+
 def _sample_block(rng, st: Stage, j: int) -> BlockChoice:
   return BlockChoice(_pick(rng, st.types_for(j)), _pick(rng, st.kernels),
                      _pick(rng, st.expansions), _pick(rng, st.se),
@@ -204,16 +223,19 @@ def sample(rng: np.random.Generator, space: SearchSpace) -> ArchChoice:
   depths = tuple(_pick(rng, st.depths) for st in space.stages)
   blocks = tuple(tuple(_sample_block(rng, st, j) for j in range(st.max_depth))
                  for st in space.stages)
+  stem_op = _pick_part_op(rng, space.stem.ops)
+  head_op = _pick_part_op(rng, space.head.ops)
   return canonicalize(space, ArchChoice(space.name, resolution, widths,
-                                        depths, blocks))
+                                        depths, blocks, stem_op, head_op))
 
 
 def mutate(rng: np.random.Generator, space: SearchSpace, arch: ArchChoice,
            prob: float = 0.1) -> ArchChoice:
   """Resamples each gene with probability `prob` (Once-for-All style).
 
-  Genes: the resolution, each stage's width and depth, and each field of
-  each active block. Slots activated by a grown depth are sampled afresh.
+  Genes: the resolution, each stage's width and depth, each field of
+  each active block, and the stem and head ops where the space offers a
+  choice. Slots activated by a grown depth are sampled afresh.
   """
   validate(space, arch)
   flip = lambda: rng.random() < prob
@@ -247,8 +269,14 @@ def mutate(rng: np.random.Generator, space: SearchSpace, arch: ArchChoice,
             b.op if len(st.ops) == 1 or not flip() else _pick_op(rng, st))
       blocks[j] = b
     stages.append(tuple(blocks))
+  # As for block ops: no draw where the space offers one op.
+  part_op = lambda ops, op: (_pick(rng, ops) if len(ops) > 1 and flip()
+                             else op)
+  stem_op = part_op(space.stem.ops, arch.stem_op)
+  head_op = part_op(space.head.ops, arch.head_op)
   return canonicalize(space, ArchChoice(space.name, resolution, widths,
-                                        depths, tuple(stages)))
+                                        depths, tuple(stages), stem_op,
+                                        head_op))
 
 
 def crossover(rng: np.random.Generator, space: SearchSpace, a: ArchChoice,
@@ -270,21 +298,28 @@ def crossover(rng: np.random.Generator, space: SearchSpace, a: ArchChoice,
       else:
         blocks.append(active[0] if len(active) == 1 else pick(*active))
     stages.append(tuple(blocks))
+  part_op = lambda ops, x, y: pick(x, y) if len(ops) > 1 else x
   return canonicalize(space, ArchChoice(
       space.name, pick(a.resolution, b.resolution),
       tuple(pick(x, y) for x, y in zip(a.widths, b.widths)), depths,
-      tuple(stages)))
+      tuple(stages), part_op(space.stem.ops, a.stem_op, b.stem_op),
+      part_op(space.head.ops, a.head_op, b.head_op)))
 
 
 def _extreme(space: SearchSpace, largest: bool) -> ArchChoice:
   from hwnas import counting
   sel = max if largest else min
+  # The stem / head op leaves MACs unchanged; as for blocks of equal MACs,
+  # the largest multiplies and the smallest shifts.
+  want = "mult" if largest else "shift"
+  part_op = lambda ops: want if want in ops else ops[0]
   arch = canonicalize(space, ArchChoice(
       space.name, sel(space.resolutions),
       tuple(sel(st.widths) for st in space.stages),
       tuple(sel(st.depths) for st in space.stages),
       tuple(tuple(_default_block(st) for _ in range(st.max_depth))
-            for st in space.stages)))
+            for st in space.stages),
+      part_op(space.stem.ops), part_op(space.head.ops)))
   # Greedy per slot is exact: with widths and resolution fixed, a block's
   # MACs depend only on its own choice. Ties go to larger kernel/expansion/SE
   # for the largest, smaller for the smallest.
@@ -340,6 +375,8 @@ def _genes(space: SearchSpace):
       yield f"{k}.se", st.se
       yield f"{k}.activation", st.activations
       yield f"{k}.op", st.ops
+  yield "stem_op", space.stem.ops      # after the blocks: spaces without a
+  yield "head_op", space.head.ops      # choice encode as before
 
 
 def encoding_size(space: SearchSpace) -> int:
@@ -354,7 +391,8 @@ def encode(space: SearchSpace, arch: ArchChoice) -> np.ndarray:
   blocks, so the encoding of a network does not depend on dead genes.
   """
   validate(space, arch)
-  values = {"resolution": arch.resolution}
+  values = {"resolution": arch.resolution, "stem_op": arch.stem_op,
+            "head_op": arch.head_op}
   for i in range(len(space.stages)):
     values[f"widths[{i}]"] = arch.widths[i]
     values[f"depths[{i}]"] = arch.depths[i]
@@ -388,6 +426,11 @@ def to_dict(arch: ArchChoice, *, space: SearchSpace | None = None
       "depths": list(arch.depths),
       "blocks": [[_block_dict(b) for b in bs] for bs in arch.blocks],
   }
+  # Like a block's op: written only when it shifts, so choices of spaces
+  # without the choice keep their JSON.
+  for k in ("stem_op", "head_op"):
+    if getattr(arch, k) != "mult":
+      d[k] = getattr(arch, k)
   if space is not None and space.path and not _shipped(space.path):
     path = pathlib.Path(space.path).absolute()
     d.update(space_file=str(path), space_sha256=_sha256(path))
@@ -451,7 +494,8 @@ def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
     if k not in d:
       raise errors.SpaceError(f"{where}: missing key {k!r}")
   extra = sorted(set(d) - set(need) - {"schema", "space_file",
-                                        "space_sha256"})
+                                        "space_sha256", "stem_op",
+                                        "head_op"})
   if extra:
     raise errors.SpaceError(f"{where}: unknown key(s) {extra}")
   _check_types(d, where)
@@ -460,7 +504,8 @@ def from_dict(d: Any, *, where: str = "<arch>") -> ArchChoice:
   except (TypeError, AttributeError) as e:
     raise errors.SpaceError(f"{where}: blocks: {e}") from None
   return ArchChoice(d["space"], d["resolution"], tuple(d["widths"]),
-                    tuple(d["depths"]), blocks)
+                    tuple(d["depths"]), blocks, d.get("stem_op", "mult"),
+                    d.get("head_op", "mult"))
 
 
 _BLOCK_TYPES = {"type": str, "kernel": int, "expansion": (int, float),
@@ -480,6 +525,9 @@ def _check_types(d: dict, where: str) -> None:
     fail("space", d["space"], "a space name")
   if not is_int(d["resolution"]):
     fail("resolution", d["resolution"], "an integer")
+  for key in ("stem_op", "head_op"):
+    if key in d and not isinstance(d[key], str):
+      fail(key, d[key], "an op name (mult or shift)")
   for key in ("widths", "depths"):
     if not isinstance(d[key], list) or not all(is_int(v) for v in d[key]):
       fail(key, d[key], "a list of integers, one per stage")
@@ -551,10 +599,13 @@ def to_string(arch: ArchChoice) -> str:
 
   Per stage `width:[blocks]`; a block is an optional type letter (F fused,
   none for ibn), kernel, expansion, activation, '+se', '+sh' (a shift
-  block: power-of-two weights); '-' is a skip.
+  block: power-of-two weights); '-' is a skip. A shift stem conv adds
+  'stem:sh' after the resolution, a shift head conv 'head:sh' at the end.
   Inactive slots are not shown, so the string identifies the network.
   """
   parts = [f"r{arch.resolution}"]
+  if arch.stem_op == "shift":
+    parts.append("stem:sh")
   for w, d, bs in zip(arch.widths, arch.depths, arch.blocks):
     toks = []
     for b in bs[:d]:
@@ -567,4 +618,6 @@ def to_string(arch: ArchChoice) -> str:
                     f"{'+se' if b.se else ''}"
                     f"{'+sh' if b.op == 'shift' else ''}")
     parts.append(f"{w}:[{','.join(toks)}]")
+  if arch.head_op == "shift":
+    parts.append("head:sh")
   return " ".join(parts)

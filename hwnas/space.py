@@ -33,7 +33,9 @@ per-layer kernel/expansion). `ops` offers DeepShift power-of-two
 ('shift') convolutions beside ordinary ('mult') ones; a stage without it
 has only `mult`, as before ops existed. `stem: {op: shift}` and `head:
 {op: shift}` make the stem conv and the head's 1x1 conv shift convolutions
-in every architecture of the space (a fixed setting, not a search choice).
+in every architecture of the space; `stem: {ops: [mult, shift]}` (and the
+same on the head) makes each a search choice (`ArchChoice.stem_op` /
+`head_op`). `op: X` is the one-choice form of `ops: [X]`.
 `skip` (identity, as in
 FBNet/ProxylessNAS) is never offered to the first block of a stage, which
 changes shape.
@@ -77,7 +79,7 @@ class Stem:
   kernel: int = 3
   stride: int = 2
   activation: str = "relu"
-  op: str = "mult"             # 'shift': power-of-two weights (fixed, not searched)
+  ops: tuple[str, ...] = ("mult",)   # 'shift': power-of-two weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Head:
   expand_channels: int = 0     # 1x1 conv + BN + act before pooling; 0: none
   feature_channels: int = 0    # dense + act after pooling (MBV3); 0: none
   activation: str = "relu"
-  op: str = "mult"             # of the expand conv; 'shift' as for Stem
+  ops: tuple[str, ...] = ("mult",)   # of the expand conv, as for Stem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +149,7 @@ class SearchSpace:
 
   def num_archs(self) -> int:
     """Number of distinct architectures (distinct decoded networks)."""
-    total = len(self.resolutions)
+    total = len(self.resolutions) * len(self.stem.ops) * len(self.head.ops)
     for st in self.stages:
       per_block = (len(st.kernels) * len(st.expansions) * len(st.se) *
                    len(st.activations) * len(st.ops))
@@ -168,8 +170,11 @@ class SearchSpace:
       if st["ops"] == ("mult",):
         st.pop("ops")
     for part in ("stem", "head"):   # as before ops existed, unless shift
-      if d[part]["op"] == "mult":
-        d[part].pop("op")
+      ops = d[part].pop("ops")
+      if len(ops) > 1:
+        d[part]["ops"] = ops
+      elif ops != ("mult",):
+        d[part]["op"] = ops[0]    # the fixed form
     return _lists(d)
 
 
@@ -322,6 +327,17 @@ def _parse_stage(c: _Checker, d: Any, key: str, divisor: int) -> Stage:
   )
 
 
+def _part_ops(c: _Checker, d: dict, part: str) -> tuple[str, ...]:
+  """The stem's or head's op choices: `op: X` (fixed) or `ops: [...]`."""
+  if "op" in d and "ops" in d:
+    c.fail(f"{part}.ops", f"give either {part}.op (fixed) or {part}.ops "
+           "(a search choice), not both")
+  if "ops" in d:
+    return c.choices(d["ops"], f"{part}.ops",
+                     lambda v, k: c.choice(v, k, SPACE_OPS))
+  return (c.choice(d.get("op", "mult"), f"{part}.op", SPACE_OPS),)
+
+
 def _expansion(c: _Checker, v: Any, key: str) -> float:
   c.pos_num(v, key)
   if v > BOUNDS["expansion"][1]:
@@ -345,7 +361,7 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
   divisor = c.bounded(d.get("channel_divisor", 8), "channel_divisor",
                       "channel_divisor")
   stem_d = c.keys(d["stem"], "stem",
-                  {"channels", "kernel", "stride", "activation", "op"},
+                  {"channels", "kernel", "stride", "activation", "op", "ops"},
                   ("channels",))
   stem = Stem(
       channels=c.bounded(stem_d["channels"], "stem.channels", "width"),
@@ -353,9 +369,10 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
       stride=c.choice(stem_d.get("stride", 2), "stem.stride", (1, 2)),
       activation=c.choice(stem_d.get("activation", "relu"),
                           "stem.activation", SPACE_ACTIVATIONS),
-      op=c.choice(stem_d.get("op", "mult"), "stem.op", SPACE_OPS))
+      ops=_part_ops(c, stem_d, "stem"))
   head_d = c.keys(d["head"], "head",
-                  {"expand_channels", "feature_channels", "activation", "op"})
+                  {"expand_channels", "feature_channels", "activation", "op",
+                   "ops"})
   head = Head(
       expand_channels=c.bounded(head_d.get("expand_channels", 0),
                                 "head.expand_channels", "head_channels"),
@@ -363,10 +380,11 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
                                  "head.feature_channels", "head_channels"),
       activation=c.choice(head_d.get("activation", "relu"),
                           "head.activation", SPACE_ACTIVATIONS),
-      op=c.choice(head_d.get("op", "mult"), "head.op", SPACE_OPS))
-  if head.op != "mult" and not head.expand_channels:
-    c.fail("head.op", f"{head.op} applies to the head's 1x1 conv and this "
-           "head has none; set head.expand_channels > 0 or drop head.op")
+      ops=_part_ops(c, head_d, "head"))
+  if head.ops != ("mult",) and not head.expand_channels:
+    key = "head.ops" if "ops" in head_d else "head.op"
+    c.fail(key, f"{', '.join(head.ops)} applies to the head's 1x1 conv and "
+           f"this head has none; set head.expand_channels > 0 or drop {key}")
   if not isinstance(d["stages"], list) or not d["stages"]:
     c.fail("stages", "must be a non-empty list of stages")
   if len(d["stages"]) > BOUNDS["stages"][1]:

@@ -262,8 +262,9 @@ def test_stem_and_head_shift_supernet_equals_standalone(tmp_path):
                .replace("{expand_channels: 16, activation: relu}",
                         "{expand_channels: 16, activation: relu, op: shift}"))
   sp = space_lib.load(p)
-  assert (sp.stem.op, sp.head.op) == ("shift", "shift")
+  assert (sp.stem.ops, sp.head.ops) == (("shift",), ("shift",))
   a = _with_op(arch_lib.largest(sp), "mult")   # only stem and head shift
+  assert (a.stem_op, a.head_op) == ("shift", "shift")
   x = jax.random.normal(jax.random.key(7), (2, 16, 16, 3))
   net = model_lib.Supernet(sp, rngs=nnx.Rngs(1))
   graphdef, state = nnx.split(net)

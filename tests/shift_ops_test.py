@@ -255,13 +255,16 @@ def _fixed_ops(stem="shift", head="shift"):
 
 def test_stem_and_head_op_flow_into_the_network_counts_and_energy():
   sp = _fixed_ops()
-  assert (sp.stem.op, sp.head.op) == ("shift", "shift")
+  assert (sp.stem.ops, sp.head.ops) == (("shift",), ("shift",))
   assert space.from_dict(sp.to_dict(), path="x") == dataclasses.replace(
       sp, path="x")
   # Without them the space dumps as before ops existed.
   assert "op" not in SHIFT.to_dict()["stem"]
   assert "op" not in SHIFT.to_dict()["head"]
   a = arch.largest(sp)        # every block multiplies
+  # A fixed op is the space's only choice: every architecture carries it.
+  assert (a.stem_op, a.head_op) == ("shift", "shift")
+  assert sp.num_archs() == SHIFT.num_archs()
   spec = arch.decode(sp, a)
   convs = [l for l in spec.layers if l.type == "conv"]
   assert [l.op for l in convs] == ["shift", "shift"]
@@ -270,12 +273,14 @@ def test_stem_and_head_op_flow_into_the_network_counts_and_energy():
   assert set(spec.layers) <= space_layers.enumerate_layers(sp)
   c = counting.count(spec)
   assert c.shift_adds == sum(counting.layer_counts(l).macs for l in convs)
-  plain = arch.decode(SHIFT, dataclasses.replace(a, space=SHIFT.name))
+  plain = arch.decode(SHIFT, arch.canonicalize(
+      SHIFT, dataclasses.replace(a, space=SHIFT.name)))
   acc = energy.load_accelerator("eyeriss-v1")
   e = lambda s: sum(l.total_uj for l in energy.network_energy(s, acc))
   assert e(spec) < e(plain)
   # With only the stem shifting, the head conv multiplies.
-  only_stem = arch.decode(_fixed_ops(head="mult"), a)
+  sp_stem = _fixed_ops(head="mult")
+  only_stem = arch.decode(sp_stem, arch.canonicalize(sp_stem, a))
   assert [l.op for l in only_stem.layers if l.type == "conv"] == [
       "shift", "mult"]
 

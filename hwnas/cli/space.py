@@ -57,7 +57,8 @@ def _show(args) -> int:
         f"classes, resolutions {list(space.resolutions)}")
   st = space.stem
   print(f"  stem: conv {st.kernel}x{st.kernel}/{st.stride} -> {st.channels} "
-        f"{st.activation}" + (f", {st.op}" if st.op != "mult" else ""))
+        f"{st.activation}"
+        + (f", {'/'.join(st.ops)}" if st.ops != ("mult",) else ""))
   ops = any(s.ops != ("mult",) for s in space.stages)  # column if offered
   hdr = (f"  {'stage':6s} {'stride':>6s}  {'widths':14s} {'depths':10s} "
          f"{'types':22s} {'kernels':9s} {'expansions':11s} {'se':12s} act"
@@ -73,7 +74,7 @@ def _show(args) -> int:
   h = space.head
   print(f"  head: expand {h.expand_channels or '-'}, feature "
         f"{h.feature_channels or '-'}, {h.activation}"
-        + (f", expand conv {h.op}" if h.op != "mult" else ""))
+        + (f", expand conv {'/'.join(h.ops)}" if h.ops != ("mult",) else ""))
   print(f"  architectures: {info['num_archs']:,} ({info['num_archs']:.2e})")
   print(f"  MACs: {info['min_macs'] / 1e6:.1f}M .. {info['max_macs'] / 1e6:.1f}M"
         f"   params: {info['min_params'] / 1e6:.2f}M .. "

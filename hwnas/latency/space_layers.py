@@ -4,7 +4,9 @@ A layer of a decoded network depends only on its position and a few local
 choices: the stem on the resolution; the block in slot `j` of stage `s` on
 the resolution (its input size), the widths of the previous and its own
 stage (in/out channels) and its `BlockChoice`; the head on the resolution and
-the last stage's width. `slot_layers` walks those positions directly, so
+the last stage's width; the stem and head also on their op where the space
+offers a choice (`ArchChoice.stem_op` / `head_op`). `slot_layers` walks
+those positions directly, so
 covering a space costs (resolutions x widths x block choices) per position,
 never the (astronomical) number of architectures.
 
@@ -59,11 +61,13 @@ def block_layer(space: SearchSpace, size: int, cin: int, width: int,
                residual=stride == 1 and cin == width, op=b.op)
 
 
-def stem_layer(space: SearchSpace, resolution: int) -> Layer:
+def stem_layer(space: SearchSpace, resolution: int,
+               op: str | None = None) -> Layer:
+  """The stem conv (`op`: the architecture's; default the space's first)."""
   st = space.stem
   return Layer("conv", resolution, space.input_channels, st.channels,
                kernel=st.kernel, stride=st.stride, activation=st.activation,
-               op=st.op)
+               op=op or st.ops[0])
 
 
 def stage_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
@@ -77,12 +81,14 @@ def stage_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
 
 
 def head_layers(space: SearchSpace, size: int, cin: int,
-                num_classes: int | None = None) -> list[Layer]:
-  """Head conv, pool, feature fc and classifier after the last stage."""
+                num_classes: int | None = None, op: str | None = None
+                ) -> list[Layer]:
+  """Head conv, pool, feature fc and classifier after the last stage
+  (`op`: the head conv's, as for `stem_layer`)."""
   h, out, ch = space.head, [], cin
   if h.expand_channels:
     out.append(Layer("conv", size, ch, h.expand_channels,
-                     activation=h.activation, op=h.op))
+                     activation=h.activation, op=op or h.ops[0]))
     ch = h.expand_channels
   out.append(Layer("pool", size, ch, ch))
   if h.feature_channels:
@@ -97,12 +103,15 @@ def slot_layers(space: SearchSpace, resolutions: tuple[int, ...] | None = None
                 ) -> Iterator[tuple[tuple, Layer, Origin]]:
   """Yields (plan key, Layer, Origin) for every reachable layer instance.
 
-  Plan keys: ('stem', r), ('head', r, w_last) with Layer lists flattened as
-  ('head', r, w_last, i), and ('block', s, j, r, w_in, w_out, BlockChoice).
+  Plan keys: ('stem', r, op), ('head', r, w_last, op) with Layer lists
+  flattened as ('head', r, w_last, op, i), and ('block', s, j, r, w_in,
+  w_out, BlockChoice).
   """
   for r in resolutions or space.resolutions:
     sizes = stage_input_sizes(space, r)
-    yield ("stem", r), stem_layer(space, r), Origin(r, "stem")
+    for op in space.stem.ops:
+      yield (("stem", r, op), stem_layer(space, r, op),
+             Origin(r, "stem", "shift" if op == "shift" else ""))
     prev_widths = (space.stem.channels,)
     for s, st in enumerate(space.stages):
       name = st.name or f"stages[{s}]"
@@ -122,8 +131,11 @@ def slot_layers(space: SearchSpace, resolutions: tuple[int, ...] | None = None
                             f"{' shift' if b.op == 'shift' else ''}"))
       prev_widths = st.widths
     for w in space.stages[-1].widths:
-      for i, layer in enumerate(head_layers(space, sizes[-1], w)):
-        yield ("head", r, w, i), layer, Origin(r, "head", f"w{w}")
+      for op in space.head.ops:
+        for i, layer in enumerate(head_layers(space, sizes[-1], w, op=op)):
+          yield (("head", r, w, op, i), layer,
+                 Origin(r, "head",
+                        f"w{w}{' shift' if op == 'shift' else ''}"))
 
 
 def enumerate_layers(space: SearchSpace,
@@ -150,24 +162,24 @@ class _Plan:
 
   def __init__(self, table, space: SearchSpace):
     self.space = space
-    self.stem: dict[int, float] = {}
-    self.head: dict[tuple[int, int], float] = {}
+    self.stem: dict[tuple[int, str], float] = {}     # (r, op)
+    self.head: dict[tuple[int, int, str], float] = {}  # (r, w_last, op)
     # blocks[s][j][(r, w_in, w_out, BlockChoice)] -> ms
     self.blocks = [[{} for _ in range(st.max_depth)] for st in space.stages]
     # The same positions' Layers, to build NetSpecs without `decode`.
-    self.stem_layer: dict[int, Layer] = {}
-    self.head_layers: dict[tuple[int, int], list[Layer]] = {}
+    self.stem_layer: dict[tuple[int, str], Layer] = {}
+    self.head_layers: dict[tuple[int, int, str], list[Layer]] = {}
     self.block_layers = [[{} for _ in range(st.max_depth)]
                          for st in space.stages]
     by = table.by_layer
     for key, layer, _ in slot_layers(space):
       ms = by.get(layer)
       if key[0] == "stem":
-        self.stem_layer[key[1]] = layer
+        self.stem_layer[key[1:]] = layer
         if ms is not None:
-          self.stem[key[1]] = ms
+          self.stem[key[1:]] = ms
       elif key[0] == "head":
-        hk = (key[1], key[2])
+        hk = key[1:4]
         self.head_layers.setdefault(hk, []).append(layer)
         self.head[hk] = self.head.get(hk, 0.0) + (ms or 0.0)
       else:
@@ -181,8 +193,9 @@ class _Plan:
     for r in space.resolutions:
       size = stage_input_sizes(space, r)[-1]
       for w in space.stages[-1].widths:
-        if any(l not in by for l in head_layers(space, size, w)):
-          self.head.pop((r, w), None)
+        for op in space.head.ops:
+          if any(l not in by for l in head_layers(space, size, w, op=op)):
+            self.head.pop((r, w, op), None)
     w0 = space.stages[-1].widths[0]
     self.fixed_layers = 1 + len(head_layers(space, 1, w0))  # stem + head
 
@@ -198,7 +211,7 @@ class _Plan:
     """(sum of entries, number of layers); KeyError when one is missing
     (callers fall back to the slow path for the error)."""
     r = a.resolution
-    total = self.stem[r]
+    total = self.stem[(r, a.stem_op)]
     n = self.fixed_layers
     w_in = self.space.stem.channels
     # Keys spell out the BlockChoice fields: hashing a flat tuple is several
@@ -213,13 +226,13 @@ class _Plan:
                                 b.expansion, b.se, b.activation, b.op)]
           n += 1
       w_in = w
-    return total + self.head[(r, w_in)], n
+    return total + self.head[(r, w_in, a.head_op)], n
 
   def spec(self, a: ArchChoice) -> NetSpec:
     """`decode(space, a)` from precomputed Layers (KeyError if `a` is not
     in the space; callers fall back to `decode` for the error)."""
     r, sp = a.resolution, self.space
-    layers = [self.stem_layer[r]]
+    layers = [self.stem_layer[(r, a.stem_op)]]
     w_in = sp.stem.channels
     for s_layers, w, d, bs in zip(self.block_layers, a.widths, a.depths,
                                   a.blocks):
@@ -230,7 +243,7 @@ class _Plan:
                                      b.kernel, b.expansion, b.se,
                                      b.activation, b.op)])
       w_in = w
-    layers += self.head_layers[(r, w_in)]
+    layers += self.head_layers[(r, w_in, a.head_op)]
     return NetSpec(f"{sp.name}:{arch_lib.to_string(a)}", r,
                    sp.input_channels, tuple(layers))
 

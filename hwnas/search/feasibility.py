@@ -21,7 +21,7 @@ from hwnas.arch import ArchChoice
 from hwnas.space import SearchSpace
 
 Gene = tuple  # ("resolution",) | ("widths", i) | ("depths", i) |
-              # ("block", stage, slot, field)
+              # ("block", stage, slot, field) | ("stem_op",) | ("head_op",)
 _FIELDS = ("type", "kernel", "expansion", "se", "activation", "op")
 
 
@@ -36,6 +36,9 @@ def genes(space: SearchSpace) -> list[Gene]:
       # the gene list (and so the random descent order) they had before.
       out += [("block", s, j, f) for f in _FIELDS
               if f != "op" or len(st.ops) > 1]
+  # Likewise the stem / head op, a gene only where the space offers both.
+  out += [(g,) for g, ops in (("stem_op", space.stem.ops),
+                              ("head_op", space.head.ops)) if len(ops) > 1]
   return out
 
 
@@ -43,6 +46,8 @@ def options(space: SearchSpace, gene: Gene) -> tuple:
   """The allowed values of a gene."""
   if gene[0] == "resolution":
     return space.resolutions
+  if gene[0] in ("stem_op", "head_op"):
+    return (space.stem if gene[0] == "stem_op" else space.head).ops
   st = space.stages[gene[1]]
   if gene[0] in ("widths", "depths"):
     return getattr(st, gene[0])
@@ -55,8 +60,8 @@ def options(space: SearchSpace, gene: Gene) -> tuple:
 
 def get(arch: ArchChoice, gene: Gene):
   """The value of a gene in an architecture."""
-  if gene[0] == "resolution":
-    return arch.resolution
+  if gene[0] in ("resolution", "stem_op", "head_op"):
+    return getattr(arch, gene[0])
   if gene[0] in ("widths", "depths"):
     return getattr(arch, gene[0])[gene[1]]
   return getattr(arch.blocks[gene[1]][gene[2]], gene[3])
@@ -65,8 +70,8 @@ def get(arch: ArchChoice, gene: Gene):
 def set_gene(space: SearchSpace, arch: ArchChoice, gene: Gene,
              value) -> ArchChoice:
   """A canonical copy of `arch` with one gene replaced."""
-  if gene[0] == "resolution":
-    return dataclasses.replace(arch, resolution=value)
+  if gene[0] in ("resolution", "stem_op", "head_op"):
+    return dataclasses.replace(arch, **{gene[0]: value})
   if gene[0] in ("widths", "depths"):
     vals = list(getattr(arch, gene[0]))
     vals[gene[1]] = value

@@ -84,7 +84,8 @@ def network_key(arch: ArchChoice) -> tuple:
     while d > 0 and bs[d - 1].type == "skip":
       d -= 1
     stages.append(tuple(bs[:d]))
-  return (arch.space, arch.resolution, arch.widths, tuple(stages))
+  return (arch.space, arch.resolution, arch.widths, tuple(stages),
+          arch.stem_op, arch.head_op)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,10 @@ One set of weights serves every architecture of a `SearchSpace`:
 * squeeze-excite on/off and the activation per block;
 * the op per block (`mult` / `shift`): a shift block uses the same weights
   as signed powers of two (`hwnas.models.deepshift`), selected inside the
-  branch by a traced flag (no extra branch, no extra weights); a space's
-  fixed `stem.op` / `head.op` rounds those convs' weights the same way;
+  branch by a traced flag (no extra branch, no extra weights); the stem
+  and head convs round their weights the same way: by a traced flag
+  (`arch_arrays`' scalar `stem_op` / `head_op`) where the space searches
+  their op, statically where it fixes `op: shift`;
 * elastic resolution: any input size (one compilation per resolution).
 
 How an architecture reaches the compiled code: branching
@@ -94,6 +96,14 @@ ArchArrays = Mapping[str, jax.Array]
 # Keys of `arch_arrays`, each [num_slots] (or [N, num_slots] for a batch).
 ARCH_KEYS = ("active", "type", "kernel", "mid", "se", "act", "in_ch",
              "out_ch", "expand", "residual", "op")
+# Scalars (or [N]), present only where the space offers the choice, so the
+# arrays of every other space are as before.
+PART_KEYS = ("stem_op", "head_op")
+
+
+def _part_keys(space: SearchSpace) -> tuple[str, ...]:
+  return tuple(k for k, part in zip(PART_KEYS, (space.stem, space.head))
+               if len(part.ops) > 1)
 
 
 def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
@@ -101,7 +111,9 @@ def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
   """The architecture as int32 arrays of length `space.num_slots`.
 
   Values come from `arch.decode`, so channel counts round exactly as in the
-  standalone network. Inactive and skip slots have `active == 0`.
+  standalone network. Inactive and skip slots have `active == 0`. Where the
+  space searches the stem / head op, `stem_op` / `head_op` are scalars
+  (1: shift).
   """
   spec = arch_lib.decode(space, arch)
   blocks = iter(spec.blocks)
@@ -122,13 +134,16 @@ def arch_arrays(space: SearchSpace, arch: arch_lib.ArchChoice
     out["expand"][i] = int(layer.has_expand)
     out["residual"][i] = int(layer.residual)
     out["op"][i] = int(layer.op == "shift")
+  for k in _part_keys(space):
+    out[k] = np.asarray(int(getattr(arch, k) == "shift"), np.int32)
   return out
 
 
 def stack_arch_arrays(space: SearchSpace, archs) -> dict[str, np.ndarray]:
   """`arch_arrays` of several architectures stacked to [N, num_slots]."""
   rows = [arch_arrays(space, a) for a in archs]
-  return {k: np.stack([r[k] for r in rows]) for k in ARCH_KEYS}
+  return {k: np.stack([r[k] for r in rows])
+          for k in ARCH_KEYS + _part_keys(space)}
 
 
 class Supernet(nnx.Module):
@@ -204,9 +219,11 @@ class Supernet(nnx.Module):
     on = jnp.asarray(True)
 
     def conv_bn_act(name, weights, x, x_range, act, stride=1, in_mask=None,
-                    op="mult"):
+                    ops=("mult",), flag=None):
       w = weights.kernel[...]
-      if op == "shift":   # a space's fixed stem / head op (not traced)
+      if len(ops) > 1:      # searched: the traced flag picks the rounding
+        w = jnp.where(flag > 0, power_of_two(w), w)
+      elif ops == ("shift",):   # the space's fixed op (static)
         w = power_of_two(w)
       conv = functools.partial(conv2d, stride=stride, impl=self.depthwise)
       if points.folds:
@@ -225,11 +242,11 @@ class Supernet(nnx.Module):
     x, x_range = points("input", x)
     x, x_range = conv_bn_act("stem", self.stem, x, x_range,
                              space.stem.activation, space.stem.stride,
-                             op=space.stem.op)
+                             ops=space.stem.ops, flag=arch.get("stem_op"))
     seen = {}
     for i, slot in enumerate(self.slots):
-      x, x_range, slot_seen = slot(x, x_range, {k: v[i] for k, v in
-                                                arch.items()},
+      x, x_range, slot_seen = slot(x, x_range, {k: arch[k][i] for k in
+                                                ARCH_KEYS},
                                    ctx, f"slot{i}")
       seen.update(slot_seen)
     # Channels beyond the last stage's width are zero; int8 weight scales
@@ -243,7 +260,7 @@ class Supernet(nnx.Module):
     if self.head_conv is not None:
       x, x_range = conv_bn_act("head", self.head_conv, x, x_range,
                                head.activation, in_mask=width_mask,
-                               op=head.op)
+                               ops=head.ops, flag=arch.get("head_op"))
       width_mask = None
     x = points.same(ops.global_avg_pool(x), x_range).reshape(x.shape[0], -1)
     if self.feature is not None:
