@@ -1,0 +1,158 @@
+"""1-D networks: the depthwise shift-add on 1 x k kernels, the supernet's
+subnet equal to the standalone 1-D network, and `supernet train` / `train`
+on time-series data (and their refusal of the wrong kind of data)."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hwnas import arch as arch_lib
+from hwnas import errors
+from hwnas import space as space_lib
+from hwnas.cli import main as cli_main
+from hwnas.models import ops
+from hwnas.models.standalone import Network
+from hwnas.supernet import extract
+from hwnas.supernet import model as model_lib
+
+MICRO = "tests/testdata/micro1d.yaml"
+
+
+@pytest.mark.parametrize("length,kernel,stride", [
+    (16, 3, 1), (15, 7, 2), (4, 9, 1), (1, 5, 2)])
+def test_1d_depthwise_shift_equals_lax(length, kernel, stride):
+  """[B, 1, T, C] with a [1, k, 1, C] kernel: the shift-add (and its
+  hand-written backward pass) equals XLA's grouped convolution."""
+  kx, kk = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(kx, (2, 1, length, 4))
+  w = jax.random.normal(kk, (1, kernel, 1, 4))
+  a = ops.depthwise_conv(x, w, stride, impl="lax")
+  b = ops.depthwise_conv(x, w, stride, impl="shift")
+  assert a.shape == b.shape == (2, 1, -(-length // stride), 4)
+  np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  f = lambda impl: jax.grad(lambda x, w: jnp.sum(jnp.sin(
+      ops.depthwise_conv(x, w, stride, impl=impl))), (0, 1))(x, w)
+  for ga, gb in zip(f("lax"), f("shift")):
+    np.testing.assert_allclose(ga, gb, atol=1e-4, rtol=1e-4)
+
+
+def test_1d_elastic_depthwise_is_the_centre_taps():
+  x = jax.random.normal(jax.random.key(1), (2, 1, 12, 4))
+  w = jax.random.normal(jax.random.key(2), (1, 7, 1, 4))
+  for k in (3, 5, 7):
+    lo = (7 - k) // 2
+    want = ops.depthwise_conv(x, w[:, lo:lo + k], 1, impl="lax")
+    for impl in ("shift", "lax"):
+      got = ops.elastic_depthwise_conv(x, w, jnp.asarray(k), (3, 5, 7), 1,
+                                       impl=impl)
+      np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_standalone_1d_network_has_1xk_kernels_and_takes_windows():
+  space = space_lib.load(MICRO)
+  spec = arch_lib.decode(space, arch_lib.largest(space))
+  net = Network(spec, rngs=nnx.Rngs(0))
+  assert net.layers[0].body.conv.kernel[...].shape == (1, 5, 3, 8)
+  x = jnp.ones((2, 24, 3))
+  np.testing.assert_array_equal(net(x), net(x[:, None]))
+  from hwnas import counting  # pylint: disable=g-import-not-at-top
+  from hwnas.models.standalone import num_params  # pylint: disable=g-import-not-at-top
+  assert num_params(net) == counting.count(spec).trainable_params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kernel_transform", [False, True])
+def test_subnet_equals_supernet_1d(kernel_transform):
+  space = space_lib.load(MICRO)
+  net = model_lib.Supernet(space, rngs=nnx.Rngs(1),
+                           kernel_transform=kernel_transform)
+  rng = np.random.default_rng(0)
+  nnx.update(net, jax.tree.map(
+      lambda v: jnp.asarray(rng.uniform(0.5, 1.5, v.shape) if v.ndim else v,
+                            jnp.float32), nnx.state(net, nnx.BatchStat)))
+  if kernel_transform:   # trained (here: random) transforms
+    block = net.slots[0].blocks[0]
+    assert block.dw.transforms[0][...].shape == (3, 3)  # k taps, not k*k
+    for blk in (b for slot in net.slots for b in slot.blocks):
+      for conv in (blk.expand, blk.dw):
+        for t in (conv.transforms or ()) if conv is not None else ():
+          t.set_value(jnp.asarray(rng.normal(0, 0.3, t[...].shape),
+                                  jnp.float32))
+  graphdef, params, stats = nnx.split(net, nnx.Param, nnx.BatchStat)
+  forward = jax.jit(lambda x, a: nnx.merge(graphdef, params, stats)(
+      x, a, train=False))
+  x = jnp.asarray(rng.standard_normal((2, 24, 3)), jnp.float32)  # [B, T, C]
+  archs = [arch_lib.largest(space), arch_lib.smallest(space)] + [
+      arch_lib.sample(np.random.default_rng(i), space) for i in range(4)]
+  for a in archs:
+    a = dataclasses.replace(a, resolution=24)
+    want = forward(x, model_lib.arch_arrays(space, a))
+    sub = extract.subnet(net, a)
+    got = sub(x, train=False)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4,
+                               err_msg=arch_lib.to_string(a))
+  assert forward._cache_size() == 1          # pylint: disable=protected-access
+
+
+def _npz_folder(root, t=24, c=3, classes=3, seed=0):
+  """Learnable windows (class = which channel carries a sine) split by
+  subject: train subjects 1-4, test 5-6."""
+  rng = np.random.default_rng(seed)
+  root.mkdir()
+  for split, subjects in (("train", [1, 2, 3, 4]), ("test", [5, 6])):
+    n = 6 * len(subjects)
+    y = np.arange(n) % classes
+    x = rng.normal(0, 0.3, (n, t, c)).astype(np.float32)
+    x[np.arange(n), :, y % c] += np.sin(np.arange(t) / 2.0)
+    np.savez(root / f"{split}.npz", x=x, y=y,
+             subject=np.repeat(subjects, 6))
+  return f"folder:{root}"
+
+
+def test_supernet_train_refuses_the_wrong_kind_of_data(tmp_path, capsys):
+  data = _npz_folder(tmp_path / "win")
+  assert cli_main(["supernet", "train", "--space", "tiny", "--dataset", data,
+                   "--workdir", str(tmp_path / "a"), "--steps", "1",
+                   "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: --dataset folder:") and "\n" not in err
+  assert "time-series windows [24, 3]" in err and "tiny.yaml takes images" \
+      in err
+  assert not (tmp_path / "a").exists()
+  assert cli_main(["supernet", "train", "--space", MICRO, "--dataset",
+                   "digits", "--workdir", str(tmp_path / "b"), "--steps",
+                   "1", "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert "--dataset digits: images" in err and "\n" not in err
+  assert "micro1d.yaml takes time-series windows" in err
+
+
+@pytest.mark.slow
+def test_supernet_and_standalone_train_on_windows(tmp_path, capsys):
+  data = _npz_folder(tmp_path / "win")
+  wd = tmp_path / "sn"
+  assert cli_main([
+      "supernet", "train", "--space", MICRO, "--dataset", data,
+      "--workdir", str(wd), "--steps", "2", "--no-progress",
+      "--set", "train.batch_size=8", "--set", "eval.bn_batches=1",
+      "--set", "train.resolutions=[24]"]) == 0
+  rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text()
+          .splitlines()]
+  assert 0.0 <= rows[-1]["eval/top1_largest"] <= 1.0
+  arch = tmp_path / "a.json"
+  space = space_lib.load(MICRO)
+  arch.write_text(arch_lib.to_json(dataclasses.replace(
+      arch_lib.smallest(space), resolution=16)))
+  out = tmp_path / "train"
+  capsys.readouterr()
+  assert cli_main(["train", "--arch", str(arch), "--space", MICRO,
+                   "--dataset", data, "--workdir", str(out), "--steps", "2",
+                   "--no-progress", "--set", "train.batch_size=8"]) == 0
+  assert "test accuracy" in capsys.readouterr().out
+  result = json.loads((out / "result.json").read_text())
+  assert result and (out / "metrics.jsonl").is_file()
