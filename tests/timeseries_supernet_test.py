@@ -4,6 +4,7 @@ on time-series data (and their refusal of the wrong kind of data)."""
 
 import dataclasses
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -133,26 +134,69 @@ def test_supernet_train_refuses_the_wrong_kind_of_data(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_supernet_and_standalone_train_on_windows(tmp_path, capsys):
+def test_windows_through_train_search_export(tmp_path, capsys):
+  """A 1-D supernet trains on windows split by subject, `search` runs on
+  it with an estimated Edge TPU table of the space, `export` writes float
+  and full-int8 TFLite of the best architecture that run in LiteRT (int8
+  ops only: CONV_2D / DEPTHWISE_CONV_2D on a [1, 1, T, C] input), and a
+  standalone 1-D network trains with `hwnas train`."""
+  from hwnas import tflite  # pylint: disable=g-import-not-at-top
   data = _npz_folder(tmp_path / "win")
+  micro = tmp_path / "micro1d.yaml"   # one window length: one compile
+  micro.write_text(pathlib.Path(MICRO).read_text().replace(
+      "lengths: [16, 24]", "lengths: [24]"))
   wd = tmp_path / "sn"
   assert cli_main([
-      "supernet", "train", "--space", MICRO, "--dataset", data,
+      "supernet", "train", "--space", str(micro), "--dataset", data,
       "--workdir", str(wd), "--steps", "2", "--no-progress",
       "--set", "train.batch_size=8", "--set", "eval.bn_batches=1",
-      "--set", "train.resolutions=[24]"]) == 0
+      "--set", "train.n_random=0"]) == 0
   rows = [json.loads(l) for l in (wd / "metrics.jsonl").read_text()
           .splitlines()]
   assert 0.0 <= rows[-1]["eval/top1_largest"] <= 1.0
+
+  table = tmp_path / "est.json"
+  assert cli_main(["table", "measure", "--space", str(micro), "--backend",
+                   "edgetpu-model", "--link", "usb3", "--out", str(table),
+                   "--no-progress"]) == 0
+  assert '"ibn-t12x8-' in table.read_text()   # 1-D keys
+  assert cli_main(["search", "--space", str(micro), "--table", str(table),
+                   "--target-ms", "100", "--supernet", str(wd),
+                   "--budget", "3", "--population", "3",
+                   "--workdir", str(tmp_path / "search"),
+                   "--no-progress"]) == 0
+  best = tmp_path / "search" / "best.json"
+  assert json.loads(best.read_text())["arch"]["resolution"] == 24
+  assert (tmp_path / "search" / "pareto.png").is_file()
+
+  out = tmp_path / "export"
+  assert cli_main(["export", "--arch", str(best), "--supernet", str(wd),
+                   "--out", str(out), "--calibration-steps", "8",
+                   "--eval-samples", "12", "--bn-batches", "1",
+                   "--batch-size", "8", "--latency-repeats", "3",
+                   "--no-compile", "--allow-int8-drop"]) == 0
+  report = json.loads((out / "report.json").read_text())
+  assert report["input"]["shape"] == [1, 1, 24, 3]
+  int8 = (out / "model_int8.tflite").read_bytes()
+  assert not tflite.float_ops(int8)
+  ops = set(tflite.op_list(int8))
+  assert "CONV_2D" in ops and not ops & {"RESHAPE", "EXPAND_DIMS",
+                                         "SQUEEZE"}
+  assert report["checks"]["float_tflite_vs_flax"]["passed"]
+  acc = report["checks"]["accuracy"]
+  assert acc["split"] == "test" and acc["num_samples"] == 12
+  x = np.random.default_rng(0).standard_normal((2, 1, 24, 3)).astype(
+      np.float32)
+  assert tflite.Runner(int8).run(x).shape == (2, 3)
+
   arch = tmp_path / "a.json"
   space = space_lib.load(MICRO)
   arch.write_text(arch_lib.to_json(dataclasses.replace(
       arch_lib.smallest(space), resolution=16)))
-  out = tmp_path / "train"
+  trained = tmp_path / "train"
   capsys.readouterr()
   assert cli_main(["train", "--arch", str(arch), "--space", MICRO,
-                   "--dataset", data, "--workdir", str(out), "--steps", "2",
-                   "--no-progress", "--set", "train.batch_size=8"]) == 0
+                   "--dataset", data, "--workdir", str(trained), "--steps",
+                   "2", "--no-progress", "--set", "train.batch_size=8"]) == 0
   assert "test accuracy" in capsys.readouterr().out
-  result = json.loads((out / "result.json").read_text())
-  assert result and (out / "metrics.jsonl").is_file()
+  assert (trained / "result.json").is_file()
