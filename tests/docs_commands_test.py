@@ -168,6 +168,8 @@ COMMANDS: list[tuple[str, Expect | str]] = [
             files=(("tiny_uncalibrated.json", r'"backend": "xla"'),))),
     # --- not run here, with the reason ---
     (r"^pip install ", "installs packages (needs the network)"),
+    (r"^hwnas quickstart --space har ", "trains a supernet, searches and "
+     "exports: about 10 minutes on 2 shared cores"),
     (r"^python benchmarks/", "a benchmark: minutes of timing (its results "
      "are in benchmarks/RESULTS.md)"),
     (r"^python -c .*download_and_prepare", "downloads a data set (needs "
