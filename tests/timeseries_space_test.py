@@ -180,3 +180,25 @@ def test_space_show_and_arch_stats_say_time_series(tmp_path, capsys):
   assert cli_main(["arch", "stats", "--arch", str(p)]) == 0
   out = capsys.readouterr().out
   assert "input time series of" in out and "conv-t" in out
+
+
+def test_edgetpu_model_sees_1xT_positions_and_k_taps():
+  from hwnas.edgetpu import cost_model  # pylint: disable=g-import-not-at-top
+  spec = _hand_spec()
+  for layer in spec.layers:
+    ops = cost_model.layer_ops(layer)
+    assert sum(o.macs for o in ops) == counting.layer_counts(layer).macs
+  dw = [o for o in cost_model.layer_ops(spec.layers[1])
+        if o.kind == "depthwise"][0]
+  assert (dw.positions, dw.reduce) == (6, 7)        # T_out 6, 7 taps
+  flat = Layer(**{**spec.layers[1].to_dict(), "dims": 2})
+  dw2 = [o for o in cost_model.layer_ops(flat) if o.kind == "depthwise"][0]
+  assert (dw2.positions, dw2.reduce) == (36, 49)
+
+
+def test_energy_model_refuses_1d_layers_in_one_line():
+  from hwnas.energy import network  # pylint: disable=g-import-not-at-top
+  with pytest.raises(errors.HwnasError) as e:
+    network.layer_convs(_hand_spec().layers[0])
+  assert "conv-t24x3-o8-k5-s2-relu" in str(e.value)
+  assert "\n" not in str(e.value)
