@@ -200,3 +200,38 @@ def test_windows_through_train_search_export(tmp_path, capsys):
                    "2", "--no-progress", "--set", "train.batch_size=8"]) == 0
   assert "test accuracy" in capsys.readouterr().out
   assert (trained / "result.json").is_file()
+
+
+@pytest.mark.parametrize("what", ["ragged", "rank", "subject"])
+def test_bad_windows_stop_supernet_train_in_one_line(tmp_path, capsys,
+                                                      what):
+  """Loader errors reach the user as one line naming the file and shape,
+  before anything is written: a ragged window, an array of the wrong rank,
+  a subject in two splits."""
+  root = tmp_path / "win"
+  data = _npz_folder(root)
+  if what == "ragged":
+    (root / "train.npz").unlink()
+    (root / "test.npz").unlink()
+    for i, t in enumerate((24, 24, 23)):
+      d = root / "train" / ("a" if i % 2 else "b")
+      d.mkdir(parents=True, exist_ok=True)
+      np.save(d / f"{i}.npy", np.zeros((t, 3), np.float32))
+    needle = "2.npy: window of shape (23, 3)"
+  elif what == "rank":
+    np.savez(root / "test.npz", x=np.zeros((6, 24), np.float32),
+             y=np.zeros(6, int))
+    needle = "test.npz: x has shape (6, 24)"
+  else:
+    with np.load(root / "test.npz") as z:
+      arrays = dict(z)
+    arrays["subject"] = np.repeat([4, 5], 6)
+    np.savez(root / "test.npz", **arrays)
+    needle = "subject 4 is in both 'train' and 'test'"
+  assert cli_main(["supernet", "train", "--space", MICRO, "--dataset", data,
+                   "--workdir", str(tmp_path / "sn"), "--steps", "1",
+                   "--no-progress"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and "\n" not in err
+  assert needle in err, err
+  assert not (tmp_path / "sn").exists()
