@@ -228,8 +228,8 @@ def section_networks(w: pathlib.Path, seeds: list[int],
       _, _, _, ms_c, acc_c, c_c) = rows
   spread = max(max(r[4]) - min(r[4]) for r in rows)
   out += ["", f"Reading: at {ms_m / ms_s:.2f}x the searched network's "
-          f"measured latency, the scaled 1-D MobileNetV2 is "
-          f"{100 * (np.mean(acc_s) - np.mean(acc_m)):+.1f} points behind "
+          f"measured latency, the scaled 1-D MobileNetV2 scores "
+          f"{100 * (np.mean(acc_m) - np.mean(acc_s)):+.1f} points against "
           "it (mean of the seeds); the DeepConvLSTM convolutions take "
           f"{ms_c / ms_s:.1f}x its latency and {c_c.macs / c_s.macs:.1f}x "
           f"its MACs for {100 * (np.mean(acc_c) - np.mean(acc_s)):+.1f} "
