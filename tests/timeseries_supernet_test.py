@@ -54,7 +54,9 @@ def test_1d_elastic_depthwise_is_the_centre_taps():
       np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
 
 
-def test_standalone_1d_network_has_1xk_kernels_and_takes_windows():
+@pytest.mark.slow
+def test_standalone_1d_network_has_1xk_kernels_and_takes_windows(
+    fast_compile):
   space = space_lib.load(MICRO)
   spec = arch_lib.decode(space, arch_lib.largest(space))
   net = Network(spec, rngs=nnx.Rngs(0))
@@ -68,7 +70,7 @@ def test_standalone_1d_network_has_1xk_kernels_and_takes_windows():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel_transform", [False, True])
-def test_subnet_equals_supernet_1d(kernel_transform):
+def test_subnet_equals_supernet_1d(kernel_transform, fast_compile):
   space = space_lib.load(MICRO)
   net = model_lib.Supernet(space, rngs=nnx.Rngs(1),
                            kernel_transform=kernel_transform)
@@ -134,7 +136,8 @@ def test_supernet_train_refuses_the_wrong_kind_of_data(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_windows_through_train_search_export(tmp_path, capsys):
+def test_windows_through_train_search_export(tmp_path, capsys,
+                                             fast_compile):
   """A 1-D supernet trains on windows split by subject, `search` runs on
   it with an estimated Edge TPU table of the space, `export` writes float
   and full-int8 TFLite of the best architecture that run in LiteRT (int8
