@@ -238,3 +238,18 @@ def test_bad_windows_stop_supernet_train_in_one_line(tmp_path, capsys,
   assert err.startswith("error: ") and "\n" not in err
   assert needle in err, err
   assert not (tmp_path / "sn").exists()
+
+
+@pytest.mark.slow
+def test_xla_and_litert_time_1d_layers(fast_compile):
+  """`table measure`'s backends build a 1-D layer on a [1, 1, T, C] input
+  (xla: jitted; litert: converted to TFLite) and time it."""
+  from hwnas.latency import backends  # pylint: disable=g-import-not-at-top
+  from hwnas.netspec import Layer  # pylint: disable=g-import-not-at-top
+  layer = Layer("ibn", 24, 8, 8, mid_channels=16, kernel=7, residual=True,
+                activation="relu", dims=1)
+  assert backends.input_shape(layer, 1) == (1, 1, 24, 8)
+  for b in (backends.XlaBackend(timer="cpu"),
+            backends.LiteRTBackend(timer="cpu")):
+    t = b.time_layer(layer, batch_size=1, warmup=1, repeats=3)
+    assert t.latency_ms > 0 and t.count == 3
