@@ -158,9 +158,11 @@ def decode(space: SearchSpace, arch: ArchChoice, *,
   div = space.channel_divisor
   layers = []
   size, ch = arch.resolution, space.input_channels
+  dims = space.dims   # 1: every layer a 1 x k time-series layer
 
   def add(layer: Layer):
     nonlocal size, ch
+    layer = dataclasses.replace(layer, dims=dims) if dims != 2 else layer
     layers.append(layer)
     size, ch = layer.output_size, layer.out_channels
 

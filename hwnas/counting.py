@@ -73,9 +73,12 @@ class Counts:
 _ZERO = Counts(0)
 
 
-def _conv(hw_out: int, k: int, cin: int, cout: int, groups: int = 1) -> Counts:
-  weights = k * k * (cin // groups) * cout
-  return Counts(hw_out * hw_out * weights, weights, bn_channels=cout)
+def _conv(positions: int, taps: int, cin: int, cout: int,
+          groups: int = 1) -> Counts:
+  """A conv of `taps` kernel taps (k * k, or k in 1-D) computed at
+  `positions` output positions (H' * W', or T')."""
+  weights = taps * (cin // groups) * cout
+  return Counts(positions * weights, weights, bn_channels=cout)
 
 
 def _dense(cin: int, cout: int) -> Counts:
@@ -98,7 +101,9 @@ def layer_counts(layer: Layer) -> Counts:
 def _layer_counts(layer: Layer) -> Counts:
   t, k = layer.type, layer.kernel
   cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
-  h_in, h_out = layer.input_size, layer.output_size
+  # Positions in and out (H * W; T in 1-D) and taps of a k-kernel.
+  h_in, h_out = layer.input_positions, layer.output_positions
+  k = k if layer.dims == 1 else k * k
   if t == "conv":
     return _conv(h_out, k, cin, cout)
   if t == "pool":

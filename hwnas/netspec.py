@@ -9,6 +9,13 @@ the standalone Flax model, export) reads NetSpecs and nothing else.
 
 Layer types and what they compute (NHWC, `H` = `input_size`):
 
+A layer has `dims` 2 (an image: H x H, k x k kernels, stride s in both
+directions) or 1 (a time series of `input_size` samples: computed as an
+image of height 1, [B, 1, T, C], with 1 x k kernels and stride 1 x s). A 1-D
+network's layers all have `dims` 1; its key starts `t{T}x{C}` instead of
+`i{H}x{H}x{C}`, so a 1-D layer never shares a latency-table entry with a
+2-D one. JSON written before `dims` existed loads as images.
+
 * `conv`: k x k convolution, stride s, BatchNorm, activation (stem, head).
 * `ibn`: inverted bottleneck. 1x1 expand conv in -> mid (omitted when
   mid == in, as in the first MobileNetV2 block), BN, act; k x k depthwise
@@ -95,9 +102,13 @@ class Layer:
   activation: str = "none"
   residual: bool = False
   op: str = "mult"           # 'mult' | 'shift' (conv layers and blocks)
+  dims: int = 2              # 2: H x H image; 1: 1 x T time series
 
   def __post_init__(self):
     t = self.type
+    if self.dims not in (1, 2) or isinstance(self.dims, bool):
+      raise errors.SpecError(f"{t}: dims must be 1 (time series) or 2 "
+                             f"(image), got {self.dims!r}")
     if self.op not in OPS:
       raise errors.SpecError(
           f"{t}: op {self.op!r} is unknown; allowed: {', '.join(OPS)}")
@@ -145,6 +156,29 @@ class Layer:
     return conv_out_size(self.input_size, self.stride)
 
   @property
+  def input_hw(self) -> tuple[int, int]:
+    """(height, width) of the input: (1, T) for a time series."""
+    return (1, self.input_size) if self.dims == 1 else (self.input_size,) * 2
+
+  @property
+  def output_hw(self) -> tuple[int, int]:
+    """(height, width) of the output: (1, T') for a time series."""
+    o = self.output_size
+    return (1, o) if self.dims == 1 else (o, o)
+
+  @property
+  def input_positions(self) -> int:
+    """Spatial positions of the input (H * W, or T)."""
+    h, w = self.input_hw
+    return h * w
+
+  @property
+  def output_positions(self) -> int:
+    """Spatial positions of the output (H' * W', or T')."""
+    h, w = self.output_hw
+    return h * w
+
+  @property
   def has_expand(self) -> bool:
     """Whether an ibn/fused_ibn has its expansion conv (mid != in)."""
     return (self.type in ("ibn", "fused_ibn") and
@@ -158,7 +192,9 @@ class Layer:
     before ops existed).
     """
     s = self.input_size
-    parts = [self.type, f"i{s}x{s}x{self.in_channels}", f"o{self.out_channels}"]
+    shape = (f"t{s}x{self.in_channels}" if self.dims == 1 else
+             f"i{s}x{s}x{self.in_channels}")
+    parts = [self.type, shape, f"o{self.out_channels}"]
     if self.type in ("ibn", "fused_ibn"):
       parts.append(f"m{self.mid_channels}")
     if self.type not in ("pool", "fc"):
@@ -222,18 +258,41 @@ class NetSpec:
     if not self.layers:
       raise errors.SpecError(f"{self.name}: a network needs layers")
     size, ch = self.resolution, self.in_channels
+    dims = self.layers[0].dims
     for i, layer in enumerate(self.layers):
+      if layer.dims != dims:
+        raise errors.SpecError(
+            f"{self.name}: layers[{i}] ({layer.type}) has dims {layer.dims} "
+            f"but layers[0] has {dims}; a network is all 1-D or all 2-D")
       if (layer.input_size, layer.in_channels) != (size, ch):
+        shape = lambda n, c: f"{n}x{c}" if dims == 1 else f"{n}x{n}x{c}"
         raise errors.SpecError(
             f"{self.name}: layers[{i}] ({layer.type}) expects input "
-            f"{layer.input_size}x{layer.input_size}x{layer.in_channels} but "
-            f"receives {size}x{size}x{ch}")
+            f"{shape(layer.input_size, layer.in_channels)} but receives "
+            f"{shape(size, ch)}")
       size, ch = layer.output_size, layer.out_channels
     if self.layers[-1].type != "fc":
       raise errors.SpecError(f"{self.name}: the last layer must be an fc "
                              "classifier")
     object.__setattr__(self, "layers", tuple(self.layers))
     object.__setattr__(self, "num_classes", ch)
+
+  @property
+  def dims(self) -> int:
+    """1 for a time-series network, 2 for an image network."""
+    return self.layers[0].dims
+
+  @property
+  def kind(self) -> str:
+    """'timeseries' or 'image' (the input kind of `hwnas.data`)."""
+    return "timeseries" if self.dims == 1 else "image"
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    """(H, W, C) the network computes on: (1, T, C) for a time series."""
+    if self.dims == 1:
+      return (1, self.resolution, self.in_channels)
+    return (self.resolution, self.resolution, self.in_channels)
 
   @property
   def blocks(self) -> tuple[Layer, ...]:

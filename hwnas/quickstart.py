@@ -1,11 +1,12 @@
 """The whole pipeline in one call: train, search, export (offline, CPU).
 
-`hwnas quickstart [--workdir D]` runs, on the built-in digits data and the
-`tiny` space:
+`hwnas quickstart [--workdir D] [--space tiny|har]` runs, on offline data
+(`PRESETS`: the `tiny` space on the built-in digits, or the 1-D `har`
+space on the smartwatch `watch` windows split by subject):
 
-1. `hwnas supernet train --space tiny --dataset digits` into `D/supernet`;
-2. `hwnas search` with the shipped estimated Edge TPU (USB 3) table of the
-   tiny space against a latency target, into `D/search`;
+1. `hwnas supernet train --space S --dataset DATA` into `D/supernet`;
+2. `hwnas search` with the preset's shipped latency table of the space
+   against a latency target, into `D/search`;
 3. `hwnas export` of `D/search/best.json` to a standalone Flax model and
    float / full-int8 TFLite, with checks and a report, into `D/export`.
 
@@ -30,10 +31,29 @@ from typing import Any, Callable
 
 from hwnas import errors, pipeline
 
-SPACE = "tiny"
-DATASET = "digits"
-TABLE = "edgetpu-usb3/tiny"
-CONFIG = "tiny"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """What a quickstart runs on: space, data, table and their defaults."""
+
+  space: str
+  dataset: str
+  table: str
+  target_ms: float        # default latency target on `table`
+  latency: str            # what the table's milliseconds are, for the summary
+  config: str = "tiny"    # supernet config variant (hwnas.configs.supernet)
+
+
+PRESETS = {
+    "tiny": Preset("tiny", "digits", "edgetpu-usb3/tiny", 0.46,
+                   "predicted Edge TPU latency (estimated table — measure a "
+                   "real one with `hwnas table measure --backend edgetpu`)"),
+    "har": Preset("har", "watch", "litert-int8/har", 0.02,
+                  "predicted int8 LiteRT latency on one core of the CPU that "
+                  "measured the table (calibrate it for yours: `hwnas table "
+                  "calibrate`)"),
+}
 
 # `hwnas export`'s defaults of the options the quickstart can change (a
 # command line shows only the flags that differ from them).
@@ -46,7 +66,8 @@ class Settings:
   """Quickstart knobs (the defaults are sized to finish in minutes on a
   small CPU; measured times are in benchmarks/RESULTS.md)."""
 
-  target_ms: float = 0.46       # about the median of the tiny space's archs
+  space: str = "tiny"           # a key of PRESETS
+  target_ms: float | None = None   # None: the preset's (about the median)
   budget: int = 150             # architectures evaluated by the search
   population: int = 24
   seed: int = 0
@@ -94,31 +115,34 @@ def _commands(d: _Dirs, s: Settings) -> tuple[list[str], ...]:
   no_progress = [] if s.progress else ["--no-progress"]
   steps = ["--steps", str(s.train_steps)] if s.train_steps else []
   overrides = [w for o in s.train_overrides for w in ("--set", o)]
-  train = ["supernet", "train", "--space", SPACE, "--dataset", DATASET,
-           "--workdir", str(d.supernet), "--config", CONFIG, *steps,
+  p = PRESETS[s.space]
+  train = ["supernet", "train", "--space", p.space, "--dataset", p.dataset,
+           "--workdir", str(d.supernet), "--config", p.config, *steps,
            *overrides, *no_progress]
-  search = ["search", "--space", SPACE, "--table", TABLE,
+  search = ["search", "--space", p.space, "--table", p.table,
             "--target-ms", str(s.target_ms), "--supernet", str(d.supernet),
             "--budget", str(s.budget), "--population", str(s.population),
             "--seed", str(s.seed), "--workdir", str(d.search), *no_progress]
   export = ["export", "--arch", str(d.search / "best.json"),
             "--supernet", str(d.supernet), "--out", str(d.export),
-            "--formats", s.export_formats, "--table", TABLE,
+            "--formats", s.export_formats, "--table", p.table,
             "--latency-repeats", str(s.latency_repeats), *_export_flags(s)]
   return train, search, export
 
 
 def _train(d: _Dirs, s: Settings, echo) -> None:
+  p = PRESETS[s.space]
   config = pipeline.supernet_config(
-      CONFIG, space=SPACE, dataset=DATASET, steps=s.train_steps,
+      p.config, space=p.space, dataset=p.dataset, steps=s.train_steps,
       overrides=s.train_overrides)
   pipeline.train_supernet(d.supernet, config, echo=echo,
                           progress=s.progress and sys.stderr.isatty())
 
 
 def _search(d: _Dirs, s: Settings, echo) -> None:
+  p = PRESETS[s.space]
   result = pipeline.search(
-      SPACE, d.search, tables=[TABLE], target_ms=s.target_ms,
+      p.space, d.search, tables=[p.table], target_ms=s.target_ms,
       supernet=d.supernet, budget=s.budget, population=s.population,
       seed=s.seed, progress=s.progress, echo=echo)
   if result.best is None:
@@ -131,7 +155,7 @@ def _search(d: _Dirs, s: Settings, echo) -> None:
 def _export(d: _Dirs, s: Settings, echo) -> None:
   report = pipeline.export(
       d.export, arch=d.search / "best.json", supernet=d.supernet,
-      table=TABLE, formats=s.export_formats,
+      table=PRESETS[s.space].table, formats=s.export_formats,
       latency_repeats=s.latency_repeats,
       calibration_steps=s.calibration_steps, eval_samples=s.eval_samples,
       bn_batches=s.bn_batches, compile_edgetpu=s.compile_edgetpu,
@@ -168,6 +192,13 @@ def run(workdir: str | pathlib.Path = "runs/quickstart", *,
         settings: Settings = Settings(),
         echo: Callable[[str], None] = print) -> dict:
   """Runs (or resumes) the quickstart pipeline; returns a summary dict."""
+  if settings.space not in PRESETS:
+    raise errors.HwnasError(f"--space {settings.space}: the quickstart runs "
+                            f"on {' or '.join(PRESETS)}; for another space "
+                            "run the three commands it prints yourself")
+  if settings.target_ms is None:
+    settings = dataclasses.replace(
+        settings, target_ms=PRESETS[settings.space].target_ms)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   timings = {}
@@ -207,18 +238,54 @@ def summarize(workdir: pathlib.Path, settings: Settings, timings: dict, *,
       "meets_target": latency is not None and latency <= settings.target_ms,
       "exported_arch_matches":
           (report.get("architecture") or {}).get("json") == best.get("arch"),
+      "held_out": _held_out(workdir, report),
       "seconds": {k: round(v, 1) for k, v in timings.items()},
   }
   (workdir / "quickstart.json").write_text(json.dumps(out, indent=1) + "\n")
   echo("\nquickstart done")
   echo(f"  best architecture: {out['arch']}")
   acc = out["accuracy"]
-  echo(f"    supernet accuracy "
-       f"{acc if acc is None else format(acc, '.4f')}, predicted Edge TPU "
-       f"latency {latency if latency is None else format(latency, '.3f')} ms"
-       f" (target {settings.target_ms} ms; estimated table — "
-       "measure a real one with `hwnas table measure --backend edgetpu`)")
+  echo(f"    supernet accuracy (val) "
+       f"{acc if acc is None else format(acc, '.4f')}, "
+       f"{PRESETS[settings.space].latency.split(' (')[0]} "
+       f"{latency if latency is None else format(latency, '.3f')} ms"
+       f" (target {settings.target_ms} ms; "
+       f"{PRESETS[settings.space].latency.partition(' (')[2]}")
+  if out["held_out"]:
+    echo(f"  {out['held_out']['line']}")
   for key in ("best", "pareto_png", "export_report"):
     echo(f"  {key.replace('_', '.'):14s} {out[key]}")
   echo(f"  exported files: {workdir / 'export'}")
   return out
+
+
+def _held_out(workdir: pathlib.Path, report: dict) -> dict | None:
+  """The exported models' accuracy on the held-out split the export
+  checked, with the data set's split sizes (and subjects, for data split
+  by subject), or None without a dataset in the export."""
+  acc = (report.get("checks") or {}).get("accuracy")
+  if not acc:
+    return None
+  config = workdir / "supernet" / "config.json"
+  info = (json.loads(config.read_text()).get("dataset") or {}
+          if config.is_file() else {})
+  sizes = info.get("split_sizes") or {}
+  subjects = info.get("split_subjects") or {}
+  split = acc["split"]
+  int8 = acc.get("tflite_int8")
+  line = (f"{split} accuracy of the export: int8 TFLite "
+          f"{'-' if int8 is None else format(int8, '.4f')}, Flax "
+          f"{acc['flax']:.4f} on {acc['num_samples']} {split} samples of "
+          f"{acc['dataset']}")
+  if sizes:
+    line += (" (splits train/val/test: " + "/".join(
+        str(sizes.get(k, "?")) for k in ("train", "val", "test")))
+    if subjects.get(split):
+      line += (f"; {split} subjects "
+               f"{', '.join(map(str, subjects[split]))}: held out by "
+               "subject. A small data set: accuracies differ between "
+               "subjects by several points")
+    line += ")"
+  return {"split": split, "tflite_int8": int8, "flax": acc["flax"],
+          "num_samples": acc["num_samples"], "dataset": acc["dataset"],
+          "split_sizes": sizes, "split_subjects": subjects, "line": line}

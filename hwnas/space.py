@@ -27,6 +27,18 @@ stages:
 head: {expand_channels: 64, feature_channels: 0, activation: relu}
 ```
 
+A time-series space (1-D networks, e.g. activity recognition from
+accelerometer windows) replaces `input_channels` and `resolutions` by
+
+```yaml
+input: {kind: timeseries, channels: 6, lengths: [64, 96, 128]}
+```
+
+`lengths` are the window lengths in samples, the 1-D "resolution" (an
+architecture's `resolution` is its length); every kernel is 1 x k, every
+stride 1 x s (`hwnas.netspec`, `dims`). `input: {kind: image, channels: 3,
+resolutions: [...]}` is the same as the two top-level keys.
+
 Every block of a stage chooses its type, kernel, expansion, SE and
 activation independently from the stage's lists (as in Once-for-All's
 per-layer kernel/expansion). `ops` offers DeepShift power-of-two
@@ -69,8 +81,9 @@ BOUNDS = {
     "depth": (1, 16), "kernel": (1, 11), "resolution": (8, 1024),
     "width": (1, 4096), "head_channels": (0, 8192), "expansion": (0, 16),
     "stages": (1, 16), "num_classes": (1, 100_000), "input_channels": (1, 64),
-    "channel_divisor": (1, 256), "choices": (1, 64),
+    "channel_divisor": (1, 256), "choices": (1, 64), "length": (8, 8192),
 }
+INPUT_KINDS = ("image", "timeseries")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +145,12 @@ class SearchSpace:
   se_ratio: float = 0.25
   description: str = ""
   path: str = ""
+  kind: str = "image"           # 'image' | 'timeseries' (see INPUT_KINDS)
+
+  @property
+  def dims(self) -> int:
+    """1 for a time-series space (1-D networks), 2 for images."""
+    return 1 if self.kind == "timeseries" else 2
 
   @property
   def num_slots(self) -> int:
@@ -163,6 +182,12 @@ class SearchSpace:
   def to_dict(self) -> dict[str, Any]:
     d = dataclasses.asdict(self)
     d.pop("path")
+    kind = d.pop("kind")
+    if kind == "timeseries":
+      d = {k: v for k, v in d.items()
+           if k not in ("input_channels", "resolutions")}
+      d["input"] = {"kind": kind, "channels": self.input_channels,
+                    "lengths": list(self.resolutions)}
     d = {"format": FORMAT_VERSION, **d}
     for st in d["stages"]:
       if not st["name"]:
@@ -190,9 +215,8 @@ def _lists(x):
 
 _TOP_KEYS = {"format", "name", "version", "description", "input_channels",
              "num_classes", "channel_divisor", "se_ratio", "resolutions",
-             "stem", "stages", "head"}
-_REQUIRED_TOP = ("format", "name", "version", "resolutions", "stem",
-                 "stages", "head")
+             "stem", "stages", "head", "input"}
+_REQUIRED_TOP = ("format", "name", "version", "stem", "stages", "head")
 _STAGE_KEYS = {"name", "widths", "width_multipliers", "base_width", "stride",
                "depths", "types", "kernels", "expansions", "se",
                "activations", "ops"}
@@ -346,6 +370,38 @@ def _expansion(c: _Checker, v: Any, key: str) -> float:
   return v
 
 
+def _parse_input(c: _Checker, d: dict) -> tuple[str, int, tuple[int, ...]]:
+  """(kind, channels, resolutions or lengths) from `input` or the top-level
+  `input_channels` / `resolutions` of an image space."""
+  if "input" not in d:
+    if "resolutions" not in d:
+      c.fail("resolutions", "missing required key (or give `input: {kind: "
+             "timeseries, channels: C, lengths: [...]}`)")
+    return "image", c.bounded(d.get("input_channels", 3), "input_channels",
+                              "input_channels"), c.choices(
+        d["resolutions"], "resolutions",
+        lambda v, k: c.bounded(v, k, "resolution"))
+  for k in ("input_channels", "resolutions"):
+    if k in d:
+      c.fail(k, "not allowed beside `input`; give it inside `input`")
+  i = d["input"]
+  c.keys(i, "input", {"kind", "channels", "lengths", "resolutions"},
+         ("kind",))
+  kind = c.choice(i["kind"], "input.kind", INPUT_KINDS)
+  sizes, bound = (("lengths", "length") if kind == "timeseries" else
+                  ("resolutions", "resolution"))
+  other = "resolutions" if kind == "timeseries" else "lengths"
+  if other in i:
+    c.fail(f"input.{other}", f"not allowed for kind {kind}; use "
+           f"input.{sizes}")
+  if sizes not in i:
+    c.fail(f"input.{sizes}", "missing required key")
+  channels = c.bounded(i.get("channels", 3), "input.channels",
+                       "input_channels")
+  return kind, channels, c.choices(i[sizes], f"input.{sizes}",
+                                   lambda v, k: c.bounded(v, k, bound))
+
+
 def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
   """Validates a parsed space file; raises SpaceError naming file and key."""
   c = _Checker(path)
@@ -395,18 +451,17 @@ def from_dict(d: Any, *, path: str = "<space>") -> SearchSpace:
   se_ratio = c.pos_num(d.get("se_ratio", 0.25), "se_ratio")
   if se_ratio > 1:
     c.fail("se_ratio", f"must be in (0, 1], got {se_ratio}")
+  kind, channels, resolutions = _parse_input(c, d)
   return SearchSpace(
       name=d["name"],
       version=c.pos_int(d["version"], "version"),
       description=str(d.get("description", "")).strip(),
-      input_channels=c.bounded(d.get("input_channels", 3), "input_channels",
-                               "input_channels"),
+      input_channels=channels, kind=kind,
       num_classes=c.bounded(d.get("num_classes", 1000), "num_classes",
                             "num_classes"),
       channel_divisor=divisor,
       se_ratio=se_ratio,
-      resolutions=c.choices(d["resolutions"], "resolutions",
-                            lambda v, k: c.bounded(v, k, "resolution")),
+      resolutions=resolutions,
       stem=stem, stages=stages, head=head, path=path)
 
 

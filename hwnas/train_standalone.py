@@ -178,9 +178,8 @@ def init_model(spec: netspec_lib.NetSpec, config: Config, *,
 def resolve_spec(spec: netspec_lib.NetSpec, config: Config,
                  info: data_lib.DatasetInfo) -> netspec_lib.NetSpec:
   """Adapts input resolution and classifier width to the run and data."""
-  if info.kind != "image":
-    raise HwnasError(f"--dataset {info.name}: {info.kind} windows but "
-                     f"{spec.name} takes images; fix: use an image dataset")
+  data_lib.check_input(info, kind=spec.kind, channels=spec.in_channels,
+                       what=f"network {spec.name}")
   if config.resolution and config.resolution != spec.resolution:
     spec = netspec_lib.with_resolution(spec, config.resolution)
   if spec.num_classes != info.num_classes:
@@ -189,9 +188,6 @@ def resolve_spec(spec: netspec_lib.NetSpec, config: Config,
           f"--dataset {info.name}: has {info.num_classes} classes but the "
           f"supernet's classifier has {spec.num_classes}; use --init scratch")
     spec = netspec_lib.with_num_classes(spec, info.num_classes)
-  if spec.in_channels != info.image_shape[2]:
-    raise HwnasError(f"--dataset {info.name}: {info.image_shape[2]}-channel "
-                     f"images but {spec.name} takes {spec.in_channels}")
   return spec
 
 

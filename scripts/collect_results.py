@@ -22,7 +22,7 @@ HOSTS = ("Hosts: sections run on 2026-11-25 ran on a 2-core AMD EPYC, those "
          "10-20: compare ratios within a section, not absolute times "
          "across sections). Each section gives its run date.")
 ORDER = ["latency", "edgetpu_model", "energy", "supernet", "rank_fidelity", "search",
-         "search_tabular", "int8", "export", "quickstart"]
+         "search_tabular", "int8", "export", "quickstart", "har"]
 
 
 def _versions() -> str:

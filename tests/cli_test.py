@@ -63,6 +63,7 @@ def test_timeseries_data_on_image_networks_is_one_line(tmp_path, capsys):
     code, _, err = run(capsys, *args, "--dataset", "watch", "--workdir",
                        str(tmp_path / args[0]))
     assert code == 2
-    assert "watch: timeseries windows but" in err and "takes images" in err
+    assert "watch: time-series windows [128, 6] but" in err
+    assert "takes images" in err
     assert err.count("\n") == 1
     assert not (tmp_path / args[0]).exists()

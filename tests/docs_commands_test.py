@@ -99,6 +99,10 @@ COMMANDS: list[tuple[str, Expect | str]] = [
     # --- run and checked ---
     (r"^hwnas space list$", Expect(out=_SPACES)),
     (r"^hwnas space show (edgetpu|mobilenetv3)$", Expect(out=_SHOW_SPACE)),
+    (r"^hwnas space show har$",
+     Expect(out=_SHOW_SPACE + (r"^  input time series, 6 channels, 7 classes, "
+                               r"window lengths \[64, 96, 128\]",
+                               r"^  stem: conv 1x5/2 "))),
     (r"^hwnas space show search_spaces/tiny\.yaml$",
      Expect(out=(r"^space tiny@1\s+\(search_spaces/tiny\.yaml\)",)
             + _SHOW_SPACE)),
@@ -108,6 +112,12 @@ COMMANDS: list[tuple[str, Expect | str]] = [
     (r"^hwnas arch sample --space tiny --largest --out largest\.json$",
      Expect(out=(r"^wrote largest\.json: r32 ",), check=_is_largest)),
     (r"^hwnas arch stats (--arch )?a\.json$", Expect(out=_ARCH_STATS)),
+    (r"^hwnas arch sample --space har --seed \d+ --out har\.json$",
+     Expect(out=(r"^wrote har\.json: r\d+ ",),
+            files=(("har.json", r'"space": "har"'),))),
+    (r"^hwnas arch stats --arch har\.json$",
+     Expect(out=(r"^  input time series of \d+ samples x 6 channels",
+                 r"^    0 conv-t\d+x6-o16-k5-s2-relu ") + _ARCH_STATS)),
     (r"^hwnas arch stats (--arch )?(a|largest)\.json --table edgetpu-usb3/",
      Expect(out=_ARCH_STATS + _LATENCY_PARTS
             + (r"estimated by edgetpu-model",))),
@@ -158,6 +168,8 @@ COMMANDS: list[tuple[str, Expect | str]] = [
             files=(("tiny_uncalibrated.json", r'"backend": "xla"'),))),
     # --- not run here, with the reason ---
     (r"^pip install ", "installs packages (needs the network)"),
+    (r"^hwnas quickstart --space har ", "trains a supernet, searches and "
+     "exports: about 10 minutes on 2 shared cores"),
     (r"^python benchmarks/", "a benchmark: minutes of timing (its results "
      "are in benchmarks/RESULTS.md)"),
     (r"^python -c .*download_and_prepare", "downloads a data set (needs "

@@ -64,3 +64,33 @@ def test_quickstart_pipeline_end_to_end_and_rerun(tmp_path, fast_compile):
   quickstart.run(tmp_path, settings=settings, echo=lines.append)
   assert (tmp_path / "search" / "history.jsonl").read_text() == history
   assert any("already done" in l for l in lines)
+
+
+def test_quickstart_presets_name_space_data_and_table(tmp_path):
+  """`--space har` runs the 1-D space on the watch windows against its
+  shipped int8 LiteRT table (default target: about its median); an unknown
+  space is one line before anything runs."""
+  from hwnas import errors  # pylint: disable=g-import-not-at-top
+  args = cli.build_parser().parse_args(["quickstart", "--space", "har"])
+  assert args.space == "har"
+  p = quickstart.PRESETS["har"]
+  assert (p.space, p.dataset, p.table) == ("har", "watch", "litert-int8/har")
+  s = space.load(p.space)
+  assert s.kind == "timeseries"
+  table = load_table(p.table)
+  from hwnas.latency import make_cost_fn  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  cost = make_cost_fn(table, s)
+  ms = sorted(cost(arch.sample(rng, s)) for _ in range(200))
+  assert ms[40] < p.target_ms < ms[160]   # between the 20% and 80% points
+  d = quickstart._Dirs(tmp_path / "a", tmp_path / "b", tmp_path / "c")  # pylint: disable=protected-access
+  train, search, _ = quickstart._commands(  # pylint: disable=protected-access
+      d, quickstart.Settings(space="har", target_ms=p.target_ms))
+  assert train[train.index("--dataset") + 1] == "watch"
+  assert search[search.index("--table") + 1] == "litert-int8/har"
+  with pytest.raises(errors.HwnasError, match="--space mobilenetv3: the "
+                     "quickstart runs on tiny or har"):
+    quickstart.run(tmp_path / "x", settings=quickstart.Settings(
+        space="mobilenetv3"))
+  assert not (tmp_path / "x").exists()

@@ -131,8 +131,12 @@ def _stats(args) -> int:
     print(json.dumps(out, indent=1))
     return 0
   print(f"{spec.name}")
-  print(f"  input {spec.resolution}x{spec.resolution}x{spec.in_channels}, "
-        f"{spec.num_classes} classes")
+  if spec.dims == 1:
+    print(f"  input time series of {spec.resolution} samples x "
+          f"{spec.in_channels} channels, {spec.num_classes} classes")
+  else:
+    print(f"  input {spec.resolution}x{spec.resolution}x{spec.in_channels}, "
+          f"{spec.num_classes} classes")
   print(f"  {'#':>3s} {'layer':58s} {'MACs':>10s} {'params':>9s}")
   for r in rows:
     print(f"  {r['index']:3d} {r['key']:58s} {r['macs'] / 1e6:9.2f}M "

@@ -8,12 +8,18 @@ from hwnas import quickstart
 def register(sub) -> None:
   p = sub.add_parser(
       "quickstart", help="the whole pipeline offline on digits + the tiny "
-      "space: supernet, Edge-TPU-targeted search, TFLite int8 export")
+      "space (or --space har: smartwatch windows + the 1-D har space): "
+      "supernet, latency-targeted search, TFLite int8 export")
   p.add_argument("--workdir", default="runs/quickstart",
                  help="where every stage writes (rerunning resumes)")
+  p.add_argument("--space", default="tiny", choices=sorted(
+      quickstart.PRESETS), help="tiny (digits, estimated Edge TPU table) "
+      "or har (watch windows split by subject, measured int8 LiteRT table)")
   defaults = quickstart.Settings()
+  targets = ", ".join(f"{k}: {preset.target_ms}"
+                      for k, preset in quickstart.PRESETS.items())
   p.add_argument("--target-ms", type=float, help="latency target on the "
-                 f"estimated Edge TPU table (default {defaults.target_ms})")
+                 f"space's table (default {targets})")
   p.add_argument("--budget", type=int, help="architectures to evaluate "
                  f"(default {defaults.budget})")
   p.add_argument("--train-steps", type=int,
@@ -26,7 +32,8 @@ def register(sub) -> None:
 
 def _quickstart(args) -> int:
   import dataclasses  # pylint: disable=g-import-not-at-top
-  s = quickstart.Settings(seed=args.seed, progress=not args.no_progress)
+  s = quickstart.Settings(seed=args.seed, progress=not args.no_progress,
+                          space=args.space)
   changes = {k: v for k, v in (("target_ms", args.target_ms),
                                ("budget", args.budget),
                                ("train_steps", args.train_steps))

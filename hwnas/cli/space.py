@@ -36,7 +36,7 @@ def summary(space) -> dict:
   return {
       "name": space.name, "version": space.version, "path": space.path,
       "num_archs": space.num_archs(),
-      "resolutions": list(space.resolutions),
+      "kind": space.kind, "resolutions": list(space.resolutions),
       "min_macs": c_lo.macs, "max_macs": c_hi.macs,
       "min_params": c_lo.params, "max_params": c_hi.params,
       "smallest": arch_lib.to_string(lo), "largest": arch_lib.to_string(hi),
@@ -53,10 +53,17 @@ def _show(args) -> int:
   print(f"space {space.id}  ({space.path})")
   if space.description:
     print(f"  {space.description}")
-  print(f"  input {space.input_channels} channels, {space.num_classes} "
-        f"classes, resolutions {list(space.resolutions)}")
   st = space.stem
-  print(f"  stem: conv {st.kernel}x{st.kernel}/{st.stride} -> {st.channels} "
+  if space.kind == "timeseries":
+    print(f"  input time series, {space.input_channels} channels, "
+          f"{space.num_classes} classes, window lengths "
+          f"{list(space.resolutions)} (1-D: kernels 1 x k)")
+    kernel = f"1x{st.kernel}"
+  else:
+    print(f"  input {space.input_channels} channels, {space.num_classes} "
+          f"classes, resolutions {list(space.resolutions)}")
+    kernel = f"{st.kernel}x{st.kernel}"
+  print(f"  stem: conv {kernel}/{st.stride} -> {st.channels} "
         f"{st.activation}"
         + (f", {'/'.join(st.ops)}" if st.ops != ("mult",) else ""))
   ops = any(s.ops != ("mult",) for s in space.stages)  # column if offered

@@ -53,7 +53,8 @@ from hwnas.data.core import (SPLITS, ArraySplit, Dataset, DatasetInfo,
 from hwnas.errors import HwnasError
 
 __all__ = ["SPLITS", "ArraySplit", "Dataset", "DatasetInfo", "SeriesSplit",
-           "TfSplit", "batches", "load", "load_for", "shard_batch"]
+           "TfSplit", "batches", "check_input", "load", "load_for",
+           "shard_batch"]
 
 # The keys of a run config (`hwnas.configs.supernet`, `hwnas.configs.train`)
 # that decide which data a run sees; `load_for` reads exactly these.
@@ -116,6 +117,32 @@ def load(name: str, *, val_fraction: float = 0.1, seed: int = 0,
     return tf_input.load_folder(arg, val_fraction=val_fraction, seed=seed)
   raise HwnasError(f"--dataset {name}: unknown dataset; use digits, "
                    "digits-N, animals, watch, tfds:NAME or folder:PATH")
+
+
+def check_input(info: DatasetInfo, *, kind: str, channels: int,
+                what: str) -> None:
+  """One line when a network or space (`what`, e.g. its file) of input
+  `kind` ('image' | 'timeseries') and `channels` cannot take `info`'s data.
+
+  Raises:
+    HwnasError: the kinds or the channel counts differ.
+  """
+  def name(k):
+    return "time-series windows" if k == "timeseries" else "images"
+  if info.kind != kind:
+    fix = ("a time-series space (--space har) or network" if
+           info.kind == "timeseries" else
+           "an image space or network (e.g. --space tiny)")
+    raise HwnasError(
+        f"--dataset {info.name}: {name(info.kind)} "
+        f"{list(info.image_shape)} but {what} takes {name(kind)}; use "
+        f"{fix}, or a dataset of {name(kind)}")
+  have = info.image_shape[-1]
+  if have != channels:
+    raise HwnasError(
+        f"--dataset {info.name}: {have}-channel {name(kind)} but {what} "
+        f"takes {channels}; use a dataset of {channels} channels or a "
+        "space whose input has " + str(have))
 
 
 def load_for(config: Any, *, dataset: str | None = None) -> Dataset:

@@ -173,12 +173,13 @@ class Op:
   in_bytes: int = 0  # int8 input tensor(s)
 
 
-def _conv_op(kind, hw_in, hw_out, k, cin, cout, depthwise=False) -> Op:
-  reduce = k * k if depthwise else k * k * cin
+def _conv_op(kind, pos_in, pos_out, taps, cin, cout, depthwise=False) -> Op:
+  """A conv of `taps` kernel taps (k * k; k for a 1 x k time-series
+  kernel) from `pos_in` to `pos_out` spatial positions."""
+  reduce = taps if depthwise else taps * cin
   weights = reduce * cout
-  pos = hw_out * hw_out
-  return Op(kind, pos * weights, reduce, cout, pos, weights + 4 * cout,
-            pos * cout, hw_in * hw_in * cin)
+  return Op(kind, pos_out * weights, reduce, cout, pos_out,
+            weights + 4 * cout, pos_out * cout, pos_in * cin)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -189,12 +190,16 @@ def layer_ops(layer: Layer) -> tuple[Op, ...]:
   unsupported activation keeps its first op on the Edge TPU (see
   `first_unmapped`).
   """
-  t, k, s, h = layer.type, layer.kernel, layer.input_size, layer.output_size
+  # Positions in (s) and out (h): H * W, or T for a time series, which
+  # TFLite computes as a height-1 image (CONV_2D / DEPTHWISE_CONV_2D with a
+  # 1 x k kernel; docs/tables.md).
+  t, s, h = layer.type, layer.input_positions, layer.output_positions
+  k = layer.kernel if layer.dims == 1 else layer.kernel ** 2   # taps
   cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
   if t == "conv":
     return (_conv_op("pointwise" if k == 1 else "full", s, h, k, cin, cout),)
   if t == "pool":
-    return (Op("pool", 0, s * s, cin, 1, 0, cin, s * s * cin),)
+    return (Op("pool", 0, s, cin, 1, 0, cin, s * cin),)
   if t == "fc":
     return (Op("dense", cin * cout, cin, cout, 1, cin * cout + 4 * cout,
                cout, cin),)
@@ -209,15 +214,15 @@ def layer_ops(layer: Layer) -> tuple[Op, ...]:
   elif layer.has_expand:  # fused_ibn
     ops.append(_conv_op("full", s, h, k, cin, mid))
   if layer.se_channels:
-    se, n = layer.se_channels, h * h * mid
-    ops += [Op("pool", 0, h * h, mid, 1, 0, mid, n),
+    se, n = layer.se_channels, h * mid
+    ops += [Op("pool", 0, h, mid, 1, 0, mid, n),
             Op("dense", mid * se, mid, se, 1, mid * se + 4 * se, se, mid),
             Op("dense", se * mid, se, mid, 1, se * mid + 4 * mid, mid, se),
-            Op("mul", 0, 1, mid, h * h, 0, n, n + mid)]
+            Op("mul", 0, 1, mid, h, 0, n, n + mid)]
   ops.append(_conv_op("pointwise", h, h, 1, mid, cout))
   if layer.residual:
-    n = h * h * cout
-    ops.append(Op("add", 0, 1, cout, h * h, 0, n, 2 * n))
+    n = h * cout
+    ops.append(Op("add", 0, 1, cout, h, 0, n, 2 * n))
   return tuple(ops)
 
 

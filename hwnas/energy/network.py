@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from hwnas import errors
 from hwnas.energy.accelerator import LEVELS, Accelerator
 from hwnas.energy.rowstationary import ConvEnergy, ConvShape, map_conv
 from hwnas.netspec import Layer, NetSpec
@@ -68,6 +69,11 @@ def _round(x: float) -> float:
 def layer_convs(layer: Layer, batch: int = 1
                 ) -> tuple[list[tuple[str, ConvShape]], float]:
   """(named convolutions of `layer`, extra element-wise DRAM words)."""
+  if layer.dims != 2:
+    raise errors.HwnasError(
+        f"{layer.key()}: the energy model maps square 2-D convolutions "
+        "only; time-series (1-D) layers have no energy model yet (use a "
+        "latency table for a 1-D space)")
   t, k, s = layer.type, layer.kernel, layer.stride
   cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
   h, e = layer.input_size, layer.output_size

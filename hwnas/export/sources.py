@@ -61,7 +61,8 @@ def export_network(model, out: str | os.PathLike[str], *,
     The report dict (also written to `out/report.json` and `report.md`).
   """
   out_dir = options_lib.check_out_dir(out, overwrite=options.overwrite)
-  ds = dataset if dataset is not None else _named_dataset(options.dataset)
+  ds = _fitting(dataset if dataset is not None else
+                _named_dataset(options.dataset), model.spec)
   return writer.write(model, out_dir, dataset=ds, arch=arch, source=source,
                       options=options, table=table,
                       bn_recalibration=bn_recalibration,
@@ -97,6 +98,7 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   ds = _named_dataset(o.dataset)
   if ds is None and weights is not None:
     ds = train_workdir_dataset(pathlib.Path(weights))
+  ds = _fitting(ds, spec)
   if weights is None and ds is not None and (
       spec.num_classes != ds.info.num_classes):
     spec = netspec.with_num_classes(spec, ds.info.num_classes)
@@ -114,6 +116,16 @@ def export_spec(spec: NetSpec, out: str | os.PathLike[str], *,
   return writer.write(model, out_dir, dataset=ds, arch=arch, source=source,
                       options=o, table=table, bn_recalibration=bn,
                       random_weights=weights is None)
+
+
+def _fitting(ds, spec: NetSpec):
+  """`ds` (or None), checked once to hold the input kind and channels the
+  network takes (time-series windows for a 1-D network)."""
+  if ds is not None:
+    from hwnas import data  # pylint: disable=g-import-not-at-top
+    data.check_input(ds.info, kind=spec.kind, channels=spec.in_channels,
+                     what=f"network {spec.name}")
+  return ds
 
 
 def train_workdir_dataset(w: pathlib.Path):
@@ -196,6 +208,7 @@ def _write_subnet(model, choice, out_dir: options_lib.OutDir, *,
                   source: dict[str, Any]) -> dict[str, Any]:
   """Recalibrates BatchNorm of a supernet's subnet (with a dataset) and
   writes it."""
+  dataset = _fitting(dataset, model.spec)
   bn = (_recalibrate(model, dataset, model.spec, options)
         if dataset is not None else None)
   return writer.write(model, out_dir, dataset=dataset, arch=choice,

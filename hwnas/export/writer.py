@@ -87,10 +87,11 @@ def _calibration_samples(ds, spec: NetSpec, o: ExportOptions
     x, _ = checks.take_samples(ds, "train", o.calibration_steps,
                                resolution=spec.resolution, seed=o.seed,
                                shuffle=True, batch_size=o.batch_size)
-    return x, f"{len(x)} samples of {ds.info.name} train"
+    # Time-series windows [n, T, C] enter as [n, 1, T, C] (spec.input_shape).
+    return (x.reshape((len(x), *spec.input_shape)),
+            f"{len(x)} samples of {ds.info.name} train")
   rng = np.random.default_rng(o.seed)
-  shape = (o.calibration_steps, spec.resolution, spec.resolution,
-           spec.in_channels)
+  shape = (o.calibration_steps, *spec.input_shape)
   return (rng.standard_normal(shape).astype(np.float32),
           f"{o.calibration_steps} standard-normal random inputs (no dataset)")
 
@@ -190,7 +191,7 @@ def write(model, out: options_lib.OutDir, *, dataset, arch=None,
         "dataset the network was trained on")
   model = with_lax_depthwise(model)
   fn = _pure_fn(model)
-  shape = (1, spec.resolution, spec.resolution, spec.in_channels)
+  shape = (1, *spec.input_shape)   # (1, 1, T, C) for a time series
   r = _report_skeleton(spec, shape, arch=arch, source=source, ds=ds,
                        options=o, predicted=predicted,
                        bn_recalibration=bn_recalibration)
@@ -253,11 +254,11 @@ def _run_checks(r: dict[str, Any], model, float_bytes, int8_bytes, ds,
     images, labels = checks.take_samples(
         ds, o.eval_split, o.eval_samples, resolution=spec.resolution,
         seed=o.seed, shuffle=False, batch_size=o.batch_size)
+    images = images.reshape((len(images), *spec.input_shape))
   else:
     rng = np.random.default_rng([o.seed, 1])
     images = rng.standard_normal(
-        (min(o.eval_samples, 16), spec.resolution, spec.resolution,
-         spec.in_channels)).astype(np.float32)
+        (min(o.eval_samples, 16), *spec.input_shape)).astype(np.float32)
     labels = None
   flax_logits = checks.predict(model, images, batch_size=o.batch_size)
   shift = _shift_check(model, int8_bytes)

@@ -69,7 +69,7 @@ def input_shape(layer: Layer, batch_size: int) -> tuple[int, ...]:
   """Shape a layer is timed on: NHWC, or [B, C] for an `fc`."""
   if layer.type == "fc":
     return (batch_size, layer.in_channels)
-  return (batch_size, layer.input_size, layer.input_size, layer.in_channels)
+  return (batch_size, *layer.input_hw, layer.in_channels)
 
 
 def _module(obj: Layer | NetSpec, seed: int, depthwise: str):
@@ -82,7 +82,7 @@ def _module(obj: Layer | NetSpec, seed: int, depthwise: str):
 
 
 def _network_shape(spec: NetSpec, batch_size: int) -> tuple[int, ...]:
-  return (batch_size, spec.resolution, spec.resolution, spec.in_channels)
+  return (batch_size, *spec.input_shape)
 
 
 # -------------------------------------------------------------------- xla --

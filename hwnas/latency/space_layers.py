@@ -58,7 +58,8 @@ def block_layer(space: SearchSpace, size: int, cin: int, width: int,
   se = make_divisible(mid * space.se_ratio, div) if b.se else 0
   return Layer(b.type, size, cin, width, mid_channels=mid, kernel=b.kernel,
                stride=stride, se_channels=se, activation=b.activation,
-               residual=stride == 1 and cin == width, op=b.op)
+               residual=stride == 1 and cin == width, op=b.op,
+               dims=space.dims)
 
 
 def stem_layer(space: SearchSpace, resolution: int,
@@ -67,7 +68,7 @@ def stem_layer(space: SearchSpace, resolution: int,
   st = space.stem
   return Layer("conv", resolution, space.input_channels, st.channels,
                kernel=st.kernel, stride=st.stride, activation=st.activation,
-               op=op or st.ops[0])
+               op=op or st.ops[0], dims=space.dims)
 
 
 def stage_input_sizes(space: SearchSpace, resolution: int) -> list[int]:
@@ -85,17 +86,17 @@ def head_layers(space: SearchSpace, size: int, cin: int,
                 ) -> list[Layer]:
   """Head conv, pool, feature fc and classifier after the last stage
   (`op`: the head conv's, as for `stem_layer`)."""
-  h, out, ch = space.head, [], cin
+  h, out, ch, dims = space.head, [], cin, space.dims
   if h.expand_channels:
     out.append(Layer("conv", size, ch, h.expand_channels,
-                     activation=h.activation, op=op or h.ops[0]))
+                     activation=h.activation, op=op or h.ops[0], dims=dims))
     ch = h.expand_channels
-  out.append(Layer("pool", size, ch, ch))
+  out.append(Layer("pool", size, ch, ch, dims=dims))
   if h.feature_channels:
     out.append(Layer("fc", 1, ch, h.feature_channels,
-                     activation=h.activation))
+                     activation=h.activation, dims=dims))
     ch = h.feature_channels
-  out.append(Layer("fc", 1, ch, num_classes or space.num_classes))
+  out.append(Layer("fc", 1, ch, num_classes or space.num_classes, dims=dims))
   return out
 
 

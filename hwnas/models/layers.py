@@ -32,12 +32,15 @@ def batch_norm(channels: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
 
 class Conv(nnx.Module):
   """'SAME' k x k convolution (`ops.conv2d`), kernel [k, k, cin, cout] and
-  an optional bias; the parameters of `nnx.Conv`, with the same names."""
+  an optional bias; the parameters of `nnx.Conv`, with the same names.
+  `dims=1`: a 1 x k kernel [1, k, cin, cout] (time series)."""
 
   def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, *,
-               rngs: nnx.Rngs, bias: bool = False, impl: str = "auto"):
+               rngs: nnx.Rngs, bias: bool = False, impl: str = "auto",
+               dims: int = 2):
     init = nnx.initializers.lecun_normal()
-    self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, cin, cout)))
+    self.kernel = nnx.Param(init(rngs.params(), (
+        kernel if dims == 2 else 1, kernel, cin, cout)))
     # Zeros, drawing a key as nnx.Conv does (so seeds give its weights).
     self.bias = nnx.data(nnx.Param(nnx.initializers.zeros_init()(
         rngs.params(), (cout,))) if bias else None)
@@ -50,14 +53,16 @@ class Conv(nnx.Module):
 
 
 class DepthwiseConv(nnx.Module):
-  """Depthwise k x k convolution without bias; kernel [k, k, 1, C].
-  `shift`: the kernel is used as signed powers of two (`deepshift`)."""
+  """Depthwise k x k convolution without bias; kernel [k, k, 1, C] ([1, k,
+  1, C] with `dims=1`). `shift`: the kernel is used as signed powers of
+  two (`deepshift`)."""
 
   def __init__(self, channels: int, kernel: int, stride: int, *,
-               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False):
+               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False,
+               dims: int = 2):
     init = nnx.initializers.lecun_normal()
-    self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, 1,
-                                                 channels)))
+    self.kernel = nnx.Param(init(rngs.params(), (
+        kernel if dims == 2 else 1, kernel, 1, channels)))
     self.stride = stride
     self.impl = impl
     self.shift = shift
@@ -74,8 +79,9 @@ class ConvBN(nnx.Module):
 
   def __init__(self, cin: int, cout: int, kernel: int, stride: int,
                act: str, *, rngs: nnx.Rngs, impl: str = "auto",
-               shift: bool = False):
-    self.conv = Conv(cin, cout, kernel, stride, rngs=rngs, impl=impl)
+               shift: bool = False, dims: int = 2):
+    self.conv = Conv(cin, cout, kernel, stride, rngs=rngs, impl=impl,
+                     dims=dims)
     self.bn = batch_norm(cout, rngs)
     self.act = act
     self.shift = shift
@@ -90,9 +96,10 @@ class DepthwiseBN(nnx.Module):
   """Depthwise conv, BatchNorm, activation."""
 
   def __init__(self, channels: int, kernel: int, stride: int, act: str, *,
-               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False):
+               rngs: nnx.Rngs, impl: str = "auto", shift: bool = False,
+               dims: int = 2):
     self.conv = DepthwiseConv(channels, kernel, stride, rngs=rngs, impl=impl,
-                              shift=shift)
+                              shift=shift, dims=dims)
     self.bn = batch_norm(channels, rngs)
     self.act = act
 
@@ -122,7 +129,7 @@ class ConvLayer(nnx.Module):
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, impl: str = "auto"):
     self.body = ConvBN(layer.in_channels, layer.out_channels, layer.kernel,
                        layer.stride, layer.activation, rngs=rngs, impl=impl,
-                       shift=layer.op == "shift")
+                       shift=layer.op == "shift", dims=layer.dims)
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     return self.body(x, train)
@@ -135,18 +142,21 @@ class InvertedBottleneck(nnx.Module):
     cin, mid, cout = layer.in_channels, layer.mid_channels, layer.out_channels
     k, s, act = layer.kernel, layer.stride, layer.activation
     sh = layer.op == "shift"   # power-of-two weights in every conv but SE
+    dims = layer.dims          # 1: 1 x k kernels (time series)
     self.fused = layer.type == "fused_ibn"
     self.residual = layer.residual
     expand = dw = se = None
     if self.fused:
       if layer.has_expand:
-        expand = ConvBN(cin, mid, k, s, act, rngs=rngs, impl=impl, shift=sh)
+        expand = ConvBN(cin, mid, k, s, act, rngs=rngs, impl=impl, shift=sh,
+                        dims=dims)
       # Without the fused k x k conv the projection carries the stride.
       project_stride = 1 if layer.has_expand else s
     else:
       if layer.has_expand:
         expand = ConvBN(cin, mid, 1, 1, act, rngs=rngs, impl=impl, shift=sh)
-      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=impl, shift=sh)
+      dw = DepthwiseBN(mid, k, s, act, rngs=rngs, impl=impl, shift=sh,
+                       dims=dims)
       project_stride = 1
     if layer.se_channels:
       se = SqueezeExcite(mid, layer.se_channels, rngs=rngs, impl=impl)
@@ -174,7 +184,8 @@ class DepthwiseSeparable(nnx.Module):
   def __init__(self, layer: Layer, *, rngs: nnx.Rngs, impl: str = "auto"):
     sh = layer.op == "shift"
     self.dw = DepthwiseBN(layer.in_channels, layer.kernel, layer.stride,
-                          layer.activation, rngs=rngs, impl=impl, shift=sh)
+                          layer.activation, rngs=rngs, impl=impl, shift=sh,
+                          dims=layer.dims)
     self.pw = ConvBN(layer.in_channels, layer.out_channels, 1, 1,
                      layer.activation, rngs=rngs, impl=impl, shift=sh)
     self.residual = layer.residual

@@ -116,26 +116,33 @@ def _live_taps(size: int, kernel: int, stride: int, pad_lo: int) -> list[int]:
   return live
 
 
-def _shift_geometry(h: int, w: int, k: int, stride: int,
+def _centred(k: int, size: int | None) -> range:
+  """Offsets of the centred `size` taps of a k-tap kernel dimension (a
+  1-tap dimension, the height of a 1-D kernel, keeps its one tap)."""
+  size = min(size, k) if size else k
+  return range((k - size) // 2, (k + size) // 2)
+
+
+def _shift_geometry(h: int, w: int, kh: int, kw: int, stride: int,
                     size: int | None = None):
-  """Padding, output size and live taps of a 'SAME' depthwise conv (only
-  the taps of the centred size x size, if given; the centre tap is always
-  live)."""
-  (ph0, ph1), (pw0, pw1) = (same_padding(h, k, stride),
-                            same_padding(w, k, stride))
-  lo, hi = ((k - size) // 2, (k + size) // 2) if size else (0, k)
-  taps = [(i, j) for i in _live_taps(h, k, stride, ph0)
-          for j in _live_taps(w, k, stride, pw0)
-          if lo <= i < hi and lo <= j < hi]
+  """Padding, output size and live taps of a 'SAME' depthwise conv with a
+  kh x kw kernel (only the taps of the centred size x size, if given; the
+  centre tap is always live)."""
+  (ph0, ph1), (pw0, pw1) = (same_padding(h, kh, stride),
+                            same_padding(w, kw, stride))
+  rows, cols = _centred(kh, size), _centred(kw, size)
+  taps = [(i, j) for i in _live_taps(h, kh, stride, ph0)
+          for j in _live_taps(w, kw, stride, pw0)
+          if i in rows and j in cols]
   return (ph0, ph1, pw0, pw1), (-(-h // stride), -(-w // stride)), taps
 
 
-def _shift_patches(x: jax.Array, k: int, stride: int,
+def _shift_patches(x: jax.Array, kh: int, kw: int, stride: int,
                    size: int | None = None):
   """Yields ((i, j), strided slice of the padded input read by tap i, j)."""
   _, h, w, c = x.shape
-  (ph0, ph1, pw0, pw1), (ho, wo), taps = _shift_geometry(h, w, k, stride,
-                                                         size)
+  (ph0, ph1, pw0, pw1), (ho, wo), taps = _shift_geometry(h, w, kh, kw,
+                                                         stride, size)
   xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
   for i, j in taps:
     yield (i, j), jax.lax.slice(
@@ -150,7 +157,8 @@ def _shift_forward(x: jax.Array, kernel: jax.Array, stride: int,
   out = None
   # Taps that only ever read padding contribute zero: dropping them keeps
   # the result exact and makes large kernels cheap on tiny maps.
-  for (i, j), patch in _shift_patches(x, kernel.shape[0], stride, size):
+  for (i, j), patch in _shift_patches(x, kernel.shape[0], kernel.shape[1],
+                                      stride, size):
     term = patch * kernel[i, j, 0]
     out = term if out is None else out + term
   return out
@@ -184,28 +192,29 @@ def _shift_grads(x, kernel, g, stride, size: int | None = None):
   `size`, only the taps of the centred size x size count (the others get
   zero gradient).
   """
-  k = kernel.shape[0]
+  kh, kw = kernel.shape[0], kernel.shape[1]
   _, h, w, c = x.shape
-  (ph0, _, pw0, _), (ho, wo), taps = _shift_geometry(h, w, k, stride, size)
-  patches = list(_shift_patches(x, k, stride, size))
+  (ph0, _, pw0, _), (ho, wo), taps = _shift_geometry(h, w, kh, kw, stride,
+                                                     size)
+  patches = list(_shift_patches(x, kh, kw, stride, size))
   zero = jnp.zeros((), g.dtype)
   sums = jax.lax.reduce(
       tuple(p * g for _, p in patches), (zero,) * len(patches),
       lambda a, b: tuple(u + v for u, v in zip(a, b)), (0, 1, 2))
   by_tap = {tap: s for (tap, _), s in zip(patches, sums)}
   none = jnp.zeros((c,), g.dtype)
-  dk = jnp.stack([by_tap.get((i, j), none) for i in range(k)
-                  for j in range(k)]).reshape(k, k, 1, c)
+  dk = jnp.stack([by_tap.get((i, j), none) for i in range(kh)
+                  for j in range(kw)]).reshape(kh, kw, 1, c)
   # dx[y, x] = sum_ij gd[y + ph0 - i, x + pw0 - j] * k[i, j], gd being g
   # with stride - 1 zeros between rows / columns; pad gd by k - 1 in front
-  # so every index is non-negative.
+  # so every index is non-negative (kh - 1, kw - 1 for a kh x kw kernel).
   hi_h = max(0, ph0 + h - (stride * (ho - 1) + 1))
   hi_w = max(0, pw0 + w - (stride * (wo - 1) + 1))
-  gp = jax.lax.pad(g, zero, ((0, 0, 0), (k - 1, hi_h, stride - 1),
-                             (k - 1, hi_w, stride - 1), (0, 0, 0)))
+  gp = jax.lax.pad(g, zero, ((0, 0, 0), (kh - 1, hi_h, stride - 1),
+                             (kw - 1, hi_w, stride - 1), (0, 0, 0)))
   dx = None
   for i, j in taps:
-    s0, s1 = ph0 + k - 1 - i, pw0 + k - 1 - j
+    s0, s1 = ph0 + kh - 1 - i, pw0 + kw - 1 - j
     term = jax.lax.slice(gp, (0, s0, s1, 0),
                          (gp.shape[0], s0 + h, s1 + w, c)) * kernel[i, j, 0]
     dx = term if dx is None else dx + term
@@ -259,7 +268,8 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int, *,
   Args:
     x: [B, H, W, C] input.
     kernel: [k, k, 1, C] weights (the layout of `nnx.Conv` with
-      `feature_group_count=C`).
+      `feature_group_count=C`), or [1, k, 1, C] for a 1-D (height 1)
+      input.
     stride: spatial stride.
     impl: 'lax' (grouped conv), 'shift' (shift-add) or 'auto' (see the
       module docstring).
@@ -289,16 +299,25 @@ def elastic_depthwise_conv(x: jax.Array, kernel: jax.Array, size: jax.Array,
     sizes = tuple(sorted(sizes))
     index = jnp.sum(jnp.asarray(size) > jnp.asarray(sizes[:-1]))
     return _elastic_shift(x, kernel, index.astype(jnp.int32), sizes, stride)
-  return _depthwise_lax(x, kernel * kernel_mask(size, kernel.shape[0]),
-                        stride)
+  return _depthwise_lax(x, kernel * kernel_mask(size, kernel.shape[0],
+                                                kernel.shape[1]), stride)
 
 
-def kernel_mask(k: jax.Array, size: int) -> jax.Array:
-  """[size, size, 1, 1] float mask of the centred k x k taps (k traced)."""
-  lo = (size - k) // 2
-  r = jnp.arange(size)
-  m = ((r >= lo) & (r < lo + k)).astype(jnp.float32)
-  return (m[:, None] * m[None, :])[:, :, None, None]
+def kernel_mask(k: jax.Array, size: int, width: int | None = None
+                ) -> jax.Array:
+  """[size, width, 1, 1] float mask of the centred k x k taps (k traced;
+  `width` defaults to `size`). A dimension of one tap (the height of a 1-D
+  kernel, [1, width]) keeps its tap whatever k."""
+
+  def centred(n):
+    if n == 1:
+      return jnp.ones((1,), jnp.float32)
+    lo = (n - k) // 2
+    r = jnp.arange(n)
+    return ((r >= lo) & (r < lo + k)).astype(jnp.float32)
+
+  m = centred(size)[:, None] * centred(width or size)[None, :]
+  return m[:, :, None, None]
 
 
 # A dense k x k convolution whose backward pass stays on XLA:CPU's fast

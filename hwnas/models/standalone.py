@@ -41,9 +41,14 @@ class Network(nnx.Module):
         for l in spec.layers])
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    """[B, H, W, C] float32 images -> [B, num_classes] logits."""
-    expect = (self.spec.resolution, self.spec.resolution,
-              self.spec.in_channels)
+    """[B, H, W, C] float32 images -> [B, num_classes] logits.
+
+    A time-series network (`spec.dims == 1`) takes windows [B, T, C] or
+    [B, 1, T, C] (how it computes them: 1-D as a height-1 image).
+    """
+    expect = self.spec.input_shape
+    if self.spec.dims == 1 and x.ndim == 3:
+      x = x[:, None]
     if tuple(x.shape[1:]) != expect:
       raise ValueError(f"{self.spec.name}: input shape {x.shape[1:]} does not "
                        f"match the spec's {expect}")

@@ -51,6 +51,7 @@ class Slot:
   expand: str                    # 'always' | 'never' | 'dynamic'
   mids: tuple[int, ...] = ()     # every mid width an architecture can pick
   ops: tuple[str, ...] = ("mult",)  # 'mult' | 'shift' choices
+  dims: int = 2                  # 1: a time-series slot (1 x k kernels)
 
 
 def slots(space: SearchSpace) -> tuple[Slot, ...]:
@@ -82,7 +83,8 @@ def slots(space: SearchSpace) -> tuple[Slot, ...]:
           max_kernel=max(stage.kernels),
           kernels=tuple(sorted(stage.kernels)), types=types,
           activations=tuple(stage.activations), expand=expand,
-          mids=tuple(sorted({m for _, m in mids})), ops=tuple(stage.ops)))
+          mids=tuple(sorted({m for _, m in mids})), ops=tuple(stage.ops),
+          dims=space.dims))
     prev_widths = stage.widths
   return tuple(out)
 
@@ -192,10 +194,10 @@ class BlockWeights(nnx.Module):
                if kernel_transform else ())
     self.expand = nnx.data(None if slot.expand == "never" else ConvBNWeights(
         slot.max_in, slot.max_mid, k if self.fused else 1, rngs=rngs,
-        transforms=smaller if self.fused else ()))
+        transforms=smaller if self.fused else (), dims=slot.dims))
     self.dw = nnx.data(None if self.fused else ConvBNWeights(
         slot.max_mid, slot.max_mid, k, rngs=rngs, depthwise=True,
-        transforms=smaller))
+        transforms=smaller, dims=slot.dims))
     self.se = nnx.data(SEWeights(slot.max_mid, slot.max_se, rngs=rngs)
                        if slot.max_se else None)
     self.project = ConvBNWeights(slot.max_mid, slot.max_out, 1, rngs=rngs)

@@ -78,14 +78,8 @@ def _train(config, workdir: pathlib.Path, space, progress: bool
   from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
   dataset = data_lib.load_for(config)  # the run's data and val hold-out
   info = dataset.info
-  if info.kind != "image":
-    raise errors.HwnasError(
-        f"--dataset {info.name}: {info.kind} windows but space {space.name} "
-        "takes images; fix: use an image dataset")
-  if info.image_shape[2] != space.input_channels:
-    raise errors.HwnasError(
-        f"--dataset {info.name}: {info.image_shape[2]}-channel images but "
-        f"space {space.name} takes {space.input_channels}")
+  data_lib.check_input(info, kind=space.kind, channels=space.input_channels,
+                       what=f"space {space.path or space.name}")
   if config.num_classes and config.num_classes < info.num_classes:
     raise errors.HwnasError(
         f"config.num_classes = {config.num_classes}: dataset {info.name} has "

@@ -166,7 +166,7 @@ class Supernet(nnx.Module):
     self.depthwise = depthwise
     stem = space.stem
     self.stem = ConvBNWeights(space.input_channels, stem.channels,
-                              stem.kernel, rngs=rngs)
+                              stem.kernel, rngs=rngs, dims=space.dims)
     self.slots = nnx.List([SlotModule(s, rngs=rngs, depthwise=depthwise,
                                       kernel_transform=kernel_transform)
                            for s in self.slot_info])
@@ -189,7 +189,8 @@ class Supernet(nnx.Module):
     """[B, R, R, C] images -> [B, num_classes] logits of `arch`.
 
     Args:
-      x: input images.
+      x: input images; for a time-series space windows [B, T, C] (or
+        [B, 1, T, C], how they are computed).
       arch: `arch_arrays` of one architecture.
       train: batch statistics (and running-statistics updates) for BN.
       momentum: BN running-average momentum (traced for recalibration).
@@ -217,6 +218,8 @@ class Supernet(nnx.Module):
   def _forward(self, x, arch, ctx: Context, dropout_key=None):
     space, points = self.space, ctx.points
     on = jnp.asarray(True)
+    if space.dims == 1 and x.ndim == 3:
+      x = x[:, None]   # [B, T, C] -> [B, 1, T, C]: 1-D as height-1 2-D
 
     def conv_bn_act(name, weights, x, x_range, act, stride=1, in_mask=None,
                     ops=("mult",), flag=None):

@@ -89,7 +89,14 @@ def merge(graphdef, state: State) -> model_lib.Supernet:
 
 
 def resize(images: jax.Array, resolution: int) -> jax.Array:
-  """[B, H, W, C] -> [B, R, R, C] (bilinear; identity when H == R)."""
+  """[B, H, W, C] -> [B, R, R, C] (bilinear; identity when H == R).
+
+  Time-series windows [B, T, C] are cut, never resampled, to their central
+  R samples, as `hwnas.data.batches` cuts evaluation windows.
+  """
+  if images.ndim == 3:
+    lo = (images.shape[1] - resolution) // 2
+    return images[:, lo:lo + resolution]
   if images.shape[1] == resolution and images.shape[2] == resolution:
     return images
   b, _, _, c = images.shape

@@ -108,19 +108,22 @@ def _batch_moments(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def centre_taps(w, k: int):
-  """The centred k x k taps of an HWIO kernel (numpy or jax)."""
-  lo = (w.shape[0] - k) // 2
-  return w[lo:lo + k, lo:lo + k]
+  """The centred k x k taps of an HWIO kernel (numpy or jax); of a 1-D
+  kernel [1, K, ...] the centred 1 x k."""
+  kh, kw = min(k, w.shape[0]), min(k, w.shape[1])
+  lo_h, lo_w = (w.shape[0] - kh) // 2, (w.shape[1] - kw) // 2
+  return w[lo_h:lo_h + kh, lo_w:lo_w + kw]
 
 
 def _transform(w: jax.Array, t: jax.Array) -> jax.Array:
-  """Mixes the k*k taps of HWIO kernel `w` with (I + t), t [k*k, k*k]."""
+  """Mixes the kh*kw taps of HWIO kernel `w` with (I + t), t [taps, taps]."""
   flat = w.reshape(w.shape[0] * w.shape[1], -1)
   return (flat + t @ flat).reshape(w.shape)
 
 
 class ConvBNWeights(nnx.Module):
-  """A conv kernel [k, k, cin, cout] (no bias) and its BatchNorm.
+  """A conv kernel [k, k, cin, cout] (no bias) and its BatchNorm; with
+  `dims=1` a time-series kernel [1, k, cin, cout].
 
   With `transforms` (smaller kernel sizes, descending), the kernel is
   elastic as in Once-for-All's "kernel transformation": the size-s kernel
@@ -131,13 +134,16 @@ class ConvBNWeights(nnx.Module):
   """
 
   def __init__(self, cin: int, cout: int, kernel: int, *, rngs: nnx.Rngs,
-               depthwise: bool = False, transforms: tuple[int, ...] = ()):
-    shape = (kernel, kernel, 1 if depthwise else cin, cout)
+               depthwise: bool = False, transforms: tuple[int, ...] = (),
+               dims: int = 2):
+    shape = (kernel if dims == 2 else 1, kernel, 1 if depthwise else cin,
+             cout)
     self.kernel = _param(rngs, shape)
     self.bn = MaskedBatchNorm(cout)
     self.transform_sizes = tuple(transforms)
+    taps = lambda k: k * k if dims == 2 else k
     self.transforms = nnx.data(
-        nnx.List([nnx.Param(jnp.zeros((k * k, k * k), jnp.float32))
+        nnx.List([nnx.Param(jnp.zeros((taps(k), taps(k)), jnp.float32))
                   for k in transforms]) if transforms else None)
 
   def kernel_at(self, k: int) -> jax.Array:
@@ -152,12 +158,12 @@ class ConvBNWeights(nnx.Module):
   def elastic_kernel(self, k: jax.Array) -> jax.Array:
     """The kernel of traced choice `k`, zero-padded to the largest size."""
     w = self.kernel[...]
-    size = w.shape[0]
-    out = w * ops.kernel_mask(k, size)
+    out = w * ops.kernel_mask(k, w.shape[0], w.shape[1])
     cur = w
     for s, t in zip(self.transform_sizes, self.transforms or ()):
       cur = _transform(centre_taps(cur, s), t[...])
-      pad = [((size - s) // 2,) * 2] * 2 + [(0, 0)] * 2
+      pad = [((w.shape[d] - cur.shape[d]) // 2,) * 2 for d in (0, 1)] + [
+          (0, 0)] * 2
       out = jnp.where(k == s, jnp.pad(cur, pad), out)
     return out
 
