@@ -196,9 +196,14 @@ def test_edgetpu_model_sees_1xT_positions_and_k_taps():
   assert (dw2.positions, dw2.reduce) == (36, 49)
 
 
-def test_energy_model_refuses_1d_layers_in_one_line():
+def test_energy_model_sees_1xT_inputs_and_k_taps():
   from hwnas.energy import network  # pylint: disable=g-import-not-at-top
-  with pytest.raises(errors.HwnasError) as e:
-    network.layer_convs(_hand_spec().layers[0])
-  assert "conv-t24x3-o8-k5-s2-relu" in str(e.value)
-  assert "\n" not in str(e.value)
+  spec = _hand_spec()
+  for layer in spec.layers:
+    convs, _ = network.layer_convs(layer)
+    assert sum(c.macs for _, c in convs) == counting.layer_counts(layer).macs
+  dw = dict(network.layer_convs(spec.layers[1])[0])["depthwise"]
+  assert (dw.h, dw.w, dw.r, dw.s, dw.e, dw.f) == (1, 12, 1, 7, 1, 6)
+  flat = Layer(**{**spec.layers[1].to_dict(), "dims": 2})
+  dw2 = dict(network.layer_convs(flat)[0])["depthwise"]
+  assert (dw2.h, dw2.w, dw2.r, dw2.s, dw2.e, dw2.f) == (12, 12, 7, 7, 6, 6)

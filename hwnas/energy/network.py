@@ -5,6 +5,9 @@ other, each mapped on its own (`rowstationary.map_conv`) with its ifmap read
 from and its ofmap written to DRAM (Eyeriss runs a network layer by layer;
 nothing stays on chip between convolutions):
 
+A time-series (1-D) layer runs the same convolutions with height 1: input
+1 x T, kernels 1 x k (`ConvShape` with h = r = 1, w = T, s = k).
+
 * `conv`: one full convolution; `fc`: a 1x1 convolution of a 1x1 input.
 * `ibn`: 1x1 expand (when mid != in), k x k depthwise (groups = mid),
   squeeze-excite (two fc layers), 1x1 project.
@@ -33,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from hwnas import errors
 from hwnas.energy.accelerator import LEVELS, Accelerator
 from hwnas.energy.rowstationary import ConvEnergy, ConvShape, map_conv
 from hwnas.netspec import Layer, NetSpec
@@ -69,16 +71,17 @@ def _round(x: float) -> float:
 def layer_convs(layer: Layer, batch: int = 1
                 ) -> tuple[list[tuple[str, ConvShape]], float]:
   """(named convolutions of `layer`, extra element-wise DRAM words)."""
-  if layer.dims != 2:
-    raise errors.HwnasError(
-        f"{layer.key()}: the energy model maps square 2-D convolutions "
-        "only; time-series (1-D) layers have no energy model yet (use a "
-        "latency table for a 1-D space)")
   t, k, s = layer.type, layer.kernel, layer.stride
   cin, cout, mid = layer.in_channels, layer.out_channels, layer.mid_channels
   h, e = layer.input_size, layer.output_size
-  full = lambda ci, co, hh, kk, ss: ConvShape(batch, 1, co, ci, hh, kk, ss)
-  dw = lambda ch, hh: ConvShape(batch, ch, 1, 1, hh, k, s)
+
+  def shape(g, m, c, hh, kk, ss):
+    if layer.dims == 1:   # 1 x T input, 1 x k kernel (H = R = E = 1)
+      return ConvShape(batch, g, m, c, 1, 1, ss, w=hh, s=kk)
+    return ConvShape(batch, g, m, c, hh, kk, ss)
+
+  full = lambda ci, co, hh, kk, ss: shape(1, co, ci, hh, kk, ss)
+  dw = lambda ch, hh: shape(ch, 1, 1, hh, k, s)
   fc = lambda ci, co: ConvShape(batch, 1, co, ci, 1, 1, 1)
   extra = 0.0
   if t == "conv":
@@ -86,7 +89,7 @@ def layer_convs(layer: Layer, batch: int = 1
   elif t == "fc":
     convs = [("fc", fc(cin, cout))]
   elif t == "pool":
-    convs, extra = [], float(batch * cin * h * h)
+    convs, extra = [], float(batch * cin * layer.input_positions)
   elif t == "dsc":
     convs = [("depthwise", dw(cin, h)), ("pointwise", full(cin, cout, e, 1,
                                                            1))]
@@ -105,10 +108,10 @@ def layer_convs(layer: Layer, batch: int = 1
     if layer.se_channels:
       convs += [("se_reduce", fc(mid, layer.se_channels)),
                 ("se_expand", fc(layer.se_channels, mid))]
-      extra += 2.0 * batch * mid * e * e   # pool read + gate read
+      extra += 2.0 * batch * mid * layer.output_positions  # pool + gate
     convs.append(("project", project))
     if layer.residual:
-      extra += float(batch * cin * h * h)
+      extra += float(batch * cin * layer.input_positions)
   else:
     raise ValueError(f"unknown layer type {t!r}")
   if layer.op != "mult":

@@ -1,21 +1,27 @@
 """Row-stationary mapping of one convolution and its access counts.
 
 One convolution (`ConvShape`: batch N, G groups of M filters over C
-channels, input H x H, kernel R x R, stride U, output E x E) is mapped the
-way Eyeriss maps it (Chen et al., ISCA 2016 / JSSC 2017):
+channels, input H x W, kernel R x S, stride U, output E x F, in the Eyeriss
+paper's notation) is mapped the way Eyeriss maps it (Chen et al., ISCA
+2016 / JSSC 2017):
 
+* A PE computes a 1-D convolution: a filter row of S taps over an ifmap
+  row of W values (padded), producing an ofmap row of F psums.
 * A *PE set* of R rows x e columns computes e ofmap rows of one 2-D
   convolution: PE (i, j) holds filter row i and convolves it with ifmap row
   j*U + i, producing a row of psums that flows up the column and sums.
   Filter rows are reused across a PE row (multicast), ifmap rows
-  diagonally, psums vertically. E is strip-mined into S = ceil(E / cols)
+  diagonally, psums vertically. E is strip-mined into ceil(E / cols)
   strips of e <= cols columns; a kernel taller than the array is folded
   into row chunks whose psums meet in the global buffer (GLB).
+* A 1-D convolution (a time series: H = R = E = 1, W = T, S = k,
+  F = T_out) has sets of one PE, which the replication below fills with
+  channels, filters and groups.
 * Sets that fit the array are replicated: `rc` sets over channels (their
   psums add up across sets) and `rm` over filters (they share the ifmap);
   groups (depthwise) fill the sets left over (parallel, no shared data).
 * Each PE interleaves `q` channels and `p` filters in its scratch pads:
-  p*q*R filter words, q*R ifmap words (a sliding window), p psums.
+  p*q*S filter words, q*S ifmap words (a sliding window), p psums.
 * A *pass* handles `nb` images, p*rm filters and q*rc channels. The GLB
   holds the pass's ifmap tile and its psums; psums return to the GLB
   between channel passes and never spill to DRAM. When the ifmaps of all
@@ -31,7 +37,7 @@ Counted accesses (words), by level and data type:
   zero gating (`Accelerator.zero_gating`) a zero ifmap value costs only its
   own read: no filter read, MAC or psum update.
 * NoC: every word moved GLB/DRAM -> PE or PE -> PE: ifmap rows to each
-  PE that needs them (R*E rows per channel and image, once per filter-set
+  PE that needs them (R*E rows of W per channel and image, once per filter-set
   and filter pass), filter rows to the e PEs of a set row, psums up a
   column (R-1) and across stacked channel sets (rc-1), into and out of the
   array per channel pass.
@@ -46,8 +52,9 @@ Counted accesses (words), by level and data type:
 
 The mapping search (`map_conv`) enumerates every legal (p, q, rc, rm, nb)
 with numpy and keeps the lowest energy; ties go to fewer cycles. Latency
-in cycles assumes one MAC per PE per cycle and no stall for DRAM: a second,
-rough estimate from utilisation, not a timing model.
+in cycles assumes one MAC per PE per cycle (S*F per filter row, channel
+and image) and no stall for DRAM: a second, rough estimate from
+utilisation, not a timing model.
 """
 
 from __future__ import annotations
@@ -68,36 +75,56 @@ RLC_WORDS_PER_NONZERO = 4 / 3
 class ConvShape:
   """One (grouped) convolution at a batch size.
 
-  `h` is the unpadded input size; `pad` the zero padding on each side
-  (SAME convolutions: whatever makes the output `e`). `zeros_in` and
-  `zeros_out` are the fractions of zero activations in the ifmap and
-  ofmap, used only by run-length compression.
+  `h` x `w` is the unpadded input, `r` x `s` the kernel, `e` x `f` the
+  output; the zero padding is whatever makes the output `e` x `f` (SAME
+  convolutions: ceil(h / u) x ceil(w / u)). Left at 0, `w`, `s` and `f`
+  make the shape square (`h`, `r`, `e`); a 1-D convolution over T samples
+  with k taps is h = r = 1, w = T, s = k. `zeros_in` and `zeros_out` are
+  the fractions of zero activations in the ifmap and ofmap, used only by
+  run-length compression.
   """
 
   n: int          # batch
   g: int          # groups
   m: int          # filters per group
   c: int          # channels per group
-  h: int          # input height == width (unpadded)
-  r: int          # kernel height == width
-  u: int = 1      # stride
-  e: int = 0      # output size (0: SAME, ceil(h / u))
+  h: int          # input height (unpadded)
+  r: int          # kernel height
+  u: int = 1      # stride (both directions)
+  e: int = 0      # output height (0: SAME, ceil(h / u))
   zeros_in: float = 0.0
   zeros_out: float = 0.0
   op: str = "mac"
+  w: int = 0      # input width (0: h)
+  s: int = 0      # kernel width (0: r)
+  f: int = 0      # output width (0: e if square, else SAME, ceil(w / u))
 
   def __post_init__(self):
+    square = self.w in (0, self.h) and self.s in (0, self.r)
     if self.e == 0:
       object.__setattr__(self, "e", -(-self.h // self.u))
+    if self.w == 0:
+      object.__setattr__(self, "w", self.h)
+    if self.s == 0:
+      object.__setattr__(self, "s", self.r)
+    if self.f == 0:
+      object.__setattr__(self, "f", self.e if square else
+                         -(-self.w // self.u))
 
   @property
   def padded(self) -> int:
-    """Input rows (and columns) the output needs, padding included."""
+    """Input rows the output needs, padding included."""
     return (self.e - 1) * self.u + self.r
 
   @property
+  def padded_w(self) -> int:
+    """Input columns the output needs, padding included."""
+    return (self.f - 1) * self.u + self.s
+
+  @property
   def macs(self) -> int:
-    return self.n * self.g * self.m * self.c * self.e ** 2 * self.r ** 2
+    return (self.n * self.g * self.m * self.c * self.e * self.f * self.r *
+            self.s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,13 +184,13 @@ def _grid(shape: ConvShape, acc: Accelerator):
   width = -(-e_out // strips)
   nsets = (acc.pe_rows // height) * (acc.pe_cols // width)
   ps = np.arange(1, min(acc.rf_psum, shape.m) + 1)
-  qs = np.arange(1, max(1, min(acc.rf_ifmap // r, shape.c)) + 1)
+  qs = np.arange(1, max(1, min(acc.rf_ifmap // shape.s, shape.c)) + 1)
   rcs = np.arange(1, min(nsets, shape.c) + 1)
   rss = np.arange(1, min(nsets, strips) + 1)
   nbs = np.array([d for d in range(1, shape.n + 1) if shape.n % d == 0])
   p, q, rc, rs, nb = (a.ravel() for a in np.meshgrid(
       ps, qs, rcs, rss, nbs, indexing="ij"))
-  ok = ((p * q * r <= acc.rf_filter) | ((p == 1) & (q == 1)))
+  ok = ((p * q * shape.s <= acc.rf_filter) | ((p == 1) & (q == 1)))
   ok &= rc <= np.ceil(shape.c / q)   # no set without a channel
   ok &= rc * rs <= nsets
   p, q, rc, rs, nb = p[ok], q[ok], rc[ok], rs[ok], nb[ok]
@@ -178,26 +205,27 @@ def _counts(shape: ConvShape, acc: Accelerator, cand, geom):
   folds, height, strips, width, nsets = geom
   n, g, m, c, r, u, e_out = (shape.n, shape.g, shape.m, shape.c, shape.r,
                              shape.u, shape.e)
+  f_out = shape.f                 # ofmap row length (F; E for square)
+  wd_w = shape.padded_w           # padded ifmap row length
   p, q, rc, rm, rs, nb = (cand[k].astype(np.float64) for k in
                           ("p", "q", "rc", "rm", "rs", "nb"))
   wd = shape.padded
-  strip_rows = (width - 1) * u + r
   sum_rows = (e_out - strips) * u + strips * r      # over all strips
   kc = np.ceil(c / (q * rc)) * folds
   km = np.ceil(m / (p * rm))
   kn = np.ceil(n / nb)
   steps = np.ceil(strips / rs)            # strip groups run in sequence
   group_rows = np.minimum(wd, (rs * width - 1) * u + r)
-  psum_tile = nb * p * rm * rs * width * e_out
-  tile = nb * q * rc * group_rows * wd
+  psum_tile = nb * p * rm * rs * width * f_out
+  tile = nb * q * rc * group_rows * wd_w
   fits = psum_tile + tile <= acc.glb_words
-  resident = psum_tile + nb * c * group_rows * wd <= acc.glb_words
-  out = n * m * e_out * e_out
-  weights = m * c * r * r
-  raw_ifmap = n * c * shape.h * shape.h * min(1.0, sum_rows / wd)
+  resident = psum_tile + nb * c * group_rows * wd_w <= acc.glb_words
+  out = n * m * e_out * f_out
+  weights = m * c * r * shape.s
+  raw_ifmap = n * c * shape.h * shape.w * min(1.0, sum_rows / wd)
   ifmap_dram = raw_ifmap * np.where(resident, 1.0, km)
-  ifmap_glb = n * c * wd * sum_rows * km + ifmap_dram
-  ifmap_noc = n * c * r * e_out * wd * rm * km
+  ifmap_glb = n * c * wd_w * sum_rows * km + ifmap_dram
+  ifmap_noc = n * c * r * e_out * wd_w * rm * km
   filter_dram = weights * steps * kn
   filter_noc = weights * e_out * kn
   psum_glb = out * 2 * kc
@@ -217,8 +245,8 @@ def _counts(shape: ConvShape, acc: Accelerator, cand, geom):
   }
   rg = np.maximum(1, nsets // (rc * rm * rs))
   rg = np.minimum(rg, g)
-  cycles = (np.ceil(g / rg) * steps * kn * km * kc * nb * p * q * height *
-            e_out)
+  cycles = (np.ceil(g / rg) * steps * kn * km * kc * nb * p * q * shape.s *
+            f_out)
   total = {lv: {k: v * g for k, v in d.items()} for lv, d in counts.items()}
   return total, cycles, fits, resident, rg
 
