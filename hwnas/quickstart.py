@@ -43,6 +43,7 @@ class Preset:
   target_ms: float        # default latency target on `table`
   latency: str            # what the table's milliseconds are, for the summary
   config: str = "tiny"    # supernet config variant (hwnas.configs.supernet)
+  eval_samples: int = 500  # export's test accuracy: covers the test split
 
 
 PRESETS = {
@@ -52,7 +53,7 @@ PRESETS = {
     "har": Preset("har", "watch", "litert-int8/har", 0.02,
                   "predicted int8 LiteRT latency on one core of the CPU that "
                   "measured the table (calibrate it for yours: `hwnas table "
-                  "calibrate`)"),
+                  "calibrate`)", eval_samples=1000),   # all 773 windows
 }
 
 # `hwnas export`'s defaults of the options the quickstart can change (a
@@ -77,7 +78,7 @@ class Settings:
   export_formats: str = "flax,tflite,tflite-int8"
   latency_repeats: int = 100
   calibration_steps: int = 100
-  eval_samples: int = 500
+  eval_samples: int | None = None  # None: the preset's (its whole test split)
   bn_batches: int = 20
   compile_edgetpu: bool = True  # run edgetpu_compiler when it is installed
   allow_int8_drop: bool = False  # accept an int8 model below the int8 gate
@@ -110,8 +111,18 @@ class _Dirs:
   export: pathlib.Path
 
 
+def _resolve(s: Settings) -> Settings:
+  """`s` with the preset's defaults where it says None."""
+  p = PRESETS[s.space]
+  return dataclasses.replace(
+      s, target_ms=p.target_ms if s.target_ms is None else s.target_ms,
+      eval_samples=(p.eval_samples if s.eval_samples is None
+                    else s.eval_samples))
+
+
 def _commands(d: _Dirs, s: Settings) -> tuple[list[str], ...]:
   """The argv of each stage's `hwnas` command."""
+  s = _resolve(s)
   no_progress = [] if s.progress else ["--no-progress"]
   steps = ["--steps", str(s.train_steps)] if s.train_steps else []
   overrides = [w for o in s.train_overrides for w in ("--set", o)]
@@ -196,9 +207,7 @@ def run(workdir: str | pathlib.Path = "runs/quickstart", *,
     raise errors.HwnasError(f"--space {settings.space}: the quickstart runs "
                             f"on {' or '.join(PRESETS)}; for another space "
                             "run the three commands it prints yourself")
-  if settings.target_ms is None:
-    settings = dataclasses.replace(
-        settings, target_ms=PRESETS[settings.space].target_ms)
+  settings = _resolve(settings)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   timings = {}

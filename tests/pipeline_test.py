@@ -89,6 +89,11 @@ def test_quickstart_presets_name_space_data_and_table(tmp_path):
       d, quickstart.Settings(space="har", target_ms=p.target_ms))
   assert train[train.index("--dataset") + 1] == "watch"
   assert search[search.index("--table") + 1] == "litert-int8/har"
+  _, _, export = quickstart._commands(d, quickstart.Settings(space="har"))  # pylint: disable=protected-access
+  # The export scores the whole test split (773 windows), not a sample.
+  assert int(export[export.index("--eval-samples") + 1]) >= 773
+  _, _, export = quickstart._commands(d, quickstart.Settings())  # pylint: disable=protected-access
+  assert "--eval-samples" not in export   # tiny: export's default covers it
   with pytest.raises(errors.HwnasError, match="--space mobilenetv3: the "
                      "quickstart runs on tiny or har"):
     quickstart.run(tmp_path / "x", settings=quickstart.Settings(
