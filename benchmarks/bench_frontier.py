@@ -174,10 +174,13 @@ def train_supernet(workdir: pathlib.Path, space: pathlib.Path,
           if isinstance(v, (int, float)) and k.startswith("eval/")}
 
 
-def search_stage(workdir, space, target, budget, algorithm) -> dict:
+def search_stage(workdir, space, target, budget, algorithm,
+                 rerank=None) -> dict:
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
   from hwnas import pipeline  # pylint: disable=g-import-not-at-top
   kw = {} if algorithm == "surrogate" else {"population": budget}
+  if rerank is not None:
+    kw["rerank"] = rerank
   wd = workdir / f"{'search' if algorithm == 'surrogate' else 'random'}" \
       f"_{target:.2f}ms"
   r = pipeline.search(str(space), wd, tables=[TABLE], target_ms=target,
@@ -186,8 +189,16 @@ def search_stage(workdir, space, target, budget, algorithm) -> dict:
                       echo=lambda m: print("  " + m, flush=True), **kw)
   if r.best is None:
     return {"arch": None}
-  return {"arch": arch_lib.to_dict(r.best.arch),
-          "supernet_val": float(r.best.accuracy)}
+  out = {"arch": arch_lib.to_dict(r.best.arch),
+         "supernet_val": float(r.best.accuracy)}
+  if rerank is not None:
+    rr = json.loads((wd / "rerank.json").read_text())
+    out["rerank"] = {k: rr[k] for k in ("search_best", "pick", "changed",
+                                        "wall_s")}
+    out["rerank"]["candidates"] = [
+        {k: c[k] for k in ("arch_string", "supernet", "finetuned")}
+        for c in rr["candidates"]]
+  return out
 
 
 def templates_stage(space_path, target) -> dict:
@@ -230,6 +241,12 @@ def main() -> None:
   p.add_argument("--medium", action="store_true",
                  help="the full design at about half the training "
                  "(SETTINGS['medium'])")
+  p.add_argument("--rerank", type=int, default=0, metavar="K",
+                 help="re-rank the K best networks of the search and of "
+                 "random search by fine-tuning from the supernet "
+                 "(hwnas.rerank) before picking; continues a finished run "
+                 "in the same workdir, reusing its supernet and searches")
+  p.add_argument("--rerank-steps", type=int, default=100)
   p.add_argument("--publish", action="store_true",
                  help="also write benchmarks/results/frontier.md and "
                  "docs/frontier.png")
@@ -254,6 +271,12 @@ def main() -> None:
   sp = space_lib.load(space_path)
   cost = make_cost_fn(load_table(TABLE), sp)
 
+  rerank = tag = None
+  if args.rerank:
+    from hwnas import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
+    rerank = rerank_lib.Settings(top=args.rerank, steps=args.rerank_steps,
+                                 batch_size=s["batch_size"])
+    tag = f"rerank{args.rerank}x{args.rerank_steps}"
   data = stages.run("data", data_stage)
   sn = stages.run("supernet", lambda: train_supernet(wd, space_path, s))
   per_target = {}
@@ -266,9 +289,18 @@ def main() -> None:
             wd, space_path, t, s["budget"], "aging")),
         "templates": stages.run(f"templates {key} ms",
                                 lambda t=t: templates_stage(space_path, t))}
+    if rerank is not None:
+      v = per_target[key]
+      v["search_plain"], v["random_plain"] = v["search"], v["random"]
+      v["search"] = stages.run(f"search {key} ms {tag}", lambda t=t: (
+          search_stage(wd, space_path, t, s["budget"], "surrogate",
+                       rerank)))
+      v["random"] = stages.run(f"random {key} ms {tag}", lambda t=t: (
+          search_stage(wd, space_path, t, s["budget"], "aging", rerank)))
   include, seen = [], set()
   for v in per_target.values():
-    for d in [v["search"], v["random"], *v["templates"].values()]:
+    for d in [v["search"], v["random"], *v["templates"].values(),
+              v.get("search_plain")]:
       if d and d.get("arch"):
         a = arch_lib.from_dict(d["arch"])
         if arch_lib.to_string(a) not in seen:
@@ -276,13 +308,21 @@ def main() -> None:
           include.append(a)
   rc_cfg = rank_config(s, len(include))
 
+  out = wd / ("standalone" if tag is None else f"standalone_{tag}")
+
   def standalone():
-    r = rank_check.run(wd / "supernet", rc_cfg, out=wd / "standalone",
+    if tag is not None:
+      reuse_standalone(wd / "standalone", out, rank_check, wd / "supernet",
+                       rc_cfg, include, cost)
+    r = rank_check.run(wd / "supernet", rc_cfg, out=out,
                        include=include, cost=cost)
     return {"summary": r["summary"], "rows": r["rows"],
             "lines": rank_check.summary_lines(r)}
-  rc = stages.run("standalone + rank check", standalone)
-  result = report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s)
+  rc = stages.run("standalone + rank check" + (f" {tag}" if tag else ""),
+                  standalone)
+  result = report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s,
+                  None if rerank is None else {"top": rerank.top,
+                                               "steps": rerank.steps})
   (wd / "frontier.json").write_text(json.dumps(result, indent=1) + "\n")
   md = markdown(result, args)
   (wd / "frontier.md").write_text(md)
@@ -293,12 +333,45 @@ def main() -> None:
     shutil.copy(wd / "frontier.png", ROOT / "docs" / "frontier.png")
 
 
+def reuse_standalone(old: pathlib.Path, new: pathlib.Path, rank_check,
+                     supernet, rc_cfg, include, cost) -> None:
+  """Seeds `new` (a rank check of another sample) with the finished
+  standalone runs in `old` of the same networks: same recipe, same seeds,
+  so the same result (`hwnas.rank_check` reuses a run with a result.json)."""
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
+  if not (old / "archs.json").is_file() or (new / "archs.json").is_file():
+    return
+  saved = checkpoint.read_config(supernet)
+  sp = space_lib.load(saved.get("space_path") or saved["config"]["space"])
+  resolutions = tuple(saved["config"]["train"]["resolutions"]) or \
+      sp.resolutions
+  old_archs = [arch_lib.to_string(arch_lib.from_dict(d)) for d in
+               json.loads((old / "archs.json").read_text())["archs"]]
+  new_archs = rank_check.sample_architectures(
+      sp, int(rc_cfg.samples), seed=int(rc_cfg.seed), cost=cost,
+      include=include, resolutions=resolutions, pool=int(rc_cfg.pool))
+  for i, a in enumerate(new_archs):
+    name = arch_lib.to_string(a)
+    if name not in old_archs:
+      continue
+    j = old_archs.index(name)
+    for sd in rc_cfg.seeds:
+      src = old / "standalone" / f"a{j:02d}_s{int(sd)}"
+      dst = new / "standalone" / f"a{i:02d}_s{int(sd)}"
+      if (src / "result.json").is_file() and not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst)
+
+
 def _acc(row: dict, split: str) -> np.ndarray:
   key = "standalone" if split == "val" else "standalone_test"
   return np.asarray([row[key][k] for k in sorted(row[key])], np.float64)
 
 
-def report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s) -> dict:
+def report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s,
+           rerank_info=None) -> dict:
   """Joins the stages: per target, each contender's accuracies."""
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
   from hwnas import counting  # pylint: disable=g-import-not-at-top
@@ -323,9 +396,16 @@ def report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s) -> dict:
     tpl = {n: entry(d, f"{n} ({d['what']})") for n, d in
            v["templates"].items() if d}
     base_name = max(tpl, key=lambda n: tpl[n]["val_mean"]) if tpl else None
-    e = {"search": entry(v["search"], "hwnas search"),
-         "random": entry(v["random"], "random search"), "templates": tpl,
+    rr = bool(v.get("search_plain"))
+    e = {"search": entry(v["search"], "hwnas search" + (
+             " + re-rank" if rr else "")),
+         "random": entry(v["random"], "random search" + (
+             " + re-rank" if rr else "")), "templates": tpl,
          "baseline": base_name}
+    if rr:
+      e["search_plain"] = entry(v["search_plain"],
+                                "hwnas search, no re-rank")
+      e["rerank"] = v["search"].get("rerank")
     if e["search"] and base_name:
       diff = np.asarray(e["search"]["test"]) - np.asarray(
           tpl[base_name]["test"])
@@ -341,6 +421,7 @@ def report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s) -> dict:
     targets[key] = e
   return {"mode": mode, "settings": s, "data": data, "supernet": sn,
           "targets": targets, "rank_check": rc["summary"],
+          "rerank": rerank_info,
           "rank_lines": rc["lines"],
           "wall_s": {k: v["wall_s"] for k, v in stages.d.items()}}
 
@@ -355,6 +436,9 @@ def markdown(r: dict, args) -> str:
   cmd = "python benchmarks/bench_frontier.py --workdir WORKDIR" + {
       "quick": " --quick", "medium": " --medium --publish"}.get(
           r["mode"], " --publish")
+  if r.get("rerank"):
+    cmd += f" --rerank {r['rerank']['top']} --rerank-steps " \
+        f"{r['rerank']['steps']}"
   lr = r["data"]["logistic_regression"]
   lines = [
       "## Frontier: search vs hand design at equal Edge TPU latency "
@@ -375,7 +459,8 @@ def markdown(r: dict, args) -> str:
       "| target ms | network | latency ms | MMACs | supernet val % | "
       "test % |", "|---:|---|---:|---:|---:|---:|"]
   for key, e in r["targets"].items():
-    contenders = [e["search"], e["random"], *e["templates"].values()]
+    contenders = [e["search"], e.get("search_plain"), e["random"],
+                  *e["templates"].values()]
     for c in contenders:
       if c:
         mark = (" (baseline)" if e["baseline"] and c is e["templates"].get(
@@ -392,6 +477,20 @@ def markdown(r: dict, args) -> str:
                    f"{'beats' if v['beats'] else 'does not beat'} it by more "
                    "than 2 sd at equal or lower latency; vs random search "
                    f"{100 * e.get('vs_random', float('nan')):+.1f} points")
+  reranked = [(k, e) for k, e in r["targets"].items() if e.get("rerank")]
+  if reranked:
+    lines += ["", f"Re-ranking (`hwnas search --rerank "
+              f"{r.get('rerank', {}).get('top')} --rerank-steps "
+              f"{r.get('rerank', {}).get('steps')}`): the search's best "
+              "distinct networks fine-tuned from the supernet, picked on "
+              "val:"]
+    for key, e in reranked:
+      c = ", ".join(f"{x['arch_string']} {100 * x['supernet']:.1f} -> "
+                    f"{100 * x['finetuned']:.1f}"
+                    for x in e["rerank"]["candidates"])
+      lines.append(f"- {key} ms: {'changed the pick' if e['rerank']['changed'] else 'kept the search best'} "
+                   f"({e['rerank']['wall_s']:.0f} s); supernet -> "
+                   f"fine-tuned val %: {c}")
   lines += ["", "Rank fidelity of the supernet on these networks plus a "
             "sample stratified over latency (`hwnas.rank_check`, val "
             "split):", ""] + [f"    {x}" for x in r["rank_lines"]]
@@ -406,13 +505,16 @@ def plot(r: dict, path: pathlib.Path) -> None:
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6, 4.2))
   styles = {"search": ("C3", "o", "hwnas search"),
+            "search_plain": ("C4", "D", "hwnas search, no re-rank"),
             "random": ("C0", "s", "random search"),
             "mobilenetv2": ("C2", "^", "MobileNetV2-style"),
             "mobilenetv3": ("C1", "v", "MobileNetV3-style")}
   seen = set()
   for key, e in r["targets"].items():
     ax.axvline(float(key), color="0.85", lw=0.8, zorder=0)
-    for name, c in [("search", e["search"]), ("random", e["random"]),
+    for name, c in [("search", e["search"]),
+                    ("search_plain", e.get("search_plain")),
+                    ("random", e["random"]),
                     *e["templates"].items()]:
       if not c:
         continue

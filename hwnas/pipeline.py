@@ -310,7 +310,8 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
            supernet: PathLike | None = None, predictor: PathLike | None = None,
            references: Sequence[str] | None = None, progress: bool = True,
            accuracy: str = "float", allow_cpu_fallback: bool = False,
-           conservative: bool = False, echo: Echo = print, **run_options):
+           conservative: bool = False, rerank: Any = None,
+           echo: Echo = print, **run_options):
   """Searches `space` against latency `tables` and/or counted `costs`.
 
   Args:
@@ -335,6 +336,10 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
     conservative: the latency costs of tables with an uncertainty band
       (estimated Edge TPU tables) are the band's upper end, for the target
       and the reward alike; recorded in best.json.
+    rerank: a `hwnas.rerank.Settings` (or None): after the search, fine-tune
+      its top `rerank.top` networks from the supernet's weights and pick the
+      best by fine-tuned val accuracy (`hwnas.rerank`; supernet evaluator
+      only).
     progress: show a progress bar.
     echo: where lines for the user go.
     **run_options: passed on to `hwnas.search.run` (budget, objective,
@@ -399,6 +404,13 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
       provenance["conservative"] = conservative_note
       echo(conservative_note)
     refs = _references(t, references, space)
+  if rerank is not None:
+    rerank.check()
+    if evaluator != "supernet" or supernet is None:
+      raise errors.HwnasError(
+          "--rerank fine-tunes the candidates from the supernet's weights: "
+          "give --supernet WORKDIR (--evaluator supernet), or leave --rerank "
+          "out")
   evaluate_fn = _evaluator(evaluator, space, supernet=supernet,
                            predictor=predictor, echo=echo, accuracy=accuracy)
   sources["evaluator"] = _evaluator_source(evaluator, supernet, predictor)
@@ -414,6 +426,9 @@ def search(space, workdir: PathLike, *, tables: Sequence[str] = (),
                  provenance=provenance, sources=sources, references=refs,
                  bands=bands, titles=_panel_titles(table_keys, loaded),
                  progress=progress, **run_options)
+    if rerank is not None and result.best is not None:
+      from hwnas import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
+      result = rerank_lib.run(result, supernet, rerank, echo=echo)
     if result.best is not None:
       _annotate_best(pathlib.Path(workdir), space, result.best.arch,
                      loaded[0] if loaded else None, conservative)

@@ -46,7 +46,7 @@ LAYERS = (
     # Training one standalone network (its workdir and checksummed
     # checkpoints: 'train_workdir'), what builds on it (the supernet's rank
     # check against standalone training), and export.
-    ("train_standalone", "train_workdir", "rank_check", "export"),
+    ("train_standalone", "train_workdir", "rank_check", "rerank", "export"),
     # The pipeline stages the quickstart and the CLI share.
     ("pipeline", "quickstart"),
     # The command line.

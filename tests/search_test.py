@@ -381,10 +381,23 @@ def test_budget_aware_defaults():
   assert s.candidates >= 20 * s.batch_size
   assert default_settings("surrogate", 1000).batch_size == 20
   assert default_settings("aging", 100, population=7).population == 7
+  # A budget under the default population is one generation of it (the
+  # derived default never exceeds the budget a user gave).
+  for algorithm in ("aging", "surrogate"):
+    s = default_settings(algorithm, 6)
+    assert s.population == 6
+    assert default_settings(algorithm, 6, population=s.population) == s
   for bad in (dict(population=0), dict(population=1), dict(batch_size=0),
               dict(mutation_prob=5.0), dict(mutation_prob=0.0)):
     with pytest.raises(errors.HwnasError, match="search: "):
       default_settings("aging", 100, **bad)
+
+
+def test_a_search_with_a_budget_under_ten_runs(tmp_path):
+  for algorithm in ("aging", "surrogate"):
+    r = search(tmp_path / algorithm, algorithm=algorithm, budget=6,
+               population=None)
+    assert len(r.records) == 6
 
 
 def test_a_100_evaluation_search_is_not_one_random_generation(tmp_path):

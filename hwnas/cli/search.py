@@ -76,19 +76,33 @@ def register(sub) -> None:
                  help="use the upper end of an estimated table's latency "
                  "band for the target and the reward (recorded in "
                  "best.json)")
+  p.add_argument("--rerank", type=int, default=0, metavar="K",
+                 help="after the search, fine-tune its K best networks from "
+                 "the supernet's weights and pick the best on val "
+                 "(docs/search.md; --supernet only)")
+  p.add_argument("--rerank-steps", type=int, default=100,
+                 help="fine-tune steps per --rerank candidate (default 100)")
+  p.add_argument("--rerank-lr", type=float, default=1e-3,
+                 help="fine-tune learning rate (AdamW; default 1e-3)")
   p.add_argument("--no-progress", action="store_true",
                  help="no progress bar; print one summary line at the end")
   p.set_defaults(func=_search)
 
 
 def _search(args) -> int:
+  rerank = None
+  if args.rerank:
+    from hwnas import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
+    rerank = rerank_lib.Settings(top=args.rerank, steps=args.rerank_steps,
+                                 learning_rate=args.rerank_lr,
+                                 seed=args.seed)
   result = pipeline.search(
       args.space, args.workdir, tables=args.table, costs=args.cost,
       target_ms=args.target_ms, target=args.target,
       target_uj=args.target_uj, evaluator=args.evaluator,
       supernet=args.supernet, predictor=args.predictor,
       accuracy=args.accuracy, allow_cpu_fallback=args.allow_cpu_fallback,
-      conservative=args.conservative,
+      conservative=args.conservative, rerank=rerank,
       references=args.reference, progress=not args.no_progress,
       budget=args.budget, objective=args.objective, seed=args.seed,
       algorithm=args.algorithm, population=args.population,

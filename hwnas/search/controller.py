@@ -58,7 +58,8 @@ def default_settings(algorithm: str, budget: int, *,
   """The settings a search with `budget` evaluations uses (validated).
 
   Settings left None follow the budget, so that a short search is not one
-  random generation: the population is a fifth of the budget (10 to 100;
+  random generation: the population is a fifth of the budget (10 to 100,
+  at most the budget;
   for `surrogate` the random first generation), aging's tournament and
   batch a quarter of the population, and `surrogate` evaluates a twentieth
   of the budget per generation (5 to 20), children of the best 10 records
@@ -80,12 +81,14 @@ def default_settings(algorithm: str, budget: int, *,
         f"search: parents_ratio must be in (0, 1) and mutation_ratio in "
         f"[0, 1]; got {parents_ratio:g}, {mutation_ratio:g}")
   _check_range("max_tries", max_tries, 1)
-  if population is not None and population > budget:
+  if population is not None and population > max(2, budget):
     raise errors.HwnasError(f"search: population {population} is larger than "
                             f"the budget {budget}; give --population <= "
                             "--budget")
   clamp = lambda v, lo, hi: int(min(hi, max(lo, v)))
-  population = population or clamp(budget // 5, 10, 100)
+  # A budget under 10 is one random generation of the whole budget.
+  population = population or max(2, min(budget, clamp(budget // 5, 10,
+                                                        100)))
   if algorithm == "surrogate":
     batch_size = batch_size or clamp(budget // 20, 5, 20)
     sample_size = sample_size or 10

@@ -16,22 +16,26 @@ PARETO = "pareto.json"
 PLOT = "pareto.png"
 
 
-def select_best(records: Sequence[Record], obj: Objective) -> Record | None:
-  """The best record: highest fitness among those meeting the targets.
+def ranked(records: Sequence[Record], obj: Objective) -> list[Record]:
+  """The records that compete under `obj`, best first.
 
-  In 'reward' mode every record competes on the reward; otherwise the most
-  accurate record meeting the targets (None if none does; without targets,
-  the most accurate). Ties go to the lower primary cost (so the best is on
-  the front), then to the earlier evaluation.
+  In 'reward' mode every record competes on the reward; otherwise the
+  records meeting the targets, most accurate first (without targets, all
+  of them). Ties go to the lower primary cost (so the best is on the
+  front), then to the earlier evaluation.
   """
   pool = list(records)
   if obj.kind != "reward":
     pool = [r for r in pool if objectives.feasible(obj, r.costs)]
-  if not pool:
-    return None
-  return max(pool, key=lambda r: (objectives.fitness(obj, r.accuracy,
-                                                     r.costs),
-                                  -r.costs.get(obj.primary, 0.0), -r.index))
+  return sorted(pool, key=lambda r: (-objectives.fitness(obj, r.accuracy,
+                                                         r.costs),
+                                     r.costs.get(obj.primary, 0.0), r.index))
+
+
+def select_best(records: Sequence[Record], obj: Objective) -> Record | None:
+  """The best record (`ranked`'s first; None if none meets the targets)."""
+  pool = ranked(records, obj)
+  return pool[0] if pool else None
 
 
 def front(records: Sequence[Record], cost_names: Sequence[str]) -> \
