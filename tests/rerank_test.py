@@ -12,29 +12,7 @@ from hwnas import cli, pipeline, rerank
 from hwnas.errors import HwnasError
 from hwnas.search import history, report
 
-MICRO = """\
-format: 1
-name: micro
-version: 1
-description: a one-stage space for rerank tests
-input_channels: 3
-num_classes: 10
-channel_divisor: 8
-se_ratio: 0.25
-resolutions: [16]
-stem: {channels: 8, kernel: 3, stride: 2, activation: relu}
-stages:
-  - name: s1
-    widths: [8, 16]
-    stride: 2
-    depths: [1, 2]
-    types: [ibn, skip]
-    kernels: [3, 5]
-    expansions: [2, 4]
-    se: [false]
-    activations: [relu]
-head: {expand_channels: 32, feature_channels: 0, activation: relu}
-"""
+MICRO = pathlib.Path(__file__).parent / "testdata" / "micro.yaml"
 
 pytestmark = pytest.mark.usefixtures("fast_compile_module")
 
@@ -45,7 +23,7 @@ def supernet(tmp_path_factory):
   from hwnas.configs import supernet as supernet_config
   from hwnas.supernet import loop
   root = tmp_path_factory.mktemp("rerank")
-  (root / "micro.yaml").write_text(MICRO)
+  (root / "micro.yaml").write_text(MICRO.read_text())
   c = supernet_config.get_config("tiny")
   c.space, c.dataset = str(root / "micro.yaml"), "digits-10"
   c.train.steps, c.train.batch_size = 3, 8
