@@ -247,6 +247,11 @@ def main() -> None:
                  "(hwnas.rerank) before picking; continues a finished run "
                  "in the same workdir, reusing its supernet and searches")
   p.add_argument("--rerank-steps", type=int, default=100)
+  p.add_argument("--long-steps", type=int, default=0, metavar="N",
+                 help="also retrain, at every target, the search winner "
+                 "and the baseline template from scratch for N steps under "
+                 "every seed (same recipe otherwise): does the comparison "
+                 "hold with longer training?")
   p.add_argument("--publish", action="store_true",
                  help="also write benchmarks/results/frontier.md and "
                  "docs/frontier.png")
@@ -323,6 +328,11 @@ def main() -> None:
   result = report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s,
                   None if rerank is None else {"top": rerank.top,
                                                "steps": rerank.steps})
+  if args.long_steps:
+    result["long"] = stages.run(
+        f"long standalone {args.long_steps}" + (f" {tag}" if tag else ""),
+        lambda: long_stage(wd, sp, result, rc_cfg, args.long_steps))
+    result["wall_s"] = {k: v["wall_s"] for k, v in stages.d.items()}
   (wd / "frontier.json").write_text(json.dumps(result, indent=1) + "\n")
   md = markdown(result, args)
   (wd / "frontier.md").write_text(md)
@@ -331,6 +341,68 @@ def main() -> None:
   if args.publish:
     (ROOT / "benchmarks" / "results" / "frontier.md").write_text(md)
     shutil.copy(wd / "frontier.png", ROOT / "docs" / "frontier.png")
+
+
+def long_stage(wd, sp, result, rc_cfg, steps: int) -> dict:
+  """Per target, the search winner and the baseline template retrained
+  from scratch for `steps` steps under every seed (the rank-check recipe
+  otherwise: the same warm-up, learning rate and batch); `wd/long_<steps>/`
+  holds one resumable run per network and seed."""
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import rank_check  # pylint: disable=g-import-not-at-top
+  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  sn_config = ml_collections.ConfigDict(
+      checkpoint.read_config(wd / "supernet")["config"])
+  ds = data_lib.load_for(sn_config)
+  cfg = rank_config_copy(rc_cfg)
+  cfg.standalone.train.steps = steps
+  cfg.standalone.train.checkpoint_every = steps
+  runs, out = {}, {}
+  for key, e in result["targets"].items():
+    base = e["baseline"] and e["templates"][e["baseline"]]
+    pair = {"search": e["search"], "baseline": base}
+    out[key] = {}
+    for who, c in pair.items():
+      if not c:
+        continue
+      name = c["arch"]
+      if name not in runs:
+        a = arch_lib.from_dict(c["arch_dict"])
+        accs = {"val": [], "test": []}
+        for sd in rc_cfg.seeds:
+          r = rank_check._train_one(  # pylint: disable=protected-access
+              sp, a, rank_check._standalone_config(  # pylint: disable=protected-access
+                  cfg, sn_config.dataset, int(sd)),
+              wd / f"long_{steps}" / f"{_short(name)}_s{int(sd)}", ds)
+          accs["val"].append(r["val/accuracy"])
+          accs["test"].append(r["test/accuracy"])
+          print(f"  long {steps}: {name} seed {sd}: val "
+                f"{r['val/accuracy']:.4f}", flush=True)
+        runs[name] = accs
+      out[key][who] = {"arch": name, "what": c["what"],
+                       "latency_ms": c["latency_ms"], **runs[name]}
+    if len(out[key]) == 2:
+      d = np.asarray(out[key]["search"]["test"]) - np.asarray(
+          out[key]["baseline"]["test"])
+      sd_ = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+      out[key]["diff"] = {"mean": float(d.mean()), "sd": sd_,
+                          "beats": bool(d.mean() > 2 * sd_ and
+                                        out[key]["search"]["latency_ms"] <=
+                                        out[key]["baseline"]["latency_ms"]
+                                        + 1e-9)}
+  return {"steps": steps, "targets": out}
+
+
+def rank_config_copy(c):
+  import copy  # pylint: disable=g-import-not-at-top
+  return copy.deepcopy(c)
+
+
+def _short(arch_string: str) -> str:
+  import hashlib  # pylint: disable=g-import-not-at-top
+  return hashlib.sha1(arch_string.encode()).hexdigest()[:12]
 
 
 def reuse_standalone(old: pathlib.Path, new: pathlib.Path, rank_check,
@@ -384,6 +456,7 @@ def report(wd, sp, cost, data, sn, per_target, rc, stages, mode, s,
     r = rows[arch_lib.to_string(a)]
     val, test = _acc(r, "val"), _acc(r, "test")
     return {"what": what, "arch": arch_lib.to_string(a),
+            "arch_dict": arch_lib.to_dict(a),
             "latency_ms": cost(a),
             "mmacs": counting.macs(arch_lib.decode(sp, a)) / 1e6,
             "supernet_val": r["supernet"], "val": val.tolist(),
@@ -436,6 +509,8 @@ def markdown(r: dict, args) -> str:
   cmd = "python benchmarks/bench_frontier.py --workdir WORKDIR" + {
       "quick": " --quick", "medium": " --medium --publish"}.get(
           r["mode"], " --publish")
+  if r.get("long"):
+    cmd += f" --long-steps {r['long']['steps']}"
   if r.get("rerank"):
     cmd += f" --rerank {r['rerank']['top']} --rerank-steps " \
         f"{r['rerank']['steps']}"
@@ -494,6 +569,30 @@ def markdown(r: dict, args) -> str:
   lines += ["", "Rank fidelity of the supernet on these networks plus a "
             "sample stratified over latency (`hwnas.rank_check`, val "
             "split):", ""] + [f"    {x}" for x in r["rank_lines"]]
+  if r.get("long"):
+    n = r["long"]["steps"]
+    lines += ["", f"Longer training (`--long-steps {n}`): the search winner "
+              f"and the baseline retrained from scratch for {n} steps "
+              f"instead of {s['standalone_steps']} (seeds "
+              f"{list(s['seeds'])}, test %, mean ± sd):", "",
+              "| target ms | network | latency ms | test % | val % |",
+              "|---:|---|---:|---:|---:|"]
+    for key, t in r["long"]["targets"].items():
+      for who in ("search", "baseline"):
+        c = t.get(who)
+        if c:
+          te, va = np.asarray(c["test"]), np.asarray(c["val"])
+          lines.append(
+              f"| {key} | {c['what']} | {c['latency_ms']:.3f} | "
+              f"{100 * te.mean():.1f} ± {100 * te.std(ddof=1) if len(te) > 1 else 0:.1f} | "
+              f"{100 * va.mean():.1f} |")
+    for key, t in r["long"]["targets"].items():
+      v = t.get("diff")
+      if v:
+        lines.append(f"- {key} ms: search minus baseline "
+                     f"{100 * v['mean']:+.1f} ± {100 * v['sd']:.1f} points: "
+                     f"{'beats' if v['beats'] else 'does not beat'} it by "
+                     "more than 2 sd")
   lines += ["", "Stage wall times (s): " + ", ".join(
       f"{k} {v:.0f}" for k, v in r["wall_s"].items()), ""]
   return "\n".join(lines)
