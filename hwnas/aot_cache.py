@@ -19,8 +19,8 @@ shardings) and the caller's `key_parts`, which must name everything the
 jitted function closes over (its config, space, resolution). Entries live
 in `cache_root()/aot/` (`$HWNAS_CACHE_DIR/aot`, ...); deleting the folder
 is always safe. An entry is a header line (format, SHA-256 and length of
-the payload) and a pickle of the serialized executable and its input and
-output trees, written to a temporary file and renamed.
+the payload) and a zlib-compressed pickle of the serialized executable and
+its input and output trees, written to a temporary file and renamed.
 
 An entry that cannot be read (truncated, corrupt, written by another
 jax) is compiled again and rewritten, with one line on stderr; the run
@@ -48,6 +48,7 @@ import pickle
 import platform
 import sys
 import tempfile
+import zlib
 from typing import Any, Callable
 
 from hwnas import compile_cache
@@ -180,7 +181,7 @@ def _read(path: pathlib.Path, key: str) -> Callable:
     raise ValueError(f"truncated ({len(payload)} of {int(fields[3])} bytes)")
   if hashlib.sha256(payload).hexdigest().encode() != fields[2]:
     raise ValueError("checksum mismatch")
-  entry = pickle.loads(payload)
+  entry = pickle.loads(zlib.decompress(payload))
   if entry["key"] != key:
     raise ValueError("written for another program")
   return serialize_executable.deserialize_and_load(
@@ -191,9 +192,9 @@ def _write(path: pathlib.Path, key: str, executable) -> None:
   """Serialises `executable` into `path` atomically (temporary + rename)."""
   from jax.experimental import serialize_executable  # pylint: disable=g-import-not-at-top
   blob, in_tree, out_tree = serialize_executable.serialize(executable)
-  payload = pickle.dumps({"key": key, "executable": blob, "in_tree": in_tree,
-                          "out_tree": out_tree},
-                         protocol=pickle.HIGHEST_PROTOCOL)
+  payload = zlib.compress(pickle.dumps(
+      {"key": key, "executable": blob, "in_tree": in_tree,
+       "out_tree": out_tree}, protocol=pickle.HIGHEST_PROTOCOL), 1)
   header = b" ".join([MAGIC, str(FORMAT).encode(),
                       hashlib.sha256(payload).hexdigest().encode(),
                       str(len(payload)).encode()])
