@@ -6,7 +6,9 @@ config.json, appends metrics.jsonl, checkpoints with Orbax every
 latest checkpoint of `workdir` automatically. The step's randomness is a
 function of (seed, step) (architectures: `np.random.default_rng([seed,
 step])`; keys: `fold_in(key, step)`; data: `batches(..., start_step=step)`),
-so a resumed run continues the same run.
+so a resumed run continues the same run. The step of each resolution is
+loaded from the compiled-code cache (`hwnas.aot_cache`) where it is on, so
+a warm start neither compiles nor traces it.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
       state, metrics = compiled[res](*args)
       if first_step_s is None:
         # Compile + one step (seconds since the loop began): what the
-        # persistent compilation cache saves (hwnas.compile_cache).
+        # compilation caches save (hwnas.compile_cache, hwnas.aot_cache).
         jax.block_until_ready(metrics)
         first_step_s = time.time() - t0
       seen += tc.batch_size
