@@ -5,6 +5,7 @@ foreign entry falls back to compiling (CPU backend, fresh processes)."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -189,7 +190,8 @@ stages:
 head: {expand_channels: 16, feature_channels: 0, activation: relu}
 """
 _SETS = ("train.batch_size=8", "train.resolutions=[16]", "eval.batch_size=16",
-         "eval.bn_batches=1", "eval.val_batches=1", "train.log_every=1")
+         "eval.bn_batches=1", "eval.val_batches=1", "train.log_every=1",
+         "train.checkpoint_every=2")
 
 
 def _train(env, space, workdir):
@@ -220,9 +222,20 @@ def test_second_supernet_run_loads_its_step_and_trains_the_same(tmp_path):
            for r in (tmp_path / w / "metrics.jsonl").read_text().splitlines()]
           for w in ("one", "two")]
   assert len(rows[0]) == 4 and rows[0] == rows[1]
-  states = [evaluate.load_workdir(tmp_path / w)[2] for w in ("one", "two")]
-  for a, b in zip(*map(jax.tree.leaves, states)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # A resume from step 2 (the step-3 checkpoint gone) with the loaded step.
+  shutil.copytree(tmp_path / "one", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "3")
+  assert "loaded the compiled step" in _train(env, space,
+                                              tmp_path / "resumed")
+  resumed = [{k: v for k, v in json.loads(r).items() if k not in drop}
+             for r in (tmp_path / "resumed" / "metrics.jsonl")
+             .read_text().splitlines()]
+  assert resumed[4:] == rows[0][2:]   # steps 3 and the final evaluation
+  states = [evaluate.load_workdir(tmp_path / w)[2]
+            for w in ("one", "two", "resumed")]
+  for one, *others in zip(*map(jax.tree.leaves, states)):
+    for other in others:
+      np.testing.assert_array_equal(np.asarray(other), np.asarray(one))
 
 
 def test_supernet_step_key_follows_the_config():
