@@ -23,8 +23,8 @@ the payload) and a zlib-compressed pickle of the serialized executable and
 its input and output trees, written to a temporary file and renamed.
 
 An entry that cannot be read (truncated, corrupt, written by another
-jax) is compiled again and rewritten, with one line on stderr; the run
-goes on. The cache is skipped (plain `jax.jit`) where the persistent
+jax) is deleted and compiled again (and rewritten), with one line on
+stderr; the run goes on. The cache is skipped (plain `jax.jit`) where the persistent
 compilation cache is off (`HWNAS_COMPILE_CACHE=0`, `--no-compile-cache`,
 or never enabled in a library process) and under a multi-process
 `jax.distributed` run (each process would load an executable whose
@@ -38,6 +38,7 @@ folder the user owns is read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -256,6 +257,8 @@ def _load_or_compile(name: str, jitted_fn, args: tuple, key: str
     except Exception as err:  # pylint: disable=broad-except
       _say(f"compiled-code cache entry {path} is unreadable "
            f"({type(err).__name__}: {err}); compiling it again")
+      with contextlib.suppress(OSError):   # said once, not every run
+        path.unlink()
     else:
       return _guarded(name, loaded, jitted_fn), "loaded"
   lowered = jitted_fn.lower(*args)
