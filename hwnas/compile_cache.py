@@ -8,7 +8,8 @@ every command (`hwnas.cli.main`); library users call `enable()` themselves.
 
 Where: `$HWNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/hwnas`, else
 `~/.cache/hwnas`; the executables go into its `jax/` folder (deleting the
-folder is always safe). Off: `hwnas --no-compile-cache ...` or
+folder is always safe). `hwnas.aot_cache` keeps whole executables of the
+supernet's step and evaluator in its `aot/` folder, on the same switch. Off: `hwnas --no-compile-cache ...` or
 `HWNAS_COMPILE_CACHE=0`. A user who sets JAX's own
 `JAX_COMPILATION_CACHE_DIR` keeps that directory.
 

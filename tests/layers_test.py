@@ -30,9 +30,10 @@ LAYERS = (
     # and checksums ('workdir'), log filtering ('chatter'), progress lines
     # when stdout is not a terminal ('progress'), the checks of every input
     # at the edge ('validate'), JAX's persistent compilation cache
-    # ('compile_cache').
+    # ('compile_cache') and the compiled executables kept beside it
+    # ('aot_cache').
     ("errors", "resources", "configs", "optim", "workdir", "chatter",
-     "mesh", "progress", "validate", "compile_cache"),
+     "mesh", "progress", "validate", "compile_cache", "aot_cache"),
     # Values and I/O that know nothing of architectures or models.
     # 'energy': the row-stationary energy model (needs only netspec).
     ("netspec", "space", "counting", "references", "data", "tflite",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from hwnas import aot_cache
 from hwnas import arch as arch_lib
 from hwnas import data as data_lib
 from hwnas import space as space_lib
@@ -158,19 +160,30 @@ class Evaluator:
     self.stats = state["stats"]
     self.space = space
     self.data = data
+    self._compiled: dict[int, Callable] = {}   # resolution -> executable
 
   def __call__(self, archs: Sequence[arch_lib.ArchChoice]
                ) -> tuple[list[float], list[dict[str, float]]]:
     """(accuracies, metrics) of `archs`, one entry each, in order; the
     float evaluator has no other metrics (empty dicts)."""
-    fn = _accuracy_fn(self.graphdef)
     out = []
     for a in archs:
       d = self.data.at(a.resolution)
-      arrays = model_lib.arch_arrays(self.space, a)
-      out.append(fn(self.params, self.stats, arrays, d.calib, d.images,
-                    d.labels, d.mask))
+      args = (self.params, self.stats, model_lib.arch_arrays(self.space, a),
+              d.calib, d.images, d.labels, d.mask)
+      out.append(self._fn(a.resolution, args)(*args))
     return [float(x) for x in jax.device_get(out)], [{} for _ in archs]
+
+  def _fn(self, resolution: int, args: tuple) -> Callable:
+    """The compiled accuracy function at `resolution`, loaded from the
+    compiled-code cache (`hwnas.aot_cache`) where it is on."""
+    if resolution not in self._compiled:
+      self._compiled[resolution] = aot_cache.compiled(
+          "supernet_eval", _accuracy_fn(self.graphdef), args, key_parts={
+              "space": self.space.to_dict(),
+              "graphdef": hashlib.sha256(
+                  repr(self.graphdef).encode()).hexdigest()})
+    return self._compiled[resolution]
 
 
 def evaluate(state: Mapping[str, Any], archs: Sequence[arch_lib.ArchChoice],

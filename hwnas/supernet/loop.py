@@ -6,11 +6,14 @@ config.json, appends metrics.jsonl, checkpoints with Orbax every
 latest checkpoint of `workdir` automatically. The step's randomness is a
 function of (seed, step) (architectures: `np.random.default_rng([seed,
 step])`; keys: `fold_in(key, step)`; data: `batches(..., start_step=step)`),
-so a resumed run continues the same run.
+so a resumed run continues the same run. The step of each resolution is
+loaded from the compiled-code cache (`hwnas.aot_cache`) where it is on, so
+a warm start neither compiles nor traces it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import time
@@ -21,6 +24,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from hwnas import aot_cache
 from hwnas import arch as arch_lib
 from hwnas import errors
 from hwnas.mesh import data_mesh
@@ -128,7 +132,7 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
       start_step=start, process_index=jax.process_index(),
       process_count=jax.process_count())
   key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  metrics, t0, seen, compiled = None, time.time(), 0, set()
+  metrics, t0, seen, compiled = None, time.time(), 0, {}
   first_step_s = None
   if not progress and start < steps:
     print("compiling (first step)…", flush=True)
@@ -151,17 +155,21 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
       archs = train_lib.sandwich(rng, space, n_random=tc.n_random,
                                  resolution=res, phase=phase)
       batch = data_lib.shard_batch(next(it), mesh)
+      args = (state, batch, jax.random.fold_in(key, step),
+              model_lib.stack_arch_arrays(space, archs))
       if res not in compiled:
         bar.update(task, status=f"compiling (step at {res} px)…")
-      state, metrics = steps_fn[res](
-          state, batch, jax.random.fold_in(key, step),
-          model_lib.stack_arch_arrays(space, archs))
-      if res not in compiled:
-        compiled.add(res)
+        compiled[res], source = aot_cache.load_or_compile(
+            "supernet_step", steps_fn[res], args,
+            key_parts=step_key_parts(config, space, graphdef, res))
+        if source == "loaded" and not progress:
+          print(f"loaded the compiled step at {res} px from "
+                f"{aot_cache.aot_dir()}", flush=True)
         bar.update(task, status="")
+      state, metrics = compiled[res](*args)
       if first_step_s is None:
         # Compile + one step (seconds since the loop began): what the
-        # persistent compilation cache saves (hwnas.compile_cache).
+        # compilation caches save (hwnas.compile_cache, hwnas.aot_cache).
         jax.block_until_ready(metrics)
         first_step_s = time.time() - t0
       seen += tc.batch_size
@@ -187,6 +195,20 @@ def _run(config, workdir, space, progress, dataset, graphdef, state, tx, mgr,
   final.update(final_eval(config, state, graphdef, space, dataset))
   checkpoint.append_metrics(workdir, final)
   return final
+
+
+def step_key_parts(config: ml_collections.ConfigDict, space, graphdef,
+                   resolution: int) -> dict[str, Any]:
+  """What the jitted step of `resolution` closes over, for its entry in
+  the compiled-code cache (`hwnas.aot_cache`): the config (its file and
+  data paths aside: the space's contents and the batch's shapes stand for
+  them), the space and the supernet's graph."""
+  settings = config.to_dict()
+  for name in ("space", "data_dir", "manual_dir"):
+    settings.pop(name, None)
+  return {"config": settings, "space": space.to_dict(),
+          "graphdef": hashlib.sha256(repr(graphdef).encode()).hexdigest(),
+          "resolution": int(resolution)}
 
 
 def final_eval(config, state, graphdef, space, dataset) -> dict[str, float]:
