@@ -166,29 +166,7 @@ def test_key_follows_what_decides_the_program():
 
 
 # The supernet's step: one stage, few choices (compiles in seconds).
-_SPACE = """\
-format: 1
-name: duo
-version: 1
-description: a one-stage space for the compiled-code cache test
-input_channels: 3
-num_classes: 10
-channel_divisor: 8
-se_ratio: 0.25
-resolutions: [16]
-stem: {channels: 8, kernel: 3, stride: 2, activation: relu}
-stages:
-  - name: s1
-    widths: [8, 16]
-    stride: 2
-    depths: [1, 2]
-    types: [ibn, skip]
-    kernels: [3, 5]
-    expansions: [2, 4]
-    se: [false, true]
-    activations: [relu]
-head: {expand_channels: 16, feature_channels: 0, activation: relu}
-"""
+_SPACE = pathlib.Path(__file__).parent / "testdata" / "duo.yaml"
 _SETS = ("train.batch_size=8", "train.resolutions=[16]", "eval.batch_size=16",
          "eval.bn_batches=1", "eval.val_batches=1", "train.log_every=1",
          "train.checkpoint_every=2")
@@ -209,7 +187,7 @@ def _train(env, space, workdir):
 def test_second_supernet_run_loads_its_step_and_trains_the_same(tmp_path):
   from hwnas.supernet import evaluate  # pylint: disable=g-import-not-at-top
   space = tmp_path / "duo.yaml"
-  space.write_text(_SPACE)
+  space.write_text(_SPACE.read_text())
   env = _env(tmp_path, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   first = _train(env, space, tmp_path / "one")
   assert "loaded the compiled step" not in first
@@ -242,7 +220,7 @@ def test_supernet_step_key_follows_the_config():
   from hwnas import space as space_lib  # pylint: disable=g-import-not-at-top
   from hwnas.configs import supernet as configs  # pylint: disable=g-import-not-at-top
   from hwnas.supernet import checkpoint, loop  # pylint: disable=g-import-not-at-top
-  space = space_lib.from_dict(yaml.safe_load(_SPACE))
+  space = space_lib.from_dict(yaml.safe_load(_SPACE.read_text()))
   config = configs.get_config("tiny")
   graphdef, state, _ = checkpoint.build(space, config, 10)
   args = (state,)

@@ -26,29 +26,7 @@ evaluate_lib = importlib.import_module("hwnas.supernet.evaluate")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # One stage, few choices: the step compiles in seconds.
-_SPACE = """\
-format: 1
-name: duo
-version: 1
-description: a one-stage space for the multi-process test
-input_channels: 3
-num_classes: 10
-channel_divisor: 8
-se_ratio: 0.25
-resolutions: [16]
-stem: {channels: 8, kernel: 3, stride: 2, activation: relu}
-stages:
-  - name: s1
-    widths: [8, 16]
-    stride: 2
-    depths: [1, 2]
-    types: [ibn, skip]
-    kernels: [3, 5]
-    expansions: [2, 4]
-    se: [false, true]
-    activations: [relu]
-head: {expand_channels: 16, feature_channels: 0, activation: relu}
-"""
+_SPACE = pathlib.Path(__file__).parent / "testdata" / "duo.yaml"
 
 STEPS = 3
 
@@ -80,7 +58,7 @@ def _leaves(workdir, key):
 @pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
   space = tmp_path / "duo.yaml"
-  space.write_text(_SPACE)
+  space.write_text(_SPACE.read_text())
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
              JAX_DISABLE_MOST_OPTIMIZATIONS="1")
   env.pop("XLA_FLAGS", None)   # one CPU device per process
