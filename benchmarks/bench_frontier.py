@@ -45,6 +45,7 @@ docs/frontier.png.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pathlib
 import shutil
@@ -356,7 +357,7 @@ def long_stage(wd, sp, result, rc_cfg, steps: int) -> dict:
   sn_config = ml_collections.ConfigDict(
       checkpoint.read_config(wd / "supernet")["config"])
   ds = data_lib.load_for(sn_config)
-  cfg = rank_config_copy(rc_cfg)
+  cfg = copy.deepcopy(rc_cfg)
   cfg.standalone.train.steps = steps
   cfg.standalone.train.checkpoint_every = steps
   runs, out = {}, {}
@@ -393,11 +394,6 @@ def long_stage(wd, sp, result, rc_cfg, steps: int) -> dict:
                                         out[key]["baseline"]["latency_ms"]
                                         + 1e-9)}
   return {"steps": steps, "targets": out}
-
-
-def rank_config_copy(c):
-  import copy  # pylint: disable=g-import-not-at-top
-  return copy.deepcopy(c)
 
 
 def _short(arch_string: str) -> str:
