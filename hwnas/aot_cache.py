@@ -32,6 +32,12 @@ collectives another process compiled). Donation is kept: the executable
 is the one `jitted_fn.lower(*args).compile()` builds, donated arguments
 included.
 
+The folder is kept under `compile_cache.max_bytes()` (`$HWNAS_CACHE_MAX_MB`
+MiB, default 2048): after each write the least recently used entries
+(a load refreshes an entry's modification time) are deleted until it
+fits (`prune`). Each change of hwnas's source starts new entries, so
+without the cap the folder would only grow.
+
 The executable is loaded with pickle, like JAX's own cache: only a cache
 folder the user owns is read.
 """
@@ -47,6 +53,7 @@ import os
 import pathlib
 import pickle
 import platform
+import re
 import sys
 import tempfile
 import zlib
@@ -148,6 +155,18 @@ def _abstract(args: tuple) -> dict[str, Any]:
         "" if sharding is None else
         f"{sharding} {sorted(d.id for d in sharding.device_set)}"))
   return {"tree": str(treedef), "leaves": rows}
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def graph_digest(graphdef: Any) -> str:
+  """SHA-256 of an `nnx.GraphDef`'s repr with object addresses removed,
+  for `key_parts`: a graph's static attributes include functions (e.g.
+  flax's `promote_dtype`), whose repr names their address, which differs
+  between processes."""
+  return hashlib.sha256(
+      _ADDRESS.sub("", repr(graphdef)).encode()).hexdigest()
 
 
 def cache_key(name: str, args: tuple, key_parts: Any) -> str:
@@ -260,6 +279,8 @@ def _load_or_compile(name: str, jitted_fn, args: tuple, key: str
       with contextlib.suppress(OSError):   # said once, not every run
         path.unlink()
     else:
+      with contextlib.suppress(OSError):   # most recently used
+        os.utime(path)
       return _guarded(name, loaded, jitted_fn), "loaded"
   lowered = jitted_fn.lower(*args)
   executable, fresh = _compile(lowered)
@@ -273,7 +294,44 @@ def _load_or_compile(name: str, jitted_fn, args: tuple, key: str
   except Exception as err:  # pylint: disable=broad-except
     _say(f"could not store the compiled {name} in {path.parent} "
          f"({type(err).__name__}: {err}); it compiles again next run")
+  else:
+    prune(path.parent, compile_cache.max_bytes(), keep=path)
   return _guarded(name, executable, jitted_fn), "compiled"
+
+
+def prune(directory: pathlib.Path, max_bytes: int, *,
+          keep: pathlib.Path | None = None) -> list[pathlib.Path]:
+  """Deletes the least recently used entries of `directory` until their
+  total size is at most `max_bytes` (-1: no limit); never `keep` (the
+  entry just written, even if it alone is larger). Another process may
+  delete or replace entries meanwhile: what is gone is skipped.
+
+  Returns:
+    the deleted entries, oldest first.
+  """
+  if max_bytes == -1:
+    return []
+  entries = []
+  for entry in directory.glob(f"*{SUFFIX}"):
+    try:
+      stat = entry.stat()
+    except OSError:
+      continue
+    entries.append((stat.st_mtime_ns, entry, stat.st_size))
+  total = sum(size for _, _, size in entries)
+  deleted = []
+  for _, entry, size in sorted(entries, key=lambda e: (e[0], str(e[1]))):
+    if total <= max_bytes:
+      break
+    if keep is not None and entry == keep:
+      continue
+    try:
+      entry.unlink()
+    except OSError:
+      continue
+    total -= size
+    deleted.append(entry)
+  return deleted
 
 
 def _compile(lowered) -> tuple[Any, bool]:

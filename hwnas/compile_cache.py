@@ -11,7 +11,14 @@ Where: `$HWNAS_CACHE_DIR`, else `$XDG_CACHE_HOME/hwnas`, else
 folder is always safe). `hwnas.aot_cache` keeps whole executables of the
 supernet's step and evaluator in its `aot/` folder, on the same switch. Off: `hwnas --no-compile-cache ...` or
 `HWNAS_COMPILE_CACHE=0`. A user who sets JAX's own
-`JAX_COMPILATION_CACHE_DIR` keeps that directory.
+`JAX_COMPILATION_CACHE_DIR` keeps that directory (and its size, which
+hwnas then leaves alone).
+
+Size: each of the two folders is kept under `$HWNAS_CACHE_MAX_MB` MiB
+(default 2048; -1 for no limit), the least recently used entries deleted
+first: JAX's own least-recently-used eviction for `jax/`
+(`jax_compilation_cache_max_size`, which needs the `filelock` package),
+`hwnas.aot_cache.prune` for `aot/`.
 
 The settings reach JAX as environment variables when jax is not imported
 yet (so the CLI does not import jax for commands that never compile, and
@@ -26,6 +33,8 @@ import sys
 
 ENV_DIR = "HWNAS_CACHE_DIR"
 ENV_SWITCH = "HWNAS_COMPILE_CACHE"
+ENV_MAX_MB = "HWNAS_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 2048
 _OFF = ("0", "off", "false", "no")
 
 # Compiles shorter than this are not written (each entry is a file; the
@@ -53,13 +62,54 @@ def enabled_by_env() -> bool:
   return os.environ.get(ENV_SWITCH, "1").strip().lower() not in _OFF
 
 
+def max_bytes() -> int:
+  """The size cap of each cache folder in bytes (`$HWNAS_CACHE_MAX_MB`
+  MiB, default 2048); -1 means no limit."""
+  raw = os.environ.get(ENV_MAX_MB, "").strip()
+  if not raw:
+    return DEFAULT_MAX_MB * 2**20
+  try:
+    mib = float(raw)
+  except ValueError:
+    mib = float("nan")
+  if mib == -1:
+    return -1
+  if not mib > 0:   # also NaN
+    from hwnas.errors import HwnasError  # pylint: disable=g-import-not-at-top
+    raise HwnasError(
+        f"environment variable {ENV_MAX_MB}={raw!r}: not a size; give the "
+        f"cache folders' cap in MiB (e.g. {DEFAULT_MAX_MB}), -1 for no "
+        f"limit, or turn the cache off with {ENV_SWITCH}=0")
+  return max(int(mib * 2**20), 1)
+
+
+def _lru_ready(directory: pathlib.Path) -> bool:
+  """Prepares `directory` for JAX's size-capped cache; False if it cannot
+  be capped (no `filelock`). JAX's eviction reads an access-time file
+  beside every entry, which an uncapped cache (an earlier hwnas, or
+  `HWNAS_CACHE_MAX_MB=-1`) did not write: those are added from the
+  entries' modification times."""
+  try:
+    import filelock  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  for entry in directory.glob("*-cache"):
+    stamp = entry.with_name(entry.name[:-len("-cache")] + "-atime")
+    if not stamp.exists():
+      try:
+        stamp.write_bytes(entry.stat().st_mtime_ns.to_bytes(8, "little"))
+      except OSError:
+        return False
+  return True
+
+
 def enable() -> pathlib.Path | None:
   """Turns the persistent cache on; returns its folder (None when
   `HWNAS_COMPILE_CACHE` turns it off or the folder cannot be created)."""
   if not enabled_by_env():
     return None
-  directory = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(
-      jax_cache_dir())
+  own = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+  directory = own or str(jax_cache_dir())
   try:
     pathlib.Path(directory).mkdir(parents=True, exist_ok=True)
   except OSError:
@@ -70,6 +120,9 @@ def enable() -> pathlib.Path | None:
       # -1: no size floor (JAX's default may raise it per file system).
       "jax_persistent_cache_min_entry_size_bytes": -1,
   }
+  cap = max_bytes()
+  if not own and cap != -1 and _lru_ready(pathlib.Path(directory)):
+    settings["jax_compilation_cache_max_size"] = cap
   for name, value in settings.items():
     os.environ.setdefault(name.upper(), str(value))
   if "jax" in sys.modules:

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from hwnas import aot_cache
 from hwnas import data as data_lib
 from hwnas import netspec as netspec_lib
 from hwnas import optim
@@ -136,12 +137,18 @@ def evaluate(state: State, ds: data_lib.Dataset, split: str, *,
              mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
   """Accuracy and mean loss of the model in `state` on a whole split."""
   step = _jitted_eval(graphdef)
+  compiled = {}   # batch shape -> executable (the last batch may be short)
   totals = {"correct": 0.0, "loss": 0.0, "count": 0.0}
   for batch in data_lib.batches(ds, split, batch_size=batch_size,
                                 resolution=resolution, seed=0, shuffle=False,
                                 repeat=False, drop_remainder=False):
     b = data_lib.shard_batch(batch, mesh) if mesh else batch
-    for k, v in jax.device_get(step(state, b)).items():
+    shape = tuple(np.shape(b["image"]))
+    if shape not in compiled:
+      compiled[shape] = aot_cache.compiled(
+          "train_eval", step, (state, b),
+          key_parts={"graphdef": aot_cache.graph_digest(graphdef)})
+    for k, v in jax.device_get(compiled[shape](state, b)).items():
       totals[k] += float(v)
   n = max(totals["count"], 1.0)
   return {f"{split}/accuracy": totals["correct"] / n,
@@ -303,6 +310,14 @@ def _jitted_train_step(graphdef: Any, config: Config):
                       json.dumps(config.optimizer.to_dict(), sort_keys=True))
 
 
+def _step_key_parts(graphdef: Any, config: Config) -> dict[str, Any]:
+  """Everything the jitted step closes over (`_cached_step`'s arguments),
+  for its entry in the compiled-code cache."""
+  return {"graphdef": aot_cache.graph_digest(graphdef), "steps": int(config.train.steps),
+          "label_smoothing": float(config.train.label_smoothing),
+          "optimizer": config.optimizer.to_dict()}
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_step(graphdef: Any, steps: int, label_smoothing: float,
                  optimizer_json: str):
@@ -318,7 +333,8 @@ def _cached_step(graphdef: Any, steps: int, label_smoothing: float,
 def _run(state, ds, spec, config, graphdef, mesh, mngr, metrics_path,
          start, end, progress) -> State:
   """The step loop from `start` to `end`, logging and checkpointing."""
-  step_fn = _jitted_train_step(graphdef, config)
+  jitted = _jitted_train_step(graphdef, config)
+  step_fn = None
   lr = learning_rate_fn(config)
   t = config.train
   it = data_lib.batches(
@@ -331,7 +347,15 @@ def _run(state, ds, spec, config, graphdef, mesh, mngr, metrics_path,
                         loss="-", speed="-")
     try:
       for step in range(start + 1, end + 1):
-        state, m = step_fn(state, data_lib.shard_batch(next(it), mesh))
+        batch = data_lib.shard_batch(next(it), mesh)
+        if step_fn is None:
+          # The executable from the compiled-code cache (`hwnas.aot_cache`)
+          # where it is on: rank-check's seeds, a re-rank's candidates
+          # that share a shape, and a resume load instead of tracing.
+          step_fn = aot_cache.compiled(
+              "train_step", jitted, (state, batch),
+              key_parts=_step_key_parts(graphdef, config))
+        state, m = step_fn(state, batch)
         if step % t.log_every == 0 or step == end:
           row = {"step": step, **{k: float(v) for k, v in
                                   jax.device_get(m).items()}}

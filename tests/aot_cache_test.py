@@ -238,3 +238,85 @@ def test_supernet_step_key_follows_the_config():
   assert base != key(optimizer__learning_rate=0.01)
   assert base != aot_cache.cache_key(
       "supernet_step", args, loop.step_key_parts(config, space, graphdef, 24))
+
+
+def test_prune_deletes_least_recently_used_first(tmp_path):
+  sizes = {"a": 300, "b": 300, "c": 300, "d": 300}
+  for age, (name, size) in enumerate(sizes.items()):
+    path = tmp_path / f"{name}{aot_cache.SUFFIX}"
+    path.write_bytes(b"x" * size)
+    os.utime(path, ns=(10**18 + age * 10**9,) * 2)
+  (tmp_path / "other.tmp").write_bytes(b"x" * 5000)   # not an entry
+  # 'a' is the oldest but was just loaded: its time is now.
+  os.utime(tmp_path / f"a{aot_cache.SUFFIX}")
+  keep = tmp_path / f"b{aot_cache.SUFFIX}"
+  deleted = aot_cache.prune(tmp_path, 700, keep=keep)
+  assert [p.stem for p in deleted] == ["c", "d"]
+  assert sorted(p.stem for p in tmp_path.glob(f"*{aot_cache.SUFFIX}")) == [
+      "a", "b"]
+  assert (tmp_path / "other.tmp").exists()
+  assert aot_cache.prune(tmp_path, -1) == []
+  # The entry just written stays even when it alone is over the cap.
+  assert [p.stem for p in aot_cache.prune(tmp_path, 1, keep=keep)] == ["a"]
+  assert [p.stem for p in tmp_path.glob(f"*{aot_cache.SUFFIX}")] == ["b"]
+
+
+def test_a_new_entry_over_the_cap_evicts_the_oldest(tmp_path):
+  env = _env(tmp_path)
+  _child(env, scale=2.0)
+  [old] = _entries(tmp_path)
+  cap_mib = old.stat().st_size * 1.5 / 2**20   # room for one entry
+  env = _env(tmp_path, HWNAS_CACHE_MAX_MB=f"{cap_mib:.6f}")
+  assert _child(env, scale=3.0)["source"] == "compiled"
+  [new] = _entries(tmp_path)
+  assert new != old and _child(env, scale=3.0)["source"] == "loaded"
+  assert _child(env, scale=2.0)["source"] == "compiled"
+
+
+# One tiny standalone network (a spec file of the shipped micro space).
+_TRAIN_SETS = ("train.batch_size=16", "eval.batch_size=200",
+               "train.log_every=2", "train.checkpoint_every=4")
+
+
+def _train_standalone(env, arch, workdir, seed=0):
+  argv = [sys.executable, "-m", "hwnas", "train", "--arch", str(arch),
+          "--steps", "4", "--seed", str(seed), "--workdir", str(workdir),
+          "--no-progress"]
+  argv += [w for s in _TRAIN_SETS for w in ("--set", s)]
+  proc = subprocess.run(argv, env=env, capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads((workdir / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_standalone_training_loads_its_step_and_trains_the_same(tmp_path):
+  arch = tmp_path / "arch.json"
+  sample = subprocess.run(
+      [sys.executable, "-m", "hwnas", "arch", "sample", "--space",
+       str(pathlib.Path(__file__).parent / "testdata" / "micro.yaml"),
+       "--seed", "0"], env=_env(tmp_path), capture_output=True, text=True,
+      timeout=300, check=True).stdout
+  arch.write_text(sample)
+  env = _env(tmp_path, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  first = _train_standalone(env, arch, tmp_path / "one")
+  entries = _entries(tmp_path)
+  assert sorted({p.name.split("-")[0] for p in entries}) == [
+      "train_eval", "train_step"]
+  stamps = {p: p.stat().st_mtime_ns for p in entries}
+  # A second run in a new workdir loads both (their times refreshed).
+  second = _train_standalone(env, arch, tmp_path / "two", seed=0)
+  assert _entries(tmp_path) == entries
+  assert all(p.stat().st_mtime_ns > stamps[p] for p in entries)
+  assert second == first
+
+
+def test_graph_digest_ignores_object_addresses():
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  one = nnx.split(nnx.Linear(2, 3, rngs=nnx.Rngs(0)))[0]
+  other = nnx.split(nnx.Linear(2, 4, rngs=nnx.Rngs(0)))[0]
+  assert " at 0x" in repr(one)   # flax's promote_dtype, dot_general
+  text = repr(one).replace(" at 0x", " at 0x1")   # another process
+  assert aot_cache._ADDRESS.sub("", text) == aot_cache._ADDRESS.sub(  # pylint: disable=protected-access
+      "", repr(one))
+  assert aot_cache.graph_digest(one) != aot_cache.graph_digest(other)

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from hwnas import compile_cache
+from hwnas.errors import HwnasError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -105,3 +106,55 @@ def test_cli_flag_turns_it_off(tmp_path):
       ["space", "list"], str(tmp_path / "home/.cache/hwnas/jax"), None]
   assert run("space", "--no-compile-cache", "list") == [
       ["space", "list"], None, "0"]
+
+
+def test_size_cap_setting(monkeypatch):
+  monkeypatch.delenv("HWNAS_CACHE_MAX_MB", raising=False)
+  assert compile_cache.max_bytes() == 2048 * 2**20
+  monkeypatch.setenv("HWNAS_CACHE_MAX_MB", "0.5")
+  assert compile_cache.max_bytes() == 2**19
+  monkeypatch.setenv("HWNAS_CACHE_MAX_MB", "-1")
+  assert compile_cache.max_bytes() == -1
+  for bad in ("lots", "0", "-3", "nan"):
+    monkeypatch.setenv("HWNAS_CACHE_MAX_MB", bad)
+    with pytest.raises(HwnasError, match="HWNAS_CACHE_MAX_MB.*MiB"):
+      compile_cache.max_bytes()
+
+
+_CAPPED = _CHILD.replace(
+    '"dir": jax.config.jax_compilation_cache_dir}',
+    '"dir": jax.config.jax_compilation_cache_dir,'
+    ' "max": jax.config.jax_compilation_cache_max_size}')
+
+
+def test_jax_cache_is_capped_and_an_uncapped_folder_is_adopted(tmp_path):
+  folder = tmp_path / "home/.cache/hwnas/jax"
+
+  def child(**extra):
+    out = subprocess.run([sys.executable, "-c", _CAPPED, "before"],
+                         env=_env(tmp_path, **extra), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+  # Written without a cap: no access-time files beside the entries.
+  assert child(HWNAS_CACHE_MAX_MB="-1")["max"] == -1
+  entries = sorted(folder.glob("*-cache"))
+  assert entries and not list(folder.glob("*-atime"))
+  # Capped: JAX's own LRU eviction, whose access-time files are added
+  # for the old entries, so the capped run reads them (a hit).
+  capped = child(HWNAS_CACHE_MAX_MB="64")
+  assert capped["max"] == 64 * 2**20 and capped["hits"] >= 1
+  assert sorted(p.name[:-len("-cache")] for p in entries) == sorted(
+      p.name[:-len("-atime")] for p in folder.glob("*-atime"))
+  # A cap smaller than the entry: JAX evicts the old one to write another.
+  cap = max(p.stat().st_size for p in entries) * 1.5
+  small = cap / 2**20
+  with_other = _CAPPED.replace("jnp.tanh(a)", "jnp.sin(a)")
+  out = subprocess.run([sys.executable, "-c", with_other, "before"],
+                       env=_env(tmp_path, HWNAS_CACHE_MAX_MB=f"{small:.6f}"),
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr[-2000:]
+  now = sorted(folder.glob("*-cache"))
+  assert sum(p.stat().st_size for p in now) <= cap
+  assert set(entries) - set(now), "nothing was evicted"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import os
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
@@ -181,8 +180,7 @@ class Evaluator:
       self._compiled[resolution] = aot_cache.compiled(
           "supernet_eval", _accuracy_fn(self.graphdef), args, key_parts={
               "space": self.space.to_dict(),
-              "graphdef": hashlib.sha256(
-                  repr(self.graphdef).encode()).hexdigest()})
+              "graphdef": aot_cache.graph_digest(self.graphdef)})
     return self._compiled[resolution]
 
 

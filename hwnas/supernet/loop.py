@@ -13,7 +13,6 @@ a warm start neither compiles nor traces it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
 import time
@@ -207,7 +206,7 @@ def step_key_parts(config: ml_collections.ConfigDict, space, graphdef,
   for name in ("space", "data_dir", "manual_dir"):
     settings.pop(name, None)
   return {"config": settings, "space": space.to_dict(),
-          "graphdef": hashlib.sha256(repr(graphdef).encode()).hexdigest(),
+          "graphdef": aot_cache.graph_digest(graphdef),
           "resolution": int(resolution)}
 
 
