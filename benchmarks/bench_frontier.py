@@ -31,6 +31,17 @@ On `animals` (28x28 silhouettes, hwnas.data.animals) and the
    decides nothing) and random search; the paired difference winner -
    baseline (per seed) against 2 x its sd; stage wall times; a plot.
 
+Options that continue a finished run in the same workdir (its stages are
+reused): `--rerank K` re-ranks the K best networks of every search by
+fine-tuning them from the supernet; `--long-steps N` retrains each
+target's search winner and baseline for N steps under every seed;
+`--at-baseline [K]` (with `--long-steps N`) runs, per target, one more
+search whose latency target is the baseline template's own predicted
+latency, so that the winner is at equal or lower latency by
+construction (how MnasNet compares with MobileNetV2 at MobileNetV2's
+latency), re-ranked with K > 0, and retrains its winner and the
+baseline for N steps under every seed.
+
 Every stage is cached in the workdir (`stages.json` plus each stage's own
 resumable workdir), so an interrupted run continues where it stopped: rerun
 the same command. `--quick` runs every stage with tiny settings (a depth-1
@@ -176,14 +187,14 @@ def train_supernet(workdir: pathlib.Path, space: pathlib.Path,
 
 
 def search_stage(workdir, space, target, budget, algorithm,
-                 rerank=None) -> dict:
+                 rerank=None, prefix: str = "") -> dict:
   from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
   from hwnas import pipeline  # pylint: disable=g-import-not-at-top
   kw = {} if algorithm == "surrogate" else {"population": budget}
   if rerank is not None:
     kw["rerank"] = rerank
-  wd = workdir / f"{'search' if algorithm == 'surrogate' else 'random'}" \
-      f"_{target:.2f}ms"
+  wd = workdir / f"{prefix}{'search' if algorithm == 'surrogate' else 'random'}" \
+      f"_{target:.{3 if prefix else 2}f}ms"
   r = pipeline.search(str(space), wd, tables=[TABLE], target_ms=target,
                       supernet=workdir / "supernet", budget=budget, seed=0,
                       algorithm=algorithm, progress=False, references=[],
@@ -253,6 +264,14 @@ def main() -> None:
                  "and the baseline template from scratch for N steps under "
                  "every seed (same recipe otherwise): does the comparison "
                  "hold with longer training?")
+  p.add_argument("--at-baseline", type=int, nargs="?", const=0,
+                 default=None, metavar="K",
+                 help="with --long-steps N: also search at each target "
+                 "with the baseline template's own predicted latency as "
+                 "the target (equal latency by construction; K > 0 "
+                 "re-ranks its K best with --rerank-steps fine-tuning "
+                 "steps), and retrain its winner and the baseline N steps "
+                 "under every seed")
   p.add_argument("--publish", action="store_true",
                  help="also write benchmarks/results/frontier.md and "
                  "docs/frontier.png")
@@ -334,6 +353,22 @@ def main() -> None:
         f"long standalone {args.long_steps}" + (f" {tag}" if tag else ""),
         lambda: long_stage(wd, sp, result, rc_cfg, args.long_steps))
     result["wall_s"] = {k: v["wall_s"] for k, v in stages.d.items()}
+  if args.at_baseline is not None:
+    if not args.long_steps:
+      sys.exit("error: --at-baseline retrains with --long-steps N; give N")
+    ab_rerank = None
+    if args.at_baseline:
+      from hwnas import rerank as rerank_lib  # pylint: disable=g-import-not-at-top
+      ab_rerank = rerank_lib.Settings(
+          top=args.at_baseline, steps=args.rerank_steps,
+          batch_size=s["batch_size"])
+    result["at_baseline"] = stages.run(
+        f"at baseline {args.long_steps}" + (
+            f" rerank{args.at_baseline}x{args.rerank_steps}"
+            if ab_rerank else ""),
+        lambda: at_baseline_stage(wd, space_path, sp, cost, result, rc_cfg,
+                                  s, args.long_steps, ab_rerank))
+    result["wall_s"] = {k: v["wall_s"] for k, v in stages.d.items()}
   (wd / "frontier.json").write_text(json.dumps(result, indent=1) + "\n")
   md = markdown(result, args)
   (wd / "frontier.md").write_text(md)
@@ -344,56 +379,109 @@ def main() -> None:
     shutil.copy(wd / "frontier.png", ROOT / "docs" / "frontier.png")
 
 
+class LongRuns:
+  """Networks retrained from scratch for `steps` steps under every seed
+  (the rank-check recipe otherwise: the same warm-up, learning rate and
+  batch); `wd/long_<steps>/<network>_s<seed>/` holds one resumable run
+  each, so a network shared by two stages trains once."""
+
+  def __init__(self, wd, sp, rc_cfg, steps: int):
+    from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
+    from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    self.wd, self.sp, self.steps, self.seeds = wd, sp, steps, rc_cfg.seeds
+    self.sn_config = ml_collections.ConfigDict(
+        checkpoint.read_config(wd / "supernet")["config"])
+    self.ds = data_lib.load_for(self.sn_config)
+    self.cfg = copy.deepcopy(rc_cfg)
+    self.cfg.standalone.train.steps = steps
+    self.cfg.standalone.train.checkpoint_every = steps
+    self.done = {}
+
+  def __call__(self, name: str, arch_dict: dict) -> dict:
+    """{'val': [...], 'test': [...]} accuracies, one per seed."""
+    from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+    from hwnas import rank_check  # pylint: disable=g-import-not-at-top
+    if name not in self.done:
+      a = arch_lib.from_dict(arch_dict)
+      accs = {"val": [], "test": []}
+      for sd in self.seeds:
+        r = rank_check._train_one(  # pylint: disable=protected-access
+            self.sp, a, rank_check._standalone_config(  # pylint: disable=protected-access
+                self.cfg, self.sn_config.dataset, int(sd)),
+            self.wd / f"long_{self.steps}" / f"{_short(name)}_s{int(sd)}",
+            self.ds)
+        accs["val"].append(r["val/accuracy"])
+        accs["test"].append(r["test/accuracy"])
+        print(f"  long {self.steps}: {name} seed {sd}: val "
+              f"{r['val/accuracy']:.4f}", flush=True)
+      self.done[name] = accs
+    return self.done[name]
+
+
+def _paired(search: dict, baseline: dict) -> dict:
+  """Search minus baseline per seed (test): mean, sd, and whether it wins
+  by more than 2 sd at equal or lower predicted latency."""
+  d = np.asarray(search["test"]) - np.asarray(baseline["test"])
+  sd_ = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+  return {"mean": float(d.mean()), "sd": sd_,
+          "beats": bool(d.mean() > 2 * sd_ and search["latency_ms"] <=
+                        baseline["latency_ms"] + 1e-9)}
+
+
 def long_stage(wd, sp, result, rc_cfg, steps: int) -> dict:
   """Per target, the search winner and the baseline template retrained
-  from scratch for `steps` steps under every seed (the rank-check recipe
-  otherwise: the same warm-up, learning rate and batch); `wd/long_<steps>/`
-  holds one resumable run per network and seed."""
-  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
-  from hwnas import data as data_lib  # pylint: disable=g-import-not-at-top
-  from hwnas import rank_check  # pylint: disable=g-import-not-at-top
-  from hwnas.supernet import checkpoint  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  sn_config = ml_collections.ConfigDict(
-      checkpoint.read_config(wd / "supernet")["config"])
-  ds = data_lib.load_for(sn_config)
-  cfg = copy.deepcopy(rc_cfg)
-  cfg.standalone.train.steps = steps
-  cfg.standalone.train.checkpoint_every = steps
-  runs, out = {}, {}
+  from scratch for `steps` steps under every seed (`LongRuns`)."""
+  runs = LongRuns(wd, sp, rc_cfg, steps)
+  out = {}
   for key, e in result["targets"].items():
     base = e["baseline"] and e["templates"][e["baseline"]]
-    pair = {"search": e["search"], "baseline": base}
     out[key] = {}
-    for who, c in pair.items():
-      if not c:
-        continue
-      name = c["arch"]
-      if name not in runs:
-        a = arch_lib.from_dict(c["arch_dict"])
-        accs = {"val": [], "test": []}
-        for sd in rc_cfg.seeds:
-          r = rank_check._train_one(  # pylint: disable=protected-access
-              sp, a, rank_check._standalone_config(  # pylint: disable=protected-access
-                  cfg, sn_config.dataset, int(sd)),
-              wd / f"long_{steps}" / f"{_short(name)}_s{int(sd)}", ds)
-          accs["val"].append(r["val/accuracy"])
-          accs["test"].append(r["test/accuracy"])
-          print(f"  long {steps}: {name} seed {sd}: val "
-                f"{r['val/accuracy']:.4f}", flush=True)
-        runs[name] = accs
-      out[key][who] = {"arch": name, "what": c["what"],
-                       "latency_ms": c["latency_ms"], **runs[name]}
+    for who, c in {"search": e["search"], "baseline": base}.items():
+      if c:
+        out[key][who] = {"arch": c["arch"], "what": c["what"],
+                         "latency_ms": c["latency_ms"],
+                         **runs(c["arch"], c["arch_dict"])}
     if len(out[key]) == 2:
-      d = np.asarray(out[key]["search"]["test"]) - np.asarray(
-          out[key]["baseline"]["test"])
-      sd_ = float(d.std(ddof=1)) if len(d) > 1 else 0.0
-      out[key]["diff"] = {"mean": float(d.mean()), "sd": sd_,
-                          "beats": bool(d.mean() > 2 * sd_ and
-                                        out[key]["search"]["latency_ms"] <=
-                                        out[key]["baseline"]["latency_ms"]
-                                        + 1e-9)}
+      out[key]["diff"] = _paired(out[key]["search"], out[key]["baseline"])
   return {"steps": steps, "targets": out}
+
+
+def at_baseline_stage(wd, space_path, sp, cost, result, rc_cfg, s,
+                      steps: int, rerank) -> dict:
+  """Equal latency by construction: per target, a search whose latency
+  target is the baseline template's own predicted latency (as MnasNet
+  compares with MobileNetV2 at MobileNetV2's latency), then its winner
+  and the baseline retrained for `steps` steps under every seed."""
+  from hwnas import arch as arch_lib  # pylint: disable=g-import-not-at-top
+  from hwnas import counting  # pylint: disable=g-import-not-at-top
+  runs = LongRuns(wd, sp, rc_cfg, steps)
+  searched, out = {}, {}
+  for key, e in result["targets"].items():
+    if not e["baseline"]:
+      continue
+    base = e["templates"][e["baseline"]]
+    lat = float(base["latency_ms"])
+    if lat not in searched:
+      searched[lat] = search_stage(wd, space_path, lat, s["budget"],
+                                   "surrogate", rerank, prefix="at_base_")
+    found = searched[lat]
+    if not found.get("arch"):
+      continue
+    a = arch_lib.from_dict(found["arch"])
+    name = arch_lib.to_string(a)
+    win = {"what": "hwnas search at the baseline's latency", "arch": name,
+           "arch_dict": found["arch"], "latency_ms": cost(a),
+           "mmacs": counting.macs(arch_lib.decode(sp, a)) / 1e6,
+           "supernet_val": found["supernet_val"],
+           "rerank": found.get("rerank")}
+    win.update(runs(name, found["arch"]))
+    b = {k: base[k] for k in ("what", "arch", "latency_ms", "mmacs")}
+    b.update(runs(base["arch"], base["arch_dict"]))
+    out[key] = {"target_ms": lat, "search": win, "baseline": b,
+                "diff": _paired(win, b)}
+  return {"steps": steps, "rerank": None if rerank is None else {
+      "top": rerank.top, "steps": rerank.steps}, "targets": out}
 
 
 def _short(arch_string: str) -> str:
@@ -521,6 +609,10 @@ def markdown(r: dict, args) -> str:
   if r.get("rerank"):
     cmd += f" --rerank {r['rerank']['top']} --rerank-steps " \
         f"{r['rerank']['steps']}"
+  if r.get("at_baseline"):
+    rr = r["at_baseline"].get("rerank")
+    cmd += (f" --at-baseline {rr['top']} --rerank-steps {rr['steps']}"
+            if rr else " --at-baseline")
   lr = r["data"]["logistic_regression"]
   lines = [
       "## Frontier: search vs hand design at equal Edge TPU latency "
@@ -603,6 +695,34 @@ def markdown(r: dict, args) -> str:
                      + _verdict(v["mean"], v["sd"],
                                 t["search"]["latency_ms"],
                                 t["baseline"]["latency_ms"]))
+  if r.get("at_baseline"):
+    ab = r["at_baseline"]
+    how = (f", re-ranked (top {ab['rerank']['top']}, "
+           f"{ab['rerank']['steps']} fine-tune steps)" if ab.get("rerank")
+           else "")
+    lines += ["", "Search at the baseline's latency (`--at-baseline`): at "
+              "each target a search whose latency target is the baseline "
+              f"template's own predicted latency{how}, {s['budget']} "
+              f"evaluations; its winner and the baseline retrained "
+              f"{ab['steps']} steps (seeds {list(s['seeds'])}, test %, "
+              "mean ± sd):", "",
+              "| target ms | searched at ms | network | latency ms | "
+              "test % | val % |", "|---:|---:|---|---:|---:|---:|"]
+    for key, t in ab["targets"].items():
+      for who in ("search", "baseline"):
+        c = t[who]
+        te, va = np.asarray(c["test"]), np.asarray(c["val"])
+        lines.append(
+            f"| {key} | {t['target_ms']:.3f} | {c['what']} (`{c['arch']}`) | "
+            f"{c['latency_ms']:.3f} | {100 * te.mean():.1f} ± "
+            f"{100 * te.std(ddof=1) if len(te) > 1 else 0:.1f} | "
+            f"{100 * va.mean():.1f} |")
+    for key, t in ab["targets"].items():
+      v = t["diff"]
+      lines.append(f"- {key} ms: search minus baseline "
+                   f"{100 * v['mean']:+.1f} ± {100 * v['sd']:.1f} points: "
+                   + _verdict(v["mean"], v["sd"], t["search"]["latency_ms"],
+                              t["baseline"]["latency_ms"]))
   lines += ["", "Stage wall times (s): " + ", ".join(
       f"{k} {v:.0f}" for k, v in r["wall_s"].items()), ""]
   return "\n".join(lines)
