@@ -1,7 +1,10 @@
 """XLA:CPU options against hwnas's supernet steps, one fresh process each.
 
   python benchmarks/bench_xla_flags.py [--resolution 64] [--repeats 5]
-      [--flags "" "--xla_cpu_use_onednn=true" ...]
+      [--setting= --setting=--xla_cpu_use_onednn=true ...]
+
+(`--setting=VALUE`, repeatable, one `XLA_FLAGS` value each; the `=` lets a
+value start with `--`, and `--setting=` is no flags. Default: `FLAGS`.)
 
 `XLA_FLAGS` is read once, when JAX starts its backend, so every setting
 runs in its own process (this script with `--child`). Each process builds
@@ -67,7 +70,8 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--resolution", type=int, default=64)
   p.add_argument("--repeats", type=int, default=5)
-  p.add_argument("--flags", nargs="+", default=list(FLAGS))
+  p.add_argument("--setting", action="append", dest="flags",
+                 metavar="XLA_FLAGS")
   p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   a = p.parse_args()
   if a.child:
@@ -75,7 +79,7 @@ def main() -> None:
     return
   from hwnas.latency.backends import cpu_model  # pylint: disable=g-import-not-at-top
   t0, rows = time.time(), []
-  for flags in a.flags:
+  for flags in a.flags or FLAGS:
     env = dict(os.environ, XLA_FLAGS=flags, HWNAS_COMPILE_CACHE="0",
                JAX_ENABLE_COMPILATION_CACHE="false")
     proc = subprocess.run(
@@ -90,8 +94,9 @@ def main() -> None:
     print(f"  {flags or '(none)'}: done", flush=True)
   print(f"\n### XLA:CPU options, mobilenetv3 at {a.resolution} px, batch 64 "
         f"({cpu_model()}, {os.cpu_count()} cores)\n")
+  settings = "".join(f" --setting={f}" for f in a.flags or ())
   print(f"`python benchmarks/bench_xla_flags.py --resolution {a.resolution} "
-        f"--repeats {a.repeats}`; medians of {a.repeats} interleaved rounds "
+        f"--repeats {a.repeats}{settings}`; medians of {a.repeats} interleaved rounds "
         f"per process, ms; load average {os.getloadavg()[0]:.1f} at the "
         f"end; wall {time.time() - t0:.0f} s.\n")
   print("| XLA_FLAGS | smallest step | largest step | eval largest | "
