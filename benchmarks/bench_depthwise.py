@@ -21,23 +21,13 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from hwnas.latency.backends import cpu_model
 from hwnas.models import ops
+from profile_small_subnet import _median_ms  # pylint: disable=g-bad-import-order
 
 SHAPES = ((64, 72, 3, 1), (64, 72, 7, 1), (32, 120, 5, 1), (32, 240, 7, 2),
           (16, 480, 7, 1), (8, 960, 5, 1))
-
-
-def _median_ms(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t)
-  return float(np.median(times)) * 1e3
 
 
 def _kernel_grad_per_tap(x, g, k, stride):
@@ -76,7 +66,7 @@ def main() -> None:
       return jax.jit(jax.grad(lambda x, w: jnp.sum(
           ops.depthwise_conv(x, w, s, impl=impl) ** 2), (0, 1)))
 
-    ms = lambda fn, *args: _median_ms(fn, *args, repeats=a.repeats)  # pylint: disable=unnecessary-lambda-assignment
+    ms = lambda fn, *args: _median_ms(fn, args, a.repeats)  # pylint: disable=unnecessary-lambda-assignment
     shift_grads = ops._shift_grads  # pylint: disable=protected-access
     rows.append((f"{h}x{h}x{c}, {k}x{k}, stride {s}", [
         ms(fwd("shift"), x, w), ms(fwd("lax"), x, w),

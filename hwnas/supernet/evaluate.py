@@ -159,7 +159,8 @@ class Evaluator:
     self.stats = state["stats"]
     self.space = space
     self.data = data
-    self._compiled: dict[int, Callable] = {}   # resolution -> executable
+    # (function name, resolution) -> executable (`_executable`)
+    self._compiled: dict[tuple, Callable] = {}
 
   def __call__(self, archs: Sequence[arch_lib.ArchChoice]
                ) -> tuple[list[float], list[dict[str, float]]]:
@@ -174,14 +175,21 @@ class Evaluator:
     return [float(x) for x in jax.device_get(out)], [{} for _ in archs]
 
   def _fn(self, resolution: int, args: tuple) -> Callable:
-    """The compiled accuracy function at `resolution`, loaded from the
-    compiled-code cache (`hwnas.aot_cache`) where it is on."""
-    if resolution not in self._compiled:
-      self._compiled[resolution] = aot_cache.compiled(
-          "supernet_eval", _accuracy_fn(self.graphdef), args, key_parts={
-              "space": self.space.to_dict(),
-              "graphdef": aot_cache.graph_digest(self.graphdef)})
-    return self._compiled[resolution]
+    """The compiled accuracy function at `resolution`."""
+    return self._executable("supernet_eval", _accuracy_fn(self.graphdef),
+                            resolution, args)
+
+  def _executable(self, name: str, jitted: Callable, resolution: int,
+                  args: tuple, **key_parts: Any) -> Callable:
+    """`jitted` compiled for `args` (of `resolution`), once per evaluator,
+    loaded from the compiled-code cache (`hwnas.aot_cache`) where it is
+    on; `key_parts` name what else `jitted` closes over."""
+    key = (name, resolution)
+    if key not in self._compiled:
+      self._compiled[key] = aot_cache.compiled(name, jitted, args, key_parts={
+          "space": self.space.to_dict(),
+          "graphdef": aot_cache.graph_digest(self.graphdef), **key_parts})
+    return self._compiled[key]
 
 
 def evaluate(state: Mapping[str, Any], archs: Sequence[arch_lib.ArchChoice],

@@ -31,7 +31,6 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from hwnas import aot_cache
 from hwnas import arch as arch_lib
 from hwnas.supernet import evaluate as evaluate_lib
 from hwnas.supernet import model as model_lib
@@ -121,7 +120,6 @@ class Evaluator(evaluate_lib.Evaluator):
       raise ValueError(f"accuracy kinds are {ACCURACY_KINDS}; got "
                        f"{accuracy!r}, {tuple(also)!r}")
     self.accuracy = accuracy
-    self._compiled_kinds: dict[tuple, Callable] = {}
     self.kinds = (accuracy,) + tuple(k for k in dict.fromkeys(also)
                                      if k != accuracy)
 
@@ -132,24 +130,14 @@ class Evaluator(evaluate_lib.Evaluator):
       d = self.data.at(a.resolution)
       args = (self.params, self.stats, model_lib.arch_arrays(self.space, a),
               d.calib, d.images, d.labels, d.mask)
-      out.append(self._kinds_fn(a.resolution, args)(*args))
+      out.append(self._executable(
+          "supernet_eval_" + "_".join(self.kinds),
+          _accuracy_fn(self.graphdef, self.kinds), a.resolution, args,
+          kinds=list(self.kinds))(*args))
     rows = jax.device_get(out)
     metrics = [{f"accuracy_{k}": float(v) for k, v in zip(self.kinds, row)}
                for row in rows]
     return [float(row[0]) for row in rows], metrics
-
-  def _kinds_fn(self, resolution: int, args: tuple) -> Callable:
-    """The compiled accuracies-of-`self.kinds` function at `resolution`,
-    from the compiled-code cache (`hwnas.aot_cache`) where it is on."""
-    key = (resolution, self.kinds)
-    if key not in self._compiled_kinds:
-      self._compiled_kinds[key] = aot_cache.compiled(
-          "supernet_eval_" + "_".join(self.kinds),
-          _accuracy_fn(self.graphdef, self.kinds), args, key_parts={
-              "space": self.space.to_dict(),
-              "graphdef": aot_cache.graph_digest(self.graphdef),
-              "kinds": list(self.kinds)})
-    return self._compiled_kinds[key]
 
   def ranges(self, arch: arch_lib.ArchChoice) -> dict[str, Any]:
     """The calibrated [min, max] of every quantisation point of `arch`."""
