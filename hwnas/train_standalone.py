@@ -303,19 +303,17 @@ def train(spec: netspec_lib.NetSpec, config: Config,
   return result
 
 
+def _step_settings(config: Config) -> tuple[int, float, str]:
+  """What the jitted step closes over besides its graph: the schedule's
+  length, label smoothing and the optimiser (`_cached_step`'s arguments;
+  also the step's compiled-code cache key)."""
+  return (int(config.train.steps), float(config.train.label_smoothing),
+          json.dumps(config.optimizer.to_dict(), sort_keys=True))
+
+
 def _jitted_train_step(graphdef: Any, config: Config):
   """The jitted step of `config` (see `_cached_step`)."""
-  return _cached_step(graphdef, int(config.train.steps),
-                      float(config.train.label_smoothing),
-                      json.dumps(config.optimizer.to_dict(), sort_keys=True))
-
-
-def _step_key_parts(graphdef: Any, config: Config) -> dict[str, Any]:
-  """Everything the jitted step closes over (`_cached_step`'s arguments),
-  for its entry in the compiled-code cache."""
-  return {"graphdef": aot_cache.graph_digest(graphdef), "steps": int(config.train.steps),
-          "label_smoothing": float(config.train.label_smoothing),
-          "optimizer": config.optimizer.to_dict()}
+  return _cached_step(graphdef, *_step_settings(config))
 
 
 @functools.lru_cache(maxsize=4)
@@ -354,7 +352,8 @@ def _run(state, ds, spec, config, graphdef, mesh, mngr, metrics_path,
           # that share a shape, and a resume load instead of tracing.
           step_fn = aot_cache.compiled(
               "train_step", jitted, (state, batch),
-              key_parts=_step_key_parts(graphdef, config))
+              key_parts={"graphdef": aot_cache.graph_digest(graphdef),
+                         "settings": list(_step_settings(config))})
         state, m = step_fn(state, batch)
         if step % t.log_every == 0 or step == end:
           row = {"step": step, **{k: float(v) for k, v in
